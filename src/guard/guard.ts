@@ -1,0 +1,323 @@
+import { createHash } from 'node:crypto'
+import { formatChallenge } from './challenge.ts'
+import { discoverAuthorizationServer } from './discovery.ts'
+import { verifyDpopProof } from './dpop.ts'
+import { GuardError } from './errors.ts'
+import type { VerifiedToken } from './identity.ts'
+import { type IntrospectionClient, introspect } from './introspection.ts'
+import { RemoteKeySet } from './jwks.ts'
+import { normalizeAudience } from './lib/claims.ts'
+import { looksLikeJws } from './lib/compact.ts'
+import { TtlCache } from './lib/ttl_cache.ts'
+import { resourceMetadataDocument, resourceMetadataPaths, resourceMetadataUrl } from './metadata.ts'
+import { type GuardOptions, type ResolvedGuardOptions, resolveGuardOptions } from './options.ts'
+import { missingScopes, stepUpScopes } from './scopes.ts'
+import { type JwtPolicy, type TrustedIssuer, verifyJwtAccessToken } from './verify_jwt.ts'
+
+export type GuardResult =
+  | { ok: true; token: VerifiedToken }
+  | { ok: false; error: GuardError; response: Response }
+
+export interface CheckOptions {
+  /** Scopes this operation needs on top of the guard's `scopes`, e.g. a tool's own. */
+  scopes?: readonly string[]
+}
+
+const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'PS256', 'RS256'] as const
+
+/**
+ * The resource-server side of MCP authorization. Built by {@link createGuard}, which discovers every
+ * trusted authorization server and loads its keys before returning, so a guard that exists can verify.
+ *
+ * Its core speaks web-standard `Request` and `Response`; the adapters in `adapters/` wrap it for node:http,
+ * Express, Hono and the MCP SDK.
+ */
+export class Guard {
+  readonly options: ResolvedGuardOptions
+  /** The canonical MCP URL. */
+  readonly resource: string
+  /** Where the Protected Resource Metadata is served; the `resource_metadata` of every challenge. */
+  readonly resourceMetadataUrl: string
+  readonly resourceMetadata: Readonly<Record<string, unknown>>
+  readonly #metadataPaths: Set<string>
+  readonly #jwt: JwtPolicy
+  readonly #introspection: IntrospectionClient | undefined
+  readonly #verified: TtlCache<VerifiedToken>
+  readonly #dpopReplay = new TtlCache<true>(100_000)
+
+  /** @internal Use {@link createGuard}. */
+  constructor(
+    options: ResolvedGuardOptions,
+    issuers: Map<string, TrustedIssuer>,
+    introspection: IntrospectionClient | undefined,
+  ) {
+    this.options = options
+    this.resource = options.resource
+    this.resourceMetadataUrl = resourceMetadataUrl(options.resource)
+    this.#metadataPaths = resourceMetadataPaths(options.resource)
+    this.resourceMetadata = Object.freeze(
+      resourceMetadataDocument({
+        resource: options.resource,
+        authorizationServers: [...issuers.keys()],
+        scopesSupported: options.scopesSupported,
+        resourceName: options.resourceName,
+        resourceDocumentation: options.resourceDocumentation,
+        dpopAlgorithms: DPOP_ALGORITHMS,
+        dpopRequired: options.dpop.required,
+      }),
+    )
+    this.#jwt = {
+      issuers,
+      audiences: options.allowAnyAudience ? undefined : new Set(options.audiences.map(normalizeAudience)),
+      algorithms: new Set(options.algorithms),
+      clockSkewSeconds: options.clockSkewSeconds,
+      maxLifetimeSeconds: options.maxTokenLifetimeSeconds,
+      maxTokenBytes: options.maxTokenBytes,
+    }
+    this.#introspection = introspection
+    this.#verified = new TtlCache(options.cacheSeconds > 0 ? options.cacheMaxEntries : 0)
+  }
+
+  /**
+   * Checks a request: the token's syntax, signature and claims (or introspection), its DPoP binding, and
+   * the scopes. Never throws for bad input: a failure comes back with the challenge response to send.
+   */
+  async check(request: Request, options: CheckOptions = {}): Promise<GuardResult> {
+    let token: VerifiedToken
+    try {
+      token = await this.authenticate(request)
+    } catch (error) {
+      if (!(error instanceof GuardError)) throw error
+      return this.#reject(error, request)
+    }
+    const required = options.scopes ? [...this.options.scopes, ...options.scopes] : this.options.scopes
+    const missing = missingScopes(
+      token.scopes,
+      required,
+      this.options.scopeMode,
+      this.options.scopeImplications,
+    )
+    if (missing.length > 0) {
+      const error = new GuardError(
+        'insufficient_scope',
+        `missing ${missing.join(' ')} for ${token.subject ?? token.clientId ?? 'the caller'}`,
+      )
+      return this.#reject(
+        error,
+        request,
+        token,
+        stepUpScopes(token.scopes, required, this.options.scopesSupported),
+      )
+    }
+    return { ok: true, token }
+  }
+
+  /** Authenticates a request and returns the verified token, or throws a {@link GuardError}. No scope checks. */
+  async authenticate(request: Request): Promise<VerifiedToken> {
+    const { scheme, token } = extractToken(request)
+    const verified = await this.verifyToken(token)
+    if (verified.dpopJkt !== undefined || scheme === 'DPoP') await this.#checkDpop(request, scheme, verified)
+    else if (this.options.dpop.required)
+      throw new GuardError('dpop_binding_mismatch', 'this resource requires DPoP-bound tokens')
+    return verified
+  }
+
+  /** Verifies a bare access token (JWT or, through introspection, opaque). Results are cached by SHA-256. */
+  async verifyToken(token: string): Promise<VerifiedToken> {
+    const nowMs = Date.now()
+    const cacheKey = createHash('sha256').update(token).digest('base64url')
+    const cached = this.#verified.get(cacheKey, nowMs)
+    if (cached) return cached
+    const now = Math.floor(nowMs / 1000)
+    const verified = looksLikeJws(token)
+      ? await verifyJwtAccessToken(token, this.#jwt, now)
+      : await this.#introspect(token, now)
+    const until = Math.min(
+      (verified.expiresAt ?? Number.POSITIVE_INFINITY) * 1000,
+      nowMs + this.options.cacheSeconds * 1000,
+    )
+    this.#verified.set(cacheKey, verified, until)
+    return verified
+  }
+
+  /** The PRM response when the request is for one of its paths (with CORS), otherwise `undefined`. */
+  metadataResponse(request: Request): Response | undefined {
+    const { pathname } = new URL(request.url)
+    if (!this.#metadataPaths.has(pathname)) return undefined
+    const cors = {
+      'access-control-allow-origin': '*',
+      'access-control-allow-methods': 'GET, OPTIONS',
+      'access-control-allow-headers': 'mcp-protocol-version, accept',
+      'access-control-max-age': '86400',
+    }
+    if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: cors })
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      return new Response(null, { status: 405, headers: { ...cors, allow: 'GET, HEAD, OPTIONS' } })
+    }
+    return Response.json(this.resourceMetadata, {
+      headers: { ...cors, 'cache-control': 'public, max-age=300' },
+    })
+  }
+
+  /** The 401/403/400/503 response for an error, with the `WWW-Authenticate` challenge where one applies. */
+  errorResponse(
+    error: GuardError,
+    scopes: readonly string[] = this.options.scopes,
+    request?: Request,
+  ): Response {
+    const headers = new Headers({
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'access-control-expose-headers': 'WWW-Authenticate',
+    })
+    if (error.status === 401 || error.status === 403) {
+      const dpop =
+        error.code.startsWith('dpop_') || request?.headers.get('authorization')?.match(/^dpop /i) != null
+      headers.set(
+        'www-authenticate',
+        formatChallenge({
+          scheme: dpop ? 'DPoP' : 'Bearer',
+          resourceMetadata: this.resourceMetadataUrl,
+          scopes,
+          error: error.code === 'token_missing' ? undefined : error,
+          algorithms: DPOP_ALGORITHMS,
+        }),
+      )
+    }
+    if (error.status === 503) headers.set('retry-after', '5')
+    const body = error.oauthError
+      ? { error: error.oauthError, error_description: error.publicDescription }
+      : { error: 'unauthorized' }
+    return new Response(JSON.stringify(body), { status: error.status, headers })
+  }
+
+  #reject(
+    error: GuardError,
+    request: Request,
+    token?: VerifiedToken,
+    scopes?: string[],
+  ): GuardResult & { ok: false } {
+    this.options.logger.info('request refused', {
+      code: error.code,
+      detail: error.detail,
+      method: request.method,
+      path: new URL(request.url).pathname,
+      subject: token?.subject,
+    })
+    return { ok: false, error, response: this.errorResponse(error, scopes, request) }
+  }
+
+  async #introspect(token: string, now: number): Promise<VerifiedToken> {
+    if (!this.#introspection) throw new GuardError('token_opaque')
+    return introspect(token, this.#introspection, this.#jwt.audiences, now)
+  }
+
+  async #checkDpop(request: Request, scheme: string, token: VerifiedToken): Promise<void> {
+    if (token.dpopJkt === undefined)
+      throw new GuardError('dpop_binding_mismatch', 'an unbound token was sent with the DPoP scheme')
+    if (scheme !== 'DPoP')
+      throw new GuardError('dpop_binding_mismatch', 'a DPoP-bound token was sent as a Bearer token')
+    const proofs = request.headers.get('dpop')
+    if (!proofs || proofs.includes(','))
+      throw new GuardError('dpop_proof_invalid', 'exactly one DPoP header is required')
+    const url = new URL(request.url)
+    await verifyDpopProof(
+      {
+        proof: proofs.trim(),
+        method: request.method,
+        url: `${new URL(this.resource).origin}${url.pathname}`,
+        accessToken: token.token,
+        jkt: token.dpopJkt,
+      },
+      {
+        algorithms: DPOP_ALGORITHMS,
+        maxAgeSeconds: this.options.dpop.maxAgeSeconds,
+        clockSkewSeconds: this.options.clockSkewSeconds,
+        replay: this.#dpopReplay,
+      },
+      Math.floor(Date.now() / 1000),
+    )
+  }
+}
+
+/**
+ * Reads the token from the one place OAuth 2.1 §5.1 allows for MCP: the Authorization header. A token in
+ * the query string is refused outright rather than ignored, so a misbehaving client learns why.
+ */
+export function extractToken(request: Request): { scheme: 'Bearer' | 'DPoP'; token: string } {
+  const url = new URL(request.url)
+  if (url.searchParams.has('access_token')) throw new GuardError('token_in_query')
+  const header = request.headers.get('authorization')
+  if (header === null || header.trim() === '') throw new GuardError('token_missing')
+  // Headers joins repeated fields with ", "; a token never contains a comma.
+  if (header.includes(',')) throw new GuardError('credentials_duplicated', 'several Authorization values')
+  const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header)
+  if (!match) {
+    const scheme = header.split(' ', 1)[0] ?? ''
+    if (/^(bearer|dpop)$/i.test(scheme))
+      throw new GuardError('token_malformed', 'the credentials are not a token68 string')
+    throw new GuardError('scheme_unsupported', `scheme ${JSON.stringify(scheme.slice(0, 20))}`)
+  }
+  const scheme = (match[1] as string).toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer'
+  return { scheme, token: match[2] as string }
+}
+
+/**
+ * Builds a guard: validates the options, discovers each authorization server and loads its JWKS. Throws a
+ * {@link GuardError} (`config_invalid`, `discovery_failed` or `authorization_server_unavailable`) that
+ * names the setting or URL at fault, so a server that cannot verify tokens never starts.
+ */
+export async function createGuard(options: GuardOptions): Promise<Guard> {
+  const resolved = resolveGuardOptions(options)
+  const { logger } = resolved
+  if (resolved.allowAnyAudience) {
+    logger.warn(
+      'allow_any_audience is on: tokens issued for ANY audience, including other services, are accepted. ' +
+        'This breaks the MCP rule that servers accept only tokens issued for them; list audiences instead.',
+    )
+  }
+  const issuers = new Map<string, TrustedIssuer>()
+  let introspection: IntrospectionClient | undefined
+  for (const server of resolved.authorizationServers) {
+    const metadata =
+      server.jwksUri && !server.introspection
+        ? undefined
+        : await discoverAuthorizationServer(server.issuer, { timeoutMs: resolved.timeoutMs })
+    const jwksUri = server.jwksUri ?? metadata?.jwks_uri
+    if (!jwksUri) {
+      throw new GuardError(
+        'discovery_failed',
+        `the metadata of ${server.issuer} has no jwks_uri, so its tokens cannot be verified`,
+      )
+    }
+    const keys = new RemoteKeySet(new URL(jwksUri), {
+      ...resolved.jwks,
+      timeoutMs: resolved.timeoutMs,
+      onWarning: (message) => logger.warn(message),
+    })
+    await keys.load()
+    issuers.set(server.issuer, {
+      issuer: server.issuer,
+      keys,
+      acceptPlainJwt: server.acceptPlainJwt === true,
+    })
+    if (server.introspection && !introspection) {
+      const endpoint = server.introspection.endpoint ?? metadata?.introspection_endpoint
+      if (!endpoint) {
+        throw new GuardError(
+          'discovery_failed',
+          `${server.issuer} publishes no introspection_endpoint; set introspection.endpoint`,
+        )
+      }
+      const { clientId, clientSecret } = server.introspection
+      introspection = {
+        issuer: server.issuer,
+        endpoint: new URL(endpoint),
+        clientId,
+        clientSecret,
+        timeoutMs: resolved.timeoutMs,
+      }
+    }
+  }
+  return new Guard(resolved, issuers, introspection)
+}

@@ -1,0 +1,87 @@
+export interface FetchJsonOptions {
+  timeoutMs: number
+  maxBytes: number
+  init?: RequestInit
+}
+
+/** Why a fetch failed, in words an operator can act on. Thrown as a plain Error; callers wrap it. */
+export class FetchFailure extends Error {
+  override name = 'FetchFailure'
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
+
+/** https everywhere; plain http only to this machine, for development and tests. */
+export function assertSecureUrl(url: URL, what: string): void {
+  if (url.protocol === 'https:') return
+  if (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)) return
+  throw new FetchFailure(`${what} ${url.href} must use https (plain http is allowed only on loopback)`)
+}
+
+/**
+ * GET or POST a URL that must answer 200 with a JSON object. Redirects are refused (a metadata or key
+ * endpoint that redirects elsewhere is not followed), bodies are capped, and the whole exchange times out.
+ */
+export async function fetchJson(url: URL, options: FetchJsonOptions): Promise<Record<string, unknown>> {
+  let response: Response
+  try {
+    response = await fetch(url, {
+      ...options.init,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(options.timeoutMs),
+      headers: { accept: 'application/json', ...options.init?.headers },
+    })
+  } catch (cause) {
+    const reason =
+      (cause as Error).name === 'TimeoutError'
+        ? `no answer within ${options.timeoutMs} ms`
+        : describeNetworkError(cause)
+    throw new FetchFailure(reason, { cause })
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel()
+    throw new FetchFailure(
+      `answered ${response.status} redirect to ${response.headers.get('location') ?? '?'}, which is not followed`,
+    )
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel()
+    throw new FetchFailure(`answered HTTP ${response.status}`)
+  }
+  const text = await readCapped(response, options.maxBytes)
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    throw new FetchFailure('answered with a body that is not JSON')
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new FetchFailure('answered with JSON that is not an object')
+  }
+  return body as Record<string, unknown>
+}
+
+async function readCapped(response: Response, maxBytes: number): Promise<string> {
+  const declared = Number(response.headers.get('content-length'))
+  if (declared > maxBytes) {
+    await response.body?.cancel()
+    throw new FetchFailure(`answered with ${declared} bytes, over the ${maxBytes}-byte limit`)
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength
+    if (size > maxBytes) throw new FetchFailure(`answered with more than ${maxBytes} bytes`)
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function describeNetworkError(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause
+  if (cause?.code === 'ECONNREFUSED')
+    return 'connection refused (is the server running, and is the port right?)'
+  if (cause?.code === 'ENOTFOUND') return 'host name not found (check the spelling and DNS)'
+  if (cause?.code) return `${cause.code}${cause.message ? ` ${cause.message}` : ''}`
+  return (error as Error).message
+}

@@ -1,0 +1,133 @@
+import { GuardError } from './errors.ts'
+import type { VerifiedToken } from './identity.ts'
+import { audiencesOf, scopesOf } from './identity.ts'
+import type { RemoteKeySet } from './jwks.ts'
+import { isJwsAlgorithm, type JwsAlgorithm, verifySignature } from './lib/algorithms.ts'
+import {
+  checkAudience,
+  checkConfirmation,
+  checkOptionalString,
+  checkScopeClaims,
+  checkTimes,
+} from './lib/claims.ts'
+import { decodeCompactJws } from './lib/compact.ts'
+
+export interface TrustedIssuer {
+  issuer: string
+  keys: RemoteKeySet
+  /** Accept `typ: JWT` (or none) as well as `at+jwt`: many providers still issue plain JWTs. */
+  acceptPlainJwt: boolean
+}
+
+export interface JwtPolicy {
+  issuers: ReadonlyMap<string, TrustedIssuer>
+  /** Normalized accepted audiences, or `undefined` when any audience is accepted. */
+  audiences: ReadonlySet<string> | undefined
+  algorithms: ReadonlySet<JwsAlgorithm>
+  clockSkewSeconds: number
+  maxLifetimeSeconds: number
+  maxTokenBytes: number
+}
+
+const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt'])
+const PLAIN_TYPES = new Set(['jwt', 'application/jwt'])
+
+/**
+ * Verifies a JWT access token (RFC 9068 §4) in the order that keeps work cheap for junk: syntax and size,
+ * header, issuer (which selects the key set: a key of issuer B never verifies a token claiming issuer A),
+ * signature, then claims.
+ *
+ * Not checked here: scopes (the guard's scope policy does that), DPoP proofs (see `dpop.ts`), revocation
+ * (JWT access tokens cannot be revoked before they expire without introspection).
+ * `jku`, `x5u`, `x5c` and `jwk` header parameters are ignored: keys come only from the issuer's JWKS.
+ */
+export async function verifyJwtAccessToken(
+  token: string,
+  policy: JwtPolicy,
+  now: number,
+): Promise<VerifiedToken> {
+  const { header, payload, signingInput, signature } = decodeCompactJws(token, policy.maxTokenBytes)
+  const alg = checkHeader(header, policy)
+  const trusted = checkIssuer(payload.iss, policy.issuers)
+  checkType(header.typ, trusted)
+  const kid = header.kid
+  if (kid !== undefined && typeof kid !== 'string')
+    throw new GuardError('token_malformed', '"kid" is not a string')
+  const key = await trusted.keys.keyFor(kid, alg)
+  if (!verifySignature(alg, key.key, signingInput, signature)) throw new GuardError('signature_invalid')
+
+  const expiresAt = checkTimes(payload, {
+    now,
+    clockSkewSeconds: policy.clockSkewSeconds,
+    maxLifetimeSeconds: policy.maxLifetimeSeconds,
+  })
+  const audience = policy.audiences ? checkAudience(payload, policy.audiences) : audiencesOf(payload)
+  checkScopeClaims(payload)
+  const subject = checkOptionalString(payload, 'sub')
+  const clientId = checkOptionalString(payload, 'client_id') ?? checkOptionalString(payload, 'azp')
+  return {
+    token,
+    issuer: trusted.issuer,
+    subject,
+    clientId,
+    scopes: scopesOf(payload),
+    audience,
+    expiresAt,
+    claims: Object.freeze(payload),
+    dpopJkt: checkConfirmation(payload),
+    via: 'jwt',
+  }
+}
+
+function checkHeader(header: Record<string, unknown>, policy: JwtPolicy): JwsAlgorithm {
+  const { alg } = header
+  if (typeof alg !== 'string') throw new GuardError('token_malformed', 'the header has no "alg"')
+  if (!isJwsAlgorithm(alg) || !policy.algorithms.has(alg)) {
+    throw new GuardError(
+      'algorithm_not_allowed',
+      `alg ${JSON.stringify(alg)}, allowed ${[...policy.algorithms].join(', ')}`,
+    )
+  }
+  // The guard implements no JWS extension, so any "crit" is one it does not understand (RFC 7515 §4.1.11).
+  if (header.crit !== undefined)
+    throw new GuardError('token_malformed', '"crit" header parameters are not supported')
+  if (header.b64 !== undefined)
+    throw new GuardError('token_malformed', 'unencoded payloads (b64) are not accepted')
+  if (header.zip !== undefined)
+    throw new GuardError('token_malformed', 'compressed payloads (zip) are not accepted')
+  if (typeof header.cty === 'string' && header.cty.toUpperCase() === 'JWT') {
+    throw new GuardError('token_malformed', 'nested JWTs are not accepted')
+  }
+  return alg
+}
+
+function checkIssuer(iss: unknown, issuers: ReadonlyMap<string, TrustedIssuer>): TrustedIssuer {
+  if (typeof iss !== 'string') throw new GuardError('claim_invalid', '"iss" is missing or not a string')
+  const trusted = issuers.get(iss)
+  if (trusted) return trusted
+  const bare = iss.replace(/\/$/, '')
+  for (const candidate of issuers.keys()) {
+    if (candidate.replace(/\/$/, '') === bare) {
+      throw new GuardError(
+        'issuer_trailing_slash',
+        `token iss ${JSON.stringify(iss)}, trusted issuer ${JSON.stringify(candidate)}: configure the issuer exactly as the provider writes it`,
+      )
+    }
+  }
+  throw new GuardError(
+    'issuer_untrusted',
+    `token iss ${JSON.stringify(iss)}, trusted ${JSON.stringify([...issuers.keys()])}`,
+  )
+}
+
+function checkType(typ: unknown, trusted: TrustedIssuer): void {
+  if (typ !== undefined && typeof typ !== 'string')
+    throw new GuardError('token_type_invalid', '"typ" is not a string')
+  const type = typ?.toLowerCase()
+  if (type !== undefined && ACCESS_TOKEN_TYPES.has(type)) return
+  if (trusted.acceptPlainJwt && (type === undefined || PLAIN_TYPES.has(type))) return
+  throw new GuardError(
+    'token_type_invalid',
+    `typ ${JSON.stringify(typ)}${trusted.acceptPlainJwt ? '' : ' (set accept_plain_jwt for providers that issue typ JWT)'}`,
+  )
+}
