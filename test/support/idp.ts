@@ -2,7 +2,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { SignJWT } from 'jose'
-import Provider from 'oidc-provider'
+import Provider, { errors as oidcErrors } from 'oidc-provider'
 
 export interface TestIdp {
   /** The issuer, `http://127.0.0.1:<port>` plus the path given (default none). */
@@ -70,7 +70,7 @@ export async function startTestIdp(options: TestIdpOptions): Promise<TestIdp> {
         enabled: true,
         getResourceServerInfo: (_ctx, resource) => {
           const scope = options.resources[resource]
-          if (scope === undefined) throw new Provider.errors.InvalidTarget()
+          if (scope === undefined) throw new oidcErrors.InvalidTarget()
           return {
             scope,
             accessTokenFormat: 'jwt',
