@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import { test } from 'node:test'
+
+const SRC = resolve(import.meta.dirname, '../src')
+
+/**
+ * Which parts each part may import, and which packages at run time (`import type` is free: it is erased).
+ * The guard stands alone: it is what other people embed, so it must never pull in the rest of Gatehouse.
+ */
+const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
+  guard: { parts: [], packages: ['jose'] },
+  config: { parts: ['guard'], packages: ['yaml'] },
+  dev: { parts: ['guard'], packages: ['jose', 'oidc-provider'] },
+  gateway: { parts: ['guard', 'config'], packages: ['pino', 'yaml'] },
+  cli: { parts: ['guard', 'config', 'gateway', 'dev'], packages: [] },
+}
+
+function* sourceFiles(dir: string): Generator<string> {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) yield* sourceFiles(path)
+    else if (entry.name.endsWith('.ts')) yield path
+  }
+}
+
+/** Runtime imports only: `import type` and `export type` lines are skipped. */
+function runtimeImports(source: string): string[] {
+  const specifiers: string[] = []
+  for (const match of source.matchAll(/^\s*(?:import|export)\s+(?!type\b)[^'"]*?from\s+['"]([^'"]+)['"]/gm)) {
+    specifiers.push(match[1] as string)
+  }
+  for (const match of source.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g))
+    specifiers.push(match[1] as string)
+  return specifiers
+}
+
+test('each part imports only what the architecture allows', () => {
+  const violations: string[] = []
+  for (const file of sourceFiles(SRC)) {
+    const part = relative(SRC, file).split('/')[0] as string
+    const rules = ALLOWED[part]
+    if (!rules) {
+      violations.push(`${relative(SRC, file)}: part "${part}" has no entry in ALLOWED`)
+      continue
+    }
+    for (const specifier of runtimeImports(readFileSync(file, 'utf8'))) {
+      if (specifier.startsWith('node:')) continue
+      if (specifier.startsWith('.')) {
+        const target = relative(SRC, resolve(dirname(file), specifier))
+        const targetPart = target.split('/')[0] as string
+        if (target.startsWith('..')) {
+          if (part !== 'cli') violations.push(`${relative(SRC, file)} imports ${specifier} from outside src/`)
+        } else if (targetPart !== part && !rules.parts.includes(targetPart)) {
+          violations.push(`${relative(SRC, file)} imports ${specifier} (part "${targetPart}")`)
+        }
+        continue
+      }
+      const pkg = specifier.startsWith('@')
+        ? specifier.split('/').slice(0, 2).join('/')
+        : (specifier.split('/')[0] as string)
+      if (!rules.packages.includes(pkg)) violations.push(`${relative(SRC, file)} imports package ${pkg}`)
+    }
+  }
+  assert.deepEqual(violations, [])
+})
