@@ -13,8 +13,10 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   guard: { parts: [], packages: ['jose'] },
   config: { parts: ['guard'], packages: ['yaml'] },
   dev: { parts: ['guard'], packages: ['jose', 'oidc-provider'] },
+  storage: { parts: [], packages: ['pg'] },
+  'auth-server': { parts: ['storage'], packages: ['jose', 'oidc-provider', 'openid-client'] },
   gateway: { parts: ['guard', 'config'], packages: ['pino', 'yaml'] },
-  cli: { parts: ['guard', 'config', 'gateway', 'dev'], packages: [] },
+  cli: { parts: ['guard', 'config', 'gateway', 'dev', 'storage', 'auth-server'], packages: [] },
 }
 
 function* sourceFiles(dir: string): Generator<string> {

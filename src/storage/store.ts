@@ -1,0 +1,108 @@
+/**
+ * The one storage interface of Gatehouse: `oidc-provider`'s adapter records and Gatehouse's own records
+ * (users, consents, signing keys, audit events). Implemented by the embedded SQLite store (the default,
+ * nothing to install) and by PostgreSQL (several instances sharing one database). Both pass the same
+ * contract test. The schema is documented in docs/storage-schema.md.
+ */
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres'
+  /** An `oidc-provider` adapter for one model (`AuthorizationCode`, `RefreshToken`, `Client`, …). */
+  oidcAdapter(model: string): OidcAdapter
+  readonly users: UserRecords
+  readonly consents: ConsentRecords
+  readonly keys: KeyRecords
+  readonly audit: AuditRecords
+  /**
+   * Counts an event in a fixed window and says whether it is still within `limit`; shared by every
+   * instance using the store (rate limits on sign-in, registration, CIMD fetches).
+   */
+  hit(bucket: string, limit: number, windowSeconds: number): Promise<boolean>
+  close(): Promise<void>
+}
+
+/** `oidc-provider`'s adapter contract, with `consume` made atomic. */
+export interface OidcAdapter {
+  upsert(id: string, payload: OidcPayload, expiresIn: number): Promise<void>
+  find(id: string): Promise<OidcPayload | undefined>
+  findByUid(uid: string): Promise<OidcPayload | undefined>
+  findByUserCode(userCode: string): Promise<OidcPayload | undefined>
+  /**
+   * Marks the record consumed. A compare-and-set: when it was already consumed (a concurrent redemption
+   * of the same code or refresh token won), it throws, so exactly one of the racers succeeds.
+   */
+  consume(id: string): Promise<void>
+  destroy(id: string): Promise<void>
+  revokeByGrantId(grantId: string): Promise<void>
+}
+
+export type OidcPayload = Record<string, unknown> & {
+  grantId?: string
+  uid?: string
+  userCode?: string
+  consumed?: number
+}
+
+export interface User {
+  id: string
+  username: string
+  /** scrypt hash in PHC-like form; absent for users who only sign in through an upstream provider. */
+  passwordHash: string | undefined
+  /** `<upstream issuer>|<upstream sub>` for federated users. */
+  externalId: string | undefined
+  claims: Record<string, unknown>
+  createdAt: number
+}
+
+export interface UserRecords {
+  create(user: Omit<User, 'id' | 'createdAt'>): Promise<User>
+  findById(id: string): Promise<User | undefined>
+  findByUsername(username: string): Promise<User | undefined>
+  findByExternalId(externalId: string): Promise<User | undefined>
+  list(): Promise<User[]>
+}
+
+export interface Consent {
+  userId: string
+  clientId: string
+  /** Scopes granted per resource. */
+  resources: Record<string, string[]>
+  grantedAt: number
+}
+
+export interface ConsentRecords {
+  find(userId: string, clientId: string): Promise<Consent | undefined>
+  save(consent: Consent): Promise<void>
+  revoke(userId: string, clientId: string): Promise<boolean>
+  listByUser(userId: string): Promise<Consent[]>
+}
+
+export interface SigningKey {
+  kid: string
+  alg: string
+  /** The private JWK, encrypted at rest (AES-256-GCM); never stored in clear. */
+  encryptedJwk: string
+  /** `active` signs; `retired` is still published until `retireAfter` so its tokens keep verifying. */
+  state: 'active' | 'retired'
+  createdAt: number
+  retireAfter: number | undefined
+}
+
+export interface KeyRecords {
+  list(): Promise<SigningKey[]>
+  insert(key: SigningKey): Promise<void>
+  /** Makes `kid` the only active key; the previous active keys become retired until `retireAfter`. */
+  activate(kid: string, retireAfter: number): Promise<void>
+  deleteExpired(now: number): Promise<number>
+}
+
+export interface AuditEvent {
+  at: number
+  type: string
+  /** Never a token, secret or password. */
+  data: Record<string, unknown>
+}
+
+export interface AuditRecords {
+  append(event: AuditEvent): Promise<void>
+  recent(limit: number): Promise<AuditEvent[]>
+}
