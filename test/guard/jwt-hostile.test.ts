@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
+import { createPublicKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
@@ -162,6 +162,41 @@ describe('RS-1 algorithm and key handling', () => {
       code: 'key_not_found',
     },
   ])
+})
+
+/** Order of the P-256 group: r or s equal to it (or zero) must never verify. */
+const P256_ORDER = Buffer.from('FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551', 'hex')
+
+describe('RS-1 edge signatures', () => {
+  /** A genuine token whose signature is replaced by `edit(signature bytes, signing input)`. */
+  const resigned = (signer: 'es' | 'rs', edit: (signature: Buffer, input: Buffer) => Buffer) => () => {
+    const [h, p, s] = forge(signer === 'es' ? es : rs).split('.') as [string, string, string]
+    return `${h}.${p}.${edit(Buffer.from(s, 'base64url'), Buffer.from(`${h}.${p}`)).toString('base64url')}`
+  }
+  const edges: [string, 'es' | 'rs', (signature: Buffer, input: Buffer) => Buffer][] = [
+    ['ECDSA r = s = 0 (psychic signature)', 'es', () => Buffer.alloc(64)],
+    ['ECDSA r = s = n', 'es', () => Buffer.concat([P256_ORDER, P256_ORDER])],
+    ['ECDSA r and s swapped', 'es', (sig) => Buffer.concat([sig.subarray(32), sig.subarray(0, 32)])],
+    [
+      'ECDSA signature by the real key, DER-encoded',
+      'es',
+      (_sig, input) => sign('sha256', input, { key: es.signingKey, dsaEncoding: 'der' }),
+    ],
+    ['ECDSA signature with a trailing zero byte', 'es', (sig) => Buffer.concat([sig, Buffer.alloc(1)])],
+    ['ECDSA signature one byte short', 'es', (sig) => sig.subarray(1)],
+    ['RSA signature with a leading zero byte', 'rs', (sig) => Buffer.concat([Buffer.alloc(1), sig])],
+    ['RSA signature one byte short', 'rs', (sig) => sig.subarray(1)],
+    [
+      'RSA signature with its last bit flipped',
+      'rs',
+      (sig) => Buffer.concat([sig.subarray(0, -1), Buffer.from([(sig.at(-1) as number) ^ 1])]),
+    ],
+  ]
+  runCases(
+    edges.map(
+      ([name, signer, edit]): Case => ({ name, token: resigned(signer, edit), code: 'signature_invalid' }),
+    ),
+  )
 })
 
 describe('RS-2 kid injection', () => {
