@@ -1,0 +1,309 @@
+import { readFile } from 'node:fs/promises'
+import { parse as parseYaml } from 'yaml'
+import { guardOptionsFromAuthBlock } from '../config/apollo.ts'
+import { type GuardOptions, guardOptionsFromEnv } from '../guard/index.ts'
+
+export type UpstreamCredentialsMode = 'none' | 'passthrough'
+
+export type UpstreamConfig =
+  | { kind: 'http'; url: URL }
+  | { kind: 'stdio'; command: string; args: string[]; env: Record<string, string>; cwd: string | undefined }
+
+/** The one validated configuration of `gatehouse serve`, whatever mix of flags, environment and file it came from. */
+export interface GatewayConfig {
+  upstream: UpstreamConfig
+  port: number
+  address: string
+  /** The canonical MCP URL; when unset it is derived from the address and the port the gateway listens on. */
+  publicUrl: string | undefined
+  /** Guard options for a canonical resource, known only once the gateway listens when `publicUrl` is unset. */
+  guardOptions: (resource: string) => GuardOptions
+  /** Scopes a `tools/call` needs, per tool; tools not listed need `defaultToolScopes`. */
+  tools: Record<string, readonly string[]>
+  defaultToolScopes: readonly string[]
+  allowAnonymousDiscovery: boolean
+  upstreamCredentials: UpstreamCredentialsMode
+  sessions: { idleTimeoutSeconds: number; maxSessions: number }
+  limits: { maxBodyBytes: number; upstreamTimeoutMs: number; shutdownGraceMs: number }
+  tls: { cert: string; key: string } | undefined
+  trustProxy: boolean
+  logLevel: string
+}
+
+/** What the command line gave; `undefined` means "not given", so the environment and the file apply. */
+export interface GatewayFlags {
+  upstream?: string | undefined
+  port?: string | undefined
+  address?: string | undefined
+  config?: string | undefined
+  publicUrl?: string | undefined
+  logLevel?: string | undefined
+  /** The stdio command and its arguments, from after `--`. */
+  command?: string[] | undefined
+}
+
+export class GatewayConfigError extends Error {
+  override name = 'GatewayConfigError'
+}
+
+const fail = (message: string): never => {
+  throw new GatewayConfigError(message)
+}
+
+const DEFAULTS = {
+  port: 8000,
+  address: '127.0.0.1',
+  idleTimeoutSeconds: 900,
+  maxSessions: 1000,
+  maxBodyBytes: 1_048_576,
+  upstreamTimeoutMs: 30_000,
+  shutdownGraceMs: 10_000,
+  logLevel: 'info',
+}
+
+const FILE_KEYS = new Set([
+  'upstream',
+  'command',
+  'args',
+  'env',
+  'cwd',
+  'transport',
+  'public_url',
+  'tools',
+  'default_tool_scopes',
+  'allow_anonymous_mcp_discovery',
+  'upstream_credentials',
+  'sessions',
+  'limits',
+  'tls',
+  'trust_proxy',
+  'log_level',
+])
+
+/**
+ * Merges flags over environment over file over defaults, and validates the result with messages that name
+ * the setting, where it came from, and the value.
+ */
+export async function loadGatewayConfig(
+  flags: GatewayFlags,
+  env: Record<string, string | undefined>,
+): Promise<GatewayConfig> {
+  const configPath = flags.config ?? env.GATEHOUSE_CONFIG
+  const file = configPath ? await readConfigFile(configPath) : {}
+  const transport = record(file.transport, 'transport')
+  if (transport.type !== undefined && transport.type !== 'streamable_http') {
+    fail(
+      `transport.type ${JSON.stringify(transport.type)} is not supported; gatehouse serves streamable_http`,
+    )
+  }
+  const auth = transport.auth
+  const sessions = record(file.sessions, 'sessions')
+  const limits = record(file.limits, 'limits')
+  const credentials = record(file.upstream_credentials, 'upstream_credentials')
+
+  const upstreamMode = credentials.mode ?? env.GATEHOUSE_UPSTREAM_CREDENTIALS ?? 'none'
+  if (upstreamMode !== 'none' && upstreamMode !== 'passthrough') {
+    return fail(`upstream_credentials.mode ${JSON.stringify(upstreamMode)} must be none or passthrough`)
+  }
+  const tls = record(file.tls, 'tls')
+  const cert = env.GATEHOUSE_TLS_CERT ?? optionalString(tls.cert, 'tls.cert')
+  const key = env.GATEHOUSE_TLS_KEY ?? optionalString(tls.key, 'tls.key')
+  if ((cert === undefined) !== (key === undefined)) fail('TLS needs both tls.cert and tls.key')
+
+  const publicUrl = checkPublicUrl(
+    flags.publicUrl ??
+      env.GATEHOUSE_PUBLIC_URL ??
+      optionalString(file.public_url, 'public_url') ??
+      optionalString(record(auth, 'transport.auth').resource, 'transport.auth.resource'),
+  )
+  const guardOptions = guardOptionsSource(auth, env)
+  // Fail now, on a placeholder resource, rather than after listening.
+  guardOptions(publicUrl ?? 'http://127.0.0.1/mcp')
+
+  return {
+    upstream: upstreamFrom(flags, env, file),
+    port: integer(flags.port ?? env.GATEHOUSE_PORT ?? transport.port ?? DEFAULTS.port, 'port', 0, 65_535),
+    address: checkString(
+      flags.address ?? env.GATEHOUSE_ADDRESS ?? transport.address ?? DEFAULTS.address,
+      'address',
+    ),
+    publicUrl,
+    guardOptions,
+    tools: toolScopes(file.tools),
+    defaultToolScopes: stringList(file.default_tool_scopes ?? [], 'default_tool_scopes'),
+    allowAnonymousDiscovery: boolean(
+      env.GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY ??
+        file.allow_anonymous_mcp_discovery ??
+        record(auth, 'transport.auth').allow_anonymous_mcp_discovery ??
+        false,
+      'allow_anonymous_mcp_discovery',
+    ),
+    upstreamCredentials: upstreamMode,
+    sessions: {
+      idleTimeoutSeconds: integer(
+        sessions.idle_timeout_seconds ?? DEFAULTS.idleTimeoutSeconds,
+        'sessions.idle_timeout_seconds',
+        1,
+      ),
+      maxSessions: integer(sessions.max_sessions ?? DEFAULTS.maxSessions, 'sessions.max_sessions', 1),
+    },
+    limits: {
+      maxBodyBytes: integer(
+        env.GATEHOUSE_MAX_BODY_BYTES ?? limits.max_body_bytes ?? DEFAULTS.maxBodyBytes,
+        'limits.max_body_bytes',
+        1,
+      ),
+      upstreamTimeoutMs: integer(
+        env.GATEHOUSE_UPSTREAM_TIMEOUT_MS ?? limits.upstream_timeout_ms ?? DEFAULTS.upstreamTimeoutMs,
+        'limits.upstream_timeout_ms',
+        1,
+      ),
+      shutdownGraceMs: integer(
+        limits.shutdown_grace_ms ?? DEFAULTS.shutdownGraceMs,
+        'limits.shutdown_grace_ms',
+        0,
+      ),
+    },
+    tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
+    trustProxy: boolean(env.GATEHOUSE_TRUST_PROXY ?? file.trust_proxy ?? false, 'trust_proxy'),
+    logLevel: checkString(
+      flags.logLevel ?? env.GATEHOUSE_LOG_LEVEL ?? file.log_level ?? DEFAULTS.logLevel,
+      'log_level',
+    ),
+  }
+}
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    return fail(`cannot read the configuration file ${path}: ${(error as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = parseYaml(text)
+  } catch (error) {
+    return fail(`${path} is not valid YAML: ${(error as Error).message}`)
+  }
+  const file = record(parsed ?? {}, path)
+  const unknown = Object.keys(file).filter((k) => !FILE_KEYS.has(k))
+  if (unknown.length > 0)
+    fail(`${path}: unknown setting ${unknown.join(', ')}; known: ${[...FILE_KEYS].join(', ')}`)
+  return file
+}
+
+function guardOptionsSource(
+  auth: unknown,
+  env: Record<string, string | undefined>,
+): (resource: string) => GuardOptions {
+  if (auth === undefined) return (resource) => guardOptionsFromEnv(env, resource)
+  return (resource) => guardOptionsFromAuthBlock(auth, resource)
+}
+
+function upstreamFrom(
+  flags: GatewayFlags,
+  env: Record<string, string | undefined>,
+  file: Record<string, unknown>,
+): UpstreamConfig {
+  const fromFlags = flags.command?.length ? flags.command : undefined
+  const url = flags.upstream ?? (fromFlags ? undefined : (env.GATEHOUSE_UPSTREAM ?? file.upstream))
+  const command =
+    fromFlags ??
+    (url === undefined && file.command !== undefined
+      ? [file.command, ...stringList(file.args ?? [], 'args')]
+      : undefined)
+  if (url !== undefined && command !== undefined)
+    fail('give either --upstream (an HTTP MCP server) or a command after --, not both')
+  if (command !== undefined) {
+    const [program, ...args] = command
+    return {
+      kind: 'stdio',
+      command: checkString(program, 'command'),
+      args: args.map((a) => checkString(a, 'args')),
+      env: stringMap(file.env ?? {}, 'env'),
+      cwd: optionalString(file.cwd, 'cwd'),
+    }
+  }
+  if (url === undefined) {
+    return fail(
+      'no upstream: give --upstream http://host:port/mcp, or the stdio command after --, e.g. gatehouse serve -- npx -y @modelcontextprotocol/server-everything',
+    )
+  }
+  let parsed: URL
+  try {
+    parsed = new URL(checkString(url, 'upstream'))
+  } catch {
+    return fail(`upstream ${JSON.stringify(url)} is not a URL`)
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    fail(`upstream ${url} must be an http or https URL`)
+  return { kind: 'http', url: parsed }
+}
+
+function checkPublicUrl(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return fail(`public_url ${JSON.stringify(value)} is not a URL`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`public_url ${value} must be an https URL`)
+  if (url.search || url.hash) fail(`public_url ${value} must have no query and no fragment`)
+  if (url.pathname === '/') fail(`public_url ${value} needs the MCP path, e.g. ${url.origin}/mcp`)
+  return value
+}
+
+function toolScopes(value: unknown): Record<string, readonly string[]> {
+  const tools = record(value, 'tools')
+  return Object.fromEntries(
+    Object.entries(tools).map(([name, entry]) => {
+      const scopes = record(entry, `tools.${name}`).scopes
+      return [name, stringList(scopes ?? [], `tools.${name}.scopes`)]
+    }),
+  )
+}
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) return fail(`${what} must be a mapping`)
+  return value as Record<string, unknown>
+}
+
+function checkString(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value === '') return fail(`${what} must be a non-empty string`)
+  return value
+}
+
+function optionalString(value: unknown, what: string): string | undefined {
+  return value === undefined ? undefined : checkString(value, what)
+}
+
+function stringList(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || !value.every((s) => typeof s === 'string' && s !== '')) {
+    return fail(`${what} must be a list of non-empty strings`)
+  }
+  return [...value]
+}
+
+function stringMap(value: unknown, what: string): Record<string, string> {
+  const map = record(value, what)
+  for (const [k, v] of Object.entries(map)) if (typeof v !== 'string') fail(`${what}.${k} must be a string`)
+  return map as Record<string, string>
+}
+
+function integer(value: unknown, what: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    return fail(`${what} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`)
+  }
+  return n
+}
+
+function boolean(value: unknown, what: string): boolean {
+  if (typeof value === 'boolean') return value
+  if (value === 'true' || value === '1') return true
+  if (value === 'false' || value === '0') return false
+  return fail(`${what} must be true or false, got ${JSON.stringify(value)}`)
+}

@@ -1,0 +1,81 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { type JsonRpcId, type JsonRpcMessage, rpcError } from './jsonrpc.ts'
+
+/**
+ * A web `Request` carrying the headers of `req`, for the guard. The body is left in `req`; the URL is the
+ * canonical origin plus the request target, so checks such as DPoP's `htu` see what the client addressed.
+ */
+export function guardRequest(req: IncomingMessage, origin: string): Request {
+  const headers = new Headers()
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] as string
+    // HTTP/2 pseudo-headers are not valid Fetch header names.
+    if (!name.startsWith(':')) headers.append(name, req.rawHeaders[i + 1] as string)
+  }
+  return new Request(new URL(req.url ?? '/', origin), { method: req.method ?? 'GET', headers })
+}
+
+export class BodyTooLarge extends Error {
+  override name = 'BodyTooLarge'
+}
+
+/** Reads the whole request body, refusing (before reading, when Content-Length says so) above `limit` bytes. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) throw new BodyTooLarge()
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw new BodyTooLarge()
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
+}
+
+/** Sends a web `Response` produced by the guard. */
+export async function sendWebResponse(res: ServerResponse, response: Response): Promise<void> {
+  const headers: Record<string, string> = {}
+  response.headers.forEach((value, name) => {
+    headers[name] = value
+  })
+  res.writeHead(response.status, headers)
+  res.end(Buffer.from(await response.arrayBuffer()))
+}
+
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  })
+  res.end(text)
+}
+
+/** A transport-level failure as the JSON-RPC error MCP clients read from a non-2xx response. */
+export function sendRpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  id?: JsonRpcId | null,
+): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  sendJson(res, status, rpcError(id, code, message))
+}
+
+export const singleId = (messages: readonly JsonRpcMessage[]): JsonRpcId | null =>
+  messages.length === 1 ? (messages[0]?.id ?? null) : null
+
+export const acceptsEventStream = (req: IncomingMessage): boolean =>
+  (req.headers.accept ?? '').includes('text/event-stream')

@@ -1,0 +1,62 @@
+export type JsonRpcId = string | number
+
+export interface JsonRpcMessage {
+  jsonrpc: '2.0'
+  id?: JsonRpcId | null
+  method?: string
+  params?: Record<string, unknown>
+  result?: unknown
+  error?: { code: number; message: string; data?: unknown }
+}
+
+/** JSON-RPC 2.0 error codes, plus the MCP SDK's -32000 range for transport problems. */
+export const RPC = {
+  parseError: -32_700,
+  invalidRequest: -32_600,
+  internalError: -32_603,
+  connectionClosed: -32_000,
+  requestTimeout: -32_001,
+} as const
+
+export const isRequest = (m: JsonRpcMessage): boolean => typeof m.method === 'string' && m.id != null
+export const isNotification = (m: JsonRpcMessage): boolean => typeof m.method === 'string' && m.id == null
+export const isResponse = (m: JsonRpcMessage): boolean =>
+  m.method === undefined && m.id !== undefined && ('result' in m || 'error' in m)
+
+export function rpcError(id: JsonRpcId | null | undefined, code: number, message: string): JsonRpcMessage {
+  return { jsonrpc: '2.0', id: id ?? null, error: { code, message } }
+}
+
+export type ParsedBody =
+  | { ok: true; messages: JsonRpcMessage[]; batch: boolean }
+  | { ok: false; code: number; message: string }
+
+/** Parses a POST body: one JSON-RPC message or a batch of them, each checked for the 2.0 shape. */
+export function parseJsonRpcBody(body: Buffer): ParsedBody {
+  let value: unknown
+  try {
+    value = JSON.parse(body.toString('utf8'))
+  } catch {
+    return { ok: false, code: RPC.parseError, message: 'the body is not valid JSON' }
+  }
+  const batch = Array.isArray(value)
+  const items = batch ? (value as unknown[]) : [value]
+  if (items.length === 0) return { ok: false, code: RPC.invalidRequest, message: 'the batch is empty' }
+  for (const item of items) {
+    if (!isMessage(item)) {
+      return { ok: false, code: RPC.invalidRequest, message: 'the body is not a JSON-RPC 2.0 message' }
+    }
+  }
+  return { ok: true, messages: items as JsonRpcMessage[], batch }
+}
+
+function isMessage(value: unknown): value is JsonRpcMessage {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const m = value as Record<string, unknown>
+  if (m.jsonrpc !== '2.0') return false
+  if (m.id !== undefined && m.id !== null && typeof m.id !== 'string' && typeof m.id !== 'number')
+    return false
+  if (m.params !== undefined && (typeof m.params !== 'object' || m.params === null)) return false
+  if (m.method !== undefined) return typeof m.method === 'string'
+  return m.id !== undefined && ('result' in m || 'error' in m)
+}

@@ -1,0 +1,276 @@
+import { type ClientRequest, request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { pipeline } from 'node:stream/promises'
+import type { Logger } from 'pino'
+import { readBody, sendJson, sendRpcError, singleId } from './http.ts'
+import type { UpstreamIdentity } from './identity.ts'
+import { isRequest, type JsonRpcId, type JsonRpcMessage, RPC } from './jsonrpc.ts'
+import type { GatewayMetrics } from './metrics.ts'
+import type { ToolPolicy } from './policy.ts'
+import type { SessionRegistry } from './sessions.ts'
+import { SseRewriter } from './sse.ts'
+import {
+  FORWARDED_REQUEST_HEADERS,
+  FORWARDED_RESPONSE_HEADERS,
+  type McpExchange,
+  type Upstream,
+} from './upstream.ts'
+
+export interface HttpUpstreamOptions {
+  url: URL
+  mode: 'none' | 'passthrough'
+  identity: UpstreamIdentity
+  policy: ToolPolicy
+  sessions: SessionRegistry
+  metrics: GatewayMetrics
+  logger: Logger
+  timeoutMs: number
+  maxBodyBytes: number
+}
+
+class UpstreamFailure extends Error {
+  override name = 'UpstreamFailure'
+  readonly status: number
+  readonly kind: string
+
+  constructor(status: number, kind: string, message: string) {
+    super(message)
+    this.status = status
+    this.kind = kind
+  }
+}
+
+/**
+ * The Streamable HTTP reverse proxy. Responses stream through as they arrive (`pipeline`, so a slow
+ * client slows the upstream read, never the gateway's memory); only JSON bodies, which are bounded, are
+ * read whole, to validate them and filter `tools/list`. A client that goes away aborts the upstream request.
+ */
+export class HttpUpstream implements Upstream {
+  readonly #o: HttpUpstreamOptions
+  readonly #inFlight = new Set<ClientRequest>()
+  readonly #streams = new Map<string, number>()
+
+  constructor(options: HttpUpstreamOptions) {
+    this.#o = options
+  }
+
+  post(x: McpExchange): Promise<void> {
+    return this.#forward(x)
+  }
+
+  get(x: McpExchange): Promise<void> {
+    return this.#forward(x)
+  }
+
+  async delete(x: McpExchange): Promise<void> {
+    await this.#forward(x)
+    if (x.sessionId !== undefined && x.res.statusCode < 300) this.#o.sessions.delete(x.sessionId)
+  }
+
+  busy(sessionId: string): boolean {
+    return (this.#streams.get(sessionId) ?? 0) > 0
+  }
+
+  endSession(): void {
+    // The upstream keeps its own session state; forgetting the binding is enough to refuse the id.
+  }
+
+  ready(): boolean {
+    return true
+  }
+
+  /** GET streams carry only unsolicited messages and never end by themselves: they close now; the rest drain. */
+  async close(graceMs: number): Promise<void> {
+    for (const request of this.#inFlight) if (request.method === 'GET') request.destroy()
+    const deadline = Date.now() + graceMs
+    while (this.#inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    for (const request of this.#inFlight) request.destroy()
+  }
+
+  async #forward(x: McpExchange): Promise<void> {
+    const { req, res } = x
+    const id = singleId(x.messages)
+    const started = performance.now()
+    let upstreamReq: ClientRequest | undefined
+    const onClientClose = () => {
+      if (!res.writableFinished) upstreamReq?.destroy()
+    }
+    res.on('close', onClientClose)
+    try {
+      const headers = await this.#requestHeaders(x)
+      const { request, response } = await this.#send(req.method ?? 'GET', headers, x.body)
+      upstreamReq = request
+      this.#o.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
+      this.#learnSession(x, response)
+      await this.#relay(x, response)
+    } catch (error) {
+      const failure =
+        error instanceof UpstreamFailure
+          ? error
+          : new UpstreamFailure(502, 'stream', (error as Error).message)
+      if (res.destroyed) return
+      this.#o.metrics.upstreamErrors.inc({ kind: failure.kind })
+      this.#o.logger.warn({ kind: failure.kind, detail: failure.message }, 'upstream request failed')
+      sendRpcError(res, failure.status, RPC.internalError, publicMessage(failure), id)
+    } finally {
+      res.off('close', onClientClose)
+    }
+  }
+
+  async #requestHeaders(x: McpExchange): Promise<Record<string, string>> {
+    const headers: Record<string, string> = {}
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const value = x.req.headers[name]
+      if (typeof value === 'string') headers[name] = value
+    }
+    if (x.body.length > 0) headers['content-length'] = String(x.body.length)
+    if (x.principal === undefined) return headers
+    if (this.#o.mode === 'passthrough') {
+      headers.authorization = `Bearer ${x.principal.token.token}`
+      return headers
+    }
+    return { ...headers, ...(await this.#o.identity.headers(x.principal.token)) }
+  }
+
+  #send(
+    method: string,
+    headers: Record<string, string>,
+    body: Buffer,
+  ): Promise<{ request: ClientRequest; response: IncomingMessage }> {
+    const { url, timeoutMs } = this.#o
+    return new Promise((resolve, reject) => {
+      const send = url.protocol === 'https:' ? httpsRequest : httpRequest
+      const request = send(url, { method, headers })
+      this.#inFlight.add(request)
+      request.on('close', () => this.#inFlight.delete(request))
+      const timer = setTimeout(() => {
+        request.destroy(new UpstreamFailure(504, 'timeout', `no answer within ${timeoutMs} ms`))
+      }, timeoutMs)
+      request.on('response', (response) => {
+        clearTimeout(timer)
+        resolve({ request, response })
+      })
+      request.on('error', (error) => {
+        clearTimeout(timer)
+        reject(
+          error instanceof UpstreamFailure
+            ? error
+            : new UpstreamFailure(
+                502,
+                'unreachable',
+                `${url.origin}: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+              ),
+        )
+      })
+      request.end(body.length > 0 ? body : undefined)
+    })
+  }
+
+  /** Binds the session the upstream creates on `initialize` to the caller; forgets one the upstream ended. */
+  #learnSession(x: McpExchange, response: IncomingMessage): void {
+    const created = response.headers['mcp-session-id']
+    const initialize = x.messages.some((m) => m.method === 'initialize')
+    if (initialize && typeof created === 'string' && response.statusCode === 200) {
+      this.#o.sessions.bind(created, x.principal?.key)
+    }
+    if (response.statusCode === 404 && x.sessionId !== undefined) this.#o.sessions.delete(x.sessionId)
+  }
+
+  async #relay(x: McpExchange, response: IncomingMessage): Promise<void> {
+    const { res } = x
+    const status = response.statusCode ?? 502
+    if (status === 401 || status === 403) {
+      response.resume()
+      // The client authenticated to the gateway; an upstream refusal is the operator's to fix, not the client's.
+      throw new UpstreamFailure(
+        502,
+        'upstream_refused',
+        `the upstream answered ${status} to an authorized request`,
+      )
+    }
+    const headers: Record<string, string> = {}
+    for (const name of FORWARDED_RESPONSE_HEADERS) {
+      const value = response.headers[name]
+      if (typeof value === 'string') headers[name] = value
+    }
+    const type = response.headers['content-type'] ?? ''
+    const listIds = new Set(
+      x.messages.filter((m) => isRequest(m) && m.method === 'tools/list').map((m) => m.id as JsonRpcId),
+    )
+    if (type.startsWith('application/json') && x.req.method === 'POST') {
+      const body = await readBody(response, this.#o.maxBodyBytes).catch(() => {
+        throw new UpstreamFailure(502, 'too_large', `a JSON response above ${this.#o.maxBodyBytes} bytes`)
+      })
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(body.toString('utf8'))
+      } catch {
+        throw new UpstreamFailure(502, 'garbage', 'the upstream answered invalid JSON')
+      }
+      sendJson(res, status, this.#filter(parsed, listIds, x), headers)
+      return
+    }
+    const streaming = type.startsWith('text/event-stream')
+    if (x.req.method === 'POST' && status === 200 && !streaming) {
+      response.resume()
+      throw new UpstreamFailure(
+        502,
+        'garbage',
+        `the upstream answered a POST with content-type ${JSON.stringify(type)}`,
+      )
+    }
+    res.writeHead(status, headers)
+    res.flushHeaders()
+    const sessionId = x.sessionId
+    if (streaming) {
+      this.#o.metrics.streams.inc()
+      if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
+    }
+    try {
+      if (streaming && listIds.size > 0) {
+        const rewriter = new SseRewriter((data) => this.#rewriteEvent(data, listIds, x), this.#o.maxBodyBytes)
+        await pipeline(response, rewriter, res)
+      } else {
+        await pipeline(response, res)
+      }
+    } catch (error) {
+      // Headers are gone: all that is left is to end the stream, which the client sees as a disconnect.
+      if (!res.destroyed) res.destroy()
+      this.#o.logger.debug({ detail: (error as Error).message }, 'stream ended early')
+    } finally {
+      if (streaming) {
+        this.#o.metrics.streams.dec()
+        if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
+      }
+    }
+  }
+
+  #rewriteEvent(data: string, listIds: Set<JsonRpcId>, x: McpExchange): string {
+    let message: unknown
+    try {
+      message = JSON.parse(data)
+    } catch {
+      return data
+    }
+    const filtered = this.#filter(message, listIds, x)
+    return filtered === message ? data : JSON.stringify(filtered)
+  }
+
+  #filter(message: unknown, listIds: Set<JsonRpcId>, x: McpExchange): unknown {
+    if (Array.isArray(message)) return message.map((m) => this.#filter(m, listIds, x))
+    const m = message as JsonRpcMessage
+    if (listIds.size === 0 || typeof m !== 'object' || m === null || !listIds.has(m.id as JsonRpcId))
+      return message
+    if (m.result === undefined) return message
+    return { ...m, result: this.#o.policy.filterToolsList(m.result, x.principal?.token) }
+  }
+}
+
+const publicMessage = (failure: UpstreamFailure): string =>
+  ({
+    timeout: 'the MCP server did not answer in time',
+    unreachable: 'the MCP server cannot be reached',
+    garbage: 'the MCP server answered with something that is not JSON-RPC',
+    too_large: 'the MCP server answer is too large',
+    upstream_refused: 'the MCP server refused the request the gateway authorized; check upstream_credentials',
+  })[failure.kind] ?? 'the MCP server connection failed'

@@ -1,0 +1,357 @@
+import { readFileSync } from 'node:fs'
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { createGuard, type Guard } from '../guard/index.ts'
+import type { GatewayConfig } from './config.ts'
+import {
+  BodyTooLarge,
+  guardRequest,
+  readBody,
+  sendJson,
+  sendRpcError,
+  sendWebResponse,
+  singleId,
+} from './http.ts'
+import { principalOf, UPSTREAM_JWKS_PATH, UpstreamIdentity } from './identity.ts'
+import { type JsonRpcMessage, parseJsonRpcBody, RPC } from './jsonrpc.ts'
+import { createGatewayLogger, guardLogger } from './logger.ts'
+import { GatewayMetrics } from './metrics.ts'
+import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
+import { HttpUpstream } from './proxy.ts'
+import { SessionRegistry } from './sessions.ts'
+import { StdioUpstream } from './stdio.ts'
+import type { McpExchange, Upstream } from './upstream.ts'
+
+export interface Gateway {
+  /** The canonical MCP URL. */
+  resource: string
+  server: Server
+  guard: Guard
+  metrics: GatewayMetrics
+  /** Stops accepting, lets open requests and streams finish for the grace period, then stops the upstream. */
+  close(): Promise<void>
+}
+
+const CORS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+  'access-control-allow-headers':
+    'authorization, dpop, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name',
+  'access-control-expose-headers': 'mcp-session-id, mcp-protocol-version, www-authenticate',
+}
+
+/**
+ * Starts `gatehouse serve`: listens, builds the guard for the canonical URL (discovery and JWKS must
+ * succeed, or it does not start), and serves the MCP endpoint, the resource metadata and the
+ * operational endpoints on one port.
+ */
+export async function startGateway(
+  config: GatewayConfig,
+  options: { logger?: Logger } = {},
+): Promise<Gateway> {
+  const logger = options.logger ?? createGatewayLogger(config.logLevel)
+  const server = config.tls
+    ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
+    : createHttpServer()
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
+  server.on('request', (req, res) => {
+    if (handler) handler(req, res)
+    else sendJson(res, 503, { error: 'starting' })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.port, config.address, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  try {
+    const port = (server.address() as AddressInfo).port
+    const host = config.address.includes(':') ? `[${config.address}]` : config.address
+    const resource = config.publicUrl ?? `${config.tls ? 'https' : 'http'}://${host}:${port}/mcp`
+    const guardOptions = config.guardOptions(resource)
+    const guard = await createGuard({
+      // Default tool scopes are basic use: published, and kept in step-up challenges for other tools.
+      scopesSupported: [...new Set([...(guardOptions.scopes ?? []), ...config.defaultToolScopes])],
+      ...guardOptions,
+      logger: guardLogger(logger),
+    })
+    const gateway = new GatewayHandler(config, guard, logger)
+    handler = (req, res) => void gateway.handle(req, res)
+    logger.info(
+      {
+        resource,
+        upstream: config.upstream.kind === 'http' ? config.upstream.url.href : config.upstream.command,
+      },
+      'gatehouse gateway listening',
+    )
+    return {
+      resource,
+      server,
+      guard,
+      metrics: gateway.metrics,
+      close: () => gateway.close(server),
+    }
+  } catch (error) {
+    server.close()
+    throw error
+  }
+}
+
+class GatewayHandler {
+  readonly metrics = new GatewayMetrics()
+  readonly #config: GatewayConfig
+  readonly #guard: Guard
+  readonly #logger: Logger
+  readonly #origin: string
+  readonly #mcpPath: string
+  readonly #sessions: SessionRegistry
+  readonly #policy: ToolPolicy
+  readonly #identity: UpstreamIdentity
+  readonly #upstream: Upstream
+  readonly #reaper: NodeJS.Timeout
+  #closing = false
+
+  constructor(config: GatewayConfig, guard: Guard, logger: Logger) {
+    this.#config = config
+    this.#guard = guard
+    this.#logger = logger
+    const resource = new URL(guard.resource)
+    this.#origin = resource.origin
+    this.#mcpPath = resource.pathname
+    this.#sessions = new SessionRegistry(config.sessions.maxSessions, this.metrics)
+    this.#policy = new ToolPolicy(config.tools, config.defaultToolScopes)
+    const upstream = config.upstream
+    this.#identity = new UpstreamIdentity(
+      guard.resource,
+      upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
+    )
+    const shared = {
+      policy: this.#policy,
+      sessions: this.#sessions,
+      metrics: this.metrics,
+      logger,
+      timeoutMs: config.limits.upstreamTimeoutMs,
+    }
+    this.#upstream =
+      upstream.kind === 'http'
+        ? new HttpUpstream({
+            ...shared,
+            url: upstream.url,
+            mode: config.upstreamCredentials,
+            identity: this.#identity,
+            maxBodyBytes: config.limits.maxBodyBytes * 16,
+          })
+        : new StdioUpstream({ ...shared, ...upstream, maxMessageBytes: config.limits.maxBodyBytes * 16 })
+    if (config.upstreamCredentials === 'passthrough') {
+      logger.warn(
+        'upstream_credentials.mode is passthrough: the client access token is forwarded to the upstream. ' +
+          'This violates the MCP authorization spec (tokens must not be passed through) and lets the upstream ' +
+          'replay the token; use mode none unless the upstream cannot work without it.',
+      )
+    }
+    const idleMs = config.sessions.idleTimeoutSeconds * 1000
+    this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs, 30_000))
+    this.#reaper.unref()
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', this.#origin).pathname
+    this.#logger.debug(
+      { req: { method: req.method, url: req.url, headers: req.headers }, from: this.#client(req) },
+      'request',
+    )
+    try {
+      if (path === this.#mcpPath) {
+        res.on('close', () =>
+          this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }),
+        )
+        await this.#mcp(req, res)
+        return
+      }
+      await this.#other(req, res, path)
+    } catch (error) {
+      this.#logger.error({ err: error }, 'request failed')
+      sendRpcError(res, 500, RPC.internalError, 'internal error in the gateway')
+    }
+  }
+
+  async close(server: Server): Promise<void> {
+    this.#closing = true
+    clearInterval(this.#reaper)
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeIdleConnections()
+    await this.#upstream.close(this.#config.limits.shutdownGraceMs)
+    server.closeAllConnections()
+    await closed
+  }
+
+  async #other(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' })
+    if (path === '/readyz') {
+      const ready = !this.#closing && this.#upstream.ready()
+      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' })
+    }
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+      res.end(this.metrics.render())
+      return
+    }
+    if (path === UPSTREAM_JWKS_PATH && this.#config.upstreamCredentials === 'none') {
+      return sendJson(res, 200, this.#identity.jwks, { 'cache-control': 'public, max-age=60' })
+    }
+    const metadata = this.#guard.metadataResponse(guardRequest(req, this.#origin))
+    if (metadata) return sendWebResponse(res, metadata)
+    sendJson(res, 404, { error: 'not_found' })
+  }
+
+  async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET'
+    if (method === 'OPTIONS') {
+      res.writeHead(204, { ...CORS, 'access-control-max-age': '86400' }).end()
+      return
+    }
+    for (const [name, value] of Object.entries(CORS)) res.setHeader(name, value)
+    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+      return sendRpcError(
+        res,
+        405,
+        RPC.connectionClosed,
+        `method ${method} is not allowed on the MCP endpoint`,
+      )
+    }
+    if (this.#closing) return sendRpcError(res, 503, RPC.connectionClosed, 'the gateway is shutting down')
+    const exchange = await this.#readExchange(req, res)
+    if (exchange === undefined) return
+    if (method === 'POST') await this.#upstream.post(exchange)
+    else if (method === 'GET') await this.#upstream.get(exchange)
+    else await this.#upstream.delete(exchange)
+  }
+
+  /**
+   * Reads and authorizes a request. The body is read first (bounded) because authorization depends on
+   * it: a `tools/call` needs the tool's scopes, and anonymous discovery covers only some methods.
+   */
+  async #readExchange(req: IncomingMessage, res: ServerResponse): Promise<McpExchange | undefined> {
+    let body: Buffer = Buffer.alloc(0)
+    let parsed: ReturnType<typeof parseJsonRpcBody> | undefined
+    if (req.method === 'POST') {
+      if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
+        sendRpcError(
+          res,
+          415,
+          RPC.invalidRequest,
+          'Unsupported Media Type: the body must be application/json',
+        )
+        return undefined
+      }
+      try {
+        body = await readBody(req, this.#config.limits.maxBodyBytes)
+      } catch (error) {
+        if (!(error instanceof BodyTooLarge)) throw error
+        res.setHeader('connection', 'close')
+        sendRpcError(
+          res,
+          413,
+          RPC.invalidRequest,
+          `the request body exceeds ${this.#config.limits.maxBodyBytes} bytes`,
+        )
+        return undefined
+      }
+      parsed = parseJsonRpcBody(body)
+    }
+    const messages: JsonRpcMessage[] = parsed?.ok ? parsed.messages : []
+    const anonymous =
+      this.#config.allowAnonymousDiscovery &&
+      req.headers.authorization === undefined &&
+      parsed?.ok === true &&
+      isDiscoveryOnly(messages)
+    let principal: McpExchange['principal']
+    if (!anonymous) {
+      const result = await this.#guard.check(guardRequest(req, this.#origin), {
+        scopes: this.#policy.requiredScopes(messages),
+      })
+      if (!result.ok) {
+        this.metrics.authFailures.inc({ reason: result.error.code })
+        await sendWebResponse(res, result.response)
+        return undefined
+      }
+      principal = principalOf(result.token)
+    }
+    if (parsed !== undefined && !parsed.ok) {
+      sendRpcError(res, 400, parsed.code, parsed.message)
+      return undefined
+    }
+    const headerMismatch = this.#routingHeaderMismatch(req, messages)
+    if (headerMismatch) {
+      sendRpcError(res, 400, RPC.invalidRequest, headerMismatch, singleId(messages))
+      return undefined
+    }
+    const sessionId = req.headers['mcp-session-id']
+    if (typeof sessionId === 'string') {
+      if (this.#sessions.use(sessionId, principal?.key) === 'unknown') {
+        sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
+        return undefined
+      }
+    } else if (messages.some((m) => m.method === 'initialize') && this.#sessions.full) {
+      res.setHeader('retry-after', '30')
+      sendRpcError(
+        res,
+        503,
+        RPC.connectionClosed,
+        'too many MCP sessions; try again later',
+        singleId(messages),
+      )
+      return undefined
+    }
+    return {
+      req,
+      res,
+      principal,
+      sessionId: typeof sessionId === 'string' ? sessionId : undefined,
+      body,
+      messages,
+      batch: parsed?.ok === true && parsed.batch,
+    }
+  }
+
+  /**
+   * 2026-07-28 requests name their method (and tool) in headers so intermediaries can route without the
+   * body. The gateway authorizes on the body, so the two must agree or an upstream routing on the header
+   * could run what was not authorized.
+   */
+  #routingHeaderMismatch(req: IncomingMessage, messages: readonly JsonRpcMessage[]): string | undefined {
+    const method = req.headers['mcp-method']
+    const name = req.headers['mcp-name']
+    if (method === undefined && name === undefined) return undefined
+    const [message] = messages
+    if (messages.length !== 1 || message === undefined) return 'Mcp-Method and Mcp-Name need a single message'
+    if (method !== undefined && method !== message.method)
+      return 'the Mcp-Method header does not match the body'
+    const bodyName = message.params?.name ?? message.params?.uri
+    if (name !== undefined && name !== bodyName) return 'the Mcp-Name header does not match the body'
+    return undefined
+  }
+
+  #reap(idleMs: number): void {
+    for (const id of this.#sessions.idle(idleMs)) {
+      if (this.#upstream.busy(id)) continue
+      this.#logger.info({ session: id }, 'idle session reaped')
+      this.#upstream.endSession(id)
+      this.#sessions.delete(id)
+    }
+  }
+
+  #client(req: IncomingMessage): string | undefined {
+    const forwarded = req.headers['x-forwarded-for']
+    if (this.#config.trustProxy && typeof forwarded === 'string') return forwarded.split(',')[0]?.trim()
+    return req.socket.remoteAddress
+  }
+}

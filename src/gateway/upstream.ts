@@ -1,0 +1,51 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Principal } from './identity.ts'
+import type { JsonRpcMessage } from './jsonrpc.ts'
+
+/** One authorized request to the MCP endpoint, ready for the upstream. */
+export interface McpExchange {
+  req: IncomingMessage
+  res: ServerResponse
+  /** `undefined` for an anonymous discovery request. */
+  principal: Principal | undefined
+  /** The session the request names, already checked against its owner. */
+  sessionId: string | undefined
+  /** POST only. */
+  body: Buffer
+  messages: JsonRpcMessage[]
+  batch: boolean
+}
+
+/** What the gateway forwards to: an HTTP MCP server, or stdio children it spawns. */
+export interface Upstream {
+  post(exchange: McpExchange): Promise<void>
+  get(exchange: McpExchange): Promise<void>
+  delete(exchange: McpExchange): Promise<void>
+  /** True while the session has an open stream or a pending request, so it is not idle. */
+  busy(sessionId: string): boolean
+  /** Ends a session the gateway reaps (idle) or forgets. */
+  endSession(sessionId: string): void
+  ready(): boolean
+  close(graceMs: number): Promise<void>
+}
+
+/** Client headers an upstream may see; everything else, credentials first, stays at the gateway. */
+export const FORWARDED_REQUEST_HEADERS = [
+  'accept',
+  'content-type',
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'last-event-id',
+  'mcp-method',
+  'mcp-name',
+  'user-agent',
+] as const
+
+export const FORWARDED_RESPONSE_HEADERS = [
+  'content-type',
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'cache-control',
+  'retry-after',
+  'allow',
+] as const
