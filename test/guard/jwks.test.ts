@@ -306,6 +306,12 @@ describe('RemoteKeySet: unusable keys are skipped with a warning', () => {
       warning: /key #1 skipped: RSA exponent 1 is not an odd number of at least 3/,
     },
     {
+      name: 'RSA modulus with the ROCA fingerprint (Wycheproof tcId 7)',
+      keys: [wycheproofKey(7)],
+      alg: 'RS256',
+      warning: /key #1 skipped: RSA modulus has the ROCA fingerprint/,
+    },
+    {
       name: "private member 'd' (Wycheproof tcId 5)",
       keys: [wycheproofKey(5, 'private')],
       alg: 'RS256',
