@@ -124,6 +124,8 @@ export class Guard {
 
   /** Verifies a bare access token (JWT or, through introspection, opaque). Results are cached by SHA-256. */
   async verifyToken(token: string): Promise<VerifiedToken> {
+    const { maxTokenBytes } = this.options
+    if (token.length > maxTokenBytes) throw new GuardError('token_too_large', `${token.length} bytes, limit ${maxTokenBytes}`)
     const nowMs = Date.now()
     const cacheKey = createHash('sha256').update(token).digest('base64url')
     const cached = this.#verified.get(cacheKey, nowMs)
