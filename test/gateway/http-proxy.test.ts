@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import type { Gateway } from '../../src/gateway/server.ts'
 import {
   ALL_SCOPES,
@@ -11,6 +10,7 @@ import {
   startIdp,
   startTestGateway,
   tokenFor,
+  transportOf,
 } from '../support/gateway-harness.ts'
 import type { TestIdp } from '../support/idp.ts'
 
@@ -68,7 +68,7 @@ describe('gateway: Streamable HTTP upstream (server-everything)', () => {
     assert.deepEqual(progress, [1, 2, 3])
     assert.match(JSON.stringify(long.content), /Long running operation completed/)
 
-    const transport = client.transport as { sessionId?: string; terminateSession(): Promise<void> }
+    const transport = transportOf(client)
     const sessionId = transport.sessionId as string
     await transport.terminateSession()
     const reused = await postRpc(
@@ -92,7 +92,7 @@ describe('gateway: Streamable HTTP upstream (server-everything)', () => {
     assert.ok(!names.includes('get-sum'))
     assert.ok(!names.includes('get-env'))
 
-    const sessionId = (client.transport as { sessionId?: string }).sessionId as string
+    const sessionId = transportOf(client).sessionId as string
     const response = await postRpc(
       gateway.resource,
       { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'get-sum', arguments: { a: 1, b: 2 } } },
@@ -114,7 +114,7 @@ describe('gateway: Streamable HTTP upstream (server-everything)', () => {
     const alice = await tokenFor(idp, 'alice', ALL_SCOPES)
     const bob = await tokenFor(idp, 'bob', ALL_SCOPES)
     const client = await connectClient(gateway.resource, alice)
-    const sessionId = (client.transport as { sessionId?: string }).sessionId as string
+    const sessionId = transportOf(client).sessionId as string
     const hijack = await postRpc(
       gateway.resource,
       { jsonrpc: '2.0', id: 2, method: 'tools/list' },

@@ -116,6 +116,9 @@ export async function connectClient(resource: string, token: string): Promise<Cl
   return client
 }
 
+export const transportOf = (client: Client): StreamableHTTPClientTransport =>
+  client.transport as StreamableHTTPClientTransport
+
 /** A raw JSON-RPC POST, for the status codes and headers the SDK hides. */
 export function postRpc(
   resource: string,

@@ -1,0 +1,32 @@
+/**
+ * A deliberately fragile stdio MCP server for the gateway's failure tests. Run as a child process:
+ * `tools/call` of `crash` exits, of `hang` never answers, of `garbage` writes a non-JSON line first.
+ */
+import { createInterface } from 'node:readline'
+
+const send = (message: unknown) => process.stdout.write(`${JSON.stringify(message)}\n`)
+
+const tools = ['crash', 'hang', 'garbage'].map((name) => ({ name, inputSchema: { type: 'object' } }))
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const message = JSON.parse(line) as { id?: number | string; method?: string; params?: { name?: string } }
+  if (message.id === undefined || message.method === undefined) return
+  const reply = (result: unknown) => send({ jsonrpc: '2.0', id: message.id, result })
+  if (message.method === 'initialize') {
+    reply({
+      protocolVersion: '2025-06-18',
+      capabilities: { tools: {} },
+      serverInfo: { name: 'fragile', version: '1' },
+    })
+  } else if (message.method === 'tools/list') {
+    reply({ tools })
+  } else if (message.method === 'tools/call') {
+    const name = message.params?.name
+    if (name === 'crash') process.exit(3)
+    if (name === 'hang') return
+    if (name === 'garbage') process.stdout.write('this is not JSON-RPC\n')
+    reply({ content: [{ type: 'text', text: `called ${name}` }] })
+  } else {
+    send({ jsonrpc: '2.0', id: message.id, error: { code: -32601, message: 'method not found' } })
+  }
+})
