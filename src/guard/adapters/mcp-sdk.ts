@@ -81,7 +81,8 @@ function oauthCode(error: GuardError): SdkErrorCode {
 }
 
 function sdkError(errors: SdkErrors, code: SdkErrorCode, description: string): Error {
-  if ('OAuthError' in errors) return new errors.OAuthError(code, description)
+  // The v1 module exports an OAuthError too, with another constructor: test for v1 first.
+  if (!('InvalidTokenError' in errors)) return new errors.OAuthError(code, description)
   const byCode = {
     invalid_token: errors.InvalidTokenError,
     insufficient_scope: errors.InsufficientScopeError,
