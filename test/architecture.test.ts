@@ -15,7 +15,7 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   dev: { parts: ['guard'], packages: ['jose', 'oidc-provider'] },
   storage: { parts: [], packages: ['pg'] },
   'auth-server': { parts: ['storage'], packages: ['jose', 'oidc-provider', 'openid-client'] },
-  gateway: { parts: ['guard', 'config'], packages: ['pino', 'yaml'] },
+  gateway: { parts: ['guard', 'config'], packages: ['jose', 'pino', 'yaml'] },
   cli: { parts: ['guard', 'config', 'gateway', 'dev', 'storage', 'auth-server'], packages: [] },
 }
 

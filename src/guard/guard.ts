@@ -8,6 +8,7 @@ import { type IntrospectionClient, introspect } from './introspection.ts'
 import { RemoteKeySet } from './jwks.ts'
 import { normalizeAudience } from './lib/claims.ts'
 import { looksLikeJws } from './lib/compact.ts'
+import { assertSecureUrl } from './lib/http.ts'
 import { TtlCache } from './lib/ttl_cache.ts'
 import { resourceMetadataDocument, resourceMetadataPaths, resourceMetadataUrl } from './metadata.ts'
 import { type GuardOptions, type ResolvedGuardOptions, resolveGuardOptions } from './options.ts'
@@ -125,7 +126,8 @@ export class Guard {
   /** Verifies a bare access token (JWT or, through introspection, opaque). Results are cached by SHA-256. */
   async verifyToken(token: string): Promise<VerifiedToken> {
     const { maxTokenBytes } = this.options
-    if (token.length > maxTokenBytes) throw new GuardError('token_too_large', `${token.length} bytes, limit ${maxTokenBytes}`)
+    if (token.length > maxTokenBytes)
+      throw new GuardError('token_too_large', `${token.length} bytes, limit ${maxTokenBytes}`)
     const nowMs = Date.now()
     const cacheKey = createHash('sha256').update(token).digest('base64url')
     const cached = this.#verified.get(cacheKey, nowMs)
@@ -292,11 +294,14 @@ export async function createGuard(options: GuardOptions): Promise<Guard> {
         `the metadata of ${server.issuer} has no jwks_uri, so its tokens cannot be verified`,
       )
     }
-    const keys = new RemoteKeySet(new URL(jwksUri), {
-      ...resolved.jwks,
-      timeoutMs: resolved.timeoutMs,
-      onWarning: (message) => logger.warn(message),
-    })
+    const keys = new RemoteKeySet(
+      endpointUrl(jwksUri, `jwks_uri of ${server.issuer}`, server.jwksUri !== undefined),
+      {
+        ...resolved.jwks,
+        timeoutMs: resolved.timeoutMs,
+        onWarning: (message) => logger.warn(message),
+      },
+    )
     await keys.load()
     issuers.set(server.issuer, {
       issuer: server.issuer,
@@ -314,7 +319,11 @@ export async function createGuard(options: GuardOptions): Promise<Guard> {
       const { clientId, clientSecret } = server.introspection
       introspection = {
         issuer: server.issuer,
-        endpoint: new URL(endpoint),
+        endpoint: endpointUrl(
+          endpoint,
+          `introspection endpoint of ${server.issuer}`,
+          server.introspection.endpoint !== undefined,
+        ),
         clientId,
         clientSecret,
         timeoutMs: resolved.timeoutMs,
@@ -322,4 +331,24 @@ export async function createGuard(options: GuardOptions): Promise<Guard> {
     }
   }
   return new Guard(resolved, issuers, introspection)
+}
+
+/**
+ * A URL the guard will call, checked at start: configured ones are the operator's to fix, discovered ones
+ * the provider's, and the error code says which.
+ */
+function endpointUrl(value: string, what: string, configured: boolean): URL {
+  const code = configured ? 'config_invalid' : 'discovery_failed'
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new GuardError(code, `${what} ${JSON.stringify(value)} is not a URL`)
+  }
+  try {
+    assertSecureUrl(url, what)
+  } catch (cause) {
+    throw new GuardError(code, (cause as Error).message)
+  }
+  return url
 }

@@ -45,9 +45,12 @@ export async function introspect(
     })
   } catch (cause) {
     if (!(cause instanceof FetchFailure)) throw cause
+    const refused = cause.status === 401 || cause.status === 403
     throw new GuardError(
       'authorization_server_unavailable',
-      `introspection at ${client.endpoint.href} ${cause.message}`,
+      refused
+        ? `introspection at ${client.endpoint.href} refused the credentials of client ${client.clientId} (HTTP ${cause.status}): check introspection clientId and clientSecret`
+        : `introspection at ${client.endpoint.href} ${cause.message}`,
     )
   }
   if (answer.active !== true)

@@ -52,7 +52,13 @@ export class RemoteKeySet {
   async keyFor(kid: string | undefined, alg: JwsAlgorithm): Promise<VerificationKey> {
     const now = Date.now()
     if (!this.#keys) await this.#refreshOrThrow()
-    else if (now - this.#fetchedAt > this.#options.cacheMaxAgeMs) void this.#refresh()
+    else if (
+      now - this.#fetchedAt > this.#options.cacheMaxAgeMs &&
+      now - this.#attemptedAt >= this.#options.cooldownMs
+    ) {
+      // While the provider is down, stale keys keep serving and retries stay within the cooldown.
+      void this.#refresh()
+    }
 
     let key = this.#select(kid, alg)
     if (!key && (this.#inflight || now - this.#attemptedAt >= this.#options.cooldownMs)) {

@@ -7,6 +7,13 @@ export interface FetchJsonOptions {
 /** Why a fetch failed, in words an operator can act on. Thrown as a plain Error; callers wrap it. */
 export class FetchFailure extends Error {
   override name = 'FetchFailure'
+  /** The HTTP status, when the server answered at all. */
+  readonly status: number | undefined
+
+  constructor(message: string, options?: ErrorOptions & { status?: number }) {
+    super(message, options)
+    this.status = options?.status
+  }
 }
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
@@ -46,7 +53,7 @@ export async function fetchJson(url: URL, options: FetchJsonOptions): Promise<Re
   }
   if (response.status !== 200) {
     await response.body?.cancel()
-    throw new FetchFailure(`answered HTTP ${response.status}`)
+    throw new FetchFailure(`answered HTTP ${response.status}`, { status: response.status })
   }
   const text = await readCapped(response, options.maxBytes)
   let body: unknown
