@@ -10,7 +10,12 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import * as z from 'zod'
 import { guardNodeHandler } from '../src/guard/adapters/node.ts'
-import { createGuard, type GuardOptions, guardOptionsFromEnv } from '../src/guard/index.ts'
+import {
+  createGuard,
+  type GuardOptions,
+  guardOptionsFromEnv,
+  resourceMetadataUrl,
+} from '../src/guard/index.ts'
 
 export interface ProtectedServer {
   /** The canonical MCP URL: the guard's resource. */
@@ -74,7 +79,7 @@ export async function startProtectedServer(options: ProtectedServerOptions): Pro
     server.on(
       'request',
       guardNodeHandler(guard, async (req, res) => {
-        if (new URL(req.url ?? '/', url).pathname !== mcpPath) {
+        if ((req.url ?? '/').split('?')[0] !== mcpPath) {
           res.writeHead(404).end()
           return
         }
@@ -105,9 +110,7 @@ if (import.meta.main) {
       url,
       guardOptions: guardOptionsFromEnv(process.env, url),
     })
-    console.log(
-      `MCP server on ${running.url}, metadata on ${new URL(running.url).origin}/.well-known/oauth-protected-resource`,
-    )
+    console.log(`MCP server on ${running.url}, metadata on ${resourceMetadataUrl(running.url)}`)
   } catch (error) {
     console.error(error instanceof Error ? error.message : error)
     process.exitCode = 1

@@ -1,4 +1,4 @@
-import type { GuardError } from '../errors.ts'
+import { GUARD_ERRORS, type GuardError } from '../errors.ts'
 import type { CheckOptions, Guard } from '../guard.ts'
 import type { VerifiedToken } from '../identity.ts'
 import { withGuard } from './fetch.ts'
@@ -62,7 +62,7 @@ export function guardTokenVerifier(guard: Guard, errors: SdkErrors): GuardTokenV
       try {
         request = new Request(guard.resource, { headers: { authorization: `Bearer ${token}` } })
       } catch {
-        throw sdkError(errors, 'invalid_token', 'the access token is not a well-formed signed JWT')
+        throw sdkError(errors, 'invalid_token', GUARD_ERRORS.token_malformed.description)
       }
       const result = await guard.check(request)
       if (!result.ok) throw sdkError(errors, oauthCode(result.error), result.error.publicDescription)
