@@ -86,7 +86,7 @@ describe('gateway: hostile input and failing upstreams', () => {
 
   it('refuses Mcp-Method and Mcp-Name headers that disagree with the body', async () => {
     const call = { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: {} } }
-    const cases = [
+    const cases: { headers: Record<string, string>; message: string }[] = [
       { headers: { 'mcp-method': 'tools/list' }, message: 'the Mcp-Method header does not match the body' },
       {
         headers: { 'mcp-method': 'tools/call', 'mcp-name': 'other' },

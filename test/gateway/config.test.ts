@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { stringify } from 'yaml'
+import { SERVE_HELP } from '../../src/cli/serve.ts'
+import { type GatewayFlags, loadGatewayConfig } from '../../src/gateway/config.ts'
+
+const ENV = { OAUTH_ISSUER_URL: 'https://idp.example.com/' }
+
+async function fileWith(content: unknown): Promise<string> {
+  const path = join(await mkdtemp(join(tmpdir(), 'gatehouse-config-')), 'gatehouse.yaml')
+  await writeFile(path, typeof content === 'string' ? content : stringify(content))
+  return path
+}
+
+describe('gateway configuration', () => {
+  it('takes flags over the environment over the file', async () => {
+    const config = await fileWith({
+      upstream: 'http://file/mcp',
+      transport: { port: 7000, address: '0.0.0.0' },
+    })
+    const fromFile = await loadGatewayConfig({ config }, ENV)
+    assert.equal(fromFile.port, 7000)
+    assert.equal(fromFile.address, '0.0.0.0')
+    assert.equal(fromFile.upstream.kind === 'http' && fromFile.upstream.url.href, 'http://file/mcp')
+    const fromEnv = await loadGatewayConfig(
+      { config },
+      { ...ENV, GATEHOUSE_PORT: '7001', GATEHOUSE_UPSTREAM: 'http://env/mcp' },
+    )
+    assert.equal(fromEnv.port, 7001)
+    assert.equal(fromEnv.upstream.kind === 'http' && fromEnv.upstream.url.href, 'http://env/mcp')
+    const fromFlags = await loadGatewayConfig(
+      { config, port: '7002', upstream: 'http://flag/mcp' },
+      { ...ENV, GATEHOUSE_PORT: '7001' },
+    )
+    assert.equal(fromFlags.port, 7002)
+    assert.equal(fromFlags.upstream.kind === 'http' && fromFlags.upstream.url.href, 'http://flag/mcp')
+  })
+
+  it("accepts Apollo MCP Server's transport block, auth included", async () => {
+    const config = await fileWith({
+      upstream: 'http://127.0.0.1:3001/mcp',
+      transport: {
+        type: 'streamable_http',
+        port: 8123,
+        auth: {
+          servers: ['https://tenant.auth0.com/'],
+          audiences: ['https://mcp.example.com/mcp'],
+          scopes: ['mcp'],
+          resource: 'https://mcp.example.com/mcp',
+          allow_anonymous_mcp_discovery: true,
+        },
+      },
+    })
+    const gateway = await loadGatewayConfig({ config }, {})
+    assert.equal(gateway.port, 8123)
+    assert.equal(gateway.publicUrl, 'https://mcp.example.com/mcp')
+    assert.equal(gateway.allowAnonymousDiscovery, true)
+    const guard = gateway.guardOptions('https://mcp.example.com/mcp')
+    assert.deepEqual(guard.authorizationServers, [{ issuer: 'https://tenant.auth0.com/' }])
+    assert.deepEqual(guard.scopes, ['mcp'])
+  })
+
+  it('reads a stdio command from after -- or from the file, with tool scopes and limits', async () => {
+    const config = await fileWith({
+      command: 'npx',
+      args: ['-y', '@modelcontextprotocol/server-everything'],
+      env: { DEBUG: '1' },
+      tools: { 'get-env': { scopes: ['admin'] } },
+      default_tool_scopes: ['mcp'],
+      limits: { max_body_bytes: 4096 },
+    })
+    const fromFile = await loadGatewayConfig({ config }, ENV)
+    assert.deepEqual(fromFile.upstream, {
+      kind: 'stdio',
+      command: 'npx',
+      args: ['-y', '@modelcontextprotocol/server-everything'],
+      env: { DEBUG: '1' },
+      cwd: undefined,
+    })
+    assert.deepEqual(fromFile.tools, { 'get-env': ['admin'] })
+    assert.deepEqual(fromFile.defaultToolScopes, ['mcp'])
+    assert.equal(fromFile.limits.maxBodyBytes, 4096)
+    const fromFlags = await loadGatewayConfig({ command: ['python', 'server.py'] }, ENV)
+    assert.equal(fromFlags.upstream.kind === 'stdio' && fromFlags.upstream.command, 'python')
+    assert.equal(fromFlags.upstreamCredentials, 'none')
+  })
+
+  const invalid: {
+    name: string
+    flags?: GatewayFlags
+    file?: unknown
+    env?: Record<string, string>
+    message: RegExp
+  }[] = [
+    { name: 'no upstream', message: /^no upstream: give --upstream/ },
+    {
+      name: 'both upstreams',
+      flags: { upstream: 'http://a/mcp', command: ['x'] },
+      message: /either --upstream .* not both/,
+    },
+    {
+      name: 'a non-http upstream',
+      flags: { upstream: 'ftp://a/mcp' },
+      message: /must be an http or https URL/,
+    },
+    { name: 'an unknown file key', file: { upstrem: 'http://a/mcp' }, message: /unknown setting upstrem/ },
+    {
+      name: 'a bad port',
+      flags: { upstream: 'http://a/mcp', port: '70000' },
+      message: /^port must be an integer from 0 to 65535/,
+    },
+    {
+      name: 'another transport',
+      file: { upstream: 'http://a/mcp', transport: { type: 'stdio' } },
+      message: /transport.type "stdio" is not supported/,
+    },
+    {
+      name: 'an unknown credentials mode',
+      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'vault' } },
+      message: /mode "vault" must be none or passthrough/,
+    },
+    {
+      name: 'a certificate without a key',
+      file: { upstream: 'http://a/mcp', tls: { cert: 'c.pem' } },
+      message: /TLS needs both/,
+    },
+    {
+      name: 'a public URL without a path',
+      flags: { upstream: 'http://a/mcp', publicUrl: 'https://mcp.example.com/' },
+      message: /needs the MCP path/,
+    },
+    {
+      name: 'tool scopes that are not a list',
+      file: { upstream: 'http://a/mcp', tools: { echo: { scopes: 'mcp' } } },
+      message: /tools.echo.scopes must be a list/,
+    },
+    {
+      name: 'no issuer',
+      flags: { upstream: 'http://a/mcp' },
+      env: {},
+      message: /OAUTH_ISSUER_URL is not set/,
+    },
+  ]
+  for (const { name, flags = {}, file, env = ENV, message } of invalid) {
+    it(`refuses ${name} with a message that names the setting`, async () => {
+      const config = file === undefined ? undefined : await fileWith(file)
+      await assert.rejects(loadGatewayConfig({ ...flags, config }, env), (error: Error) => {
+        assert.match(error.message, message)
+        return true
+      })
+    })
+  }
+
+  it('documents every flag and file setting in gatehouse serve --help', () => {
+    const settings = [
+      '--upstream',
+      '--port',
+      '--address',
+      '--public-url',
+      '--config',
+      '--log-level',
+      '--help',
+    ]
+    const keys = [
+      'upstream:',
+      'command:',
+      'args:',
+      'env:',
+      'cwd:',
+      'transport:',
+      'public_url:',
+      'tools:',
+      'default_tool_scopes:',
+      'allow_anonymous_mcp_discovery:',
+      'upstream_credentials:',
+      'sessions:',
+      'limits:',
+      'tls:',
+      'trust_proxy:',
+      'log_level:',
+    ]
+    for (const documented of [...settings, ...keys, 'OAUTH_ISSUER_URL', 'OAUTH_AUDIENCE']) {
+      assert.ok(SERVE_HELP.includes(documented), `${documented} is missing from the help`)
+    }
+  })
+})
