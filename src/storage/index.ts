@@ -1,0 +1,3 @@
+export { openStore } from './open.ts'
+export { OidcConsumeConflictError } from './sql_store.ts'
+export type * from './store.ts'

@@ -1,0 +1,97 @@
+/** Column types that differ between the backends. */
+export interface Dialect {
+  /** Seconds since the epoch, counters. */
+  integer: string
+  autoIncrementKey: string
+}
+
+export const SQLITE_DIALECT: Dialect = {
+  integer: 'INTEGER',
+  autoIncrementKey: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+}
+
+export const POSTGRES_DIALECT: Dialect = {
+  integer: 'BIGINT',
+  autoIncrementKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
+}
+
+export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY,
+  applied_at BIGINT NOT NULL
+)`
+
+/**
+ * Append only: a released version is never edited, a change is a new version. docs/storage-schema.md
+ * describes the resulting schema.
+ */
+export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialect) => string[] }> = [
+  {
+    version: 1,
+    statements: (d) => [
+      `CREATE TABLE oidc_records (
+        model TEXT NOT NULL,
+        id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        grant_id TEXT,
+        uid TEXT,
+        user_code TEXT,
+        expires_at ${d.integer},
+        consumed_at ${d.integer},
+        PRIMARY KEY (model, id)
+      )`,
+      'CREATE INDEX oidc_records_grant_id ON oidc_records (grant_id) WHERE grant_id IS NOT NULL',
+      'CREATE INDEX oidc_records_uid ON oidc_records (model, uid) WHERE uid IS NOT NULL',
+      'CREATE INDEX oidc_records_user_code ON oidc_records (model, user_code) WHERE user_code IS NOT NULL',
+      'CREATE INDEX oidc_records_expires_at ON oidc_records (expires_at) WHERE expires_at IS NOT NULL',
+      `CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        external_id TEXT UNIQUE,
+        claims TEXT NOT NULL,
+        created_at ${d.integer} NOT NULL
+      )`,
+      `CREATE TABLE consents (
+        user_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        resources TEXT NOT NULL,
+        granted_at ${d.integer} NOT NULL,
+        PRIMARY KEY (user_id, client_id)
+      )`,
+      `CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        encrypted_jwk TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'retired')),
+        created_at ${d.integer} NOT NULL,
+        retire_after ${d.integer}
+      )`,
+      `CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active'`,
+      `CREATE TABLE audit_events (
+        id ${d.autoIncrementKey},
+        at ${d.integer} NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL
+      )`,
+      `CREATE TABLE rate_limits (
+        bucket TEXT NOT NULL,
+        window_start ${d.integer} NOT NULL,
+        count INTEGER NOT NULL,
+        expires_at ${d.integer} NOT NULL,
+        PRIMARY KEY (bucket, window_start)
+      )`,
+      'CREATE INDEX rate_limits_expires_at ON rate_limits (expires_at)',
+    ],
+  },
+]
+
+/** The statements that bring a database at `applied` versions up to date, each followed by its bookkeeping. */
+export function pendingMigrations(dialect: Dialect, applied: Set<number>, now: number) {
+  return MIGRATIONS.filter((migration) => !applied.has(migration.version)).flatMap((migration) => [
+    ...migration.statements(dialect).map((sql) => ({ sql, params: [] as number[] })),
+    {
+      sql: 'INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)',
+      params: [migration.version, now],
+    },
+  ])
+}

@@ -1,0 +1,368 @@
+import { createHash, randomUUID } from 'node:crypto'
+import type {
+  AuditEvent,
+  AuditRecords,
+  Consent,
+  ConsentRecords,
+  KeyRecords,
+  OidcAdapter,
+  OidcPayload,
+  SigningKey,
+  Store,
+  User,
+  UserRecords,
+} from './store.ts'
+
+export type SqlValue = string | number | null
+export type Row = Record<string, unknown>
+
+export interface SqlStatement {
+  sql: string
+  params: SqlValue[]
+  /** When the statement changes no row, the transaction is rolled back and this message thrown. */
+  orFail?: string
+}
+
+/** What the store needs from a database: SQL with `?` placeholders, run by SQLite or PostgreSQL. */
+export interface SqlDriver {
+  readonly kind: Store['kind']
+  query(sql: string, params: SqlValue[]): Promise<Row[]>
+  /** Returns the number of rows changed. */
+  execute(sql: string, params: SqlValue[]): Promise<number>
+  transaction(statements: SqlStatement[]): Promise<void>
+  close(): Promise<void>
+}
+
+export interface StoreOptions {
+  /** Milliseconds since the epoch; tests move it to cross expiries and rate-limit windows. */
+  now?: () => number
+}
+
+/** Thrown by `consume` when the record was already consumed, has expired or does not exist. */
+export class OidcConsumeConflictError extends Error {
+  constructor(model: string) {
+    super(`${model} record already consumed, expired or not found`)
+    this.name = 'OidcConsumeConflictError'
+  }
+}
+
+const PURGE_INTERVAL_SECONDS = 60
+
+/**
+ * Lookup keys of `oidc-provider` records (token values, grant ids, session uids, user codes) are stored as
+ * SHA-256 digests: any length and any character fits an index, and PostgreSQL text cannot hold NUL.
+ * JSON.stringify first, so distinct lone surrogates (which UTF-8 would all turn into U+FFFD) stay distinct.
+ */
+function lookupKey(value: string): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex')
+}
+
+function optionalLookupKey(value: unknown): string | null {
+  return typeof value === 'string' ? lookupKey(value) : null
+}
+
+/** PostgreSQL text cannot hold NUL; refused on both backends so they behave the same. */
+function text(field: string, value: string): string {
+  if (value.includes('\0')) throw new Error(`storage: ${field} contains a NUL character`)
+  return value
+}
+
+/** A value holding NUL was never stored, so a lookup by it finds nothing (rather than failing on PostgreSQL). */
+function storable(value: string): boolean {
+  return !value.includes('\0')
+}
+
+function optionalText(field: string, value: string | undefined): string | null {
+  return value === undefined ? null : text(field, value)
+}
+
+/** PostgreSQL returns BIGINT columns as strings. */
+function integer(value: unknown): number {
+  return Number(value)
+}
+
+function optionalInteger(value: unknown): number | undefined {
+  return value === null || value === undefined ? undefined : Number(value)
+}
+
+function optionalString(value: unknown): string | undefined {
+  return value === null || value === undefined ? undefined : String(value)
+}
+
+function toUser(row: Row): User {
+  return {
+    id: String(row.id),
+    username: String(row.username),
+    passwordHash: optionalString(row.password_hash),
+    externalId: optionalString(row.external_id),
+    claims: JSON.parse(String(row.claims)),
+    createdAt: integer(row.created_at),
+  }
+}
+
+function toConsent(row: Row): Consent {
+  return {
+    userId: String(row.user_id),
+    clientId: String(row.client_id),
+    resources: JSON.parse(String(row.resources)),
+    grantedAt: integer(row.granted_at),
+  }
+}
+
+function toSigningKey(row: Row): SigningKey {
+  return {
+    kid: String(row.kid),
+    alg: String(row.alg),
+    encryptedJwk: String(row.encrypted_jwk),
+    state: row.state === 'active' ? 'active' : 'retired',
+    createdAt: integer(row.created_at),
+    retireAfter: optionalInteger(row.retire_after),
+  }
+}
+
+/** The one implementation of `Store`; the backends differ only in their `SqlDriver` and DDL. */
+export class SqlStore implements Store {
+  readonly kind: Store['kind']
+  readonly users: UserRecords
+  readonly consents: ConsentRecords
+  readonly keys: KeyRecords
+  readonly audit: AuditRecords
+  readonly #db: SqlDriver
+  readonly #now: () => number
+  #nextPurge = 0
+
+  constructor(db: SqlDriver, options: StoreOptions = {}) {
+    this.#db = db
+    this.kind = db.kind
+    this.#now = options.now ?? Date.now
+    this.users = this.#userRecords()
+    this.consents = this.#consentRecords()
+    this.keys = this.#keyRecords()
+    this.audit = this.#auditRecords()
+  }
+
+  #seconds(): number {
+    return Math.floor(this.#now() / 1000)
+  }
+
+  /** Expired rows are never returned; deleting them is housekeeping, done at most once a minute. */
+  async #purgeExpired(now: number): Promise<void> {
+    if (now < this.#nextPurge) return
+    this.#nextPurge = now + PURGE_INTERVAL_SECONDS
+    await this.#db.execute('DELETE FROM oidc_records WHERE expires_at <= ?', [now])
+    await this.#db.execute('DELETE FROM rate_limits WHERE expires_at <= ?', [now])
+  }
+
+  oidcAdapter(model: string): OidcAdapter {
+    const db = this.#db
+    const seconds = () => this.#seconds()
+    const purgeExpired = (now: number) => this.#purgeExpired(now)
+    const findBy = async (column: 'id' | 'uid' | 'user_code', value: string) => {
+      const [row] = await db.query(
+        `SELECT payload, consumed_at FROM oidc_records
+         WHERE model = ? AND ${column} = ? AND (expires_at IS NULL OR expires_at > ?)`,
+        [model, lookupKey(value), seconds()],
+      )
+      if (!row) return undefined
+      const payload: OidcPayload = JSON.parse(String(row.payload))
+      const consumed = optionalInteger(row.consumed_at)
+      if (consumed !== undefined) payload.consumed = consumed
+      return payload
+    }
+    return {
+      async upsert(id, payload, expiresIn) {
+        const now = seconds()
+        await purgeExpired(now)
+        await db.execute(
+          `INSERT INTO oidc_records (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+             uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
+             consumed_at = excluded.consumed_at`,
+          [
+            model,
+            lookupKey(id),
+            JSON.stringify(payload),
+            optionalLookupKey(payload.grantId),
+            optionalLookupKey(payload.uid),
+            optionalLookupKey(payload.userCode),
+            // Clients registered without an expiry come with no expiresIn.
+            Number.isFinite(expiresIn) ? now + expiresIn : null,
+            typeof payload.consumed === 'number' ? payload.consumed : null,
+          ],
+        )
+      },
+      find: (id) => findBy('id', id),
+      findByUid: (uid) => findBy('uid', uid),
+      findByUserCode: (userCode) => findBy('user_code', userCode),
+      async consume(id) {
+        const now = seconds()
+        const changed = await db.execute(
+          `UPDATE oidc_records SET consumed_at = ?
+           WHERE model = ? AND id = ? AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
+          [now, model, lookupKey(id), now],
+        )
+        if (changed === 0) throw new OidcConsumeConflictError(model)
+      },
+      async destroy(id) {
+        await db.execute('DELETE FROM oidc_records WHERE model = ? AND id = ?', [model, lookupKey(id)])
+      },
+      async revokeByGrantId(grantId) {
+        await db.execute('DELETE FROM oidc_records WHERE grant_id = ?', [lookupKey(grantId)])
+      },
+    }
+  }
+
+  async hit(bucket: string, limit: number, windowSeconds: number): Promise<boolean> {
+    const now = this.#seconds()
+    await this.#purgeExpired(now)
+    const windowStart = now - (now % windowSeconds)
+    const [row] = await this.#db.query(
+      `INSERT INTO rate_limits (bucket, window_start, count, expires_at) VALUES (?, ?, 1, ?)
+       ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + 1
+       RETURNING count`,
+      [lookupKey(bucket), windowStart, windowStart + windowSeconds],
+    )
+    return integer(row?.count) <= limit
+  }
+
+  close(): Promise<void> {
+    return this.#db.close()
+  }
+
+  #userRecords(): UserRecords {
+    const db = this.#db
+    const findOne = async (column: 'id' | 'username' | 'external_id', value: string) => {
+      if (!storable(value)) return undefined
+      const [row] = await db.query(`SELECT * FROM users WHERE ${column} = ?`, [value])
+      return row ? toUser(row) : undefined
+    }
+    return {
+      create: async (user) => {
+        const created: User = { ...user, id: randomUUID(), createdAt: this.#seconds() }
+        await db.execute(
+          `INSERT INTO users (id, username, password_hash, external_id, claims, created_at)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+          [
+            created.id,
+            text('username', created.username),
+            optionalText('passwordHash', created.passwordHash),
+            optionalText('externalId', created.externalId),
+            JSON.stringify(created.claims),
+            created.createdAt,
+          ],
+        )
+        return created
+      },
+      findById: (id) => findOne('id', id),
+      findByUsername: (username) => findOne('username', username),
+      findByExternalId: (externalId) => findOne('external_id', externalId),
+      list: async () => (await db.query('SELECT * FROM users ORDER BY created_at, username', [])).map(toUser),
+    }
+  }
+
+  #consentRecords(): ConsentRecords {
+    const db = this.#db
+    return {
+      async find(userId, clientId) {
+        if (!storable(userId) || !storable(clientId)) return undefined
+        const [row] = await db.query('SELECT * FROM consents WHERE user_id = ? AND client_id = ?', [
+          userId,
+          clientId,
+        ])
+        return row ? toConsent(row) : undefined
+      },
+      async save(consent) {
+        await db.execute(
+          `INSERT INTO consents (user_id, client_id, resources, granted_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (user_id, client_id) DO UPDATE SET resources = excluded.resources,
+             granted_at = excluded.granted_at`,
+          [
+            text('userId', consent.userId),
+            text('clientId', consent.clientId),
+            JSON.stringify(consent.resources),
+            consent.grantedAt,
+          ],
+        )
+      },
+      async revoke(userId, clientId) {
+        if (!storable(userId) || !storable(clientId)) return false
+        const changed = await db.execute('DELETE FROM consents WHERE user_id = ? AND client_id = ?', [
+          userId,
+          clientId,
+        ])
+        return changed > 0
+      },
+      async listByUser(userId) {
+        if (!storable(userId)) return []
+        const rows = await db.query(
+          'SELECT * FROM consents WHERE user_id = ? ORDER BY granted_at, client_id',
+          [userId],
+        )
+        return rows.map(toConsent)
+      },
+    }
+  }
+
+  #keyRecords(): KeyRecords {
+    const db = this.#db
+    return {
+      list: async () =>
+        (await db.query('SELECT * FROM signing_keys ORDER BY created_at DESC, kid', [])).map(toSigningKey),
+      async insert(key) {
+        await db.execute(
+          `INSERT INTO signing_keys (kid, alg, encrypted_jwk, state, created_at, retire_after)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+          [
+            text('kid', key.kid),
+            text('alg', key.alg),
+            text('encryptedJwk', key.encryptedJwk),
+            key.state,
+            key.createdAt,
+            key.retireAfter ?? null,
+          ],
+        )
+      },
+      async activate(kid, retireAfter) {
+        text('kid', kid)
+        // Retire first: a unique index allows one active key, so two racing rotations cannot both win.
+        await db.transaction([
+          {
+            sql: `UPDATE signing_keys SET state = 'retired', retire_after = ? WHERE state = 'active' AND kid <> ?`,
+            params: [retireAfter, kid],
+          },
+          {
+            sql: `UPDATE signing_keys SET state = 'active', retire_after = NULL WHERE kid = ?`,
+            params: [kid],
+            orFail: 'storage: no signing key with this kid',
+          },
+        ])
+      },
+      deleteExpired: (now) =>
+        db.execute(`DELETE FROM signing_keys WHERE state = 'retired' AND retire_after <= ?`, [now]),
+    }
+  }
+
+  #auditRecords(): AuditRecords {
+    const db = this.#db
+    return {
+      async append(event: AuditEvent) {
+        await db.execute('INSERT INTO audit_events (at, type, data) VALUES (?, ?, ?)', [
+          event.at,
+          text('type', event.type),
+          JSON.stringify(event.data),
+        ])
+      },
+      async recent(limit) {
+        const rows = await db.query('SELECT at, type, data FROM audit_events ORDER BY id DESC LIMIT ?', [
+          limit,
+        ])
+        return rows.map((row) => ({
+          at: integer(row.at),
+          type: String(row.type),
+          data: JSON.parse(String(row.data)),
+        }))
+      },
+    }
+  }
+}

@@ -1,0 +1,421 @@
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { afterEach, test } from 'node:test'
+import { OidcConsumeConflictError } from '../../src/storage/index.ts'
+import type { StoreOptions } from '../../src/storage/sql_store.ts'
+import type { SigningKey, Store } from '../../src/storage/store.ts'
+
+/** One empty storage place (a SQLite file, a PostgreSQL schema); every `open` gives a store sharing it. */
+export interface StoreLocation {
+  open(options?: StoreOptions): Promise<Store>
+}
+
+export interface StoreHarness {
+  fresh(): Promise<StoreLocation>
+}
+
+const START = Date.UTC(2030, 0, 1)
+
+/** A clock the test moves; stores opened with it read it on every call. */
+function testClock() {
+  const clock = { ms: START, now: () => clock.ms, advance: (seconds: number) => (clock.ms += seconds * 1000) }
+  return clock
+}
+
+const seconds = (ms: number) => Math.floor(ms / 1000)
+
+function isConsumeConflict(model: string) {
+  return (error: unknown) =>
+    error instanceof OidcConsumeConflictError &&
+    error.message === `${model} record already consumed, expired or not found`
+}
+
+function key(kid: string, overrides: Partial<SigningKey> = {}): SigningKey {
+  return {
+    kid,
+    alg: 'EdDSA',
+    encryptedJwk: `ciphertext-of-${kid}`,
+    state: 'retired',
+    createdAt: 1000,
+    retireAfter: undefined,
+    ...overrides,
+  }
+}
+
+/** Registers the storage contract; both backends must pass it unchanged. */
+export function storeContract(harness: StoreHarness): void {
+  const opened: Store[] = []
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((store) => store.close()))
+  })
+  const track = (store: Store) => {
+    opened.push(store)
+    return store
+  }
+  /** A fresh location and `count` stores on it, all reading one test clock. */
+  async function stores(count: number) {
+    const clock = testClock()
+    const location = await harness.fresh()
+    const open = async () => track(await location.open({ now: clock.now }))
+    const list = await Promise.all(Array.from({ length: count }, open))
+    return { clock, location, open, stores: list, store: list[0] as Store }
+  }
+
+  test('oidc: upsert then find returns the payload; models are separate; unknown ids are undefined', async () => {
+    const { store } = await stores(1)
+    const codes = store.oidcAdapter('AuthorizationCode')
+    const tokens = store.oidcAdapter('RefreshToken')
+    await codes.upsert('same-id', { jti: 'same-id', kind: 'code', grantId: 'g1' }, 60)
+    await tokens.upsert('same-id', { jti: 'same-id', kind: 'refresh', grantId: 'g1' }, 60)
+    assert.deepEqual(await codes.find('same-id'), { jti: 'same-id', kind: 'code', grantId: 'g1' })
+    assert.deepEqual(await tokens.find('same-id'), { jti: 'same-id', kind: 'refresh', grantId: 'g1' })
+    assert.equal(await codes.find('other-id'), undefined)
+    assert.equal(await store.oidcAdapter('Session').find('same-id'), undefined)
+  })
+
+  test('oidc: upsert replaces the payload and every indexed field', async () => {
+    const { store } = await stores(1)
+    const sessions = store.oidcAdapter('Session')
+    await sessions.upsert('s1', { uid: 'uid-old', grantId: 'grant-old', v: 1 }, 60)
+    await sessions.upsert('s1', { uid: 'uid-new', grantId: 'grant-new', v: 2 }, 60)
+    assert.deepEqual(await sessions.find('s1'), { uid: 'uid-new', grantId: 'grant-new', v: 2 })
+    assert.equal(await sessions.findByUid('uid-old'), undefined)
+    assert.deepEqual(await sessions.findByUid('uid-new'), { uid: 'uid-new', grantId: 'grant-new', v: 2 })
+    await sessions.revokeByGrantId('grant-old')
+    assert.notEqual(await sessions.find('s1'), undefined)
+    await sessions.revokeByGrantId('grant-new')
+    assert.equal(await sessions.find('s1'), undefined)
+  })
+
+  test('oidc: findByUid and findByUserCode look within their model', async () => {
+    const { store } = await stores(1)
+    await store.oidcAdapter('Session').upsert('s', { uid: 'u-1' }, 60)
+    await store.oidcAdapter('DeviceCode').upsert('d', { userCode: 'ABCD-EFGH', uid: 'u-2' }, 60)
+    assert.deepEqual(await store.oidcAdapter('Session').findByUid('u-1'), { uid: 'u-1' })
+    assert.equal(await store.oidcAdapter('Interaction').findByUid('u-1'), undefined)
+    assert.deepEqual(await store.oidcAdapter('DeviceCode').findByUserCode('ABCD-EFGH'), {
+      userCode: 'ABCD-EFGH',
+      uid: 'u-2',
+    })
+    assert.equal(await store.oidcAdapter('DeviceCode').findByUserCode('ABCD-EFGX'), undefined)
+    assert.equal(await store.oidcAdapter('Session').findByUserCode('ABCD-EFGH'), undefined)
+  })
+
+  test('oidc: a record is found until expiresIn seconds have passed, then by no lookup', async () => {
+    const { store, clock } = await stores(1)
+    const codes = store.oidcAdapter('DeviceCode')
+    await codes.upsert('d1', { uid: 'u1', userCode: 'c1' }, 60)
+    const lookups = [() => codes.find('d1'), () => codes.findByUid('u1'), () => codes.findByUserCode('c1')]
+    clock.advance(59)
+    for (const lookup of lookups) assert.notEqual(await lookup(), undefined)
+    clock.advance(1)
+    for (const lookup of lookups) assert.equal(await lookup(), undefined)
+    await assert.rejects(codes.consume('d1'), isConsumeConflict('DeviceCode'))
+  })
+
+  test('oidc: a record upserted without expiresIn never expires', async () => {
+    const { store, clock } = await stores(1)
+    const clients = store.oidcAdapter('Client')
+    await clients.upsert('client-1', { client_id: 'client-1' }, undefined as unknown as number)
+    clock.advance(10 * 365 * 24 * 3600)
+    assert.deepEqual(await clients.find('client-1'), { client_id: 'client-1' })
+  })
+
+  test('oidc: consume marks the record consumed (seconds) once; the second consume throws', async () => {
+    const { store, clock } = await stores(1)
+    const codes = store.oidcAdapter('AuthorizationCode')
+    await codes.upsert('code-1', { jti: 'code-1', grantId: 'g' }, 60)
+    clock.advance(5)
+    await codes.consume('code-1')
+    assert.deepEqual(await codes.find('code-1'), {
+      jti: 'code-1',
+      grantId: 'g',
+      consumed: seconds(START) + 5,
+    })
+    await assert.rejects(codes.consume('code-1'), isConsumeConflict('AuthorizationCode'))
+    await assert.rejects(codes.consume('never-issued'), isConsumeConflict('AuthorizationCode'))
+    await assert.rejects(
+      store.oidcAdapter('RefreshToken').consume('code-1'),
+      isConsumeConflict('RefreshToken'),
+      'consume is scoped to the model',
+    )
+  })
+
+  test('oidc: upsert keeps a consumed mark passed back in the payload and clears it otherwise', async () => {
+    const { store } = await stores(1)
+    const tokens = store.oidcAdapter('RefreshToken')
+    await tokens.upsert('rt', { jti: 'rt', consumed: 1234 }, 60)
+    assert.deepEqual(await tokens.find('rt'), { jti: 'rt', consumed: 1234 })
+    await assert.rejects(tokens.consume('rt'), isConsumeConflict('RefreshToken'))
+    await tokens.upsert('rt', { jti: 'rt' }, 60)
+    assert.deepEqual(await tokens.find('rt'), { jti: 'rt' })
+    await tokens.consume('rt')
+  })
+
+  test('oidc: destroy removes that record only', async () => {
+    const { store } = await stores(1)
+    const tokens = store.oidcAdapter('AccessToken')
+    await tokens.upsert('a', { grantId: 'g' }, 60)
+    await tokens.upsert('b', { grantId: 'g' }, 60)
+    await tokens.destroy('a')
+    await tokens.destroy('never-issued')
+    assert.equal(await tokens.find('a'), undefined)
+    assert.deepEqual(await tokens.find('b'), { grantId: 'g' })
+  })
+
+  test('oidc: revokeByGrantId deletes the grant across every model and nothing else', async () => {
+    const { store } = await stores(1)
+    const models = ['Grant', 'AuthorizationCode', 'AccessToken', 'RefreshToken', 'Session']
+    for (const model of models) {
+      await store.oidcAdapter(model).upsert('revoked', { grantId: 'grant-a' }, 60)
+      await store.oidcAdapter(model).upsert('kept', { grantId: 'grant-b' }, 60)
+    }
+    await store.oidcAdapter('AccessToken').revokeByGrantId('grant-a')
+    for (const model of models) {
+      assert.equal(await store.oidcAdapter(model).find('revoked'), undefined, model)
+      assert.deepEqual(await store.oidcAdapter(model).find('kept'), { grantId: 'grant-b' }, model)
+    }
+  })
+
+  test('oidc: 20 concurrent consumes of one code over two stores: exactly one succeeds', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.oidcAdapter('AuthorizationCode').upsert('raced', { jti: 'raced' }, 60)
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 ? first : second).oidcAdapter('AuthorizationCode').consume('raced'),
+      ),
+    )
+    assert.equal(results.filter((result) => result.status === 'fulfilled').length, 1)
+    for (const result of results.filter((result) => result.status === 'rejected')) {
+      assert.ok(isConsumeConflict('AuthorizationCode')(result.reason), String(result.reason))
+    }
+  })
+
+  test('oidc: hostile ids and payloads are stored and returned intact', async () => {
+    const { store } = await stores(1)
+    const adapter = store.oidcAdapter('RefreshToken')
+    const hostileIds = [
+      `quote'; DROP TABLE oidc_records; --`,
+      'double"quote\\backslash',
+      'nul\0inside',
+      'x'.repeat(100_000),
+      'émoji 🔑 ключ 鍵',
+      '\ud800',
+      '\udbff',
+      '',
+      '%_*?',
+    ]
+    for (const [index, id] of hostileIds.entries()) {
+      const payload = {
+        jti: id,
+        grantId: id,
+        text: `${id} \u0000 \u2028 🧪`,
+        nested: { list: [id, null, 1.5] },
+      }
+      await adapter.upsert(id, payload, 60)
+      assert.deepEqual(await adapter.find(id), payload, `id #${index}`)
+    }
+    for (const [index, id] of hostileIds.entries()) {
+      assert.equal((await adapter.find(id))?.jti, id, `id #${index} kept apart from the others`)
+      await adapter.consume(id)
+      await adapter.revokeByGrantId(id)
+      assert.equal(await adapter.find(id), undefined, `id #${index}`)
+    }
+  })
+
+  test('hit: counts within the window, per bucket, and starts again in the next window', async () => {
+    const { store, clock } = await stores(1)
+    clock.ms = START + 10_000
+    const hits = async (bucket: string, count: number) => {
+      const results: boolean[] = []
+      for (let i = 0; i < count; i++) results.push(await store.hit(bucket, 3, 60))
+      return results
+    }
+    assert.deepEqual(await hits('sign-in:alice', 4), [true, true, true, false])
+    assert.deepEqual(await hits('sign-in:bob', 1), [true])
+    clock.advance(49)
+    assert.deepEqual(await hits('sign-in:alice', 1), [false], 'still the same fixed window')
+    clock.advance(1)
+    assert.deepEqual(await hits('sign-in:alice', 4), [true, true, true, false])
+  })
+
+  test('hit: 40 concurrent hits over two stores with limit 15: exactly 15 are allowed', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? first : second).hit('register:203.0.113.7', 15, 60)),
+    )
+    assert.equal(results.filter(Boolean).length, 15)
+  })
+
+  test('users: create, find by id, username and external id, list; usernames are unique', async () => {
+    const { store, clock } = await stores(1)
+    const alice = await store.users.create({
+      username: 'alice',
+      passwordHash: '$scrypt$ln=17,r=8,p=1$c2FsdA$aGFzaA',
+      externalId: undefined,
+      claims: { email: 'alice@example.com', name: 'Ålice 🧪' },
+    })
+    clock.advance(1)
+    const bob = await store.users.create({
+      username: "bob'; --",
+      passwordHash: undefined,
+      externalId: 'https://idp.example.com|sub-42',
+      claims: {},
+    })
+    assert.equal(alice.createdAt, seconds(START))
+    assert.notEqual(alice.id, bob.id)
+    assert.deepEqual(await store.users.findById(alice.id), alice)
+    assert.deepEqual(await store.users.findByUsername("bob'; --"), bob)
+    assert.deepEqual(await store.users.findByExternalId('https://idp.example.com|sub-42'), bob)
+    assert.equal(await store.users.findByUsername('carol'), undefined)
+    assert.equal(await store.users.findById(randomUUID()), undefined)
+    assert.deepEqual(await store.users.list(), [alice, bob])
+    await assert.rejects(
+      store.users.create({ username: 'alice', passwordHash: undefined, externalId: undefined, claims: {} }),
+    )
+    assert.equal((await store.users.list()).length, 2)
+  })
+
+  test('users: NUL is refused in stored text and finds nothing in lookups', async () => {
+    const { store } = await stores(1)
+    await assert.rejects(
+      store.users.create({ username: 'a\0b', passwordHash: undefined, externalId: undefined, claims: {} }),
+      { message: 'storage: username contains a NUL character' },
+    )
+    assert.equal(await store.users.findByUsername('a\0b'), undefined)
+    assert.equal(await store.users.findByExternalId('a\0b'), undefined)
+    assert.equal(await store.users.findById('a\0b'), undefined)
+    const carol = await store.users.create({
+      username: 'carol',
+      passwordHash: undefined,
+      externalId: undefined,
+      claims: { note: 'nul \0 in JSON is fine' },
+    })
+    assert.deepEqual(await store.users.findById(carol.id), carol)
+  })
+
+  test('consents: save replaces, find, listByUser, revoke says whether there was one', async () => {
+    const { store } = await stores(1)
+    const first = {
+      userId: 'u1',
+      clientId: 'https://app.example.com/cimd.json',
+      resources: {},
+      grantedAt: 10,
+    }
+    await store.consents.save({ ...first, resources: { 'https://mcp.example.com/': ['read'] } })
+    await store.consents.save({
+      ...first,
+      resources: { 'https://mcp.example.com/': ['read', 'write'] },
+      grantedAt: 20,
+    })
+    await store.consents.save({ userId: 'u1', clientId: 'dcr-client', resources: { r: [] }, grantedAt: 15 })
+    await store.consents.save({
+      userId: 'u2',
+      clientId: 'dcr-client',
+      resources: { r: ['x'] },
+      grantedAt: 16,
+    })
+    const replaced = { ...first, resources: { 'https://mcp.example.com/': ['read', 'write'] }, grantedAt: 20 }
+    assert.deepEqual(await store.consents.find('u1', first.clientId), replaced)
+    assert.equal(await store.consents.find('u1', 'unknown'), undefined)
+    assert.deepEqual(await store.consents.listByUser('u1'), [
+      { userId: 'u1', clientId: 'dcr-client', resources: { r: [] }, grantedAt: 15 },
+      replaced,
+    ])
+    assert.equal(await store.consents.revoke('u1', first.clientId), true)
+    assert.equal(await store.consents.revoke('u1', first.clientId), false)
+    assert.equal(await store.consents.find('u1', first.clientId), undefined)
+    assert.equal((await store.consents.listByUser('u2')).length, 1)
+    assert.deepEqual(await store.consents.listByUser('nobody'), [])
+  })
+
+  test('keys: insert, list, activate retires the previous active key, deleteExpired', async () => {
+    const { store } = await stores(1)
+    await store.keys.insert(key('k1', { state: 'active', createdAt: 100 }))
+    await store.keys.insert(key('k2', { createdAt: 200 }))
+    assert.deepEqual(await store.keys.list(), [
+      key('k2', { createdAt: 200 }),
+      key('k1', { state: 'active', createdAt: 100 }),
+    ])
+    await store.keys.activate('k2', 5000)
+    assert.deepEqual(await store.keys.list(), [
+      key('k2', { state: 'active', createdAt: 200 }),
+      key('k1', { createdAt: 100, retireAfter: 5000 }),
+    ])
+    await store.keys.activate('k2', 9999)
+    assert.equal((await store.keys.list())[1]?.retireAfter, 5000, 'activating the active key retires nothing')
+    assert.equal(await store.keys.deleteExpired(4999), 0)
+    assert.equal(await store.keys.deleteExpired(5000), 1)
+    assert.deepEqual(
+      (await store.keys.list()).map((k) => k.kid),
+      ['k2'],
+    )
+  })
+
+  test('keys: activating an unknown kid changes nothing; a second active key is refused', async () => {
+    const { store } = await stores(1)
+    await store.keys.insert(key('k1', { state: 'active' }))
+    await assert.rejects(store.keys.activate('missing', 5000), {
+      message: 'storage: no signing key with this kid',
+    })
+    assert.deepEqual(await store.keys.list(), [key('k1', { state: 'active' })])
+    await assert.rejects(store.keys.insert(key('k2', { state: 'active' })))
+    assert.deepEqual(
+      (await store.keys.list()).map((k) => k.kid),
+      ['k1'],
+    )
+  })
+
+  test('audit: append, then recent returns the newest first, up to the limit', async () => {
+    const { store } = await stores(1)
+    const events = Array.from({ length: 5 }, (_, i) => ({
+      at: 1000 + i,
+      type: i % 2 ? 'login.failed' : 'token.issued',
+      data: { i, client: 'ĉlient "x"' },
+    }))
+    for (const event of events) await store.audit.append(event)
+    assert.deepEqual(await store.audit.recent(3), events.slice(2).reverse())
+    assert.deepEqual(await store.audit.recent(10), [...events].reverse())
+  })
+
+  test('migrations: reopening keeps the data; concurrent first opens of one location all succeed', async () => {
+    const location = await harness.fresh()
+    const concurrent = (await Promise.all([location.open(), location.open(), location.open()])).map(track)
+    const [writer, ...readers] = concurrent
+    assert.ok(writer)
+    const user = await writer.users.create({
+      username: 'kept',
+      passwordHash: undefined,
+      externalId: undefined,
+      claims: {},
+    })
+    await writer.oidcAdapter('Grant').upsert('grant', { accountId: user.id }, 3600)
+    for (const reader of readers) assert.deepEqual(await reader.users.findById(user.id), user)
+    await Promise.all(concurrent.map((store) => store.close()))
+    opened.length = 0
+    const reopened = track(await location.open())
+    assert.deepEqual(await reopened.users.findById(user.id), user)
+    assert.deepEqual(await reopened.oidcAdapter('Grant').find('grant'), { accountId: user.id })
+  })
+
+  test('two stores on one location see each other’s writes', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.oidcAdapter('Session').upsert('s', { uid: 'u' }, 60)
+    assert.deepEqual(await second.oidcAdapter('Session').findByUid('u'), { uid: 'u' })
+    await second.oidcAdapter('Session').destroy('s')
+    assert.equal(await first.oidcAdapter('Session').find('s'), undefined)
+    await second.consents.save({ userId: 'u', clientId: 'c', resources: {}, grantedAt: 1 })
+    assert.equal((await first.consents.listByUser('u')).length, 1)
+    await first.audit.append({ at: 1, type: 'seen', data: {} })
+    assert.deepEqual(await second.audit.recent(1), [{ at: 1, type: 'seen', data: {} }])
+  })
+}

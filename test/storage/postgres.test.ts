@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, test } from 'node:test'
+import pg from 'pg'
+import { openStore } from '../../src/storage/open.ts'
+import { storeContract } from './contract.ts'
+
+const BASE_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+
+/** Every test gets its own schema under this file's random prefix, so parallel test files never meet. */
+const prefix = `gh_test_${randomBytes(6).toString('hex')}`
+let schemas = 0
+const freshUrl = () => `${BASE_URL}?schema=${prefix}_${++schemas}`
+
+after(async () => {
+  const client = new pg.Client({ connectionString: BASE_URL })
+  await client.connect()
+  try {
+    const { rows } = await client.query('SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)', [
+      prefix,
+    ])
+    for (const { nspname } of rows) await client.query(`DROP SCHEMA ${nspname} CASCADE`)
+  } finally {
+    await client.end()
+  }
+})
+
+storeContract({
+  async fresh() {
+    const url = freshUrl()
+    return { open: (options) => openStore(url, { dataDir: '/nonexistent', ...options }) }
+  },
+})
+
+test('postgres: stores on different schemas of one database do not see each other', async () => {
+  const [a, b] = await Promise.all(
+    [freshUrl(), freshUrl()].map((url) => openStore(url, { dataDir: '/nonexistent' })),
+  )
+  assert.ok(a && b)
+  try {
+    assert.equal(a.kind, 'postgres')
+    await a.oidcAdapter('Grant').upsert('g', { accountId: 'x' }, 60)
+    assert.equal(await b.oidcAdapter('Grant').find('g'), undefined)
+    assert.deepEqual(await a.oidcAdapter('Grant').find('g'), { accountId: 'x' })
+  } finally {
+    await Promise.all([a.close(), b.close()])
+  }
+})
+
+test('postgres: a schema name that is not a plain identifier is refused before connecting', async () => {
+  for (const schema of ['public;drop', 'Upper', '1abc', `a${'b'.repeat(63)}`, '']) {
+    await assert.rejects(openStore(`${BASE_URL}?schema=${encodeURIComponent(schema)}`, { dataDir: '/x' }), {
+      message: 'storage.url: schema must be lower-case letters, digits and underscores',
+    })
+  }
+})
+
+test('postgres: a connection failure does not echo the password of the URL', async () => {
+  const error = await openStore('postgres://gatehouse:s3cret-pw@127.0.0.1:1/test', { dataDir: '/x' }).then(
+    () => assert.fail('opened'),
+    (caught: unknown) => caught,
+  )
+  assert.ok(error instanceof Error)
+  assert.doesNotMatch(`${error.message} ${error.stack}`, /s3cret-pw/)
+})
