@@ -62,14 +62,13 @@ function optionalLookupKey(value: unknown): string | null {
 }
 
 /** PostgreSQL text cannot hold NUL; refused on both backends so they behave the same. */
-function text(field: string, value: string): string {
-  if (value.includes('\0')) throw new Error(`storage: ${field} contains a NUL character`)
-  return value
-}
-
-/** A value holding NUL was never stored, so a lookup by it finds nothing (rather than failing on PostgreSQL). */
 function storable(value: string): boolean {
   return !value.includes('\0')
+}
+
+function text(field: string, value: string): string {
+  if (!storable(value)) throw new Error(`storage: ${field} contains a NUL character`)
+  return value
 }
 
 function optionalText(field: string, value: string | undefined): string | null {
@@ -233,6 +232,7 @@ export class SqlStore implements Store {
   #userRecords(): UserRecords {
     const db = this.#db
     const findOne = async (column: 'id' | 'username' | 'external_id', value: string) => {
+      // Never stored, so never found (PostgreSQL would fail on the query).
       if (!storable(value)) return undefined
       const [row] = await db.query(`SELECT * FROM users WHERE ${column} = ?`, [value])
       return row ? toUser(row) : undefined
