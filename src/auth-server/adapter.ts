@@ -1,0 +1,49 @@
+import { errors } from 'oidc-provider'
+import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
+
+/** How often one instance re-extends the lifetime of a registered client that is in use. */
+const EXTEND_EVERY_MS = 3_600_000
+
+/**
+ * The `oidc-provider` adapter over the store. A lost compare-and-set on `consume` (a concurrent redemption
+ * of the same code or refresh token) becomes `invalid_grant`, so exactly one racer gets tokens. Registered
+ * clients expire after `clientTtl` seconds without use; each use pushes the expiry back.
+ */
+export function adapterFactory(store: Store, clientTtl: number) {
+  const extendedAt = new Map<string, number>()
+  return (model: string) => {
+    const inner = store.oidcAdapter(model)
+    const adapter: OidcAdapter = {
+      upsert: (id, payload, expiresIn) => {
+        if (model !== 'Client') return inner.upsert(id, payload, expiresIn)
+        extendedAt.set(id, Date.now())
+        return inner.upsert(id, payload, clientTtl)
+      },
+      find: async (id) => {
+        const found = await inner.find(id)
+        if (found && model === 'Client') await extend(id, found)
+        return found
+      },
+      findByUid: (uid) => inner.findByUid(uid),
+      findByUserCode: (code) => inner.findByUserCode(code),
+      consume: async (id) => {
+        try {
+          await inner.consume(id)
+        } catch {
+          throw new errors.InvalidGrant('grant already used')
+        }
+      },
+      destroy: (id) => inner.destroy(id),
+      revokeByGrantId: (grantId) => inner.revokeByGrantId(grantId),
+    }
+
+    async function extend(id: string, payload: OidcPayload) {
+      const now = Date.now()
+      if (now - (extendedAt.get(id) ?? 0) < EXTEND_EVERY_MS) return
+      extendedAt.set(id, now)
+      if (extendedAt.size > 10_000) extendedAt.delete(extendedAt.keys().next().value as string)
+      await inner.upsert(id, payload, clientTtl)
+    }
+    return adapter
+  }
+}

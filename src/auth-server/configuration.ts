@@ -1,0 +1,69 @@
+import type { Configuration } from 'oidc-provider'
+import { adapterFactory } from './adapter.ts'
+import { clientIdMetadataDocument } from './cimd.ts'
+import { deriveKey, type PrivateJwk } from './keys.ts'
+import { ROUTES } from './mount.ts'
+import type { ResolvedOptions } from './options.ts'
+import { refreshTokenPolicy } from './refresh.ts'
+import { resourceIndicators } from './resources.ts'
+
+/** The `oidc-provider` configuration for MCP (see docs in each helper); `keys[0]` signs. */
+export function providerConfiguration(
+  options: ResolvedOptions,
+  keys: PrivateJwk[],
+  interactionPath: string,
+): Configuration {
+  const signingKey = keys[0] as PrivateJwk
+  const { store, ttl } = options
+  const resourceScopes = options.resources.flatMap((r) => r.scopes)
+  return {
+    adapter: adapterFactory(store, ttl.registeredClient) as unknown as Configuration['adapter'],
+    jwks: { keys: keys as NonNullable<Configuration['jwks']>['keys'] },
+    clients: options.clients,
+    clientDefaults: {
+      // MCP clients are mostly native apps with loopback callbacks on random ports, and public.
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      id_token_signed_response_alg: signingKey.alg,
+    },
+    scopes: [...new Set(['openid', 'offline_access', ...resourceScopes])],
+    responseTypes: ['code'],
+    pkce: { required: () => true },
+    routes: ROUTES,
+    cookies: { keys: [deriveKey(options.secret, 'cookies').toString('base64url')] },
+    interactions: { url: (_ctx, interaction) => `${interactionPath}${interaction.uid}` },
+    findAccount: async (_ctx, sub) => {
+      const user = await store.users.findById(sub)
+      if (!user) return undefined
+      return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
+    },
+    ...refreshTokenPolicy(options),
+    features: {
+      devInteractions: { enabled: false },
+      registration: { enabled: options.registration.enabled, issueRegistrationAccessToken: false },
+      revocation: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Resource servers introspect; a public client has nothing to authenticate with.
+        allowedPolicy: (_ctx, client) => client.clientAuthMethod !== 'none',
+      },
+      clientCredentials: { enabled: true },
+      dPoP: { enabled: true },
+      userinfo: { enabled: true },
+      resourceIndicators: resourceIndicators(options, signingKey),
+      ...(options.cimd.enabled ? clientIdMetadataDocument(options) : {}),
+    } as Configuration['features'],
+    ttl: {
+      AccessToken: ttl.accessToken,
+      ClientCredentials: ttl.accessToken,
+      AuthorizationCode: ttl.authorizationCode,
+      RefreshToken: ttl.refreshToken,
+      Session: ttl.session,
+      Grant: ttl.grant,
+      Interaction: ttl.interaction,
+      IdToken: ttl.idToken,
+    },
+  }
+}

@@ -1,0 +1,68 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import Provider from 'oidc-provider'
+import { providerConfiguration } from './configuration.ts'
+import { devInteractions } from './dev_interactions.ts'
+import { loadSigningKeys } from './keys.ts'
+import { createMount, ROUTES } from './mount.ts'
+import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
+import { registrationMiddleware } from './registration.ts'
+
+export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
+export { type RotateOptions, rotateSigningKey, type SigningAlgorithm } from './keys.ts'
+export { ROUTES } from './mount.ts'
+export type {
+  AuthorizationServerOptions,
+  AuthServerLogger,
+  AuthServerTtl,
+  InteractionContext,
+  InteractionHandler,
+  InteractionsFactory,
+  ProtectedResource,
+} from './options.ts'
+
+export interface AuthorizationServer {
+  /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */
+  issuer: string
+  provider: Provider
+  /** The kid that signs new tokens. */
+  signingKid: string
+  /**
+   * Serves the request when it belongs to the authorization server (see {@link createMount}); false leaves it
+   * to the host. Mount it before the MCP routes on the same origin.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>
+  close(): Promise<void>
+}
+
+/**
+ * Gatehouse's authorization server: `oidc-provider` configured for MCP (discovery at every URL clients try,
+ * PKCE S256 always, `resource`-bound RFC 9068 JWT access tokens, refresh rotation with reuse detection,
+ * CIMD, rate-limited idempotent DCR, client credentials, DPoP, revocation, introspection), with signing keys
+ * generated on first start and kept encrypted in the store.
+ */
+export async function createAuthorizationServer(
+  input: AuthorizationServerOptions,
+): Promise<AuthorizationServer> {
+  const options = resolveOptions(input)
+  const keys = await loadSigningKeys(options.store, options.secret, options.signingAlgorithm)
+  const interactionPath = `${options.issuerPath}/interaction/`
+  const provider = new Provider(options.issuer, providerConfiguration(options, keys, interactionPath))
+  provider.proxy = options.proxy
+  provider.on('server_error', (_ctx, error) =>
+    options.logger.warn('authorization server error', { error: error.message }),
+  )
+  provider.use(registrationMiddleware(options, provider, ROUTES.registration))
+  const interactions = (options.interactions ?? devInteractions)(provider, {
+    issuer: options.issuer,
+    interactionPath,
+    store: options.store,
+    logger: options.logger,
+  })
+  return {
+    issuer: options.issuer,
+    provider,
+    signingKid: (keys[0] as { kid: string }).kid,
+    handle: createMount(options.issuerPath, interactionPath, interactions, provider.callback()),
+    close: async () => {},
+  }
+}

@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto'
+import type Provider from 'oidc-provider'
+import type { ResolvedOptions } from './options.ts'
+
+type Middleware = Parameters<Provider['use']>[0]
+type KoaContext = Parameters<Middleware>[0]
+
+const BODY_LIMIT = 56 * 1024
+const REFUSED_SCHEMES = new Set([
+  'javascript:',
+  'data:',
+  'file:',
+  'vbscript:',
+  'blob:',
+  'about:',
+  'ws:',
+  'wss:',
+  'ftp:',
+])
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
+
+/**
+ * What oidc-provider leaves to its host for open registration (RFC 7591): CORS for browser clients, a rate
+ * limit per client IP, MCP's redirect URI rule, public clients by default (with no secret issued), and
+ * idempotency: an identical public registration returns the client already registered instead of a new row,
+ * so clients that re-register on every connection do not grow the table. It must be installed before
+ * `provider.callback()` is first called: Koa composes the middleware then.
+ */
+export function registrationMiddleware(
+  options: ResolvedOptions,
+  provider: Provider,
+  route: string,
+): Middleware {
+  const digests = options.store.oidcAdapter('RegistrationDigest')
+  const { limit, windowSeconds } = options.registration.rateLimit
+  return async (ctx, next) => {
+    if (ctx.path !== route) return next()
+    ctx.set('access-control-allow-origin', '*')
+    ctx.set('access-control-allow-methods', 'POST, OPTIONS')
+    ctx.set('access-control-allow-headers', 'content-type, authorization, mcp-protocol-version')
+    if (ctx.method === 'OPTIONS') {
+      ctx.status = 204
+      return
+    }
+    if (ctx.method !== 'POST') return next()
+    if (!(await options.store.hit(`register:${ctx.ip}`, limit, windowSeconds))) {
+      ctx.set('retry-after', String(windowSeconds))
+      return reply(ctx, 429, {
+        error: 'too_many_requests',
+        error_description: `at most ${limit} registrations per ${windowSeconds} s from one address; retry later`,
+      })
+    }
+    const raw = await readBody(ctx)
+    const body = parseObject(raw)
+    const request = ctx.req as typeof ctx.req & { body?: unknown }
+    if (!body) {
+      request.body = raw
+      return next()
+    }
+    const problem = redirectUriProblem(body.redirect_uris)
+    if (problem) return reply(ctx, 400, { error: 'invalid_redirect_uri', error_description: problem })
+    // With only `clientDefaults` saying `none`, the provider still issues a secret that then fails to authenticate.
+    body.token_endpoint_auth_method ??= 'none'
+    request.body = body
+    if (body.token_endpoint_auth_method !== 'none') return next()
+
+    const digest = createHash('sha256').update(canonicalJson(body)).digest('base64url')
+    const known = await digests.find(digest)
+    const client =
+      typeof known?.clientId === 'string' ? await provider.Client.find(known.clientId) : undefined
+    if (client) {
+      ctx.set('cache-control', 'no-store')
+      return reply(ctx, 201, client.metadata())
+    }
+    await next()
+    const created = ctx.body as { client_id?: unknown } | undefined
+    if (ctx.status === 201 && typeof created?.client_id === 'string') {
+      await digests.upsert(digest, { clientId: created.client_id }, options.ttl.registeredClient)
+    }
+  }
+}
+
+/** MCP: redirect URIs are https or loopback; private-use schemes (`cursor://…`) stay allowed for native apps (RFC 8252 §7.1). */
+export function redirectUriProblem(uris: unknown): string | undefined {
+  if (uris === undefined) return undefined
+  if (!Array.isArray(uris)) return 'redirect_uris must be an array of URLs'
+  for (const uri of uris) {
+    const url = typeof uri === 'string' ? URL.parse(uri) : null
+    if (!url) return `redirect URI ${JSON.stringify(uri)} is not an absolute URL`
+    if ((uri as string).includes('#')) return `redirect URI ${uri} must not have a fragment`
+    if (url.username || url.password) return `redirect URI ${uri} must not have userinfo`
+    if (REFUSED_SCHEMES.has(url.protocol)) return `redirect URI scheme ${url.protocol} is not allowed`
+    if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
+      return `redirect URI ${uri} must use https, or http on a loopback address (127.0.0.1, [::1], localhost)`
+    }
+  }
+  return undefined
+}
+
+function reply(ctx: KoaContext, status: number, body: unknown) {
+  ctx.status = status
+  ctx.type = 'application/json'
+  ctx.body = body
+}
+
+async function readBody(ctx: KoaContext): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length
+    if (size > BODY_LIMIT) ctx.throw(413, 'registration request too large')
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+function parseObject(raw: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(raw.toString('utf8'))
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Key order does not change the digest, so the same client metadata matches however it is serialized. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value)
+}
