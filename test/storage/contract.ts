@@ -372,6 +372,20 @@ export function storeContract(harness: StoreHarness): void {
     )
   })
 
+  test('keys: racing activations over two stores leave exactly one active key', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.keys.insert(key('old', { state: 'active' }))
+    const candidates = Array.from({ length: 6 }, (_, i) => `new-${i}`)
+    for (const kid of candidates) await first.keys.insert(key(kid))
+    await Promise.allSettled(candidates.map((kid, i) => (i % 2 ? first : second).keys.activate(kid, 5000)))
+    const active = (await first.keys.list()).filter((k) => k.state === 'active')
+    assert.equal(active.length, 1)
+    assert.ok(candidates.includes(active[0]?.kid ?? ''), 'one of the new keys won')
+  })
+
   test('audit: append, then recent returns the newest first, up to the limit', async () => {
     const { store } = await stores(1)
     const events = Array.from({ length: 5 }, (_, i) => ({

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -86,21 +87,15 @@ test('sqlite: four threads with their own connections migrate, consume and count
     () =>
       new Worker(new URL('./sqlite-worker.ts', import.meta.url), { workerData: { dataDir, go, hits: 10 } }),
   )
-  const messages = workers.map((worker) => {
-    const received: unknown[] = []
-    const ready = new Promise((resolve) => worker.once('message', resolve))
-    const done = new Promise<{ consumed: boolean; allowed: number }>((resolve, reject) => {
-      worker.on('message', (message) => received.push(message) === 2 && resolve(message))
-      worker.once('error', reject)
-    })
-    return { ready, done }
-  })
-  await Promise.all(messages.map((m) => m.ready))
+  // events.once rejects when the worker fails, so a crash cannot hang the test.
+  const nextMessage = async (worker: Worker) => (await once(worker, 'message'))[0]
+  await Promise.all(workers.map(nextMessage))
   const store = await openStore(undefined, { dataDir })
   await store.oidcAdapter('RefreshToken').upsert('raced', { jti: 'raced' }, 3600)
+  const finished = Promise.all(workers.map(nextMessage))
   Atomics.store(go, 0, 1)
   Atomics.notify(go, 0)
-  const results = await Promise.all(messages.map((m) => m.done))
+  const results: Array<{ consumed: boolean; allowed: number }> = await finished
   assert.equal(results.filter((r) => r.consumed).length, 1)
   assert.equal(
     results.reduce((sum, r) => sum + r.allowed, 0),
