@@ -1,0 +1,98 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Store } from '../../storage/store.ts'
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]'])
+export const isLoopbackHost = (hostname: string) => LOOPBACK.has(hostname)
+
+/**
+ * Headers of every interaction response, redirects included. `form-action` must list every origin a form's
+ * redirect chain reaches (browsers check each hop): the upstream providers, and the client's redirect URI
+ * once the last form of the interaction sends the browser back to it.
+ */
+export function setSecurityHeaders(res: ServerResponse, formTargets: readonly string[]) {
+  res.setHeader(
+    'content-security-policy',
+    `default-src 'none'; style-src 'unsafe-inline'; form-action 'self'${formTargets.map((t) => ` ${t}`).join('')}; frame-ancestors 'none'; base-uri 'none'`,
+  )
+  res.setHeader('x-frame-options', 'DENY')
+  res.setHeader('cache-control', 'no-store')
+  res.setHeader('referrer-policy', 'no-referrer')
+  res.setHeader('x-content-type-options', 'nosniff')
+}
+
+/** A CSP source for a redirect URI: its origin, or its scheme for private-use schemes (`cursor:`). */
+export function cspSource(uri: string): string | undefined {
+  const url = URL.parse(uri)
+  if (!url) return undefined
+  if (url.protocol === 'http:' || url.protocol === 'https:') return url.origin
+  return /^[a-z][a-z0-9+.-]*:$/.test(url.protocol) ? url.protocol : undefined
+}
+
+/**
+ * A cookie the interaction pages set. On https it is `__Host-` (Secure, Path=/, no Domain: it cannot be
+ * planted by a sibling subdomain nor read over http). `__Host-` requires `Secure`, which user agents other
+ * than browsers refuse to send over plain http, so a loopback http issuer (development) uses the bare name.
+ */
+export class InteractionCookie {
+  readonly name: string
+  readonly #secure: boolean
+  constructor(issuer: string, base: string) {
+    this.#secure = new URL(issuer).protocol === 'https:'
+    this.name = this.#secure ? `__Host-${base}` : base
+  }
+
+  set(res: ServerResponse, value: string, maxAgeSeconds: number) {
+    const attributes = `Path=/; HttpOnly; SameSite=Lax${this.#secure ? '; Secure' : ''}`
+    appendSetCookie(res, `${this.name}=${value}; ${attributes}; Max-Age=${maxAgeSeconds}`)
+  }
+
+  clear(res: ServerResponse) {
+    this.set(res, '', 0)
+  }
+
+  read(req: IncomingMessage): string | undefined {
+    for (const part of (req.headers.cookie ?? '').split(';')) {
+      const at = part.indexOf('=')
+      if (at !== -1 && part.slice(0, at).trim() === this.name) return part.slice(at + 1).trim()
+    }
+    return undefined
+  }
+}
+
+function appendSetCookie(res: ServerResponse, cookie: string) {
+  const previous = res.getHeader('set-cookie')
+  const list = previous === undefined ? [] : Array.isArray(previous) ? previous : [String(previous)]
+  res.setHeader('set-cookie', [...list, cookie])
+}
+
+export function constantTimeEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a)
+  const right = Buffer.from(b)
+  return left.length === right.length && timingSafeEqual(left, right)
+}
+
+/**
+ * One random CSRF token per interaction, kept server-side (shared by every instance on the store) for the
+ * interaction's lifetime; every POST of that interaction must carry it.
+ */
+export class CsrfTokens {
+  readonly #records
+  constructor(store: Store) {
+    this.#records = store.oidcAdapter('GatehouseCsrf')
+  }
+
+  async issue(uid: string, expiresIn: number): Promise<string> {
+    const existing = await this.#records.find(uid)
+    if (typeof existing?.token === 'string') return existing.token
+    const token = randomBytes(32).toString('base64url')
+    await this.#records.upsert(uid, { token }, Math.max(expiresIn, 1))
+    return token
+  }
+
+  async check(uid: string, submitted: unknown): Promise<boolean> {
+    if (typeof submitted !== 'string' || submitted === '') return false
+    const record = await this.#records.find(uid)
+    return typeof record?.token === 'string' && constantTimeEqual(record.token, submitted)
+  }
+}

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { rotateSigningKey } from '../../src/auth-server/index.ts'
+import { createGuard } from '../../src/guard/index.ts'
+import { basic, type Harness, SECRET, startAuthServer, token } from './harness.ts'
+
+const machineToken = async (h: Harness) => {
+  const { body } = await token(
+    h,
+    { grant_type: 'client_credentials', resource: h.resource },
+    basic('machine', 'machine-secret-machine-secret'),
+  )
+  return body.access_token as string
+}
+const kidOf = (jwt: string) =>
+  JSON.parse(Buffer.from(jwt.split('.')[0] as string, 'base64url').toString()).kid
+
+test('signing keys are generated once, stored encrypted, and reloaded on restart', async () => {
+  const h = await startAuthServer()
+  try {
+    const [stored] = await h.store.keys.list()
+    assert.equal(stored?.alg, 'ES256')
+    assert.equal(stored?.state, 'active')
+    assert.doesNotMatch(stored?.encryptedJwk ?? '', /"d"|"kty"/)
+    const before = h.auth.signingKid
+    await h.restart()
+    assert.equal(h.auth.signingKid, before)
+    assert.equal((await h.store.keys.list()).length, 1)
+    await assert.rejects(
+      h.restart({ secret: 'another-secret-another-secret-another' }),
+      /cannot be decrypted/,
+    )
+  } finally {
+    await h.close()
+  }
+})
+
+test('after a rotation new tokens use the new key and old tokens still verify', async () => {
+  const h = await startAuthServer({ path: '/oauth' })
+  try {
+    const oldToken = await machineToken(h)
+    const newKid = await rotateSigningKey(h.store, SECRET, { alg: 'EdDSA' })
+    await h.restart()
+    const newToken = await machineToken(h)
+    assert.equal(kidOf(newToken), newKid)
+    assert.notEqual(kidOf(oldToken), newKid)
+    const jwks = (await (await fetch(`${h.issuer}/jwks`)).json()) as { keys: { kid: string; d?: string }[] }
+    assert.deepEqual(new Set(jwks.keys.map((k) => k.kid)), new Set([newKid, kidOf(oldToken)]))
+    assert.ok(jwks.keys.every((k) => k.d === undefined))
+    const guard = await createGuard({
+      resource: h.resource,
+      authorizationServers: [{ issuer: h.issuer }],
+      logger: { warn: () => {}, info: () => {} },
+    })
+    for (const jwt of [oldToken, newToken])
+      assert.deepEqual((await guard.verifyToken(jwt)).audience, [h.resource])
+  } finally {
+    await h.close()
+  }
+})
+
+test('invalid options are refused with a message that says what to change', async () => {
+  const h = await startAuthServer()
+  try {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ issuer: `${h.issuer}/` }, /ends with a slash; clients compare it byte for byte/],
+      [{ issuer: `${h.issuer}?x=1` }, /no query or fragment/],
+      [{ secret: 'short' }, /secret must be a string of at least 32 characters/],
+      [{ resources: [] }, /resources must list at least one MCP resource/],
+      [{ resources: [{ url: 'https://a.example/mcp#x', scopes: [] }] }, /without a fragment/],
+      [
+        {
+          resources: [
+            { url: 'https://a/mcp', scopes: [], default: true },
+            { url: 'https://b/mcp', scopes: [], default: true },
+          ],
+        },
+        /only one resource may be the default/,
+      ],
+      [{ clients: [{ client_id: 'https://c.example/doc' }] }, /must not be an https URL/],
+      [{ ttl: { accessToken: 0 } }, /ttl.accessToken must be a whole number/],
+    ]
+    for (const [override, message] of cases) await assert.rejects(h.restart(override as never), message)
+  } finally {
+    await h.close()
+  }
+})
