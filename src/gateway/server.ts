@@ -242,16 +242,8 @@ class GatewayHandler {
   async #readExchange(req: IncomingMessage, res: ServerResponse): Promise<McpExchange | undefined> {
     let body: Buffer = Buffer.alloc(0)
     let parsed: ReturnType<typeof parseJsonRpcBody> | undefined
-    if (req.method === 'POST') {
-      if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
-        sendRpcError(
-          res,
-          415,
-          RPC.invalidRequest,
-          'Unsupported Media Type: the body must be application/json',
-        )
-        return undefined
-      }
+    const json = (req.headers['content-type'] ?? '').startsWith('application/json')
+    if (req.method === 'POST' && json) {
       try {
         body = await readBody(req, this.#config.limits.maxBodyBytes)
       } catch (error) {
@@ -284,6 +276,10 @@ class GatewayHandler {
         return undefined
       }
       principal = principalOf(result.token)
+    }
+    if (req.method === 'POST' && !json) {
+      sendRpcError(res, 415, RPC.invalidRequest, 'Unsupported Media Type: the body must be application/json')
+      return undefined
     }
     if (parsed !== undefined && !parsed.ok) {
       sendRpcError(res, 400, parsed.code, parsed.message)
