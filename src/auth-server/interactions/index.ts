@@ -1,0 +1,464 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type Provider from 'oidc-provider'
+import type { Store } from '../../storage/store.ts'
+import type { InteractionsFactory } from '../options.ts'
+import { type Access, consentPage, covers, finishConsent, mergeAccess, requestedAccess } from './consent.ts'
+import { html, page, type SafeHtml } from './html.ts'
+import { decoy, MAX_PASSWORD_LENGTH, normalizeUsername, verifyPassword } from './passwords.ts'
+import {
+  CsrfTokens,
+  constantTimeEqual,
+  cspSource,
+  InteractionCookie,
+  isLoopbackHost,
+  setSecurityHeaders,
+} from './security.ts'
+import {
+  checkUpstreamProviders,
+  federatedUser,
+  type PendingUpstreamLogin,
+  Upstream,
+  type UpstreamProvider,
+  upstreamRedirectUri,
+} from './upstream.ts'
+
+export { createLocalUser, hashPassword, MIN_PASSWORD_LENGTH, verifyPassword } from './passwords.ts'
+export { type UpstreamProvider, upstreamRedirectUri } from './upstream.ts'
+
+export interface RateLimit {
+  limit: number
+  windowSeconds: number
+}
+
+export interface LoginAndConsentOptions {
+  /** Offered as one "Continue with <name>" button each. */
+  upstream?: readonly UpstreamProvider[]
+  /** The username and password form (accounts made by `createLocalUser`). Default: on when no upstream is configured. */
+  localAccounts?: boolean
+  /** Sign-in attempts, counted per username and per client address; default 10 and 50 per 15 minutes. */
+  rateLimit?: { perUsername?: RateLimit; perAddress?: RateLimit }
+}
+
+/** Forgets that `userId` approved `clientId`: the next authorization of that client shows the consent page again. */
+export async function revokeConsent(store: Store, userId: string, clientId: string): Promise<boolean> {
+  const revoked = await store.consents.revoke(userId, clientId)
+  if (revoked) await store.audit.append({ at: now(), type: 'consent.revoked', data: { userId, clientId } })
+  return revoked
+}
+
+// The upstream leg must come back within this; OAuth security BCP suggests about ten minutes for `state`.
+const UPSTREAM_STATE_TTL = 600
+const FORM_LIMIT = 16 * 1024
+const UID = /^[\w-]{1,64}$/
+
+type Failure = keyof typeof FAILURES
+const FAILURES = {
+  interaction_expired: {
+    status: 400,
+    title: 'Sign-in expired',
+    text: 'This sign-in request expired, was already completed, or was started in another browser. Start again from your app.',
+  },
+  csrf_invalid: {
+    status: 403,
+    title: 'Request refused',
+    text: 'This form did not come from the current sign-in page. Start again from your app.',
+  },
+  rate_limited: {
+    status: 429,
+    title: 'Too many attempts',
+    text: 'Too many sign-in attempts. Wait a few minutes, then try again.',
+  },
+  upstream_state_invalid: {
+    status: 400,
+    title: 'Sign-in failed',
+    text: 'This sign-in response does not belong to this browser, or it expired. Start again from your app.',
+  },
+  upstream_state_used: {
+    status: 400,
+    title: 'Sign-in failed',
+    text: 'This sign-in response was already used. Start again from your app.',
+  },
+  upstream_denied: {
+    status: 400,
+    title: 'Sign-in cancelled',
+    text: 'The identity provider did not sign you in.',
+  },
+  upstream_failed: {
+    status: 400,
+    title: 'Sign-in failed',
+    text: 'The answer of the identity provider could not be verified, so you were not signed in.',
+  },
+  upstream_unavailable: {
+    status: 502,
+    title: 'Sign-in unavailable',
+    text: 'The identity provider could not be reached. Try again later.',
+  },
+  not_found: { status: 404, title: 'Not found', text: 'There is no sign-in page here.' },
+  method_not_allowed: { status: 405, title: 'Not allowed', text: 'This page does not accept that request.' },
+  bad_request: {
+    status: 400,
+    title: 'Bad request',
+    text: 'The form could not be read. Start again from your app.',
+  },
+  server_error: {
+    status: 500,
+    title: 'Something went wrong',
+    text: 'The sign-in could not be completed. Start again from your app.',
+  },
+} as const
+
+type Details = Awaited<ReturnType<Provider['interactionDetails']>>
+
+/**
+ * The login and consent pages of the authorization server: sign-in through the operator's OpenID Connect
+ * providers and/or local accounts, then a consent page naming the client, its redirect host and the access
+ * asked for, remembered per user and client. Every POST carries a per-interaction CSRF token; pages cannot be
+ * framed, cached or leak a referrer.
+ */
+export function loginAndConsent(options: LoginAndConsentOptions = {}): InteractionsFactory {
+  const providers = checkUpstreamProviders(options.upstream ?? [])
+  const localAccounts = options.localAccounts ?? providers.length === 0
+  if (!localAccounts && providers.length === 0) {
+    throw new TypeError('login: enable local accounts or configure at least one upstream provider')
+  }
+  const perUsername = checkRate(
+    options.rateLimit?.perUsername ?? { limit: 10, windowSeconds: 900 },
+    'perUsername',
+  )
+  const perAddress = checkRate(
+    options.rateLimit?.perAddress ?? { limit: 50, windowSeconds: 900 },
+    'perAddress',
+  )
+
+  return (provider, context) => {
+    const { issuer, interactionPath, store, logger } = context
+    const issuerUrl = new URL(issuer)
+    if (issuerUrl.protocol !== 'https:' && !isLoopbackHost(issuerUrl.hostname)) {
+      throw new TypeError(`login pages need an https issuer (passwords and cookies); ${issuer} is plain http`)
+    }
+    const upstreams = new Map(
+      providers.map((p) => [p.id, new Upstream(p, upstreamRedirectUri(issuer, p.id, interactionPath))]),
+    )
+    const upstreamOrigins = [...new Set([...upstreams.values()].map((u) => u.origin))]
+    const csrf = new CsrfTokens(store)
+    const pendingLogins = store.oidcAdapter('GatehouseUpstreamState')
+    const stateCookie = new InteractionCookie(issuer, 'gatehouse-upstream')
+
+    const fail = (res: ServerResponse, failure: Failure, extra?: SafeHtml) => {
+      const { status, title, text } = FAILURES[failure]
+      if (status === 429) res.setHeader('retry-after', String(perUsername.windowSeconds))
+      send(
+        res,
+        status,
+        title,
+        html`<p class="error" role="alert">${text}</p>${extra}<p><small>Error code: <code>${failure}</code></small></p>`,
+      )
+    }
+
+    const audit = (type: string, data: Record<string, unknown>) =>
+      store.audit.append({ at: now(), type, data })
+
+    async function loginPage(res: ServerResponse, details: Details, status = 200, error?: string) {
+      const token = await csrf.issue(details.uid, details.exp - now())
+      const base = `${interactionPath}${details.uid}`
+      const client = await clientName(provider, details.params.client_id as string)
+      const hidden = html`<input type="hidden" name="csrf" value="${token}">`
+      const buttons = [...upstreams.values()].map(
+        (u) =>
+          html`<form method="post" action="${base}/federate/${u.provider.id}">${hidden}<button type="submit">Continue with ${u.provider.name}</button></form>`,
+      )
+      const local = html`<form method="post" action="${base}/login">${hidden}
+<label for="username">Username</label>
+<input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required maxlength="${MAX_PASSWORD_LENGTH}">
+<button type="submit" class="primary">Sign in</button>
+</form>`
+      send(
+        res,
+        status,
+        'Sign in',
+        html`<p>Sign in to continue to <strong>${client.name}</strong>.</p>
+${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+${buttons.length ? html`<div class="providers">${buttons}</div>` : ''}
+${buttons.length && localAccounts ? html`<p><small>or with a local account</small></p>` : ''}
+${localAccounts ? local : ''}`,
+      )
+    }
+
+    async function showConsent(res: ServerResponse, details: Details, access: Access) {
+      const token = await csrf.issue(details.uid, details.exp - now())
+      const clientId = details.params.client_id as string
+      const client = await clientName(provider, clientId)
+      send(
+        res,
+        200,
+        'Allow access?',
+        consentPage({
+          action: `${interactionPath}${details.uid}/consent`,
+          csrf: token,
+          clientId,
+          clientName: client.name,
+          redirectUri: details.params.redirect_uri as string,
+          access,
+          issuer,
+        }),
+      )
+    }
+
+    async function show(req: IncomingMessage, res: ServerResponse, details: Details) {
+      if (details.prompt.name === 'login' || !details.session) return loginPage(res, details)
+      if (details.prompt.name !== 'consent') return fail(res, 'interaction_expired')
+      const access = await requestedAccess(provider, details, issuer)
+      const remembered = await store.consents.find(
+        details.session.accountId,
+        details.params.client_id as string,
+      )
+      if (remembered && covers(remembered.resources, access))
+        return finishConsent(provider, req, res, details)
+      return showConsent(res, details, access)
+    }
+
+    async function localLogin(
+      req: IncomingMessage,
+      res: ServerResponse,
+      details: Details,
+      form: URLSearchParams,
+    ) {
+      if (!localAccounts) return fail(res, 'not_found')
+      const username = normalizeUsername(form.get('username') ?? '')
+      const password = form.get('password') ?? ''
+      const address = req.socket.remoteAddress ?? 'unknown'
+      // Both are counted on every attempt, so guessing one account or spraying many is slowed down.
+      const withinUser = await store.hit(
+        `login:user:${username}`,
+        perUsername.limit,
+        perUsername.windowSeconds,
+      )
+      const withinAddress = await store.hit(
+        `login:addr:${address}`,
+        perAddress.limit,
+        perAddress.windowSeconds,
+      )
+      if (!withinUser || !withinAddress) {
+        await audit('login.rate_limited', { username, address })
+        return fail(res, 'rate_limited')
+      }
+      const user =
+        username && password.length <= MAX_PASSWORD_LENGTH
+          ? await store.users.findByUsername(username)
+          : undefined
+      const valid = await verifyPassword(password, user?.passwordHash ?? (await decoy()))
+      if (!user?.passwordHash || !valid) {
+        await audit('login.failed', { username, address })
+        return loginPage(res, details, 401, 'Wrong username or password.')
+      }
+      await audit('login.succeeded', { userId: user.id, method: 'local' })
+      await provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId: user.id } },
+        { mergeWithLastSubmission: false },
+      )
+    }
+
+    async function federate(res: ServerResponse, details: Details, providerId: string | undefined) {
+      const upstream = upstreams.get(providerId ?? '')
+      if (!upstream) return fail(res, 'not_found')
+      let started: Awaited<ReturnType<Upstream['start']>>
+      try {
+        started = await upstream.start(details.uid)
+      } catch (error) {
+        logger.warn('upstream provider discovery failed', {
+          provider: upstream.provider.id,
+          error: (error as Error).message,
+        })
+        return fail(res, 'upstream_unavailable')
+      }
+      await pendingLogins.upsert(started.state, { ...started.pending }, UPSTREAM_STATE_TTL)
+      // Set only now, right before leaving for the upstream provider, and only for this browser.
+      stateCookie.set(res, started.state, UPSTREAM_STATE_TTL)
+      redirect(res, started.url.href)
+    }
+
+    async function callback(req: IncomingMessage, res: ServerResponse, providerId: string | undefined) {
+      const upstream = upstreams.get(providerId ?? '')
+      if (!upstream) return fail(res, 'not_found')
+      const callbackUrl = new URL(req.url ?? '/', issuerUrl.origin)
+      const state = callbackUrl.searchParams.get('state') ?? ''
+      const browserState = stateCookie.read(req) ?? ''
+      stateCookie.clear(res)
+      if (!state || !browserState || !constantTimeEqual(state, browserState))
+        return fail(res, 'upstream_state_invalid')
+      const pending = (await pendingLogins.find(state)) as
+        | (PendingUpstreamLogin & { consumed?: number })
+        | undefined
+      if (!pending || pending.providerId !== upstream.provider.id) return fail(res, 'upstream_state_invalid')
+      if (pending.consumed !== undefined) return fail(res, 'upstream_state_used')
+      try {
+        await pendingLogins.consume(state)
+      } catch {
+        return fail(res, 'upstream_state_used')
+      }
+      const retry = html`<p><a href="${interactionPath}${pending.uid}">Choose another way to sign in</a></p>`
+      const upstreamError = callbackUrl.searchParams.get('error')
+      if (upstreamError !== null) {
+        await audit('login.upstream_refused', {
+          provider: upstream.provider.id,
+          error: upstreamError.slice(0, 64),
+        })
+        return fail(res, 'upstream_denied', retry)
+      }
+      let identity: Awaited<ReturnType<Upstream['finish']>>
+      try {
+        identity = await upstream.finish(callbackUrl, state, pending)
+      } catch (error) {
+        logger.warn('upstream sign-in response refused', {
+          provider: upstream.provider.id,
+          error: (error as Error).message,
+        })
+        await audit('login.upstream_failed', { provider: upstream.provider.id })
+        return fail(res, 'upstream_failed', retry)
+      }
+      const interaction = await provider.Interaction.find(pending.uid)
+      if (!interaction) return fail(res, 'interaction_expired')
+      const user = await federatedUser(store, upstream.provider.id, identity.issuer, identity.claims)
+      await audit('login.succeeded', { userId: user.id, method: upstream.provider.id })
+      // The callback path does not receive the interaction cookie (scoped to the interaction's path), so the
+      // result is written directly; the provider's resume step still requires this browser's resume cookie.
+      interaction.result = { login: { accountId: user.id } }
+      await interaction.save(interaction.exp - now())
+      redirect(res, interaction.returnTo)
+    }
+
+    async function decide(
+      req: IncomingMessage,
+      res: ServerResponse,
+      details: Details,
+      form: URLSearchParams,
+    ) {
+      if (details.prompt.name !== 'consent' || !details.session) return fail(res, 'interaction_expired')
+      const userId = details.session.accountId
+      const clientId = details.params.client_id as string
+      if (form.get('decision') !== 'approve') {
+        await audit('consent.denied', { userId, clientId })
+        await provider.interactionFinished(
+          req,
+          res,
+          { error: 'access_denied', error_description: 'the user denied the authorization request' },
+          { mergeWithLastSubmission: false },
+        )
+        return
+      }
+      const access = await requestedAccess(provider, details, issuer)
+      const previous = await store.consents.find(userId, clientId)
+      await store.consents.save({
+        userId,
+        clientId,
+        resources: mergeAccess(previous?.resources, access),
+        grantedAt: now(),
+      })
+      await audit('consent.granted', { userId, clientId, resources: access })
+      await finishConsent(provider, req, res, details)
+    }
+
+    async function interaction(req: IncomingMessage, res: ServerResponse, segments: string[]) {
+      const [uid = '', action = '', argument] = segments
+      if (!UID.test(uid) || segments.length > (action === 'federate' ? 3 : 2)) return fail(res, 'not_found')
+      const isPost = req.method === 'POST'
+      if (isPost === (action === '') || (req.method !== 'GET' && !isPost))
+        return fail(res, 'method_not_allowed')
+      let details: Details
+      try {
+        details = await provider.interactionDetails(req, res)
+      } catch {
+        return fail(res, 'interaction_expired')
+      }
+      if (details.uid !== uid) return fail(res, 'interaction_expired')
+      // The last form of the interaction is answered by a redirect chain ending at the client.
+      const redirectSource = cspSource(details.params.redirect_uri as string)
+      setSecurityHeaders(res, redirectSource ? [...upstreamOrigins, redirectSource] : upstreamOrigins)
+      if (!isPost) return show(req, res, details)
+      const form = await readForm(req)
+      if (!form) return fail(res, 'bad_request')
+      if (!(await csrf.check(uid, form.get('csrf')))) return fail(res, 'csrf_invalid')
+      if (action === 'login') return localLogin(req, res, details, form)
+      if (action === 'federate') return federate(res, details, argument)
+      if (action === 'consent') return decide(req, res, details, form)
+      return fail(res, 'not_found')
+    }
+
+    return async (req, res) => {
+      const url = req.url ?? '/'
+      if (!url.startsWith(interactionPath)) return false
+      setSecurityHeaders(res, upstreamOrigins)
+      const path = url.split('?')[0] as string
+      const segments = path.slice(interactionPath.length).split('/')
+      try {
+        if (segments[0] === 'callback' && segments.length === 2) {
+          if (req.method !== 'GET') fail(res, 'method_not_allowed')
+          else await callback(req, res, segments[1])
+        } else {
+          await interaction(req, res, segments)
+        }
+      } catch (error) {
+        logger.warn('interaction failed', { error: (error as Error).message })
+        if (!res.headersSent) fail(res, 'server_error')
+        else res.end()
+      }
+      return true
+    }
+  }
+}
+
+async function clientName(provider: Provider, clientId: string): Promise<{ name: string }> {
+  const client = await provider.Client.find(clientId).catch(() => undefined)
+  const name = client?.metadata().client_name
+  return { name: typeof name === 'string' && name.trim() !== '' ? name : clientId }
+}
+
+function send(res: ServerResponse, status: number, title: string, body: SafeHtml) {
+  const text = page(title, body)
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  })
+  res.end(text)
+}
+
+function redirect(res: ServerResponse, location: string) {
+  res.writeHead(303, { location, 'content-length': 0 })
+  res.end()
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
+  if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return undefined
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > FORM_LIMIT) return undefined
+    chunks.push(chunk as Buffer)
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+}
+
+function checkRate(value: RateLimit, name: string): RateLimit {
+  if (
+    !(
+      Number.isInteger(value?.limit) &&
+      value.limit > 0 &&
+      Number.isInteger(value.windowSeconds) &&
+      value.windowSeconds > 0
+    )
+  ) {
+    throw new TypeError(
+      `login: rateLimit.${name} must be { limit, windowSeconds } with whole numbers above 0`,
+    )
+  }
+  return value
+}
+
+function now(): number {
+  return Math.floor(Date.now() / 1000)
+}
