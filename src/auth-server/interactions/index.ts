@@ -315,7 +315,7 @@ ${localAccounts ? local : ''}`,
       } catch (error) {
         logger.warn('upstream sign-in response refused', {
           provider: upstream.provider.id,
-          error: (error as Error).message,
+          ...describe(error),
         })
         await audit('login.upstream_failed', { provider: upstream.provider.id })
         return fail(res, 'upstream_failed', retry)
@@ -457,6 +457,16 @@ function checkRate(value: RateLimit, name: string): RateLimit {
     )
   }
   return value
+}
+
+/** openid-client's messages are generic ("invalid response encountered"): the reason is in the cause. */
+function describe(error: unknown): Record<string, unknown> {
+  const { message, code, cause } = error as {
+    message?: string
+    code?: string
+    cause?: { message?: string; error?: string }
+  }
+  return { error: message, code, reason: cause?.message ?? cause?.error }
 }
 
 function now(): number {

@@ -119,9 +119,19 @@ export class Upstream {
       expectedNonce: pending.nonce,
       idTokenExpected: true,
     })
-    const claims = tokens.claims()
-    if (!claims) throw new Error('the upstream provider returned no ID token')
-    return { issuer: configuration.serverMetadata().issuer, claims }
+    const idToken = tokens.claims()
+    if (!idToken) throw new Error('the upstream provider returned no ID token')
+    return {
+      issuer: configuration.serverMetadata().issuer,
+      claims: { ...(await this.#profile(tokens, idToken.sub)), ...idToken },
+    }
+  }
+
+  /** Most providers put the profile (name, email) in userinfo only; a failure there costs the profile, not the sign-in. */
+  async #profile(tokens: oidc.TokenEndpointResponse, sub: string): Promise<Record<string, unknown>> {
+    const configuration = await this.configuration()
+    if (!configuration.serverMetadata().userinfo_endpoint) return {}
+    return oidc.fetchUserInfo(configuration, tokens.access_token, sub).catch(() => ({}))
   }
 }
 
