@@ -199,6 +199,7 @@ ${localAccounts ? local : ''}`,
           csrf: token,
           clientId,
           clientName: client.name,
+          // The provider fills it in when a client with one registered URI omits it.
           redirectUri: details.params.redirect_uri as string,
           access,
           issuer,
@@ -228,10 +229,10 @@ ${localAccounts ? local : ''}`,
       if (!localAccounts) return fail(res, 'not_found')
       const username = normalizeUsername(form.get('username') ?? '')
       const password = form.get('password') ?? ''
-      const address = req.socket.remoteAddress ?? 'unknown'
+      const address = clientAddress(req, provider.proxy)
       // Both are counted on every attempt, so guessing one account or spraying many is slowed down.
       const withinUser = await store.hit(
-        `login:user:${username}`,
+        `login:user:${username.slice(0, 64)}`,
         perUsername.limit,
         perUsername.windowSeconds,
       )
@@ -382,6 +383,9 @@ ${localAccounts ? local : ''}`,
       const form = await readForm(req)
       if (!form) return fail(res, 'bad_request')
       if (!(await csrf.check(uid, form.get('csrf')))) return fail(res, 'csrf_invalid')
+      // Signing in again in the middle of consent would swap the account under the pending grant.
+      const signingIn = details.prompt.name === 'login' || !details.session
+      if ((action === 'login' || action === 'federate') && !signingIn) return fail(res, 'interaction_expired')
       if (action === 'login') return localLogin(req, res, details, form)
       if (action === 'federate') return federate(res, details, argument)
       if (action === 'consent') return decide(req, res, details, form)
@@ -415,6 +419,20 @@ async function clientName(provider: Provider, clientId: string): Promise<{ name:
   const client = await provider.Client.find(clientId).catch(() => undefined)
   const name = client?.metadata().client_name
   return { name: typeof name === 'string' && name.trim() !== '' ? name : clientId }
+}
+
+/**
+ * The address sign-in attempts are counted against. Behind the trusted proxy (`proxy: true`) it is the last
+ * `X-Forwarded-For` entry, the one that proxy appended: the entries before it are whatever the client sent.
+ */
+function clientAddress(req: IncomingMessage, proxy: boolean): string {
+  const forwarded = proxy
+    ? String(req.headers['x-forwarded-for'] ?? '')
+        .split(',')
+        .at(-1)
+        ?.trim()
+    : undefined
+  return forwarded || req.socket.remoteAddress || 'unknown'
 }
 
 function send(res: ServerResponse, status: number, title: string, body: SafeHtml) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import { consentPage as renderConsent } from '../../../src/auth-server/interactions/consent.ts'
 import {
   createLocalUser,
   loginAndConsent,
@@ -125,6 +126,80 @@ test('sign-in is also limited per client address, whatever the usernames', async
   }
 })
 
+test('behind the trusted proxy the address is the one it appended, not what the client put first', async () => {
+  const h = await startAuthServer({
+    overrides: {
+      proxy: true,
+      interactions: loginAndConsent({ rateLimit: { perAddress: { limit: 2, windowSeconds: 60 } } }),
+    },
+  })
+  const client = await startClientCallback()
+  const s = { h, client, clientId: await registerPublicClient(h, { redirect_uris: [client.redirectUri] }) }
+  try {
+    const { jar, page } = await startAuthorization(authorizationRequest(h, s.clientId, client.redirectUri))
+    const attempt = (forwardedFor: string, username: string) =>
+      fetch(`${page.url}/login`, {
+        method: 'POST',
+        headers: {
+          cookie: jar.header(),
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-forwarded-for': forwardedFor,
+        },
+        body: new URLSearchParams({ csrf: page.csrf, username, password: 'wrong password wrong' }),
+      })
+    const cases: [string, string, number][] = [
+      ['198.51.100.1, 203.0.113.7', 'u1', 401],
+      ['198.51.100.2, 203.0.113.7', 'u2', 401],
+      ['198.51.100.3, 203.0.113.7', 'u3', 429],
+      ['203.0.113.7, 203.0.113.8', 'u4', 401],
+    ]
+    for (const [forwardedFor, username, status] of cases) {
+      assert.equal((await attempt(forwardedFor, username)).status, status, forwardedFor)
+    }
+  } finally {
+    await teardown(s)
+  }
+})
+
+test('consent page: the host of a metadata-document client, and the warning only for a loopback redirect', () => {
+  const base = {
+    action: '/i/x/consent',
+    csrf: 't',
+    clientName: 'App',
+    access: {},
+    issuer: 'https://as.example',
+  }
+  const cases: [string, string, string | undefined, string, boolean][] = [
+    [
+      'https://app.example.com/oauth/client.json',
+      'https://app.example.com/cb',
+      'app.example.com',
+      'app.example.com',
+      false,
+    ],
+    ['https://evil.example/c.json', 'http://localhost:3000/cb', 'evil.example', 'localhost:3000', true],
+    ['registered-id', 'http://[::1]:8080/cb', undefined, '[::1]:8080', true],
+    ['registered-id', 'http://127.0.0.1/cb', undefined, '127.0.0.1', true],
+    [
+      'registered-id',
+      'cursor://anysphere.cursor-mcp/oauth/callback',
+      undefined,
+      'anysphere.cursor-mcp',
+      false,
+    ],
+  ]
+  for (const [clientId, redirectUri, clientHost, redirectHost, warned] of cases) {
+    const rendered = renderConsent({ ...base, clientId, redirectUri }).value
+    assert.equal(/<span class="host client-host">([^<]*)<\/span>/.exec(rendered)?.[1], clientHost, clientId)
+    assert.equal(
+      /<span class="host redirect-host">([^<]*)<\/span>/.exec(rendered)?.[1],
+      redirectHost,
+      redirectUri,
+    )
+    assert.equal(rendered.includes('id="localhost-warning"'), warned, redirectUri)
+  }
+})
+
 describe('CSRF, framing and caching', () => {
   let s: Setup
   before(async () => {
@@ -152,6 +227,17 @@ describe('CSRF, framing and caching', () => {
     // The same form with its own token goes through: the refusals above were the token's doing.
     const accepted = await signIn(page, jar)
     assert.equal(accepted.status, 303)
+  })
+
+  test('a sign-in form posted during consent does not switch the account', async () => {
+    const { jar, consent } = await consentPage(s)
+    const response = await submit(`${consent.url}/login`, jar, {
+      csrf: consent.csrf,
+      username: 'bob',
+      password: PASSWORD,
+    })
+    assert.equal(response.status, 400)
+    assert.equal(errorCode(await response.text()), 'interaction_expired')
   })
 
   test('the consent form checks the token too', async () => {
