@@ -227,12 +227,13 @@ ${localAccounts ? local : ''}`,
       form: URLSearchParams,
     ) {
       if (!localAccounts) return fail(res, 'not_found')
-      const username = normalizeUsername(form.get('username') ?? '')
+      // One character past the longest valid username: still matches nobody, and keeps buckets and audit small.
+      const username = normalizeUsername(form.get('username') ?? '').slice(0, 65)
       const password = form.get('password') ?? ''
       const address = clientAddress(req, provider.proxy)
       // Both are counted on every attempt, so guessing one account or spraying many is slowed down.
       const withinUser = await store.hit(
-        `login:user:${username.slice(0, 64)}`,
+        `login:user:${username}`,
         perUsername.limit,
         perUsername.windowSeconds,
       )
