@@ -1,4 +1,5 @@
 import { errors } from 'oidc-provider'
+import { OidcConsumeConflictError } from '../storage/index.ts'
 import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
 
 /** How often one instance re-extends the lifetime of a registered client that is in use. */
@@ -29,8 +30,10 @@ export function adapterFactory(store: Store, clientTtl: number) {
       consume: async (id) => {
         try {
           await inner.consume(id)
-        } catch {
-          throw new errors.InvalidGrant('grant already used')
+        } catch (error) {
+          // Only a lost race becomes invalid_grant; a database failure stays a server error.
+          if (error instanceof OidcConsumeConflictError) throw new errors.InvalidGrant('grant already used')
+          throw error
         }
       },
       destroy: (id) => inner.destroy(id),

@@ -1,4 +1,4 @@
-import type { VerifiedToken } from '../guard/index.ts'
+import type { Guard, VerifiedToken } from '../guard/index.ts'
 import type { JsonRpcMessage } from './jsonrpc.ts'
 
 /** Methods an anonymous client may call when `allow_anonymous_mcp_discovery` is on. */
@@ -8,10 +8,16 @@ const DISCOVERY_METHODS = new Set(['initialize', 'notifications/initialized', 't
 export class ToolPolicy {
   readonly #tools: Readonly<Record<string, readonly string[]>>
   readonly #defaultScopes: readonly string[]
+  readonly #guard: Guard
 
-  constructor(tools: Readonly<Record<string, readonly string[]>>, defaultScopes: readonly string[]) {
+  constructor(
+    tools: Readonly<Record<string, readonly string[]>>,
+    defaultScopes: readonly string[],
+    guard: Guard,
+  ) {
     this.#tools = tools
     this.#defaultScopes = defaultScopes
+    this.#guard = guard
   }
 
   scopesFor(tool: string): readonly string[] {
@@ -28,16 +34,18 @@ export class ToolPolicy {
     return [...scopes]
   }
 
-  /** `tools/list` shows a tool only when the token holds all its scopes; anonymous discovery sees them all. */
+  /**
+   * `tools/list` shows a tool only when a `tools/call` of it would pass (the guard's scope mode and
+   * implications included); anonymous discovery sees them all.
+   */
   filterToolsList(result: unknown, token: VerifiedToken | undefined): unknown {
     if (token === undefined || typeof result !== 'object' || result === null) return result
     const tools = (result as { tools?: unknown }).tools
     if (!Array.isArray(tools)) return result
-    const granted = new Set(token.scopes)
     return {
       ...result,
       tools: tools.filter((tool: { name?: unknown }) =>
-        this.scopesFor(String(tool?.name)).every((scope) => granted.has(scope)),
+        this.#guard.allows(token, [...this.#guard.options.scopes, ...this.scopesFor(String(tool?.name))]),
       ),
     }
   }

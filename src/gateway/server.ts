@@ -127,7 +127,7 @@ class GatewayHandler {
     this.#origin = resource.origin
     this.#mcpPath = resource.pathname
     this.#sessions = new SessionRegistry(config.sessions.maxSessions, this.metrics)
-    this.#policy = new ToolPolicy(config.tools, config.defaultToolScopes)
+    this.#policy = new ToolPolicy(config.tools, config.defaultToolScopes, guard)
     const upstream = config.upstream
     this.#identity = new UpstreamIdentity(
       guard.resource,

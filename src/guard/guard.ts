@@ -123,14 +123,22 @@ export class Guard {
     return verified
   }
 
+  /** Whether the token holds `scopes` under the guard's scope mode and implications, as `check` decides. */
+  allows(token: VerifiedToken, scopes: readonly string[]): boolean {
+    return (
+      missingScopes(token.scopes, scopes, this.options.scopeMode, this.options.scopeImplications).length === 0
+    )
+  }
+
   /** Verifies a bare access token (JWT or, through introspection, opaque). Results are cached by SHA-256. */
   async verifyToken(token: string): Promise<VerifiedToken> {
     const { maxTokenBytes } = this.options
     if (token.length > maxTokenBytes)
       throw new GuardError('token_too_large', `${token.length} bytes, limit ${maxTokenBytes}`)
     const nowMs = Date.now()
-    const cacheKey = createHash('sha256').update(token).digest('base64url')
-    const cached = this.#verified.get(cacheKey, nowMs)
+    const caching = this.options.cacheSeconds > 0
+    const cacheKey = caching ? createHash('sha256').update(token).digest('base64url') : ''
+    const cached = caching ? this.#verified.get(cacheKey, nowMs) : undefined
     if (cached) return cached
     const now = Math.floor(nowMs / 1000)
     const verified = looksLikeJws(token)
@@ -140,7 +148,7 @@ export class Guard {
       (verified.expiresAt ?? Number.POSITIVE_INFINITY) * 1000,
       nowMs + this.options.cacheSeconds * 1000,
     )
-    this.#verified.set(cacheKey, verified, until)
+    if (caching) this.#verified.set(cacheKey, verified, until)
     return verified
   }
 
