@@ -292,10 +292,10 @@ export async function createGuard(options: GuardOptions): Promise<Guard> {
   let introspection: IntrospectionClient | undefined
   for (const server of resolved.authorizationServers) {
     const metadata =
-      server.jwksUri && !server.introspection
+      (server.jwksUri || server.jwks) && !server.introspection
         ? undefined
         : await discoverAuthorizationServer(server.issuer, { timeoutMs: resolved.timeoutMs })
-    const jwksUri = server.jwksUri ?? metadata?.jwks_uri
+    const jwksUri = server.jwks ? `${server.issuer}#in-process-jwks` : (server.jwksUri ?? metadata?.jwks_uri)
     if (!jwksUri) {
       throw new GuardError(
         'discovery_failed',
@@ -303,9 +303,10 @@ export async function createGuard(options: GuardOptions): Promise<Guard> {
       )
     }
     const keys = new RemoteKeySet(
-      endpointUrl(jwksUri, `jwks_uri of ${server.issuer}`, server.jwksUri !== undefined),
+      endpointUrl(jwksUri, `jwks_uri of ${server.issuer}`, metadata === undefined),
       {
         ...resolved.jwks,
+        source: server.jwks,
         timeoutMs: resolved.timeoutMs,
         onWarning: (message) => logger.warn(message),
       },

@@ -11,6 +11,11 @@ export interface KeySetOptions {
   cooldownMs?: number
   timeoutMs?: number
   maxBytes?: number
+  /**
+   * Reads the JWKS document without HTTP: for an authorization server in the same process. The document
+   * still goes through every key check; `url` then only names the key set in messages.
+   */
+  source?: (() => Promise<unknown>) | undefined
   /** Told about keys that were skipped and refreshes that failed. Never given key material. */
   onWarning?: (message: string) => void
 }
@@ -27,7 +32,8 @@ export class RemoteKeySet {
   #attemptedAt = Number.NEGATIVE_INFINITY
   #inflight: Promise<void> | undefined
   #lastFailure = ''
-  readonly #options: Required<Omit<KeySetOptions, 'onWarning'>> & Pick<KeySetOptions, 'onWarning'>
+  readonly #options: Required<Omit<KeySetOptions, 'onWarning' | 'source'>> &
+    Pick<KeySetOptions, 'onWarning' | 'source'>
 
   constructor(url: URL, options: KeySetOptions = {}) {
     assertSecureUrl(url, 'jwks_uri')
@@ -38,6 +44,7 @@ export class RemoteKeySet {
       timeoutMs: options.timeoutMs ?? 5000,
       maxBytes: options.maxBytes ?? 512 * 1024,
       onWarning: options.onWarning,
+      source: options.source,
     }
   }
 
@@ -104,10 +111,9 @@ export class RemoteKeySet {
     this.#attemptedAt = Date.now()
     this.fetches++
     try {
-      const document = await fetchJson(this.url, {
-        timeoutMs: this.#options.timeoutMs,
-        maxBytes: this.#options.maxBytes,
-      })
+      const document = this.#options.source
+        ? await this.#read(this.#options.source)
+        : await fetchJson(this.url, { timeoutMs: this.#options.timeoutMs, maxBytes: this.#options.maxBytes })
       this.#keys = this.#importAll(document)
       this.#fetchedAt = Date.now()
     } catch (cause) {
@@ -117,6 +123,17 @@ export class RemoteKeySet {
         `JWKS ${this.url.href} ${cause.message}${this.#keys ? '; keeping the keys fetched before' : ''}`,
       )
     }
+  }
+
+  async #read(source: () => Promise<unknown>): Promise<Record<string, unknown>> {
+    let document: unknown
+    try {
+      document = await source()
+    } catch (cause) {
+      throw new FetchFailure(`could not be read: ${(cause as Error).message}`, { cause })
+    }
+    if (typeof document !== 'object' || document === null) throw new FetchFailure('is not a JSON object')
+    return document as Record<string, unknown>
   }
 
   #importAll(document: Record<string, unknown>): VerificationKey[] {

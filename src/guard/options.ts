@@ -9,6 +9,11 @@ export interface AuthorizationServerOptions {
   /** Skips reading `jwks_uri` from discovery. Discovery still runs when introspection needs its endpoint. */
   jwksUri?: string
   /**
+   * The issuer's JWKS document read in process, for an authorization server running beside the guard
+   * (`gatehouse serve`): no discovery and no HTTP. Its keys get the same checks as fetched ones.
+   */
+  jwks?: () => Promise<unknown>
+  /**
    * Also accept JWTs with `typ: JWT` or no `typ` from this issuer. Off by default: RFC 9068 access tokens
    * carry `typ: at+jwt`, and the check is what stops an ID token being replayed as an access token. Auth0,
    * Keycloak, Okta and Entra still issue `typ: JWT`.

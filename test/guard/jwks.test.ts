@@ -414,3 +414,42 @@ describe('RemoteKeySet: unusable keys are skipped with a warning', () => {
     )
   })
 })
+
+describe('in-process key source (an authorization server beside the guard)', () => {
+  test('keys come from the source, with no discovery or HTTP, and get the same checks', async () => {
+    const good = newKey()
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' })
+    let reads = 0
+    const warnings: string[] = []
+    const guard = await createGuard({
+      resource: RESOURCE,
+      authorizationServers: [
+        {
+          issuer: ISSUER,
+          jwks: async () => {
+            reads++
+            return { keys: [good.jwk, { ...weak, kid: 'weak' }] }
+          },
+        },
+      ],
+      logger: { warn: (m) => warnings.push(m), info: () => {} },
+    })
+    assert.equal((await guard.verifyToken(await sign(good))).issuer, ISSUER)
+    assert.equal(reads, 1)
+    assert.ok(
+      warnings.some((w) => w.includes('RSA modulus of 1024 bits')),
+      warnings.join('\n'),
+    )
+  })
+
+  test('a source that fails at start stops createGuard with authorization_server_unavailable', async () => {
+    await assert.rejects(
+      createGuard({
+        resource: RESOURCE,
+        authorizationServers: [{ issuer: ISSUER, jwks: () => Promise.reject(new Error('store closed')) }],
+      }),
+      (error: Error & { code?: string }) =>
+        error.code === 'authorization_server_unavailable' && error.message.includes('store closed'),
+    )
+  })
+})
