@@ -12,7 +12,7 @@ const SRC = resolve(import.meta.dirname, '../src')
 const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   guard: { parts: [], packages: ['jose'] },
   config: { parts: ['guard'], packages: ['yaml'] },
-  dev: { parts: ['guard'], packages: ['jose', 'oidc-provider'] },
+  dev: { parts: ['guard', 'auth-server'], packages: ['jose', 'oidc-provider'] },
   storage: { parts: [], packages: ['pg'] },
   'auth-server': { parts: ['storage'], packages: ['jose', 'oidc-provider', 'openid-client'] },
   gateway: { parts: ['guard', 'config'], packages: ['jose', 'pino', 'yaml'] },

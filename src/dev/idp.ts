@@ -1,8 +1,9 @@
-import { generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto'
+import { createPrivateKey, type KeyObject, randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { SignJWT } from 'jose'
 import Provider, { errors as oidcErrors } from 'oidc-provider'
+import { generateJwk } from '../auth-server/keys.ts'
 
 export interface DevIdp {
   /** The issuer, `http://127.0.0.1:<port>` plus the path given (default none). */
@@ -39,14 +40,9 @@ export interface DevIdpOptions {
 export async function startDevIdp(options: DevIdpOptions): Promise<DevIdp> {
   const client = options.client ?? { id: 'dev-client', secret: randomBytes(18).toString('base64url') }
   const alg = options.alg ?? 'ES256'
-  const { privateKey } =
-    alg === 'RS256'
-      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
-      : alg === 'EdDSA'
-        ? generateKeyPairSync('ed25519')
-        : generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const kid = `test-${alg.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}`
-  const jwk = { ...privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' }
+  const jwk = generateJwk(alg)
+  const { kid } = jwk
+  const privateKey = createPrivateKey({ key: jwk, format: 'jwk' })
 
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve))
