@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { browse, CookieJar } from '../auth-server/harness.ts'
+
+const CONFORMANCE = fileURLToPath(new URL('../../node_modules/.bin/conformance', import.meta.url))
+
+export interface SuiteRun {
+  status: number | null
+  /** Every non-empty line the suite printed, in order. */
+  lines: string[]
+  /** `scenario -> "N passed, M failed"` from the summary. */
+  scenarios: Map<string, string>
+  /** The suite's last line, `Total: N passed, M failed`. */
+  total: string
+}
+
+/** A loopback port nobody listens on now, for the suite's callback server (its redirect URI must be known first). */
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+/**
+ * Runs `conformance authorization` as a child process and plays the browser: the authorization URL it prints
+ * is followed with a cookie jar through the (immediately approving) interactions to the callback, which is
+ * then requested, as the browser would.
+ */
+export async function runAuthorizationSuite(options: {
+  issuer: string
+  clientId: string
+  resource: string
+  port: number
+}): Promise<SuiteRun> {
+  const child = spawn(
+    process.execPath,
+    [
+      CONFORMANCE,
+      'authorization',
+      '--url',
+      options.issuer,
+      '--client-id',
+      options.clientId,
+      '--resource',
+      options.resource,
+      '-p',
+      String(options.port),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let output = ''
+  let browsing: Promise<void> | undefined
+  let browserError: unknown
+  const authorizePrefix = `${options.issuer}/authorize?`
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (chunk: string) => {
+    output += chunk
+  })
+  child.stdout.on('data', (chunk: string) => {
+    output += chunk
+    // The suite prints the URL before its callback server listens; the browser waits for both.
+    const url = output.split('\n').find((line) => line.startsWith(authorizePrefix))
+    if (url && output.includes('Callback server started') && !browsing) {
+      browsing = playBrowser(url.trim()).catch((error: unknown) => {
+        browserError = error
+      })
+    }
+  })
+  const [status] = (await once(child, 'exit')) as [number | null]
+  await browsing
+  if (browserError) throw browserError
+  const lines = output
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .filter((line) => line !== '')
+  const scenarios = new Map<string, string>()
+  for (const line of lines) {
+    const match = /^[✓✗] ([a-z-]+): (\d+ passed, \d+ failed)$/.exec(line)
+    if (match) scenarios.set(match[1] as string, match[2] as string)
+  }
+  return { status, lines, scenarios, total: lines.at(-1) ?? '' }
+}
+
+async function playBrowser(authorizationUrl: string): Promise<void> {
+  const response = await browse(authorizationUrl, new CookieJar())
+  const callback = response.headers.get('location')
+  if (!callback) throw new Error(`the authorization ended without a redirect: ${response.status}`)
+  await (await fetch(callback)).arrayBuffer()
+}
