@@ -32,66 +32,150 @@ export interface StdioUpstreamOptions {
   maxMessageBytes: number
 }
 
-/** Server-to-client messages kept for a GET stream that is not open yet. */
-const MAX_QUEUED = 100
+/**
+ * What the bridge keeps of its SSE streams for `Last-Event-ID` resumption: the newest events of each stream,
+ * for the newest streams of each session (streams still waiting for answers are never dropped). A client
+ * that resumes past what is kept gets the kept events only; the final response of a stream is its newest
+ * event, so it is always among them.
+ */
+export const REPLAY_LIMITS = { eventsPerStream: 100, streamsPerSession: 16 } as const
 
 const idKey = (id: JsonRpcId): string => `${typeof id}:${id}`
 
-/** The responses one POST waits for, and where they go: an SSE stream or one JSON body. */
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }
+
+/**
+ * One SSE stream, its events numbered `<stream id>/<n>`. The client may lose the connection at any time
+ * and resume with a GET carrying the last id it saw: the kept events after it are replayed and the
+ * stream goes on over the new response. Events written while no response is attached are only kept.
+ */
+class EventStream {
+  readonly id = randomUUID()
+  readonly #events: { seq: number; text: string }[] = []
+  #seq = 0
+  /** The newest event written to some response: a plain GET gets only what came after it. */
+  #sent = 0
+  #res: ServerResponse | undefined
+  finished = false
+
+  get attached(): boolean {
+    return this.#res !== undefined && !this.#res.destroyed
+  }
+
+  /** Serves the stream on `res` from the event after `afterSeq`; a response it was on before is ended. */
+  attach(res: ServerResponse, headers: Record<string, string>, afterSeq = this.#sent): void {
+    const previous = this.#res
+    this.#res = res
+    previous?.end()
+    res.writeHead(200, { ...SSE_HEADERS, ...headers })
+    res.flushHeaders()
+    for (const event of this.#events) if (event.seq > afterSeq) res.write(event.text)
+    this.#sent = this.#seq
+    res.on('close', () => {
+      if (this.#res === res) this.#res = undefined
+    })
+    if (this.finished) res.end()
+  }
+
+  /** Writes (and keeps) a message; returns false when the client is slow and the child should wait. */
+  write(message: JsonRpcMessage): boolean {
+    this.#seq += 1
+    const text = formatSseEvent({
+      id: `${this.id}/${this.#seq}`,
+      event: 'message',
+      data: JSON.stringify(message),
+    })
+    this.#events.push({ seq: this.#seq, text })
+    if (this.#events.length > REPLAY_LIMITS.eventsPerStream) this.#events.shift()
+    const res = this.#res
+    if (res === undefined || res.destroyed) return true
+    this.#sent = this.#seq
+    return res.write(text)
+  }
+
+  finish(): void {
+    this.finished = true
+    this.#res?.end()
+  }
+
+  /** Resolves once the client took what was written, or went away. */
+  drained(): Promise<void> {
+    const res = this.#res
+    if (res === undefined || res.destroyed || !res.writableNeedDrain) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        res.off('drain', done)
+        res.off('close', done)
+        resolve()
+      }
+      res.once('drain', done)
+      res.once('close', done)
+    })
+  }
+}
+
+/** `<stream id>/<n>` as {@link EventStream} numbers its events. */
+function parseEventId(value: string): { streamId: string; seq: number } | undefined {
+  const match = /^([0-9a-f-]{36})\/(\d{1,15})$/.exec(value)
+  return match ? { streamId: match[1] as string, seq: Number(match[2]) } : undefined
+}
+
+/**
+ * The responses one POST waits for, and where they go: a resumable SSE stream, or one JSON body that is
+ * lost with its connection.
+ */
 class PostSink {
   readonly #pending: Set<string>
   readonly #collected: JsonRpcMessage[] = []
   readonly #res: ServerResponse
   readonly #batch: boolean
-  readonly sse: boolean
-  readonly sessionHeader: Record<string, string>
+  readonly #sessionHeader: Record<string, string>
+  readonly stream: EventStream | undefined
   onDone: () => void = () => {}
 
   constructor(
     res: ServerResponse,
     ids: JsonRpcId[],
-    sse: boolean,
+    stream: EventStream | undefined,
     batch: boolean,
     sessionHeader: Record<string, string>,
   ) {
     this.#res = res
     this.#pending = new Set(ids.map(idKey))
-    this.sse = sse
+    this.stream = stream
     this.#batch = batch
-    this.sessionHeader = sessionHeader
-    if (sse) {
-      res.writeHead(200, {
-        'content-type': 'text/event-stream',
-        'cache-control': 'no-cache',
-        ...sessionHeader,
-      })
-      res.flushHeaders()
-    }
+    this.#sessionHeader = sessionHeader
+    stream?.attach(res, sessionHeader)
   }
 
+  /** Still waiting for answers that someone can receive: now, or after resuming the stream. */
   get open(): boolean {
-    return this.#pending.size > 0 && !this.#res.destroyed
+    return this.#pending.size > 0 && (this.stream !== undefined || !this.#res.destroyed)
   }
 
-  /** Writes a message; returns false when the client is slow and the child should wait. */
   send(message: JsonRpcMessage): boolean {
     const done = isResponse(message) && this.#pending.delete(idKey(message.id as JsonRpcId))
     let flowing = true
-    if (this.sse)
-      flowing = this.#res.write(formatSseEvent({ event: 'message', data: JSON.stringify(message) }))
+    if (this.stream) flowing = this.stream.write(message)
     else if (done) this.#collected.push(message)
     if (done && this.#pending.size === 0) this.#finish()
     return flowing
   }
 
+  /** The client cancelled the request: no answer will come. */
+  drop(key: string): void {
+    if (this.#pending.delete(key) && this.#pending.size === 0) this.#finish()
+  }
+
   #finish(): void {
-    if (this.sse) this.#res.end()
-    else sendJson(this.#res, 200, this.#batch ? this.#collected : this.#collected[0], this.sessionHeader)
+    if (this.stream) this.stream.finish()
+    else if (this.#collected.length === 0) this.#res.writeHead(202, this.#sessionHeader).end()
+    else sendJson(this.#res, 200, this.#batch ? this.#collected : this.#collected[0], this.#sessionHeader)
     this.onDone()
   }
 
   drained(): Promise<void> {
-    return new Promise((resolve) => this.#res.once('drain', resolve))
+    return this.stream?.drained() ?? Promise.resolve()
   }
 }
 
@@ -108,10 +192,11 @@ class StdioSession {
   readonly child: ChildProcessWithoutNullStreams
   readonly pending = new Map<string, Pending>()
   readonly #progress = new Map<unknown, PostSink>()
-  readonly #queue: JsonRpcMessage[] = []
+  /** Messages not tied to a request: the GET stream, kept while no GET is open. */
+  readonly #standalone = new EventStream()
+  readonly #streams = new Map<string, EventStream>([[this.#standalone.id, this.#standalone]])
   readonly #o: StdioUpstreamOptions
   readonly #log: Logger
-  #getStream: ServerResponse | undefined
   #stdoutBuffer = ''
   exited = false
   onExit: () => void = () => {}
@@ -137,7 +222,7 @@ class StdioSession {
   }
 
   get busy(): boolean {
-    return this.pending.size > 0 || this.#getStream !== undefined
+    return this.pending.size > 0 || this.#standalone.attached
   }
 
   async write(messages: readonly JsonRpcMessage[]): Promise<void> {
@@ -159,21 +244,39 @@ class StdioSession {
     }
   }
 
-  openGetStream(res: ServerResponse): boolean {
-    if (this.#getStream !== undefined && !this.#getStream.destroyed) return false
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
-    res.flushHeaders()
-    this.#getStream = res
-    this.#o.metrics.streams.inc()
-    res.on('close', () => {
-      this.#o.metrics.streams.dec()
-      if (this.#getStream === res) this.#getStream = undefined
-    })
-    for (const message of this.#queue.splice(0)) this.#writeGet(message)
-    return true
+  /** A new stream for a POST's answers; the oldest finished streams are forgotten. */
+  newStream(): EventStream {
+    const stream = new EventStream()
+    this.#streams.set(stream.id, stream)
+    for (const [id, old] of this.#streams) {
+      if (this.#streams.size <= REPLAY_LIMITS.streamsPerSession + 1) break
+      if (old.finished) this.#streams.delete(id)
+    }
+    return stream
   }
 
-  /** The client went away before its answers: tell the server to stop working on them. */
+  /** Serves a GET: resumes the stream `lastEventId` names, or opens the GET stream. */
+  openGetStream(res: ServerResponse, lastEventId: string | undefined): 'ok' | 'conflict' | 'unknown_event' {
+    if (lastEventId === undefined) {
+      if (this.#standalone.attached) return 'conflict'
+      this.#standalone.attach(res, {})
+      return 'ok'
+    }
+    const event = parseEventId(lastEventId)
+    const stream = event && this.#streams.get(event.streamId)
+    if (event === undefined || stream === undefined) return 'unknown_event'
+    stream.attach(res, {}, event.seq)
+    return 'ok'
+  }
+
+  /** The client cancelled a request (`notifications/cancelled`, which the child gets too): stop waiting. */
+  cancelledByClient(requestId: unknown): void {
+    if (typeof requestId !== 'string' && typeof requestId !== 'number') return
+    const key = idKey(requestId)
+    this.#settle(key)?.sink.drop(key)
+  }
+
+  /** The client went away before its answers and cannot resume: tell the server to stop working on them. */
   cancel(sink: PostSink): void {
     for (const [key, p] of this.pending) {
       if (p.sink !== sink) continue
@@ -266,25 +369,22 @@ class StdioSession {
   }
 
   #deliver(sink: PostSink, message: JsonRpcMessage): void {
-    if (!sink.send(message) && !this.child.stdout.isPaused()) {
-      this.child.stdout.pause()
-      void sink.drained().then(() => this.child.stdout.resume())
-    }
+    this.#pause(sink.send(message), sink)
   }
 
-  /** Messages not tied to a request go to the GET stream, or to an open POST stream, or wait. */
+  #pause(flowing: boolean, target: { drained(): Promise<void> }): void {
+    if (flowing || this.child.stdout.isPaused()) return
+    this.child.stdout.pause()
+    void target.drained().then(() => this.child.stdout.resume())
+  }
+
+  /** Messages not tied to a request go to the GET stream, or to a POST stream a client reads, or wait. */
   #toClient(message: JsonRpcMessage): void {
-    if (this.#getStream !== undefined) {
-      this.#writeGet(message)
-      return
-    }
-    const sink = [...this.pending.values()].map((p) => p.sink).find((s) => s.sse && s.open)
+    const sink = this.#standalone.attached
+      ? undefined
+      : [...this.pending.values()].map((p) => p.sink).find((s) => s.stream?.attached)
     if (sink !== undefined) this.#deliver(sink, message)
-    else if (this.#queue.length < MAX_QUEUED) this.#queue.push(message)
-  }
-
-  #writeGet(message: JsonRpcMessage): void {
-    this.#getStream?.write(formatSseEvent({ event: 'message', data: JSON.stringify(message) }))
+    else this.#pause(this.#standalone.write(message), this.#standalone)
   }
 
   #onExit(reason: string): void {
@@ -295,7 +395,7 @@ class StdioSession {
       const p = this.#settle(key)
       p?.sink.send(rpcError(p.id, RPC.connectionClosed, `the MCP server process ${reason}`))
     }
-    this.#getStream?.end()
+    this.#standalone.finish()
     this.onExit()
   }
 }
@@ -332,6 +432,8 @@ export class StdioUpstream implements Upstream {
     const requests = x.messages.filter(isRequest)
     if (requests.length === 0) {
       await session.write(x.messages)
+      for (const m of x.messages)
+        if (m.method === 'notifications/cancelled') session.cancelledByClient(m.params?.requestId)
       res.writeHead(202).end()
       return
     }
@@ -343,7 +445,7 @@ export class StdioUpstream implements Upstream {
     const sink = new PostSink(
       res,
       requests.map((m) => m.id as JsonRpcId),
-      sse,
+      sse ? session.newStream() : undefined,
       x.batch,
       header,
     )
@@ -370,7 +472,8 @@ export class StdioUpstream implements Upstream {
     await ended
     this.#o.metrics.streams.dec()
     this.#o.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-    if (sink.open) session.cancel(sink)
+    // An SSE stream can be resumed, so its requests go on (their timeout still applies); a JSON one cannot.
+    if (sink.open && sink.stream === undefined) session.cancel(sink)
   }
 
   async get(x: McpExchange): Promise<void> {
@@ -379,8 +482,20 @@ export class StdioUpstream implements Upstream {
       sendRpcError(x.res, x.sessionId === undefined ? 400 : 404, RPC.connectionClosed, 'Session not found')
       return
     }
-    if (!session.openGetStream(x.res)) {
+    const lastEventId = x.req.headers['last-event-id']
+    const opened = session.openGetStream(x.res, typeof lastEventId === 'string' ? lastEventId : undefined)
+    if (opened === 'conflict') {
       sendRpcError(x.res, 409, RPC.connectionClosed, 'Conflict: this session already has a GET stream')
+    } else if (opened === 'unknown_event') {
+      sendRpcError(
+        x.res,
+        400,
+        RPC.connectionClosed,
+        'Bad Request: Last-Event-ID names no stream this session keeps',
+      )
+    } else {
+      this.#o.metrics.streams.inc()
+      x.res.on('close', () => this.#o.metrics.streams.dec())
     }
   }
 

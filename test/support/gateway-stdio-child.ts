@@ -1,6 +1,8 @@
 /**
  * A deliberately fragile stdio MCP server for the gateway's failure tests. Run as a child process:
- * `tools/call` of `crash` exits, of `hang` never answers, of `garbage` writes a non-JSON line first.
+ * `tools/call` of `crash` exits, of `hang` never answers (after one progress notification when asked for
+ * progress), of `garbage` writes a non-JSON line first. A `notifications/cancelled` is reported on stderr,
+ * which the gateway logs, so tests can see what reached the child.
  */
 import { createInterface } from 'node:readline'
 
@@ -9,7 +11,13 @@ const send = (message: unknown) => process.stdout.write(`${JSON.stringify(messag
 const tools = ['crash', 'hang', 'garbage'].map((name) => ({ name, inputSchema: { type: 'object' } }))
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  const message = JSON.parse(line) as { id?: number | string; method?: string; params?: { name?: string } }
+  const message = JSON.parse(line) as {
+    id?: number | string
+    method?: string
+    params?: { name?: string; requestId?: number | string; _meta?: { progressToken?: unknown } }
+  }
+  if (message.method === 'notifications/cancelled')
+    process.stderr.write(`cancelled ${message.params?.requestId}\n`)
   if (message.id === undefined || message.method === undefined) return
   const reply = (result: unknown) => send({ jsonrpc: '2.0', id: message.id, result })
   if (message.method === 'initialize') {
@@ -23,6 +31,9 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   } else if (message.method === 'tools/call') {
     const name = message.params?.name
     if (name === 'crash') process.exit(3)
+    const progressToken = message.params?._meta?.progressToken
+    if (name === 'hang' && progressToken !== undefined)
+      send({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken, progress: 1 } })
     if (name === 'hang') return
     if (name === 'garbage') process.stdout.write('this is not JSON-RPC\n')
     reply({ content: [{ type: 'text', text: `called ${name}` }] })
