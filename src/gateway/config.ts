@@ -4,6 +4,8 @@ import { guardOptionsFromAuthBlock } from '../config/apollo.ts'
 import { type GuardOptions, guardOptionsFromEnv } from '../guard/index.ts'
 
 export type UpstreamCredentialsMode = 'none' | 'passthrough'
+/** Modes the configuration reserves for token exchange and the token vault, refused until they exist. */
+const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['exchange', 'vault'])
 
 export type UpstreamConfig =
   | { kind: 'http'; url: URL }
@@ -102,6 +104,11 @@ export async function loadGatewayConfig(
   const credentials = record(file.upstream_credentials, 'upstream_credentials')
 
   const upstreamMode = credentials.mode ?? env.GATEHOUSE_UPSTREAM_CREDENTIALS ?? 'none'
+  if (PLANNED_CREDENTIAL_MODES.has(upstreamMode)) {
+    fail(
+      `upstream_credentials.mode ${upstreamMode} is not available yet (token exchange and the token vault come in a later release); use none or passthrough`,
+    )
+  }
   if (upstreamMode !== 'none' && upstreamMode !== 'passthrough') {
     return fail(`upstream_credentials.mode ${JSON.stringify(upstreamMode)} must be none or passthrough`)
   }

@@ -119,9 +119,16 @@ describe('gateway configuration', () => {
     },
     {
       name: 'an unknown credentials mode',
-      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'vault' } },
-      message: /mode "vault" must be none or passthrough/,
+      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'forward' } },
+      message: /^upstream_credentials.mode "forward" must be none or passthrough$/,
     },
+    ...['exchange', 'vault'].map((mode) => ({
+      name: `the credentials mode ${mode}, not built yet`,
+      file: { upstream: 'http://a/mcp', upstream_credentials: { mode } },
+      message: new RegExp(
+        `^upstream_credentials.mode ${mode} is not available yet .*; use none or passthrough$`,
+      ),
+    })),
     {
       name: 'a certificate without a key',
       file: { upstream: 'http://a/mcp', tls: { cert: 'c.pem' } },
