@@ -35,6 +35,17 @@ export function providerConfiguration(
     routes: ROUTES,
     cookies: { keys: [deriveKey(options.secret, 'cookies').toString('base64url')] },
     interactions: { url: (_ctx, interaction) => `${interactionPath}${interaction.uid}` },
+    loadExistingGrant: async (ctx) => {
+      const { result, session, client, provider } = ctx.oidc
+      const decided = result?.consent?.grantId
+      if (decided) return provider.Grant.find(decided)
+      if (!client || !session?.accountId) return undefined
+      const remembered = session.grantIdFor(client.clientId)
+      // The browser session keeps the grant after its consent is revoked: it counts only while the consent does.
+      // (The development interactions keep no consent records: they simply approve again.)
+      if (!remembered || !(await store.consents.find(session.accountId, client.clientId))) return undefined
+      return provider.Grant.find(remembered)
+    },
     findAccount: async (_ctx, sub) => {
       const user = await store.users.findById(sub)
       if (!user) return undefined

@@ -1,3 +1,4 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import Provider from 'oidc-provider'
 import { providerConfiguration } from './configuration.ts'
@@ -8,6 +9,15 @@ import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { registrationMiddleware } from './registration.ts'
 
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
+export {
+  createLocalUser,
+  type LoginAndConsentOptions,
+  loginAndConsent,
+  type RateLimit,
+  revokeConsent,
+  type UpstreamProvider,
+  upstreamRedirectUri,
+} from './interactions/index.ts'
 export { type RotateOptions, rotateSigningKey, type SigningAlgorithm } from './keys.ts'
 export { ROUTES } from './mount.ts'
 export type {
@@ -26,6 +36,8 @@ export interface AuthorizationServer {
   provider: Provider
   /** The kid that signs new tokens. */
   signingKid: string
+  /** The published JWKS keys (public parts only), for a guard in the same process (`jwks` of its options). */
+  publicJwks(): JsonWebKey[]
   /**
    * Serves the request when it belongs to the authorization server (see {@link createMount}); false leaves it
    * to the host. Mount it before the MCP routes on the same origin.
@@ -58,10 +70,17 @@ export async function createAuthorizationServer(
     store: options.store,
     logger: options.logger,
   })
+  const publicJwks = keys.map(({ kid, alg, use, ...jwk }) => ({
+    ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }),
+    kid,
+    alg,
+    use,
+  }))
   return {
     issuer: options.issuer,
     provider,
     signingKid: (keys[0] as { kid: string }).kid,
+    publicJwks: () => publicJwks.map((jwk) => ({ ...jwk })),
     handle: createMount(options.issuerPath, interactionPath, interactions, provider.callback()),
     close: async () => {},
   }

@@ -1,20 +1,29 @@
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { startProtectedServer } from '../../examples/protected-server.ts'
-import { startDevIdp } from '../dev/idp.ts'
+import { createLocalUser } from '../auth-server/index.ts'
+import { DEFAULT_DATA_DIR } from '../config/embedded.ts'
+import { loadGatewayConfig } from '../gateway/config.ts'
+import { createGatewayLogger } from '../gateway/logger.ts'
+import { startGateway } from '../gateway/server.ts'
+import type { Store } from '../storage/store.ts'
+import { untilStopped } from './serve.ts'
 
-const HELP = `Usage: gatehouse demo [--port 3000] [--idp-port 3001]
+const HELP = `Usage: gatehouse demo [--port 8000] [--data-dir ${DEFAULT_DATA_DIR}]
 
-Starts a local OIDC provider and an example MCP server protected by the guard, then prints how to get a
-token and call the server. Everything runs on 127.0.0.1 and is forgotten when it stops.`
+Runs gatehouse serve with its embedded authorization server (local accounts, SQLite in the data directory)
+in front of the MCP "everything" example server over stdio, on 127.0.0.1. On first start it creates the
+local user "demo" and prints its password once.`
 
-const SCOPE = 'mcp:tools'
+const EVERYTHING = fileURLToPath(new URL('../../node_modules/.bin/mcp-server-everything', import.meta.url))
+const DEMO_USER = 'demo'
 
 export async function runDemo(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      port: { type: 'string', default: process.env.PORT ?? '3000' },
-      'idp-port': { type: 'string', default: '3001' },
+      port: { type: 'string', default: process.env.PORT ?? '8000' },
+      'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -22,39 +31,48 @@ export async function runDemo(argv: string[]): Promise<void> {
     console.log(HELP)
     return
   }
-  const port = Number(values.port)
-  const mcpUrl = `http://127.0.0.1:${port}/mcp`
-  const idp = await startDevIdp({ resources: { [mcpUrl]: SCOPE }, port: Number(values['idp-port']) })
-  const server = await startProtectedServer({
-    port,
-    guardOptions: { resource: mcpUrl, authorizationServers: [{ issuer: idp.issuer }], scopes: [SCOPE] },
-  })
-  const { id, secret } = idp.client
+  // The demo's own settings only: an OAUTH_ISSUER_URL in the shell must not turn the embedded server off.
+  const config = await loadGatewayConfig(
+    {
+      port: values.port,
+      address: '127.0.0.1',
+      dataDir: values['data-dir'],
+      logLevel: 'warn',
+      command: [process.execPath, EVERYTHING],
+    },
+    {},
+  )
+  const gateway = await startGateway(config, { logger: createGatewayLogger(config.logLevel) })
+  const store = gateway.authorizationServer?.store as Store
   console.log(`
-Gatehouse demo
-  MCP endpoint (protected):  ${mcpUrl}
-  Resource metadata:         http://127.0.0.1:${port}/.well-known/oauth-protected-resource/mcp
-  Local OIDC provider:       ${idp.issuer}  (client ${id})
+Gatehouse demo: the MCP "everything" server behind OAuth
+  MCP URL:  ${gateway.resource}
+  Issuer:   ${gateway.authorizationServer?.auth.issuer}   (data in ${values['data-dir']})
 
-1. Without a token the server answers 401 with a challenge:
-   curl -si -X POST ${mcpUrl} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\
-     -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+${await demoUser(store, values['data-dir'])}
 
-2. Get a token for the MCP endpoint (client credentials, audience bound by "resource"):
-   TOKEN=$(curl -s ${idp.issuer}/token -u '${id}:${secret}' \\
-     -d grant_type=client_credentials -d scope=${SCOPE} --data-urlencode resource=${mcpUrl} | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
+Add the MCP URL in a client; it opens the sign-in page in your browser:
+  Claude Code:  claude mcp add --transport http gatehouse-demo ${gateway.resource}
+  VS Code:      MCP: Add Server… > HTTP > ${gateway.resource}
+  Inspector:    npx @modelcontextprotocol/inspector   then Streamable HTTP, ${gateway.resource},
+                Open Auth Settings > Quick OAuth Flow
 
-3. Call the server with it:
-   curl -s -X POST ${mcpUrl} -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
-     -H 'accept: application/json, text/event-stream' \\
-     -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
+Without a token the endpoint answers 401 with the way to the authorization server:
+  curl -si -X POST ${gateway.resource}
 
 Press Ctrl+C to stop.`)
-  const stop = async () => {
-    await server.close()
-    await idp.close()
-    process.exit(0)
+  await untilStopped(gateway)
+}
+
+/** Creates the demo user on first start; its password is shown once and stored only as a hash. */
+async function demoUser(store: Store, dataDir: string): Promise<string> {
+  if (await store.users.findByUsername(DEMO_USER)) {
+    return `Sign in as "${DEMO_USER}" with the password printed on the first start.
+  Lost it? Add another user: npx gatehouse users add <name> --data-dir ${dataDir}
+  or start over by deleting ${dataDir} (users, consents and keys are forgotten).`
   }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  const password = randomBytes(12).toString('base64url')
+  await createLocalUser(store, DEMO_USER, password, { name: 'Demo User' })
+  return `Sign in as "${DEMO_USER}" with the password ${password}
+  (shown this once; it is stored hashed in ${dataDir})`
 }

@@ -1,4 +1,4 @@
-import { GuardError } from '../guard/errors.ts'
+import { operatorMessage } from './errors.ts'
 
 const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: string[]) => Promise<void>> }> = {
   serve: {
@@ -6,8 +6,20 @@ const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: stri
     run: async () => (await import('./serve.ts')).runServe,
   },
   demo: {
-    summary: 'run an example MCP server protected by the guard, with a local OIDC provider',
+    summary: 'serve the MCP example server behind the embedded authorization server (npm start)',
     run: async () => (await import('./demo.ts')).runDemo,
+  },
+  users: {
+    summary: 'local accounts of the embedded authorization server: add, list',
+    run: async () => (await import('./users.ts')).runUsers,
+  },
+  keys: {
+    summary: 'signing keys of the embedded authorization server: rotate, list',
+    run: async () => (await import('./keys.ts')).runKeys,
+  },
+  consents: {
+    summary: 'remembered consents: revoke',
+    run: async () => (await import('./consents.ts')).runConsents,
   },
 }
 
@@ -15,7 +27,7 @@ const USAGE = `Usage: gatehouse <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, { summary }]) => `  ${name.padEnd(8)} ${summary}`)
+  .map(([name, { summary }]) => `  ${name.padEnd(9)} ${summary}`)
   .join('\n')}
 
 Run \`gatehouse <command> --help\` for a command's options.`
@@ -43,11 +55,8 @@ async function main(argv: string[]): Promise<void> {
 try {
   await main(process.argv.slice(2))
 } catch (error) {
-  // Configuration and discovery errors are written for the operator; anything else is a bug worth a stack.
-  if (error instanceof GuardError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    console.error(`gatehouse: ${(error as Error).message}`)
-  } else {
-    console.error(error)
-  }
+  const message = operatorMessage(error)
+  if (message === undefined) console.error(error)
+  else console.error(`gatehouse: ${message}`)
   process.exitCode = 1
 }

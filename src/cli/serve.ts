@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
-import { GatewayConfigError, loadGatewayConfig } from '../gateway/config.ts'
+import { DEV_USERNAME } from '../auth-server/index.ts'
+import { loadGatewayConfig } from '../gateway/config.ts'
 import { createGatewayLogger } from '../gateway/logger.ts'
-import { startGateway } from '../gateway/server.ts'
-import { isGuardError } from '../guard/index.ts'
+import { type Gateway, startGateway } from '../gateway/server.ts'
 
 export const SERVE_HELP = `Usage:
   gatehouse serve --upstream <url> [options]        protect an MCP server that speaks Streamable HTTP
@@ -17,11 +17,23 @@ Options:
                                                                                  (GATEHOUSE_PUBLIC_URL)
   --config <file>      a YAML file (below)                                       (GATEHOUSE_CONFIG)
   --log-level <level>  trace, debug, info, warn, error; default info             (GATEHOUSE_LOG_LEVEL)
+  --data-dir <dir>     the embedded authorization server's directory (created 0700); default ./.gatehouse
+                                                                                 (GATEHOUSE_DATA_DIR)
+  --dev                development mode: loopback only, a temporary store, the test user "${DEV_USERNAME}" signed
+                       in and every consent approved without a page (for test harnesses; never in production)
   -h, --help           this help
 
+Authorization server:
+  With no OAUTH_ISSUER_URL and no transport.auth.servers, the embedded authorization server runs on the
+  origin of the MCP URL (issuer = that origin): discovery, /authorize, /token, /register, sign-in pages.
+  Accounts, consents and keys: gatehouse users, gatehouse keys, gatehouse consents (same --config/--data-dir).
+
 Environment:
-  OAUTH_ISSUER_URL     the issuer of your identity provider (required unless the file has transport.auth)
+  OAUTH_ISSUER_URL     the issuer of an external identity provider (or transport.auth.servers in the file)
   OAUTH_AUDIENCE       accepted token audiences, comma-separated; default the canonical MCP URL
+  GATEHOUSE_STORAGE_URL   storage.url: postgres://user:password@host/db for several instances
+  GATEHOUSE_SECRET     32+ characters encrypting the signing keys and signing cookies; default generated
+                       into <data_dir>/secret (0600) on first start: several instances must share it
   GATEHOUSE_UPSTREAM_CREDENTIALS   none (default) or passthrough
   GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY, GATEHOUSE_TRUST_PROXY          true or false
   GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT_MS                 integers
@@ -60,6 +72,22 @@ Configuration file (flags win over the environment, which wins over the file):
   tls: { cert: cert.pem, key: key.pem }
   trust_proxy: false                       # log the client address from X-Forwarded-For
   log_level: info
+  data_dir: ./.gatehouse                   # the embedded authorization server's state:
+  storage: { url: postgres://gatehouse@db/gatehouse }   # default SQLite <data_dir>/gatehouse.db
+  secret: <32+ characters>                 # prefer GATEHOUSE_SECRET
+  authorization_server:                    # the embedded server (no external one configured)
+    scopes: [mcp]                          # every request needs them (default [mcp]); offered with the tools' scopes
+    signing_algorithm: ES256               # ES256, EdDSA or RS256, for the key generated on first start
+    ttl: { access_token: 600, refresh_token: 1209600 }  # seconds; also authorization_code, session, grant,
+                                           # interaction, id_token, registered_client
+    login:
+      local_accounts: true                 # default when no upstream is given; gatehouse users add <name>
+      upstream:                            # "Continue with <name>"; the redirect URI to register is printed at start
+        - { id: corp, name: Corp SSO, issuer: https://corp.okta.com, client_id: abc, client_secret: xyz }
+    registration: { enabled: true, rate_limit: { limit: 20, window_seconds: 60 } }  # RFC 7591 DCR
+    cimd: { enabled: true, rate_limit: { limit: 10, window_seconds: 60 } }          # URL client ids
+    clients:                               # static clients, RFC 7591 metadata
+      - { client_id: ci-bot, client_secret: <secret>, grant_types: [client_credentials], redirect_uris: [] }
 
 Endpoints: the MCP URL, /.well-known/oauth-protected-resource[/path], /healthz, /readyz, /metrics.
 A session belongs to the subject that created it; its id used with another subject's token gets 404.
@@ -79,6 +107,8 @@ export async function runServe(argv: string[]): Promise<void> {
       'public-url': { type: 'string' },
       config: { type: 'string' },
       'log-level': { type: 'string' },
+      'data-dir': { type: 'string' },
+      dev: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -88,30 +118,28 @@ export async function runServe(argv: string[]): Promise<void> {
     process.stdout.write(SERVE_HELP)
     return
   }
-  let gateway: Awaited<ReturnType<typeof startGateway>>
-  try {
-    const config = await loadGatewayConfig(
-      {
-        upstream: values.upstream,
-        port: values.port,
-        address: values.address,
-        publicUrl: values['public-url'],
-        config: values.config,
-        logLevel: values['log-level'],
-        command,
-      },
-      process.env,
-    )
-    gateway = await startGateway(config, { logger: createGatewayLogger(config.logLevel) })
-  } catch (error) {
-    if (error instanceof GatewayConfigError || isGuardError(error)) {
-      process.stderr.write(`gatehouse serve: ${error.message}\n`)
-      process.exitCode = 1
-      return
-    }
-    throw error
-  }
-  await new Promise<void>((resolve) => {
+  const config = await loadGatewayConfig(
+    {
+      upstream: values.upstream,
+      port: values.port,
+      address: values.address,
+      publicUrl: values['public-url'],
+      config: values.config,
+      logLevel: values['log-level'],
+      command,
+      dataDir: values['data-dir'],
+      dev: values.dev,
+    },
+    process.env,
+  )
+  const gateway = await startGateway(config, { logger: createGatewayLogger(config.logLevel) })
+  if (config.authorizationServer?.dev) process.stderr.write(developmentBanner(gateway))
+  await untilStopped(gateway)
+}
+
+/** Resolves once the gateway has shut down after SIGINT or SIGTERM. */
+export function untilStopped(gateway: Gateway): Promise<void> {
+  return new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop)
       process.off('SIGTERM', stop)
@@ -120,4 +148,16 @@ export async function runServe(argv: string[]): Promise<void> {
     process.on('SIGINT', stop)
     process.on('SIGTERM', stop)
   })
+}
+
+function developmentBanner(gateway: Gateway): string {
+  const rule = '!'.repeat(78)
+  return `${rule}
+!!  GATEHOUSE DEVELOPMENT MODE (--dev): NEVER EXPOSE THIS
+!!  Every authorization signs in the test user "${DEV_USERNAME}" and is approved without asking.
+!!  Loopback only; the store and the keys are temporary and are deleted at exit.
+!!  MCP URL: ${gateway.resource}
+!!  Issuer:  ${gateway.authorizationServer?.auth.issuer}
+${rule}
+`
 }

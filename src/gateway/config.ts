@@ -1,6 +1,14 @@
 import { readFile } from 'node:fs/promises'
 import { parse as parseYaml } from 'yaml'
 import { guardOptionsFromAuthBlock } from '../config/apollo.ts'
+import {
+  type EmbeddedAuthorizationConfig,
+  embeddedAuthorizationConfig,
+  embeddedGuardOptions,
+  isLoopback,
+  usesEmbeddedAuthorizationServer,
+} from '../config/embedded.ts'
+import { GatewayConfigError } from '../config/errors.ts'
 import { type GuardOptions, guardOptionsFromEnv } from '../guard/index.ts'
 
 export type UpstreamCredentialsMode = 'none' | 'passthrough'
@@ -30,6 +38,8 @@ export interface GatewayConfig {
   tls: { cert: string; key: string } | undefined
   trustProxy: boolean
   logLevel: string
+  /** The embedded authorization server, when no external one is configured; it serves on the MCP URL's origin. */
+  authorizationServer: EmbeddedAuthorizationConfig | undefined
 }
 
 /** What the command line gave; `undefined` means "not given", so the environment and the file apply. */
@@ -42,11 +52,12 @@ export interface GatewayFlags {
   logLevel?: string | undefined
   /** The stdio command and its arguments, from after `--`. */
   command?: string[] | undefined
+  dataDir?: string | undefined
+  /** Development mode: loopback only, a throwaway store, the test user signed in and consent approved. */
+  dev?: boolean | undefined
 }
 
-export class GatewayConfigError extends Error {
-  override name = 'GatewayConfigError'
-}
+export { GatewayConfigError }
 
 const fail = (message: string): never => {
   throw new GatewayConfigError(message)
@@ -80,6 +91,10 @@ const FILE_KEYS = new Set([
   'tls',
   'trust_proxy',
   'log_level',
+  'data_dir',
+  'storage',
+  'secret',
+  'authorization_server',
 ])
 
 /**
@@ -123,17 +138,25 @@ export async function loadGatewayConfig(
       optionalString(file.public_url, 'public_url') ??
       optionalString(record(auth, 'transport.auth').resource, 'transport.auth.resource'),
   )
-  const guardOptions = guardOptionsSource(auth, env)
+  const embedded = usesEmbeddedAuthorizationServer(env, auth)
+  if (flags.dev && !embedded) {
+    fail('--dev runs the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers')
+  }
+  const guardOptions = embedded
+    ? (resource: string) => embeddedGuardOptions(auth, file, resource)
+    : guardOptionsSource(auth, env)
   // Fail now, on a placeholder resource, rather than after listening.
   guardOptions(publicUrl ?? 'http://127.0.0.1/mcp')
 
+  const address = checkString(
+    flags.address ?? env.GATEHOUSE_ADDRESS ?? transport.address ?? DEFAULTS.address,
+    'address',
+  )
+  if (flags.dev) checkDevelopmentBinding(address, publicUrl)
   return {
     upstream: upstreamFrom(flags, env, file),
     port: integer(flags.port ?? env.GATEHOUSE_PORT ?? transport.port ?? DEFAULTS.port, 'port', 0, 65_535),
-    address: checkString(
-      flags.address ?? env.GATEHOUSE_ADDRESS ?? transport.address ?? DEFAULTS.address,
-      'address',
-    ),
+    address,
     publicUrl,
     guardOptions,
     tools: toolScopes(file.tools),
@@ -177,10 +200,23 @@ export async function loadGatewayConfig(
       flags.logLevel ?? env.GATEHOUSE_LOG_LEVEL ?? file.log_level ?? DEFAULTS.logLevel,
       'log_level',
     ),
+    authorizationServer: embedded ? embeddedAuthorizationConfig(flags, env, file) : undefined,
   }
 }
 
-async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+/** Development mode signs anyone in as the test user: nothing but this machine may reach it. */
+function checkDevelopmentBinding(address: string, publicUrl: string | undefined): void {
+  if (!isLoopback(address)) {
+    fail(
+      `--dev listens on loopback only (127.0.0.1 or ::1), not ${address}: it signs anyone in as the test user`,
+    )
+  }
+  if (publicUrl !== undefined && !isLoopback(new URL(publicUrl).hostname)) {
+    fail(`--dev needs a loopback public URL, not ${publicUrl}: it signs anyone in as the test user`)
+  }
+}
+
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string
   try {
     text = await readFile(path, 'utf8')

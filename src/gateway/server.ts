@@ -8,6 +8,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
+import { type EmbeddedAuthorization, startEmbeddedAuthorizationServer } from '../config/embedded.ts'
 import { createGuard, type Guard } from '../guard/index.ts'
 import type { GatewayConfig } from './config.ts'
 import {
@@ -35,6 +36,8 @@ export interface Gateway {
   server: Server
   guard: Guard
   metrics: GatewayMetrics
+  /** The embedded authorization server on the same origin, when no external one is configured. */
+  authorizationServer: EmbeddedAuthorization | undefined
   /** Stops accepting, lets open requests and streams finish for the grace period, then stops the upstream. */
   close(): Promise<void>
 }
@@ -72,18 +75,30 @@ export async function startGateway(
       resolve()
     })
   })
+  let authorizationServer: EmbeddedAuthorization | undefined
   try {
     const port = (server.address() as AddressInfo).port
     const host = config.address.includes(':') ? `[${config.address}]` : config.address
     const resource = config.publicUrl ?? `${config.tls ? 'https' : 'http'}://${host}:${port}/mcp`
     const guardOptions = config.guardOptions(resource)
+    // Default tool scopes are basic use: published, and kept in step-up challenges for other tools.
+    const scopesSupported = guardOptions.scopesSupported ?? [
+      ...new Set([...(guardOptions.scopes ?? []), ...config.defaultToolScopes]),
+    ]
+    if (config.authorizationServer) {
+      authorizationServer = await startEmbeddedAuthorizationServer(
+        config.authorizationServer,
+        { url: guardOptions.resource, scopes: [...scopesSupported, ...Object.values(config.tools).flat()] },
+        { logger: guardLogger(logger), proxy: config.trustProxy },
+      )
+    }
     const guard = await createGuard({
-      // Default tool scopes are basic use: published, and kept in step-up challenges for other tools.
-      scopesSupported: [...new Set([...(guardOptions.scopes ?? []), ...config.defaultToolScopes])],
       ...guardOptions,
+      scopesSupported,
+      ...(authorizationServer ? { authorizationServers: [authorizationServer.trusted] } : {}),
       logger: guardLogger(logger),
     })
-    const gateway = new GatewayHandler(config, guard, logger)
+    const gateway = new GatewayHandler(config, guard, logger, authorizationServer)
     handler = (req, res) => void gateway.handle(req, res)
     logger.info(
       {
@@ -97,10 +112,15 @@ export async function startGateway(
       server,
       guard,
       metrics: gateway.metrics,
-      close: () => gateway.close(server),
+      authorizationServer,
+      close: async () => {
+        await gateway.close(server)
+        await authorizationServer?.close()
+      },
     }
   } catch (error) {
     server.close()
+    await authorizationServer?.close()
     throw error
   }
 }
@@ -116,11 +136,18 @@ class GatewayHandler {
   readonly #policy: ToolPolicy
   readonly #identity: UpstreamIdentity
   readonly #upstream: Upstream
+  readonly #authorizationServer: EmbeddedAuthorization | undefined
   readonly #reaper: NodeJS.Timeout
   #closing = false
 
-  constructor(config: GatewayConfig, guard: Guard, logger: Logger) {
+  constructor(
+    config: GatewayConfig,
+    guard: Guard,
+    logger: Logger,
+    authorizationServer: EmbeddedAuthorization | undefined,
+  ) {
     this.#config = config
+    this.#authorizationServer = authorizationServer
     this.#guard = guard
     this.#logger = logger
     const resource = new URL(guard.resource)
@@ -169,6 +196,9 @@ class GatewayHandler {
       'request',
     )
     try {
+      // The authorization server owns its paths on this origin (the 2025-03-26 /authorize, /token, /register
+      // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
+      if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
       if (path === this.#mcpPath) {
         res.on('close', () =>
           this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }),

@@ -1,0 +1,45 @@
+import { openDataStore, type StorageSettings, storageSettings } from '../config/embedded.ts'
+import { fail } from '../config/errors.ts'
+import { readConfigFile } from '../gateway/config.ts'
+import type { Store } from '../storage/store.ts'
+
+/** The flags every admin command takes to find the store `gatehouse serve` uses. */
+export const STORE_OPTIONS = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+export const STORE_HELP = `  --config <file>    the YAML file gatehouse serve uses (data_dir, storage, secret)   (GATEHOUSE_CONFIG)
+  --data-dir <dir>   default ./.gatehouse                                            (GATEHOUSE_DATA_DIR)
+  GATEHOUSE_STORAGE_URL and GATEHOUSE_SECRET apply as for gatehouse serve.
+  -h, --help         this help`
+
+/** The store settings exactly as `gatehouse serve` resolves them: flags, then GATEHOUSE_*, then the file. */
+export async function adminStorageSettings(
+  values: { config?: string | undefined; 'data-dir'?: string | undefined },
+  env: Record<string, string | undefined>,
+): Promise<StorageSettings> {
+  const path = values.config ?? env.GATEHOUSE_CONFIG
+  return storageSettings({ dataDir: values['data-dir'] }, env, path ? await readConfigFile(path) : {})
+}
+
+/** Runs `use` on the store of `gatehouse serve`, closing it afterwards. */
+export async function withStore<T>(
+  values: { config?: string | undefined; 'data-dir'?: string | undefined },
+  use: (store: Store, settings: StorageSettings & { dataDir: string }) => Promise<T>,
+): Promise<T> {
+  const settings = await adminStorageSettings(values, process.env)
+  const { store, dataDir, close } = await openDataStore(settings)
+  try {
+    return await use(store, { ...settings, dataDir })
+  } finally {
+    await close()
+  }
+}
+
+/** The positional arguments a subcommand needs, or a usage error naming them. */
+export function positionals(given: string[], names: readonly string[], usage: string): string[] {
+  if (given.length !== names.length) fail(`usage: ${usage}`)
+  return given
+}

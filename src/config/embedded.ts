@@ -1,0 +1,303 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { ClientMetadata } from 'oidc-provider'
+import {
+  type AuthorizationServer,
+  type AuthServerLogger,
+  type AuthServerTtl,
+  createAuthorizationServer,
+  devInteractions,
+  type LoginAndConsentOptions,
+  loginAndConsent,
+  type SigningAlgorithm,
+  upstreamRedirectUri,
+} from '../auth-server/index.ts'
+import type { GuardOptions, AuthorizationServerOptions as TrustedServer } from '../guard/index.ts'
+import { openStore } from '../storage/index.ts'
+import type { Store } from '../storage/store.ts'
+import { guardOptionsFromAuthBlock } from './apollo.ts'
+import { fail } from './errors.ts'
+
+export const DEFAULT_DATA_DIR = './.gatehouse'
+const DEFAULT_SCOPES = ['mcp']
+const MIN_SECRET_LENGTH = 32
+const LOOPBACK = new Set(['127.0.0.1', '::1', '[::1]', 'localhost'])
+
+export const isLoopback = (host: string) => LOOPBACK.has(host)
+
+/** What the command line gave for the data directory; shared by `gatehouse serve` and the admin commands. */
+export interface StorageFlags {
+  config?: string | undefined
+  dataDir?: string | undefined
+  dev?: boolean | undefined
+}
+
+/** Where the embedded authorization server keeps its state. */
+export interface StorageSettings {
+  /** Absolute; undefined in development mode: a temporary directory made at start and removed at exit. */
+  dataDir: string | undefined
+  /** `storage.url`; undefined is the SQLite file in the data directory. */
+  url: string | undefined
+  /** From GATEHOUSE_SECRET or the file; undefined: read from, or generated into, `<data_dir>/secret`. */
+  secret: string | undefined
+}
+
+export interface EmbeddedAuthorizationConfig {
+  storage: StorageSettings
+  /** Development interactions (test user signed in, consent approved) and a throwaway store. */
+  dev: boolean
+  signingAlgorithm: SigningAlgorithm | undefined
+  ttl: AuthServerTtl
+  login: LoginAndConsentOptions
+  registration: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
+  cimd: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
+  clients: ClientMetadata[]
+}
+
+type Env = Record<string, string | undefined>
+type Mapping = Record<string, unknown>
+
+/** `data_dir`, `storage.url` and `secret`: flags over GATEHOUSE_* over the file over the defaults. */
+export function storageSettings(flags: StorageFlags, env: Env, file: Mapping): StorageSettings {
+  if (flags.dev) return { dataDir: undefined, url: undefined, secret: randomBytes(32).toString('base64url') }
+  const dataDir =
+    flags.dataDir ?? env.GATEHOUSE_DATA_DIR ?? text(file.data_dir, 'data_dir') ?? DEFAULT_DATA_DIR
+  const url = env.GATEHOUSE_STORAGE_URL ?? text(mapping(file.storage, 'storage').url, 'storage.url')
+  if (url !== undefined && !/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(url)) {
+    fail('storage.url must be sqlite:<file> or postgres://user:password@host/database')
+  }
+  const secret = env.GATEHOUSE_SECRET ?? text(file.secret, 'secret')
+  if (secret !== undefined) checkSecret(secret, 'GATEHOUSE_SECRET (or secret in the file)')
+  return { dataDir: resolve(dataDir), url, secret }
+}
+
+/** No external authorization server (OAUTH_ISSUER_URL, transport.auth.servers): the embedded one serves. */
+export function usesEmbeddedAuthorizationServer(env: Env, auth: unknown): boolean {
+  return !env.OAUTH_ISSUER_URL?.trim() && mapping(auth, 'transport.auth').servers === undefined
+}
+
+const TTL_KEYS: Record<string, keyof AuthServerTtl> = {
+  access_token: 'accessToken',
+  authorization_code: 'authorizationCode',
+  refresh_token: 'refreshToken',
+  session: 'session',
+  grant: 'grant',
+  interaction: 'interaction',
+  id_token: 'idToken',
+  registered_client: 'registeredClient',
+}
+const AS_KEYS = ['scopes', 'signing_algorithm', 'ttl', 'login', 'registration', 'cimd', 'clients']
+const UPSTREAM_KEYS = ['id', 'name', 'issuer', 'client_id', 'client_secret', 'scope']
+
+/** The `authorization_server` block mapped onto the options of `createAuthorizationServer` and `loginAndConsent`. */
+export function embeddedAuthorizationConfig(
+  flags: StorageFlags,
+  env: Env,
+  file: Mapping,
+): EmbeddedAuthorizationConfig {
+  const block = mapping(file.authorization_server, 'authorization_server')
+  only(block, AS_KEYS, 'authorization_server')
+  const ttl = mapping(block.ttl, 'authorization_server.ttl')
+  only(ttl, Object.keys(TTL_KEYS), 'authorization_server.ttl')
+  const login = mapping(block.login, 'authorization_server.login')
+  only(login, ['local_accounts', 'upstream'], 'authorization_server.login')
+  const upstream = list(login.upstream, 'authorization_server.login.upstream').map((entry, i) => {
+    const where = `authorization_server.login.upstream[${i}]`
+    const provider = mapping(entry, where)
+    only(provider, UPSTREAM_KEYS, where)
+    return {
+      id: String(provider.id ?? ''),
+      name: String(provider.name ?? ''),
+      issuer: String(provider.issuer ?? ''),
+      clientId: String(provider.client_id ?? ''),
+      clientSecret: String(provider.client_secret ?? ''),
+      ...(provider.scope === undefined ? {} : { scope: String(provider.scope) }),
+    }
+  })
+  const localAccounts = login.local_accounts
+  if (localAccounts !== undefined && typeof localAccounts !== 'boolean') {
+    fail('authorization_server.login.local_accounts must be true or false')
+  }
+  return {
+    storage: storageSettings(flags, env, file),
+    dev: flags.dev === true,
+    signingAlgorithm: text(block.signing_algorithm, 'authorization_server.signing_algorithm') as
+      | SigningAlgorithm
+      | undefined,
+    ttl: Object.fromEntries(Object.entries(ttl).map(([key, value]) => [TTL_KEYS[key], value])),
+    login: { upstream, ...(typeof localAccounts === 'boolean' ? { localAccounts } : {}) },
+    registration: switchable(block.registration, 'authorization_server.registration'),
+    cimd: switchable(block.cimd, 'authorization_server.cimd'),
+    clients: list(block.clients, 'authorization_server.clients') as ClientMetadata[],
+  }
+}
+
+/**
+ * The guard's options when the embedded server issues the tokens: `transport.auth` as for any server, the
+ * issuer being the origin of the MCP URL. The scopes are given once, in either block.
+ */
+export function embeddedGuardOptions(auth: unknown, file: Mapping, resource: string): GuardOptions {
+  const block = mapping(auth, 'transport.auth')
+  const scopes = mapping(file.authorization_server, 'authorization_server').scopes
+  if (scopes !== undefined && block.scopes !== undefined) {
+    fail('give the scopes once: authorization_server.scopes or transport.auth.scopes, not both')
+  }
+  const options = guardOptionsFromAuthBlock(
+    { scopes: scopes ?? DEFAULT_SCOPES, ...block, servers: [new URL(resource).origin] },
+    resource,
+  )
+  return { ...options, authorizationServers: [{ issuer: new URL(options.resource).origin }] }
+}
+
+export interface EmbeddedAuthorization {
+  auth: AuthorizationServer
+  store: Store
+  /** The guard's entry for this server: its keys are read in process. */
+  trusted: TrustedServer
+  close(): Promise<void>
+}
+
+/**
+ * Opens the store and starts the authorization server for the canonical MCP URL, on its origin, issuing
+ * tokens for that URL with `scopes` (the guard's, so the PRM, the audience and the server agree).
+ */
+export async function startEmbeddedAuthorizationServer(
+  config: EmbeddedAuthorizationConfig,
+  resource: { url: string; scopes: readonly string[] },
+  options: { logger: AuthServerLogger; proxy: boolean },
+): Promise<EmbeddedAuthorization> {
+  const { store, dataDir, close } = await openDataStore(config.storage)
+  try {
+    const secret = config.storage.secret ?? (await loadSecret(dataDir, options.logger))
+    const issuer = new URL(resource.url).origin
+    const auth = await createAuthorizationServer({
+      issuer,
+      store,
+      secret,
+      resources: [{ url: resource.url, scopes: [...new Set(resource.scopes)], default: true }],
+      ...(config.signingAlgorithm ? { signingAlgorithm: config.signingAlgorithm } : {}),
+      ttl: config.ttl,
+      clients: config.clients,
+      interactions: config.dev ? devInteractions : loginAndConsent(config.login),
+      registration: config.registration,
+      cimd: config.cimd,
+      proxy: options.proxy,
+      logger: options.logger,
+    })
+    for (const provider of config.dev ? [] : (config.login.upstream ?? [])) {
+      options.logger.info('register this redirect URI at the upstream identity provider', {
+        provider: provider.id,
+        redirect_uri: upstreamRedirectUri(issuer, provider.id),
+      })
+    }
+    return {
+      auth,
+      store,
+      trusted: { issuer, jwks: async () => ({ keys: auth.publicJwks() }) },
+      close: async () => {
+        await auth.close()
+        await close()
+      },
+    }
+  } catch (error) {
+    await close()
+    throw error
+  }
+}
+
+/**
+ * Opens the store of `gatehouse serve` (the admin commands open the same one): the data directory is created
+ * private (0700); in development mode it is temporary and removed by `close`.
+ */
+export async function openDataStore(settings: StorageSettings) {
+  const dataDir = settings.dataDir ?? (await mkdtemp(join(tmpdir(), 'gatehouse-dev-')))
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const temporary = settings.dataDir === undefined
+  let store: Store
+  try {
+    store = await openStore(settings.url, { dataDir })
+  } catch (error) {
+    if (temporary) await rm(dataDir, { recursive: true, force: true })
+    return fail(`cannot open the store: ${(error as Error).message}`)
+  }
+  return {
+    store,
+    dataDir,
+    close: async () => {
+      await store.close()
+      if (temporary) await rm(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** The secret kept in `<data_dir>/secret` (0600), generated on first start. */
+export async function loadSecret(dataDir: string, logger: AuthServerLogger): Promise<string> {
+  const path = join(dataDir, 'secret')
+  const existing = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    return fail(`cannot read the secret file ${path}: ${error.message}`)
+  })
+  if (existing !== undefined) return checkSecret(existing.trim(), path)
+  const secret = randomBytes(32).toString('base64url')
+  try {
+    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: 'wx' })
+  } catch (error) {
+    // Another instance sharing the directory wrote it first.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return loadSecret(dataDir, logger)
+    throw error
+  }
+  logger.warn(
+    'generated the authorization server secret: several instances sharing one store must share it too (GATEHOUSE_SECRET)',
+    { path },
+  )
+  return secret
+}
+
+function checkSecret(secret: string, where: string): string {
+  if (secret.length < MIN_SECRET_LENGTH) {
+    fail(
+      `${where} must be at least ${MIN_SECRET_LENGTH} characters, e.g. the output of: openssl rand -base64 32`,
+    )
+  }
+  return secret
+}
+
+function switchable(value: unknown, where: string) {
+  const block = mapping(value, where)
+  only(block, ['enabled', 'rate_limit'], where)
+  if (block.enabled !== undefined && typeof block.enabled !== 'boolean')
+    fail(`${where}.enabled must be true or false`)
+  const rate = block.rate_limit === undefined ? undefined : mapping(block.rate_limit, `${where}.rate_limit`)
+  if (rate) only(rate, ['limit', 'window_seconds'], `${where}.rate_limit`)
+  return {
+    ...(block.enabled === undefined ? {} : { enabled: block.enabled as boolean }),
+    ...(rate
+      ? { rateLimit: { limit: rate.limit as number, windowSeconds: rate.window_seconds as number } }
+      : {}),
+  }
+}
+
+function only(block: Mapping, known: readonly string[], where: string) {
+  const unknown = Object.keys(block).filter((key) => !known.includes(key))
+  if (unknown.length > 0) fail(`${where}: unknown setting ${unknown.join(', ')}; known: ${known.join(', ')}`)
+}
+
+function mapping(value: unknown, where: string): Mapping {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) return fail(`${where} must be a mapping`)
+  return value as Mapping
+}
+
+function list(value: unknown, where: string): unknown[] {
+  if (value === undefined || value === null) return []
+  if (!Array.isArray(value)) return fail(`${where} must be a list`)
+  return value
+}
+
+function text(value: unknown, where: string): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '') return fail(`${where} must be a non-empty string`)
+  return value
+}
