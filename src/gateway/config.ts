@@ -33,7 +33,7 @@ export interface GatewayConfig {
   defaultToolScopes: readonly string[]
   allowAnonymousDiscovery: boolean
   upstreamCredentials: UpstreamCredentialsMode
-  sessions: { idleTimeoutSeconds: number; maxSessions: number }
+  sessions: { idleTimeoutSeconds: number; maxSessions: number; maxSessionsPerUser: number }
   limits: { maxBodyBytes: number; upstreamTimeoutMs: number; shutdownGraceMs: number }
   tls: { cert: string; key: string } | undefined
   trustProxy: boolean
@@ -176,6 +176,11 @@ export async function loadGatewayConfig(
         1,
       ),
       maxSessions: integer(sessions.max_sessions ?? DEFAULTS.maxSessions, 'sessions.max_sessions', 1),
+      maxSessionsPerUser: integer(
+        sessions.max_sessions_per_user ?? sessions.max_sessions ?? DEFAULTS.maxSessions,
+        'sessions.max_sessions_per_user',
+        1,
+      ),
     },
     limits: {
       maxBodyBytes: integer(

@@ -153,7 +153,7 @@ class GatewayHandler {
     const resource = new URL(guard.resource)
     this.#origin = resource.origin
     this.#mcpPath = resource.pathname
-    this.#sessions = new SessionRegistry(config.sessions.maxSessions, this.metrics)
+    this.#sessions = new SessionRegistry(config.sessions, this.metrics)
     this.#policy = new ToolPolicy(config.tools, config.defaultToolScopes, guard)
     const upstream = config.upstream
     this.#identity = new UpstreamIdentity(
@@ -326,7 +326,7 @@ class GatewayHandler {
         sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
         return undefined
       }
-    } else if (messages.some((m) => m.method === 'initialize') && this.#sessions.full) {
+    } else if (messages.some((m) => m.method === 'initialize') && !this.#sessions.admits(principal?.key)) {
       res.setHeader('retry-after', '30')
       sendRpcError(
         res,

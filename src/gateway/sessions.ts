@@ -8,6 +8,12 @@ interface SessionEntry {
 
 export type SessionLookup = 'ok' | 'unknown'
 
+export interface SessionLimits {
+  maxSessions: number
+  /** Keeps one subject from taking every session of the gateway. */
+  maxSessionsPerUser: number
+}
+
 /**
  * Which subject each MCP session belongs to. A session id presented with another subject's token is
  * answered exactly like an unknown one (404), so a stolen or guessed id reveals nothing and a
@@ -16,10 +22,10 @@ export type SessionLookup = 'ok' | 'unknown'
 export class SessionRegistry {
   readonly #sessions = new Map<string, SessionEntry>()
   readonly #metrics: GatewayMetrics
-  readonly maxSessions: number
+  readonly #limits: SessionLimits
 
-  constructor(maxSessions: number, metrics: GatewayMetrics) {
-    this.maxSessions = maxSessions
+  constructor(limits: SessionLimits, metrics: GatewayMetrics) {
+    this.#limits = limits
     this.#metrics = metrics
   }
 
@@ -27,8 +33,13 @@ export class SessionRegistry {
     return this.#sessions.size
   }
 
-  get full(): boolean {
-    return this.#sessions.size >= this.maxSessions
+  /** Whether `owner` may open one more session: below the gateway's limit and below the per-user one. */
+  admits(owner: string | undefined): boolean {
+    if (this.#sessions.size >= this.#limits.maxSessions) return false
+    if (owner === undefined) return true
+    let owned = 0
+    for (const entry of this.#sessions.values()) if (entry.owner === owner) owned += 1
+    return owned < this.#limits.maxSessionsPerUser
   }
 
   bind(id: string, owner: string | undefined): void {

@@ -130,6 +130,11 @@ describe('gateway configuration', () => {
       ),
     })),
     {
+      name: 'a per-user session limit of zero',
+      file: { upstream: 'http://a/mcp', sessions: { max_sessions_per_user: 0 } },
+      message: /^sessions.max_sessions_per_user must be an integer from 1 to/,
+    },
+    {
       name: 'a certificate without a key',
       file: { upstream: 'http://a/mcp', tls: { cert: 'c.pem' } },
       message: /TLS needs both/,
