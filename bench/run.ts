@@ -1,9 +1,16 @@
 /**
- * `npm run bench`: token verification, HTTP throughput and cache memory, each next to the baselines it is
- * judged against, all measured in this run. BENCH_SECONDS (default 2) sets the measured time per case.
+ * `npm run bench`: token verification, HTTP throughput, the gateway against a direct connection and cache
+ * memory, each next to the baselines it is judged against, all measured in this run. BENCH_SECONDS (default 2) sets the measured time per case.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
+import {
+  benchGateway,
+  benchGatewaySteps,
+  DIRECT_ROUTE,
+  type GatewayCost,
+  type GatewayResult,
+} from './gateway.ts'
 import { benchHttp, connections, type HttpResult } from './http.ts'
 import { benchSeconds } from './measure.ts'
 import { benchMemory, type MemoryResult } from './memory.ts'
@@ -16,11 +23,13 @@ const started = new Date()
 const loadBefore = loadavg()[0] as number
 const verifyResults = await benchVerify(progress)
 const httpResults = await benchHttp(progress)
+const gatewayResults = await benchGateway(connections, progress)
+const gatewaySteps = await benchGatewaySteps(progress)
 progress(`memory: ${process.env.BENCH_MEMORY_TOKENS ?? '100000'} distinct tokens through the cached guard`)
 const memoryResult = await benchMemory()
 
 const report = [
-  `# Gatehouse guard benchmark, ${started.toISOString()}`,
+  `# Gatehouse guard and gateway benchmark, ${started.toISOString()}`,
   '',
   `Node ${process.versions.node}, OpenSSL ${process.versions.openssl}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}. ` +
     `BENCH_SECONDS=${benchSeconds} (warm-up ${benchSeconds / 4} s), ${connections} HTTP connections. ` +
@@ -34,6 +43,14 @@ const report = [
   '## HTTP: 44-byte JSON-RPC answer, keep-alive load generator in a child process',
   '',
   httpTable(httpResults),
+  '',
+  '## Gateway: an MCP tools/call straight to the upstream and through `gatehouse serve`, same load generator',
+  '',
+  gatewayTable(gatewayResults),
+  '',
+  '## Gateway steps, timed alone (one token, sequential)',
+  '',
+  gatewayStepsTable(gatewaySteps),
   '',
   '## Memory: distinct ES256 tokens through one guard with its default cache',
   '',
@@ -73,6 +90,51 @@ function httpTable(results: HttpResult[]): string {
   return table(['server mode', 'req/s', 'p50 ms', 'p99 ms', 'server CPU µs/req', 'server busy'], rows)
 }
 
+function gatewayTable(results: GatewayResult[]): string {
+  const rows = results.map(({ upstream, route, load, gatewayCpuMicros, upstreamCpuMicros }) => {
+    const direct = results.find((r) => r.upstream === upstream && r.route === DIRECT_ROUTE)
+    const total = gatewayCpuMicros + upstreamCpuMicros
+    return [
+      upstream,
+      route,
+      integer(load.requests / load.seconds),
+      load.p50Ms.toFixed(2),
+      load.p99Ms.toFixed(2),
+      gatewayCpuMicros.toFixed(1),
+      upstreamCpuMicros.toFixed(1),
+      total.toFixed(1),
+      direct && route !== DIRECT_ROUTE
+        ? `+${(total - direct.gatewayCpuMicros - direct.upstreamCpuMicros).toFixed(1)}`
+        : '',
+    ]
+  })
+  return (
+    'Gateway CPU is this process (the gateway runs in it); upstream CPU is the upstream process, read from ' +
+    '/proc (clock-tick resolution). server-everything over stdio has no direct route: it speaks no HTTP.\n\n' +
+    table(
+      [
+        'upstream',
+        'route',
+        'req/s',
+        'p50 ms',
+        'p99 ms',
+        'gateway CPU µs/req',
+        'upstream CPU µs/req',
+        'total CPU µs/req',
+        'vs direct µs/req',
+      ],
+      rows,
+    )
+  )
+}
+
+function gatewayStepsTable(steps: GatewayCost[]): string {
+  return table(
+    ['step', 'CPU µs/op'],
+    steps.map(({ step, cpuMicros }) => [step, cpuMicros.toFixed(1)]),
+  )
+}
+
 function memoryTable({ cacheMaxEntries, snapshots }: MemoryResult): string {
   const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1)
   const rows = snapshots.map(({ verified, rss, heapTotal, heapUsed }) => [
@@ -88,7 +150,9 @@ function memoryTable({ cacheMaxEntries, snapshots }: MemoryResult): string {
 }
 
 function table(header: string[], rows: string[][]): string {
-  const align = header.map((_, i) => (i === 0 || (i === 1 && header[1] === 'measurement') ? '---' : '---:'))
+  const align = header.map((_, i) =>
+    i === 0 || (i === 1 && (header[1] === 'measurement' || header[1] === 'route')) ? '---' : '---:',
+  )
   return [header, align, ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
