@@ -149,12 +149,6 @@ describe('gateway configuration', () => {
       file: { upstream: 'http://a/mcp', tools: { echo: { scopes: 'mcp' } } },
       message: /tools.echo.scopes must be a list/,
     },
-    {
-      name: 'no issuer',
-      flags: { upstream: 'http://a/mcp' },
-      env: {},
-      message: /OAUTH_ISSUER_URL is not set/,
-    },
   ]
   for (const { name, flags = {}, file, env = ENV, message } of invalid) {
     it(`refuses ${name} with a message that names the setting`, async () => {
@@ -165,6 +159,13 @@ describe('gateway configuration', () => {
       })
     })
   }
+
+  it('serves the embedded authorization server when no external issuer is configured', async () => {
+    const external = await loadGatewayConfig({ upstream: 'http://a/mcp' }, ENV)
+    assert.equal(external.authorizationServer, undefined)
+    const embedded = await loadGatewayConfig({ upstream: 'http://a/mcp' }, {})
+    assert.notEqual(embedded.authorizationServer, undefined)
+  })
 
   it('documents every flag and file setting in gatehouse serve --help', () => {
     const settings = [
