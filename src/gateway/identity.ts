@@ -1,5 +1,4 @@
-import { generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto'
-import { SignJWT } from 'jose'
+import { generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto'
 import type { VerifiedToken } from '../guard/index.ts'
 
 export const UPSTREAM_JWKS_PATH = '/.well-known/gatehouse/upstream-jwks.json'
@@ -28,6 +27,7 @@ export class UpstreamIdentity {
   readonly jwks: { keys: Record<string, unknown>[] }
   readonly #issuer: string
   readonly #audience: string
+  readonly #header: string
 
   constructor(issuer: string, audience: string) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
@@ -37,22 +37,24 @@ export class UpstreamIdentity {
     }
     this.#issuer = issuer
     this.#audience = audience
+    this.#header = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid: this.#kid })).toString(
+      'base64url',
+    )
   }
 
   async headers(token: VerifiedToken): Promise<Record<string, string>> {
-    const assertion = await new SignJWT({
+    const now = Math.floor(Date.now() / 1000)
+    const assertion = this.#sign({
+      iss: this.#issuer,
+      aud: this.#audience,
+      sub: token.subject ?? token.clientId ?? '',
       client_id: token.clientId,
       scope: token.scopes.join(' '),
       token_issuer: token.issuer,
+      iat: now,
+      exp: now + ASSERTION_TTL_SECONDS,
+      jti: randomUUID(),
     })
-      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: this.#kid })
-      .setIssuer(this.#issuer)
-      .setAudience(this.#audience)
-      .setSubject(token.subject ?? token.clientId ?? '')
-      .setIssuedAt()
-      .setExpirationTime(`${ASSERTION_TTL_SECONDS}s`)
-      .setJti(randomUUID())
-      .sign(this.#key)
     const headers: Record<string, string> = {
       'x-gatehouse-identity': assertion,
       'x-gatehouse-issuer': headerSafe(token.issuer),
@@ -61,6 +63,12 @@ export class UpstreamIdentity {
     if (token.subject !== undefined) headers['x-gatehouse-subject'] = headerSafe(token.subject)
     if (token.clientId !== undefined) headers['x-gatehouse-client-id'] = headerSafe(token.clientId)
     return headers
+  }
+
+  /** Compact EdDSA JWS through node:crypto: this runs on every proxied request, and jose's WebCrypto path cost three times as much. */
+  #sign(claims: Record<string, unknown>): string {
+    const input = `${this.#header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+    return `${input}.${sign(null, Buffer.from(input), this.#key).toString('base64url')}`
   }
 }
 
