@@ -34,7 +34,13 @@ export interface GatewayConfig {
   allowAnonymousDiscovery: boolean
   upstreamCredentials: UpstreamCredentialsMode
   sessions: { idleTimeoutSeconds: number; maxSessions: number; maxSessionsPerUser: number }
-  limits: { maxBodyBytes: number; upstreamTimeoutMs: number; shutdownGraceMs: number }
+  limits: {
+    maxBodyBytes: number
+    upstreamTimeoutMs: number
+    shutdownGraceMs: number
+    /** A GET stream idle this long is ended; `undefined` (0 in the file) keeps idle streams open. */
+    streamIdleTimeoutMs: number | undefined
+  }
   tls: { cert: string; key: string } | undefined
   trustProxy: boolean
   logLevel: string
@@ -71,6 +77,7 @@ const DEFAULTS = {
   maxBodyBytes: 1_048_576,
   upstreamTimeoutMs: 30_000,
   shutdownGraceMs: 10_000,
+  streamIdleTimeoutMs: 300_000,
   logLevel: 'info',
 }
 
@@ -198,6 +205,14 @@ export async function loadGatewayConfig(
         'limits.shutdown_grace_ms',
         0,
       ),
+      streamIdleTimeoutMs:
+        integer(
+          env.GATEHOUSE_STREAM_IDLE_TIMEOUT_MS ??
+            limits.stream_idle_timeout_ms ??
+            DEFAULTS.streamIdleTimeoutMs,
+          'limits.stream_idle_timeout_ms',
+          0,
+        ) || undefined,
     },
     tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
     trustProxy: boolean(env.GATEHOUSE_TRUST_PROXY ?? file.trust_proxy ?? false, 'trust_proxy'),

@@ -9,13 +9,16 @@ export interface JsonRpcMessage {
   error?: { code: number; message: string; data?: unknown }
 }
 
-/** JSON-RPC 2.0 error codes, plus the MCP SDK's -32000 range for transport problems. */
+/** JSON-RPC 2.0 error codes, the MCP SDK's -32000 range for transport problems, and the 2026-07-28 ones. */
 export const RPC = {
   parseError: -32_700,
   invalidRequest: -32_600,
+  methodNotFound: -32_601,
   internalError: -32_603,
   connectionClosed: -32_000,
   requestTimeout: -32_001,
+  headerMismatch: -32_020,
+  unsupportedProtocolVersion: -32_022,
 } as const
 
 export const isRequest = (m: JsonRpcMessage): boolean => typeof m.method === 'string' && m.id != null
@@ -60,3 +63,11 @@ function isMessage(value: unknown): value is JsonRpcMessage {
   if (m.method !== undefined) return typeof m.method === 'string'
   return m.id !== undefined && ('result' in m || 'error' in m)
 }
+
+/** The stateless-era revisions (no sessions, `server/discover`, per-request version) the gateway speaks. */
+export const STATELESS_VERSIONS: readonly string[] = ['2026-07-28']
+export const PROTOCOL_VERSION_META = 'io.modelcontextprotocol/protocolVersion'
+
+/** Revisions are dates, which order as strings: anything after the last session-era one is stateless. */
+export const isStatelessEra = (version: unknown): version is string =>
+  typeof version === 'string' && version > '2025-11-25'

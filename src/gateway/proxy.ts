@@ -26,6 +26,8 @@ export interface HttpUpstreamOptions {
   logger: Logger
   timeoutMs: number
   maxBodyBytes: number
+  /** A GET stream that carries nothing for this long is closed, so a lingering one cannot keep a session. */
+  streamIdleTimeoutMs: number | undefined
 }
 
 class UpstreamFailure extends Error {
@@ -123,6 +125,9 @@ export class HttpUpstream implements Upstream {
       const value = x.req.headers[name]
       if (typeof value === 'string') headers[name] = value
     }
+    // Only a session id the gateway checked against its owner goes on (none in the stateless era).
+    delete headers['mcp-session-id']
+    if (x.sessionId !== undefined) headers['mcp-session-id'] = x.sessionId
     if (x.body.length > 0) headers['content-length'] = String(x.body.length)
     if (x.principal === undefined) return headers
     if (this.#o.mode === 'passthrough') {
@@ -222,6 +227,13 @@ export class HttpUpstream implements Upstream {
     res.writeHead(status, headers)
     res.flushHeaders()
     const sessionId = x.sessionId
+    const idleMs = this.#o.streamIdleTimeoutMs
+    // No heartbeat: the gateway keeping a stream busy would keep its session from ever being reaped.
+    const idle =
+      streaming && x.req.method === 'GET' && idleMs !== undefined
+        ? setTimeout(() => response.destroy(), idleMs)
+        : undefined
+    if (idle) response.on('data', () => idle.refresh())
     if (streaming) {
       this.#o.metrics.streams.inc()
       if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
@@ -238,6 +250,7 @@ export class HttpUpstream implements Upstream {
       if (!res.destroyed) res.destroy()
       this.#o.logger.debug({ detail: (error as Error).message }, 'stream ended early')
     } finally {
+      clearTimeout(idle)
       if (streaming) {
         this.#o.metrics.streams.dec()
         if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)

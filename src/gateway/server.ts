@@ -21,7 +21,7 @@ import {
   singleId,
 } from './http.ts'
 import { principalOf, UPSTREAM_JWKS_PATH, UpstreamIdentity } from './identity.ts'
-import { type JsonRpcMessage, parseJsonRpcBody, RPC } from './jsonrpc.ts'
+import { isStatelessEra, type JsonRpcMessage, parseJsonRpcBody, RPC } from './jsonrpc.ts'
 import { createGatewayLogger, guardLogger } from './logger.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
@@ -166,6 +166,7 @@ class GatewayHandler {
       metrics: this.metrics,
       logger,
       timeoutMs: config.limits.upstreamTimeoutMs,
+      streamIdleTimeoutMs: config.limits.streamIdleTimeoutMs,
     }
     this.#upstream =
       upstream.kind === 'http'
@@ -317,10 +318,13 @@ class GatewayHandler {
     }
     const headerMismatch = this.#routingHeaderMismatch(req, messages)
     if (headerMismatch) {
-      sendRpcError(res, 400, RPC.invalidRequest, headerMismatch, singleId(messages))
+      sendRpcError(res, 400, RPC.headerMismatch, headerMismatch, singleId(messages))
       return undefined
     }
-    const sessionId = req.headers['mcp-session-id']
+    // The stateless era has no sessions: a stray Mcp-Session-Id is ignored, and never forwarded unchecked.
+    const sessionId = isStatelessEra(req.headers['mcp-protocol-version'])
+      ? undefined
+      : req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
       if (this.#sessions.use(sessionId, principal?.key) === 'unknown') {
         sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))

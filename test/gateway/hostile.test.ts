@@ -99,7 +99,7 @@ describe('gateway: hostile input and failing upstreams', () => {
         ...headers,
       })
       assert.equal(response.status, 400)
-      assert.deepEqual(await response.json(), { jsonrpc: '2.0', id: 3, error: { code: -32600, message } })
+      assert.deepEqual(await response.json(), { jsonrpc: '2.0', id: 3, error: { code: -32020, message } })
     }
   })
 
