@@ -67,8 +67,9 @@ Configuration file (flags win over the environment, which wins over the file):
     mode: none                             # none: the token is stripped and the upstream gets the identity
                                            # as X-Gatehouse-* headers and a signed X-Gatehouse-Identity JWT;
                                            # passthrough forwards the client token (a spec violation; warned)
-  sessions: { idle_timeout_seconds: 900, max_sessions: 1000 }
-  limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000 }
+  sessions: { idle_timeout_seconds: 900, max_sessions: 1000, max_sessions_per_user: 1000 }
+  limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000,
+            stream_idle_timeout_ms: 300000 }   # an idle GET stream is ended (0: never)
   tls: { cert: cert.pem, key: key.pem }
   trust_proxy: false                       # log the client address from X-Forwarded-For
   log_level: info
