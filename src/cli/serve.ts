@@ -19,6 +19,8 @@ Options:
   --log-level <level>  trace, debug, info, warn, error; default info             (GATEHOUSE_LOG_LEVEL)
   --data-dir <dir>     the embedded authorization server's directory (created 0700); default ./.gatehouse
                                                                                  (GATEHOUSE_DATA_DIR)
+  --stdio-shared       one stdio process for every session and user instead of one per session; the
+                       server cannot tell users apart (warned at start)          (GATEHOUSE_STDIO_SHARED)
   --dev                development mode: loopback only, a temporary store, the test user "${DEV_USERNAME}" signed
                        in and every consent approved without a page (for test harnesses; never in production)
   -h, --help           this help
@@ -45,6 +47,7 @@ Configuration file (flags win over the environment, which wins over the file):
   args: [-y, '@modelcontextprotocol/server-everything']
   env: { KEY: value }                      # added to the child's environment
   cwd: /srv/mcp
+  stdio: { shared: false }                 # true: one process for all sessions and users (weaker isolation)
   transport:                               # Apollo MCP Server's block is accepted as is
     type: streamable_http
     port: 8000
@@ -110,6 +113,7 @@ export async function runServe(argv: string[]): Promise<void> {
       'log-level': { type: 'string' },
       'data-dir': { type: 'string' },
       dev: { type: 'boolean' },
+      'stdio-shared': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -130,6 +134,7 @@ export async function runServe(argv: string[]): Promise<void> {
       command,
       dataDir: values['data-dir'],
       dev: values.dev,
+      stdioShared: values['stdio-shared'],
     },
     process.env,
   )

@@ -17,7 +17,15 @@ const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['exchange', 'vault'])
 
 export type UpstreamConfig =
   | { kind: 'http'; url: URL }
-  | { kind: 'stdio'; command: string; args: string[]; env: Record<string, string>; cwd: string | undefined }
+  | {
+      kind: 'stdio'
+      command: string
+      args: string[]
+      env: Record<string, string>
+      cwd: string | undefined
+      /** One child for every session and subject (`stdio.shared`), instead of one per session. */
+      shared: boolean
+    }
 
 /** The one validated configuration of `gatehouse serve`, whatever mix of flags, environment and file it came from. */
 export interface GatewayConfig {
@@ -61,6 +69,8 @@ export interface GatewayFlags {
   dataDir?: string | undefined
   /** Development mode: loopback only, a throwaway store, the test user signed in and consent approved. */
   dev?: boolean | undefined
+  /** `--stdio-shared`: one stdio child for every session. */
+  stdioShared?: boolean | undefined
 }
 
 export { GatewayConfigError }
@@ -102,6 +112,7 @@ const FILE_KEYS = new Set([
   'storage',
   'secret',
   'authorization_server',
+  'stdio',
 ])
 
 /**
@@ -286,6 +297,10 @@ function upstreamFrom(
       args: args.map((a) => checkString(a, 'args')),
       env: stringMap(file.env ?? {}, 'env'),
       cwd: optionalString(file.cwd, 'cwd'),
+      shared: boolean(
+        flags.stdioShared ?? env.GATEHOUSE_STDIO_SHARED ?? record(file.stdio, 'stdio').shared ?? false,
+        'stdio.shared',
+      ),
     }
   }
   if (url === undefined) {

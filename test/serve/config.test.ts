@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { stringify } from 'yaml'
+import { SERVE_HELP } from '../../src/cli/serve.ts'
+import { type GatewayFlags, loadGatewayConfig } from '../../src/gateway/config.ts'
+import { gatehouse, tempDir } from '../support/embedded-gateway.ts'
+
+const STDIO: GatewayFlags = { command: ['node', 'server.js'] }
+
+async function load(
+  flags: GatewayFlags,
+  file: Record<string, unknown> = {},
+  env: Record<string, string> = {},
+) {
+  const path = join(await tempDir('serve-config'), 'gatehouse.yaml')
+  await writeFile(path, stringify(file))
+  return loadGatewayConfig({ ...STDIO, ...flags, config: path }, env)
+}
+
+describe('gatehouse serve: the embedded authorization server settings', () => {
+  it('runs the embedded server when no external one is configured, with the settings mapped', async () => {
+    const config = await load(
+      { dataDir: 'state' },
+      {
+        storage: { url: 'sqlite:as.db' },
+        authorization_server: {
+          scopes: ['mcp', 'files'],
+          signing_algorithm: 'EdDSA',
+          ttl: { access_token: 300, refresh_token: 86400 },
+          login: {
+            local_accounts: true,
+            upstream: [
+              {
+                id: 'corp',
+                name: 'Corp',
+                issuer: 'https://corp.example.com',
+                client_id: 'a',
+                client_secret: 'b',
+              },
+            ],
+          },
+          registration: { enabled: false },
+          cimd: { rate_limit: { limit: 5, window_seconds: 30 } },
+        },
+      },
+      { GATEHOUSE_SECRET: 's'.repeat(32) },
+    )
+    const embedded = config.authorizationServer
+    assert.deepEqual(embedded?.storage, {
+      dataDir: join(process.cwd(), 'state'),
+      url: 'sqlite:as.db',
+      secret: 's'.repeat(32),
+    })
+    assert.equal(embedded?.signingAlgorithm, 'EdDSA')
+    assert.deepEqual(embedded?.ttl, { accessToken: 300, refreshToken: 86400 })
+    assert.deepEqual(embedded?.login, {
+      localAccounts: true,
+      upstream: [
+        { id: 'corp', name: 'Corp', issuer: 'https://corp.example.com', clientId: 'a', clientSecret: 'b' },
+      ],
+    })
+    assert.deepEqual(embedded?.registration, { enabled: false })
+    assert.deepEqual(embedded?.cimd, { rateLimit: { limit: 5, windowSeconds: 30 } })
+    const guard = config.guardOptions('https://mcp.example.com/mcp')
+    assert.deepEqual(guard.authorizationServers, [{ issuer: 'https://mcp.example.com' }])
+    assert.deepEqual(guard.scopes, ['mcp', 'files'])
+  })
+
+  it('leaves the embedded server off when an external issuer is configured', async () => {
+    const fromEnv = await load({}, {}, { OAUTH_ISSUER_URL: 'https://idp.example.com/' })
+    const fromFile = await load({}, { transport: { auth: { servers: ['https://idp.example.com/'] } } })
+    assert.equal(fromEnv.authorizationServer, undefined)
+    assert.equal(fromFile.authorizationServer, undefined)
+  })
+
+  const invalid: {
+    name: string
+    flags?: GatewayFlags
+    file?: Record<string, unknown>
+    env?: Record<string, string>
+    message: string | RegExp
+  }[] = [
+    {
+      name: '--dev on a non-loopback address',
+      flags: { dev: true, address: '0.0.0.0' },
+      message:
+        '--dev listens on loopback only (127.0.0.1 or ::1), not 0.0.0.0: it signs anyone in as the test user',
+    },
+    {
+      name: '--dev with a public URL elsewhere',
+      flags: { dev: true, publicUrl: 'https://mcp.example.com/mcp' },
+      message:
+        '--dev needs a loopback public URL, not https://mcp.example.com/mcp: it signs anyone in as the test user',
+    },
+    {
+      name: '--dev with an external issuer',
+      flags: { dev: true },
+      env: { OAUTH_ISSUER_URL: 'https://idp.example.com/' },
+      message:
+        '--dev runs the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers',
+    },
+    {
+      name: 'a short secret',
+      env: { GATEHOUSE_SECRET: 'short' },
+      message:
+        'GATEHOUSE_SECRET (or secret in the file) must be at least 32 characters, e.g. the output of: openssl rand -base64 32',
+    },
+    {
+      name: 'an unknown storage URL',
+      file: { storage: { url: 'mysql://db' } },
+      message: 'storage.url must be sqlite:<file> or postgres://user:password@host/database',
+    },
+    {
+      name: 'an unknown authorization server setting',
+      file: { authorization_server: { scope: ['mcp'] } },
+      message:
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, login, registration, cimd, clients',
+    },
+    {
+      name: 'an unknown lifetime',
+      file: { authorization_server: { ttl: { access: 60 } } },
+      message: /^authorization_server.ttl: unknown setting access; known: access_token, /,
+    },
+    {
+      name: 'scopes given twice',
+      file: { authorization_server: { scopes: ['a'] }, transport: { auth: { scopes: ['b'] } } },
+      message: 'give the scopes once: authorization_server.scopes or transport.auth.scopes, not both',
+    },
+  ]
+  for (const { name, flags = {}, file = {}, env = {}, message } of invalid) {
+    it(`refuses ${name}`, async () => {
+      await assert.rejects(load(flags, file, env), (error: Error) => {
+        if (typeof message === 'string') assert.equal(error.message, message)
+        else assert.match(error.message, message)
+        return true
+      })
+    })
+  }
+
+  it('the CLI prints a refused setting as one line and exits 1', async () => {
+    const refused = await gatehouse(['serve', '--dev', '--address', '0.0.0.0', '--', 'node', 'server.js'])
+    assert.equal(refused.code, 1)
+    assert.equal(
+      refused.stderr,
+      'gatehouse: --dev listens on loopback only (127.0.0.1 or ::1), not 0.0.0.0: it signs anyone in as the test user\n',
+    )
+  })
+
+  it('documents the new flags, settings and variables in gatehouse serve --help', () => {
+    for (const documented of [
+      '--data-dir',
+      '--dev',
+      'data_dir:',
+      'storage:',
+      'secret:',
+      'authorization_server:',
+      'signing_algorithm:',
+      'ttl:',
+      'local_accounts:',
+      'upstream:',
+      'registration:',
+      'cimd:',
+      'clients:',
+      'GATEHOUSE_DATA_DIR',
+      'GATEHOUSE_STORAGE_URL',
+      'GATEHOUSE_SECRET',
+    ]) {
+      assert.ok(SERVE_HELP.includes(documented), `${documented} is missing from the help`)
+    }
+  })
+})

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict'
+import { readFile, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { decodeProtectedHeader } from 'jose'
+import type { Gateway } from '../../src/gateway/server.ts'
+import { basic, token } from '../auth-server/harness.ts'
+import { asHarness, gatehouse, startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
+
+const MACHINE = { client_id: 'ci-bot', client_secret: 'ci-bot-secret-ci-bot-secret-0123' }
+const FILE = {
+  authorization_server: {
+    clients: [
+      {
+        ...MACHINE,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+        scope: 'mcp',
+      },
+    ],
+  },
+}
+
+async function machineToken(gateway: Gateway): Promise<string> {
+  const { response, body } = await token(
+    asHarness(gateway),
+    { grant_type: 'client_credentials', scope: 'mcp', resource: gateway.resource },
+    basic(MACHINE.client_id, MACHINE.client_secret),
+  )
+  assert.equal(response.status, 200, JSON.stringify(body))
+  return body.access_token as string
+}
+
+const passes = async (gateway: Gateway, accessToken: string) => {
+  const result = await gateway.guard.check(
+    new Request(gateway.resource, { method: 'POST', headers: { authorization: `Bearer ${accessToken}` } }),
+  )
+  return result.ok ? 'ok' : result.error.code
+}
+
+describe('the data directory: secret and signing keys across restarts', () => {
+  let dataDir: string
+  let gateway: Gateway | undefined
+
+  before(async () => {
+    dataDir = await tempDir('keys')
+  })
+  after(async () => {
+    await gateway?.close()
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  it('creates the secret 0600 in a 0700 directory, reuses it, and keeps old tokens valid after keys rotate', async () => {
+    const dir = join(dataDir, 'state')
+    gateway = await startEmbeddedGateway({ dataDir: dir }, FILE)
+    assert.equal((await stat(dir)).mode & 0o777, 0o700)
+    assert.equal((await stat(join(dir, 'secret'))).mode & 0o777, 0o600)
+    const secret = await readFile(join(dir, 'secret'), 'utf8')
+    const before = await machineToken(gateway)
+    const port = new URL(gateway.resource).port
+    await gateway.close()
+    gateway = undefined
+
+    const rotated = await gatehouse(['keys', 'rotate', '--alg', 'EdDSA', '--data-dir', dir])
+    assert.equal(rotated.code, 0, rotated.stderr)
+    const kid = /signing key ([0-9a-f-]{36})/.exec(rotated.stdout)?.[1]
+    assert.ok(kid, rotated.stdout)
+    const listed = await gatehouse(['keys', 'list', '--data-dir', dir])
+    assert.match(listed.stdout, new RegExp(`^${kid}\\tEdDSA\\tactive\\t`, 'm'))
+    assert.match(listed.stdout, new RegExp(`^${decodeProtectedHeader(before).kid}\\tES256\\tretired\\t`, 'm'))
+
+    // Same origin, so the same issuer and resource: a restart of the one instance.
+    gateway = await startEmbeddedGateway({ dataDir: dir, port }, FILE)
+    assert.equal(await readFile(join(dir, 'secret'), 'utf8'), secret)
+    const after = await machineToken(gateway)
+    assert.deepEqual(decodeProtectedHeader(after), { alg: 'EdDSA', kid, typ: 'at+jwt' })
+    assert.equal(await passes(gateway, before), 'ok')
+    assert.equal(await passes(gateway, after), 'ok')
+  })
+
+  it('refuses an unknown algorithm in one line', async () => {
+    const refused = await gatehouse(['keys', 'rotate', '--alg', 'HS256', '--data-dir', dataDir])
+    assert.equal(refused.code, 1)
+    assert.equal(refused.stderr, 'gatehouse: --alg HS256 must be one of ES256, EdDSA, RS256\n')
+  })
+})
