@@ -55,35 +55,59 @@ const checkedLookup: LookupFunction = (hostname, options, callback) => {
 }
 
 /**
+ * TEST ONLY, NEVER IN PRODUCTION: hosts (`host:port`, exactly as in the URL) whose documents are fetched
+ * although they resolve to special-use addresses, and an extra CA to trust for them. It exists so that tests
+ * can serve a Client ID Metadata Document on a loopback https server with a test CA; in production it would
+ * reopen the SSRF hole the guard closes.
+ */
+export interface UnsafeTestFetchOptions {
+  unsafeAllowHosts?: readonly string[]
+  /** PEM; the CA trusted (instead of the system CAs) for the allowed hosts only. */
+  ca?: string
+}
+
+/** The guarded fetch, with the default policy. */
+export const safeFetch = createSafeFetch()
+
+/**
  * The `fetch` oidc-provider uses for Client ID Metadata Documents. Its built-in guard checks the peer only
  * after the connection (and TLS handshake) is made; this one refuses special-use addresses before any packet
  * is sent, IP literals included. https only, no redirects followed; the provider keeps its size cap and timeout.
  */
-export function safeFetch(url: URL | string, options: RequestInit = {}): Promise<Response> {
-  const target = new URL(url)
-  if (target.protocol !== 'https:')
-    return Promise.reject(new Error('client metadata documents are fetched over https only'))
-  const literal = target.hostname.replace(/^\[|\]$/g, '')
-  if (isIP(literal) && isSpecialUse(literal)) return Promise.reject(refuse())
-  return new Promise((resolve, reject) => {
-    const req = request(
-      target,
-      {
-        method: options.method ?? 'GET',
-        headers: Object.fromEntries(new Headers(options.headers)),
-        lookup: checkedLookup,
-        signal: options.signal ?? undefined,
-      },
-      (res) => {
-        const headers = new Headers()
-        for (const [name, value] of Object.entries(res.headers)) {
-          for (const v of [value ?? []].flat()) headers.append(name, v)
-        }
-        const body = Readable.toWeb(res) as ReadableStream<Uint8Array>
-        resolve(new Response(body, { status: res.statusCode ?? 502, headers }))
-      },
+export function createSafeFetch(unsafe: UnsafeTestFetchOptions = {}) {
+  const allowed = new Set(unsafe.unsafeAllowHosts ?? [])
+  if (allowed.size > 0) {
+    console.warn(
+      `[gatehouse auth] UNSAFE, TEST ONLY: client metadata documents from ${[...allowed].join(', ')} bypass the SSRF guard`,
     )
-    req.on('error', reject)
-    req.end()
-  })
+  }
+  return (url: URL | string, options: RequestInit = {}): Promise<Response> => {
+    const target = new URL(url)
+    if (target.protocol !== 'https:')
+      return Promise.reject(new Error('client metadata documents are fetched over https only'))
+    const exempt = allowed.has(target.host)
+    const literal = target.hostname.replace(/^\[|\]$/g, '')
+    if (!exempt && isIP(literal) && isSpecialUse(literal)) return Promise.reject(refuse())
+    return new Promise((resolve, reject) => {
+      const req = request(
+        target,
+        {
+          method: options.method ?? 'GET',
+          headers: Object.fromEntries(new Headers(options.headers)),
+          ...(exempt ? { ca: unsafe.ca } : { lookup: checkedLookup }),
+          signal: options.signal ?? undefined,
+        },
+        (res) => {
+          const headers = new Headers()
+          for (const [name, value] of Object.entries(res.headers)) {
+            for (const v of [value ?? []].flat()) headers.append(name, v)
+          }
+          const body = Readable.toWeb(res) as ReadableStream<Uint8Array>
+          resolve(new Response(body, { status: res.statusCode ?? 502, headers }))
+        },
+      )
+      req.on('error', reject)
+      req.end()
+    })
+  }
 }

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, test } from 'node:test'
+import type { AuthorizationServerOptions } from '../../src/auth-server/index.ts'
+import { createSafeFetch, safeFetch } from '../../src/auth-server/safe_fetch.ts'
+import { createTestCertificates, type TestCertificates } from '../support/test-ca.ts'
+import {
+  authorize,
+  authorizeUrl,
+  browse,
+  type Harness,
+  pkce,
+  randomLoopbackCallback,
+  startAuthServer,
+  token,
+} from './harness.ts'
+
+// options.ts drops cimd.unsafeAllowHosts/ca and configuration.ts uses the default safeFetch: see the report.
+const NOT_WIRED = 'cimd.unsafeAllowHosts and cimd.ca are not passed from the options to createSafeFetch yet'
+
+/** A local https server for Client ID Metadata Documents, signed by the test CA; counts requests per path. */
+async function startDocumentServer(certificates: TestCertificates) {
+  const hits = new Map<string, number>()
+  const documents = new Map<string, () => { status: number; body: string }>()
+  const server: Server = createServer({ cert: certificates.cert, key: certificates.key }, (req, res) => {
+    const path = req.url ?? '/'
+    hits.set(path, (hits.get(path) ?? 0) + 1)
+    const answer = documents.get(path)?.() ?? { status: 404, body: 'not found' }
+    res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { host, url: (path: string) => `https://${host}${path}`, hits, documents, server }
+}
+
+const clientDocument = (clientId: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    client_id: clientId,
+    client_name: 'CIMD e2e client',
+    application_type: 'native',
+    redirect_uris: ['http://127.0.0.1/callback'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+    ...extra,
+  })
+
+let certificates: TestCertificates
+let documents: Awaited<ReturnType<typeof startDocumentServer>>
+let other: Awaited<ReturnType<typeof startDocumentServer>>
+before(async () => {
+  certificates = createTestCertificates()
+  documents = await startDocumentServer(certificates)
+  other = await startDocumentServer(certificates)
+  documents.documents.set('/ping.json', () => ({ status: 200, body: '{}' }))
+  other.documents.set('/ping.json', () => ({ status: 200, body: '{}' }))
+})
+after(() => {
+  documents.server.close()
+  other.server.close()
+})
+
+describe('the SSRF guard with the test-only exemption', () => {
+  test('an exempted host is fetched over https with the test CA', async () => {
+    const fetchExempt = createSafeFetch({ unsafeAllowHosts: [documents.host], ca: certificates.ca })
+    const response = await fetchExempt(documents.url('/ping.json'))
+    assert.equal(response.status, 200)
+    assert.deepEqual(await response.json(), {})
+  })
+
+  for (const [name, url] of [
+    ['another loopback port', () => other.url('/ping.json')],
+    ['the same server by another name', () => `https://localhost:${documents.host.split(':')[1]}/ping.json`],
+  ] as const) {
+    test(`${name} is still refused before connecting`, async () => {
+      const before = other.hits.get('/ping.json') ?? 0
+      const fetchExempt = createSafeFetch({ unsafeAllowHosts: [documents.host], ca: certificates.ca })
+      await assert.rejects(fetchExempt(url()), {
+        message: 'client metadata document host resolves to a special-use IP address',
+      })
+      assert.equal(other.hits.get('/ping.json') ?? 0, before)
+    })
+  }
+
+  test('without the exemption the exempted host is refused too', async () => {
+    await assert.rejects(safeFetch(documents.url('/ping.json')), {
+      message: 'client metadata document host resolves to a special-use IP address',
+    })
+  })
+})
+
+describe('a CIMD client against the authorization server', () => {
+  let h: Harness
+  before(async () => {
+    h = await startAuthServer({
+      overrides: {
+        cimd: { unsafeAllowHosts: [documents.host], ca: certificates.ca },
+      } as Partial<AuthorizationServerOptions>,
+    })
+  })
+  after(() => h.close())
+
+  const tryClient = (clientId: string, redirectUri = randomLoopbackCallback()) =>
+    browse(
+      authorizeUrl(h, {
+        client_id: clientId,
+        response_type: 'code',
+        redirect_uri: redirectUri,
+        scope: 'mcp:read',
+        resource: h.resource,
+        code_challenge: pkce().challenge,
+        code_challenge_method: 'S256',
+      }),
+    )
+
+  test('completes authorize and token with its URL as client_id', { todo: NOT_WIRED }, async () => {
+    const clientId = documents.url('/client.json')
+    documents.documents.set('/client.json', () => ({ status: 200, body: clientDocument(clientId) }))
+    const { code, redirectUri, verifier } = await authorize(h, clientId)
+    const { response, body } = await token(h, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+      client_id: clientId,
+      resource: h.resource,
+    })
+    assert.equal(response.status, 200)
+    const claims = JSON.parse(
+      Buffer.from((body.access_token as string).split('.')[1] as string, 'base64url').toString(),
+    )
+    assert.equal(claims.client_id, clientId)
+    assert.equal(claims.aud, h.resource)
+  })
+
+  const refused: [string, string, () => { status: number; body: string }][] = [
+    [
+      'client_id in the document differs from the URL',
+      '/wrong-id.json',
+      () => ({ status: 200, body: clientDocument('https://elsewhere.example/client.json') }),
+    ],
+    [
+      'the document is larger than the cap',
+      '/big.json',
+      () => ({
+        status: 200,
+        body: clientDocument(documents.url('/big.json'), { padding: 'x'.repeat(6000) }),
+      }),
+    ],
+    ['the document is not JSON', '/not-json.json', () => ({ status: 200, body: '<html>not json</html>' })],
+    ['the document is missing (404)', '/missing.json', () => ({ status: 404, body: 'not found' })],
+  ]
+  for (const [name, path, answer] of refused) {
+    test(`refused when ${name}, and the failure is not cached`, { todo: NOT_WIRED }, async () => {
+      documents.documents.set(path, answer)
+      for (const attempt of [1, 2]) {
+        const response = await tryClient(documents.url(path))
+        assert.equal(response.status, 400)
+        assert.equal(response.headers.get('location'), null)
+        assert.match(await response.text(), /invalid_client/)
+        assert.equal(documents.hits.get(path), attempt)
+      }
+    })
+  }
+
+  test('refused when the redirect URI is not listed in the document', { todo: NOT_WIRED }, async () => {
+    const clientId = documents.url('/listed.json')
+    documents.documents.set('/listed.json', () => ({ status: 200, body: clientDocument(clientId) }))
+    const response = await tryClient(clientId, 'http://127.0.0.1:4444/elsewhere')
+    assert.equal(response.status, 400)
+    assert.equal(response.headers.get('location'), null)
+    assert.match(await response.text(), /invalid_redirect_uri/)
+  })
+})
