@@ -26,6 +26,8 @@ export interface StdioUpstreamOptions {
   args: readonly string[]
   env: Readonly<Record<string, string>>
   cwd: string | undefined
+  /** One child for every session and subject, instead of one per session (weaker isolation, warned). */
+  shared: boolean
   policy: ToolPolicy
   sessions: SessionRegistry
   metrics: GatewayMetrics
@@ -209,19 +211,21 @@ interface Receiver {
 
 /**
  * A request in flight at the child. The child sees ids and progress tokens the bridge numbers itself, so
- * requests of clients that share a child (one subject's stateless requests) never collide; the client's
- * own values come back on the answers.
+ * requests of clients that share a child (the sessions of a shared child, one subject's stateless requests)
+ * never collide; the client's own values come back on the answers.
  */
 interface Pending {
   childId: number
   clientId: JsonRpcId
+  /** The session that asked; `undefined` for the bridge's own requests. */
+  session: BridgeSession | undefined
   sink: Receiver
   timer: NodeJS.Timeout
   clientToken: unknown
   childToken: number | undefined
 }
 
-/** The bridge's own requests to a child (the stateless era's `initialize`). */
+/** The bridge's own requests to a child (its own `initialize`). */
 class InternalReceiver implements Receiver {
   open = true
   readonly answer: Promise<JsonRpcMessage>
@@ -246,82 +250,30 @@ class InternalReceiver implements Receiver {
   }
 }
 
-/**
- * One child process and what is in flight at it. A legacy MCP session has a child of its own; in the
- * stateless era a subject's requests share one (`unsolicited: 'refuse'`, as no client listens for the rest).
- */
-class StdioSession {
-  readonly id = randomUUID()
-  readonly child: ChildProcessWithoutNullStreams
-  /** Keyed by the id the child sees. */
-  readonly pending = new Map<string, Pending>()
-  readonly #byChildToken = new Map<number, Pending>()
-  /** Requests the child sent to the client: only the session they went to may answer them. */
-  readonly #childRequests = new Set<string>()
-  /** Messages not tied to a request: the GET stream, kept while no GET is open. */
-  readonly #standalone = new EventStream()
-  readonly #streams = new Map<string, EventStream>([[this.#standalone.id, this.#standalone]])
-  readonly #o: StdioUpstreamOptions
-  readonly #log: Logger
-  readonly #unsolicited: 'route' | 'refuse'
-  #nextChildId = 0
-  #stdoutBuffer = ''
-  exited = false
-  onExit: () => void = () => {}
+/** The server's lists of tools, prompts or resources changed: news for every session of the child. */
+const LIST_CHANGED = /^notifications\/[a-z]+\/list_changed$/
 
-  constructor(options: StdioUpstreamOptions, unsolicited: 'route' | 'refuse' = 'route') {
-    this.#o = options
-    this.#unsolicited = unsolicited
-    this.#log = options.logger.child({ session: this.id })
-    this.child = spawn(options.command, [...options.args], {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    this.child.stdout.setEncoding('utf8')
-    this.child.stdout.on('data', (chunk: string) => this.#onStdout(chunk))
-    this.child.stderr.setEncoding('utf8')
-    this.child.stderr.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n'))
-        if (line.trim()) this.#log.info({ stderr: line }, 'MCP server stderr')
-    })
-    this.child.stdin.on('error', () => {})
-    this.child.on('error', (error) => this.#onExit(`could not run ${options.command}: ${error.message}`))
-    this.child.on('exit', (code, signal) => this.#onExit(`exited with ${signal ?? `code ${code}`}`))
+/**
+ * One MCP session of the bridge: its id, the child it talks to, and the streams it can resume. A session
+ * that does not listen (a stateless subject's) can be sent nothing the child says on its own.
+ */
+class BridgeSession {
+  readonly id = randomUUID()
+  readonly child: StdioChild
+  readonly listening: boolean
+  /** Messages not tied to a request: the GET stream, kept while no GET is open. */
+  readonly standalone = new EventStream()
+  readonly #streams = new Map<string, EventStream>([[this.standalone.id, this.standalone]])
+  onEnd: () => void = () => {}
+
+  constructor(child: StdioChild, listening: boolean) {
+    this.child = child
+    this.listening = listening
+    child.sessions.add(this)
   }
 
   get busy(): boolean {
-    return this.pending.size > 0 || this.#standalone.attached
-  }
-
-  /** A legacy session's streams can be resumed; a stateless client has nothing to resume them with. */
-  get resumable(): boolean {
-    return this.#unsolicited === 'route'
-  }
-
-  /**
-   * Sends a client's messages to the child: requests under the bridge's own ids (answers go to `sink`),
-   * cancellations translated to those ids, answers to the child's own requests only if it asked.
-   */
-  async forward(sink: Receiver | undefined, messages: readonly JsonRpcMessage[]): Promise<void> {
-    const out: JsonRpcMessage[] = []
-    for (const message of messages) {
-      if (isRequest(message) && sink !== undefined) out.push(this.#track(sink, message))
-      else if (message.method === 'notifications/cancelled') {
-        const cancelled = this.#cancelledByClient(message)
-        if (cancelled) out.push(cancelled)
-      } else if (isResponse(message)) {
-        if (this.#childRequests.delete(idKey(message.id as JsonRpcId))) out.push(message)
-      } else out.push(message)
-    }
-    await this.#write(out)
-  }
-
-  /** The bridge's own request to the child; resolves with the answer (an error on timeout or exit). */
-  async request(method: string, params: Record<string, unknown>): Promise<JsonRpcMessage> {
-    const receiver = new InternalReceiver()
-    await this.forward(receiver, [{ jsonrpc: '2.0', id: 0, method, params }])
-    return receiver.answer
+    return this.child.inFlight(this) || this.standalone.attached
   }
 
   /** A new stream for a POST's answers; the oldest finished streams are forgotten. */
@@ -336,42 +288,140 @@ class StdioSession {
   }
 
   /** Serves a GET: resumes the stream `lastEventId` names, or opens the GET stream. */
-  openGetStream(res: ServerResponse, lastEventId: string | undefined): 'ok' | 'conflict' | 'unknown_event' {
+  openGetStream(
+    res: ServerResponse,
+    lastEventId: string | undefined,
+    idleTimeoutMs: number | undefined,
+  ): 'ok' | 'conflict' | 'unknown_event' {
     if (lastEventId === undefined) {
-      if (this.#standalone.attached) return 'conflict'
-      this.#standalone.attach(res, {}, undefined, this.#o.streamIdleTimeoutMs)
+      if (this.standalone.attached) return 'conflict'
+      this.standalone.attach(res, {}, undefined, idleTimeoutMs)
       return 'ok'
     }
     const event = parseEventId(lastEventId)
     const stream = event && this.#streams.get(event.streamId)
     if (event === undefined || stream === undefined) return 'unknown_event'
-    stream.attach(res, {}, event.seq, stream === this.#standalone ? this.#o.streamIdleTimeoutMs : undefined)
+    stream.attach(res, {}, event.seq, stream === this.standalone ? idleTimeoutMs : undefined)
     return 'ok'
+  }
+}
+
+/**
+ * One child process and what is in flight at it, for its sessions: one legacy MCP session, every session of
+ * a shared child, or one subject's stateless requests.
+ */
+class StdioChild {
+  readonly process: ChildProcessWithoutNullStreams
+  readonly sessions = new Set<BridgeSession>()
+  /** Keyed by the id the child sees. */
+  readonly #pending = new Map<string, Pending>()
+  readonly #byChildToken = new Map<number, Pending>()
+  /** Requests the child sent to a session: only that session may answer them. */
+  readonly #childRequests = new Map<string, BridgeSession>()
+  readonly #o: StdioUpstreamOptions
+  readonly #log: Logger
+  #nextChildId = 0
+  #stdoutBuffer = ''
+  /** The bridge initialized the child: a client's `notifications/initialized` would be a second one. */
+  initializedByBridge = false
+  exited = false
+  onExit: () => void = () => {}
+
+  constructor(options: StdioUpstreamOptions) {
+    this.#o = options
+    this.process = spawn(options.command, [...options.args], {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    this.#log = options.logger.child({ pid: this.process.pid })
+    this.process.stdout.setEncoding('utf8')
+    this.process.stdout.on('data', (chunk: string) => this.#onStdout(chunk))
+    this.process.stderr.setEncoding('utf8')
+    this.process.stderr.on('data', (chunk: string) => {
+      for (const line of chunk.split('\n'))
+        if (line.trim()) this.#log.info({ stderr: line }, 'MCP server stderr')
+    })
+    this.process.stdin.on('error', () => {})
+    this.process.on('error', (error) => this.#onExit(`could not run ${options.command}: ${error.message}`))
+    this.process.on('exit', (code, signal) => this.#onExit(`exited with ${signal ?? `code ${code}`}`))
+  }
+
+  inFlight(session: BridgeSession): boolean {
+    for (const p of this.#pending.values()) if (p.session === session) return true
+    return false
+  }
+
+  /**
+   * Sends a session's messages to the child: requests under the bridge's own ids (answers go to `sink`),
+   * cancellations translated to those ids, answers to the child's own requests only if it asked this session.
+   */
+  async forward(
+    session: BridgeSession | undefined,
+    sink: Receiver | undefined,
+    messages: readonly JsonRpcMessage[],
+  ): Promise<void> {
+    const out: JsonRpcMessage[] = []
+    for (const message of messages) {
+      if (isRequest(message) && sink !== undefined) out.push(this.#track(session, sink, message))
+      else if (message.method === 'notifications/cancelled') {
+        const cancelled = this.#cancelledByClient(session, message)
+        if (cancelled) out.push(cancelled)
+      } else if (isResponse(message)) {
+        const key = idKey(message.id as JsonRpcId)
+        if (session !== undefined && this.#childRequests.get(key) === session) {
+          this.#childRequests.delete(key)
+          out.push(message)
+        }
+      } else if (!(message.method === 'notifications/initialized' && this.initializedByBridge))
+        out.push(message)
+    }
+    await this.#write(out)
+  }
+
+  /** The bridge's own request to the child; resolves with the answer (an error on timeout or exit). */
+  async request(method: string, params: Record<string, unknown>): Promise<JsonRpcMessage> {
+    const receiver = new InternalReceiver()
+    await this.forward(undefined, receiver, [{ jsonrpc: '2.0', id: 0, method, params }])
+    return receiver.answer
   }
 
   /** The client went away before its answers and cannot resume: tell the server to stop working on them. */
   cancel(sink: Receiver): void {
-    for (const [key, p] of this.pending) {
+    for (const [key, p] of this.#pending) {
       if (p.sink !== sink) continue
       this.#settle(key)
       void this.#cancelUpstream(p.childId, 'client disconnected')
     }
   }
 
+  /** The session ended while the child goes on: its requests are cancelled there and answered with an error. */
+  detach(session: BridgeSession): void {
+    this.sessions.delete(session)
+    for (const [key, p] of this.#pending) {
+      if (p.session !== session) continue
+      this.#settle(key)
+      p.sink.send(rpcError(p.clientId, RPC.connectionClosed, 'the MCP session ended'))
+      void this.#cancelUpstream(p.childId, 'session ended')
+    }
+    for (const [key, owner] of this.#childRequests) if (owner === session) this.#childRequests.delete(key)
+    session.standalone.finish()
+  }
+
   stop(graceMs: number): Promise<void> {
     if (this.exited) return Promise.resolve()
     return new Promise((resolve) => {
-      const kill = setTimeout(() => this.child.kill('SIGKILL'), graceMs)
-      this.child.once('exit', () => {
+      const kill = setTimeout(() => this.process.kill('SIGKILL'), graceMs)
+      this.process.once('exit', () => {
         clearTimeout(kill)
         resolve()
       })
-      this.child.stdin.end()
-      this.child.kill('SIGTERM')
+      this.process.stdin.end()
+      this.process.kill('SIGTERM')
     })
   }
 
-  #track(sink: Receiver, request: JsonRpcMessage): JsonRpcMessage {
+  #track(session: BridgeSession | undefined, sink: Receiver, request: JsonRpcMessage): JsonRpcMessage {
     this.#nextChildId += 1
     const childId = this.#nextChildId
     const meta = request.params?._meta as Record<string, unknown> | undefined
@@ -379,12 +429,13 @@ class StdioSession {
     const p: Pending = {
       childId,
       clientId: request.id as JsonRpcId,
+      session,
       sink,
       timer: this.#timeout(childId),
       clientToken,
       childToken: clientToken === undefined ? undefined : childId,
     }
-    this.pending.set(idKey(childId), p)
+    this.#pending.set(idKey(childId), p)
     if (p.childToken === undefined) return { ...request, id: childId }
     this.#byChildToken.set(p.childToken, p)
     return {
@@ -394,11 +445,14 @@ class StdioSession {
     }
   }
 
-  /** The client cancelled a request: stop waiting, and pass the cancellation on under the child's id. */
-  #cancelledByClient(message: JsonRpcMessage): JsonRpcMessage | undefined {
+  /** The client cancelled one of its session's requests: stop waiting, and pass it on under the child's id. */
+  #cancelledByClient(
+    session: BridgeSession | undefined,
+    message: JsonRpcMessage,
+  ): JsonRpcMessage | undefined {
     const requestId = message.params?.requestId
-    for (const [key, p] of this.pending) {
-      if (p.clientId !== requestId) continue
+    for (const [key, p] of this.#pending) {
+      if (p.session !== session || p.clientId !== requestId) continue
       this.#settle(key)
       p.sink.drop(idKey(p.clientId))
       return { ...message, params: { ...message.params, requestId: p.childId } }
@@ -408,9 +462,9 @@ class StdioSession {
 
   async #write(messages: readonly JsonRpcMessage[]): Promise<void> {
     for (const message of messages) {
-      if (this.exited || this.child.stdin.destroyed) return
-      if (!this.child.stdin.write(`${JSON.stringify(message)}\n`)) {
-        await new Promise((resolve) => this.child.stdin.once('drain', resolve))
+      if (this.exited || this.process.stdin.destroyed) return
+      if (!this.process.stdin.write(`${JSON.stringify(message)}\n`)) {
+        await new Promise((resolve) => this.process.stdin.once('drain', resolve))
       }
     }
   }
@@ -437,10 +491,10 @@ class StdioSession {
   }
 
   #settle(key: string): Pending | undefined {
-    const p = this.pending.get(key)
+    const p = this.#pending.get(key)
     if (p === undefined) return undefined
     clearTimeout(p.timer)
-    this.pending.delete(key)
+    this.#pending.delete(key)
     if (p.childToken !== undefined) this.#byChildToken.delete(p.childToken)
     return p
   }
@@ -459,7 +513,7 @@ class StdioSession {
         { bytes: this.#stdoutBuffer.length },
         'the MCP server wrote an over-long line; stopping it',
       )
-      this.child.kill('SIGKILL')
+      this.process.kill('SIGKILL')
     }
   }
 
@@ -494,73 +548,99 @@ class StdioSession {
   }
 
   #pause(flowing: boolean, target: { drained(): Promise<void> }): void {
-    if (flowing || this.child.stdout.isPaused()) return
-    this.child.stdout.pause()
-    void target.drained().then(() => this.child.stdout.resume())
+    if (flowing || this.process.stdout.isPaused()) return
+    this.process.stdout.pause()
+    void target.drained().then(() => this.process.stdout.resume())
   }
 
   /**
-   * Messages not tied to a request go to the GET stream, or to a POST stream a client reads, or wait. With
-   * no one to hear them (stateless clients), notifications are dropped and requests answered with an error
-   * so the server does not wait forever.
+   * Messages not tied to a request. A list change is news for every listening session. The rest is meant
+   * for one client, which the bridge can only tell when there is one candidate: the only listening session,
+   * or else the only one with requests in flight. There it goes to the GET stream, or to a POST stream the
+   * client reads, or waits; with no candidate, notifications are dropped and requests answered with an
+   * error so the server does not wait forever.
    */
   #toClient(message: JsonRpcMessage): void {
-    if (this.#unsolicited === 'refuse') {
+    const listening = [...this.sessions].filter((s) => s.listening)
+    if (isNotification(message) && LIST_CHANGED.test(message.method ?? '')) {
+      for (const session of listening) session.standalone.write(message)
+      return
+    }
+    const candidates =
+      listening.length === 1 ? listening : listening.filter((session) => this.inFlight(session))
+    const [session] = candidates
+    if (candidates.length !== 1 || session === undefined) {
       if (isRequest(message))
         void this.#write([rpcError(message.id, RPC.methodNotFound, 'the client cannot be reached')])
       return
     }
-    if (isRequest(message)) this.#childRequests.add(idKey(message.id as JsonRpcId))
-    const sink = this.#standalone.attached
+    if (isRequest(message)) this.#childRequests.set(idKey(message.id as JsonRpcId), session)
+    const sink = session.standalone.attached
       ? undefined
-      : [...this.pending.values()]
+      : [...this.#pending.values()]
+          .filter((p) => p.session === session)
           .map((p) => p.sink)
           .find((s): s is PostSink => s instanceof PostSink && s.stream?.attached === true)
     if (sink !== undefined) this.#deliver(sink, message)
-    else this.#pause(this.#standalone.write(message), this.#standalone)
+    else this.#pause(session.standalone.write(message), session.standalone)
   }
 
   #onExit(reason: string): void {
     if (this.exited) return
     this.exited = true
     this.#log.warn({ reason }, 'MCP server process ended')
-    for (const key of [...this.pending.keys()]) {
+    for (const key of [...this.#pending.keys()]) {
       const p = this.#settle(key)
       p?.sink.send(rpcError(p.clientId, RPC.connectionClosed, `the MCP server process ${reason}`))
     }
-    this.#standalone.finish()
+    for (const session of this.sessions) session.standalone.finish()
     this.onExit()
   }
 }
 
 /**
- * The stdio bridge: Streamable HTTP outside, newline-delimited JSON-RPC to a child inside, one child per
- * MCP session. The session id is minted here on `initialize`. A child that dies fails its pending requests
- * with a JSON-RPC error and takes its session with it: the next `initialize` spawns a fresh one.
+ * The stdio bridge: Streamable HTTP outside, newline-delimited JSON-RPC to a child inside. The session id is
+ * minted here on `initialize`. By default each MCP session has a child of its own: a child that dies fails
+ * its pending requests with a JSON-RPC error and takes its session with it, and the next `initialize` spawns
+ * a fresh one.
  *
- * Stateless-era (2026-07-28) requests carry no session: each subject gets one child, which the bridge
- * initializes itself (2025 servers know nothing else), and `server/discover` is answered from that reply.
+ * With `shared`, one child serves every session of every subject: started for the first session and
+ * initialized with that client's `initialize`, whose reply answers every later session's; stopped with its
+ * last session. A crash ends all its sessions, and the next `initialize` starts a fresh child.
+ *
+ * Stateless-era (2026-07-28) requests carry no session: each subject gets one child (the shared one, when
+ * shared), which the bridge initializes itself (2025 servers know nothing else), and `server/discover` is
+ * answered from that reply.
  */
 export class StdioUpstream implements Upstream {
   readonly #o: StdioUpstreamOptions
-  readonly #sessions = new Map<string, StdioSession>()
-  /** Stateless-era children by subject; each is also a registry entry, so it is reaped when idle. */
-  readonly #subjects = new Map<string, Promise<StatelessChild>>()
+  readonly #sessions = new Map<string, BridgeSession>()
+  /** Stateless-era sessions by subject; each is also a registry entry, so it is reaped when idle. */
+  readonly #subjects = new Map<string, Promise<InitializedSession>>()
+  /** The shared child, from its first session until its last one is gone or it exits. */
+  #shared: SharedChild | undefined
 
   constructor(options: StdioUpstreamOptions) {
     this.#o = options
+    if (options.shared) {
+      options.logger.warn(
+        'stdio.shared is on: one MCP server process serves every user. Over stdio the server cannot tell ' +
+          'users apart: it sees every user’s requests and must be stateless, or trusted with all users’ data.',
+      )
+    }
   }
 
   async post(x: McpExchange): Promise<void> {
     if (isStatelessEra(x.req.headers['mcp-protocol-version'])) return this.#postStateless(x)
     const { res } = x
-    let session: StdioSession | undefined
+    let session: BridgeSession | undefined
     if (x.sessionId === undefined) {
       if (!x.messages.some((m) => m.method === 'initialize')) {
         sendRpcError(res, 400, RPC.connectionClosed, 'Bad Request: no Mcp-Session-Id; send initialize first')
         return
       }
-      session = this.#spawn(x.principal?.key)
+      if (this.#o.shared) return this.#joinShared(x)
+      session = this.#spawn(x.principal?.key, true)
     } else {
       session = this.#sessions.get(x.sessionId)
       if (session === undefined) {
@@ -580,7 +660,11 @@ export class StdioUpstream implements Upstream {
       return
     }
     const lastEventId = x.req.headers['last-event-id']
-    const opened = session.openGetStream(x.res, typeof lastEventId === 'string' ? lastEventId : undefined)
+    const opened = session.openGetStream(
+      x.res,
+      typeof lastEventId === 'string' ? lastEventId : undefined,
+      this.#o.streamIdleTimeoutMs,
+    )
     if (opened === 'conflict') {
       sendRpcError(x.res, 409, RPC.connectionClosed, 'Conflict: this session already has a GET stream')
     } else if (opened === 'unknown_event') {
@@ -611,10 +695,16 @@ export class StdioUpstream implements Upstream {
     return this.#sessions.get(sessionId)?.busy ?? false
   }
 
+  /** Ends a session; its child is stopped once it has no session left. */
   endSession(sessionId: string): void {
     const session = this.#sessions.get(sessionId)
-    this.#forget(sessionId)
-    void session?.stop(2000)
+    if (session === undefined) return
+    this.#forget(session)
+    const { child } = session
+    child.detach(session)
+    if (child.sessions.size > 0) return
+    if (this.#shared?.child === child) this.#shared = undefined
+    void child.stop(2000)
   }
 
   ready(): boolean {
@@ -622,8 +712,9 @@ export class StdioUpstream implements Upstream {
   }
 
   async close(graceMs: number): Promise<void> {
-    const sessions = [...this.#sessions.values()]
-    await Promise.all(sessions.map((s) => s.stop(graceMs)))
+    const children = new Set([...this.#sessions.values()].map((s) => s.child))
+    if (this.#shared) children.add(this.#shared.child)
+    await Promise.all([...children].map((child) => child.stop(graceMs)))
   }
 
   /**
@@ -633,18 +724,19 @@ export class StdioUpstream implements Upstream {
    */
   async #exchange(
     x: McpExchange,
-    session: StdioSession,
+    session: BridgeSession,
     header: Record<string, string>,
     rewrite: (message: JsonRpcMessage, method: string | undefined) => JsonRpcMessage,
   ): Promise<void> {
     const { res } = x
+    const { child } = session
     const requests = x.messages.filter(isRequest)
     if (requests.length === 0) {
-      await session.forward(undefined, x.messages)
+      await child.forward(session, undefined, x.messages)
       res.writeHead(202).end()
       return
     }
-    const resumable = session.resumable
+    const resumable = session.listening
     const sse =
       acceptsEventStream(x.req) &&
       (x.messages.some((m) => m.method === 'tools/call') ||
@@ -674,11 +766,34 @@ export class StdioUpstream implements Upstream {
       sink.onDone = resolve
       res.on('close', resolve)
     })
-    await session.forward(sink, x.messages)
+    await child.forward(session, sink, x.messages)
     await ended
     this.#o.metrics.streams.dec()
     this.#o.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-    if (sink.open && !(resumable && sink.stream !== undefined)) session.cancel(sink)
+    if (sink.open && !(resumable && sink.stream !== undefined)) child.cancel(sink)
+  }
+
+  /** A new session on the shared child: the first one's `initialize` goes to it, the rest get its reply. */
+  async #joinShared(x: McpExchange): Promise<void> {
+    const [initialize] = x.messages
+    if (x.messages.length !== 1 || initialize === undefined || !isRequest(initialize)) {
+      sendRpcError(x.res, 400, RPC.invalidRequest, 'Bad Request: initialize must be sent alone')
+      return
+    }
+    let joined: InitializedSession
+    try {
+      joined = await this.#sharedSession(initialize.params ?? {}, x.principal?.key, true)
+    } catch (error) {
+      this.#o.logger.warn({ detail: (error as Error).message }, 'the MCP server could not be initialized')
+      sendRpcError(x.res, 502, RPC.internalError, 'the MCP server could not be initialized', initialize.id)
+      return
+    }
+    sendJson(
+      x.res,
+      200,
+      { jsonrpc: '2.0', id: initialize.id, result: joined.initialized },
+      { 'mcp-session-id': joined.session.id },
+    )
   }
 
   async #postStateless(x: McpExchange): Promise<void> {
@@ -702,7 +817,7 @@ export class StdioUpstream implements Upstream {
       sendRpcError(res, 400, RPC.headerMismatch, mismatch, id)
       return
     }
-    let child: StatelessChild
+    let child: InitializedSession
     try {
       child = await this.#statelessChild(x.principal?.key)
     } catch (error) {
@@ -732,62 +847,126 @@ export class StdioUpstream implements Upstream {
     return true
   }
 
-  /** The subject's child, spawned and initialized on first use; `anonymous` for anonymous discovery. */
-  #statelessChild(owner: string | undefined): Promise<StatelessChild> {
+  /** The subject's session, opened and its child initialized on first use; `anonymous` for anonymous discovery. */
+  #statelessChild(owner: string | undefined): Promise<InitializedSession> {
     const subject = owner ?? 'anonymous'
     const existing = this.#subjects.get(subject)
     if (existing) return existing
-    const session = this.#spawn(owner, 'refuse')
     const forget = () => {
       if (this.#subjects.get(subject) === started) this.#subjects.delete(subject)
     }
-    const started = initializeChild(session).catch((error: unknown) => {
-      forget()
-      this.endSession(session.id)
-      throw error
-    })
-    session.onExit = () => {
-      forget()
-      this.#forget(session.id)
-    }
+    const started = this.#statelessSession(owner).then(
+      (joined) => {
+        joined.session.onEnd = forget
+        return joined
+      },
+      (error: unknown) => {
+        forget()
+        throw error
+      },
+    )
     this.#subjects.set(subject, started)
     return started
   }
 
-  #spawn(owner: string | undefined, unsolicited: 'route' | 'refuse' = 'route'): StdioSession {
-    const session = new StdioSession(this.#o, unsolicited)
-    this.#sessions.set(session.id, session)
-    this.#o.sessions.bind(session.id, owner)
-    session.onExit = () => this.#forget(session.id)
-    this.#o.logger.info({ session: session.id, pid: session.child.pid }, 'MCP server process started')
+  async #statelessSession(owner: string | undefined): Promise<InitializedSession> {
+    if (this.#o.shared) return this.#sharedSession(BRIDGE_INITIALIZE, owner, false)
+    const session = this.#spawn(owner, false)
+    try {
+      return { session, initialized: await initializeChild(session.child, BRIDGE_INITIALIZE) }
+    } catch (error) {
+      this.endSession(session.id)
+      throw error
+    }
+  }
+
+  /** A session on the shared child, which is started and initialized with `params` if there is none. */
+  async #sharedSession(
+    params: Record<string, unknown>,
+    owner: string | undefined,
+    listening: boolean,
+  ): Promise<InitializedSession> {
+    this.#shared ??= this.#startShared(params)
+    const { child, initialized } = this.#shared
+    const result = await initialized
+    if (child.exited) throw new Error('the shared MCP server process ended')
+    return { session: this.#open(child, owner, listening), initialized: result }
+  }
+
+  #startShared(params: Record<string, unknown>): SharedChild {
+    const child = this.#startChild()
+    this.#o.logger.info({ shared: true, pid: child.process.pid }, 'MCP server process started')
+    const initialized = initializeChild(child, params).catch((error: unknown) => {
+      if (this.#shared?.child === child) this.#shared = undefined
+      void child.stop(2000)
+      throw error
+    })
+    return { child, initialized }
+  }
+
+  /** A session with a child of its own. */
+  #spawn(owner: string | undefined, listening: boolean): BridgeSession {
+    const session = this.#open(this.#startChild(), owner, listening)
+    this.#o.logger.info({ session: session.id, pid: session.child.process.pid }, 'MCP server process started')
     return session
   }
 
-  #forget(sessionId: string): void {
-    this.#sessions.delete(sessionId)
-    this.#o.sessions.delete(sessionId)
+  #startChild(): StdioChild {
+    const child = new StdioChild(this.#o)
+    child.onExit = () => {
+      if (this.#shared?.child === child) this.#shared = undefined
+      for (const session of child.sessions) this.#forget(session)
+    }
+    return child
+  }
+
+  #open(child: StdioChild, owner: string | undefined, listening: boolean): BridgeSession {
+    const session = new BridgeSession(child, listening)
+    this.#sessions.set(session.id, session)
+    this.#o.sessions.bind(session.id, owner)
+    return session
+  }
+
+  #forget(session: BridgeSession): void {
+    this.#sessions.delete(session.id)
+    this.#o.sessions.delete(session.id)
+    session.onEnd()
   }
 }
 
 /** The session-era revisions the bridge offers a child it initializes itself, newest first. */
 const LEGACY_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26'] as const
 
-interface StatelessChild {
-  session: StdioSession
+/** The `initialize` the bridge sends a child no client initializes (the stateless era has none). */
+const BRIDGE_INITIALIZE = {
+  protocolVersion: LEGACY_VERSIONS[0],
+  capabilities: {},
+  clientInfo: { name: 'gatehouse', version: '1' },
+}
+
+interface SharedChild {
+  child: StdioChild
+  /** Its `initialize` result, once the first client's `initialize` is answered. */
+  initialized: Promise<Record<string, unknown>>
+}
+
+interface InitializedSession {
+  session: BridgeSession
   /** The child's `initialize` result. */
   initialized: Record<string, unknown>
 }
 
-async function initializeChild(session: StdioSession): Promise<StatelessChild> {
-  const reply = await session.request('initialize', {
-    protocolVersion: LEGACY_VERSIONS[0],
-    capabilities: {},
-    clientInfo: { name: 'gatehouse', version: '1' },
-  })
+/** Initializes a child for its clients; resolves with its `initialize` result. */
+async function initializeChild(
+  child: StdioChild,
+  params: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const reply = await child.request('initialize', params)
   if (reply.error !== undefined || typeof reply.result !== 'object' || reply.result === null)
     throw new Error(`initialize failed: ${reply.error?.message ?? 'no result'}`)
-  await session.forward(undefined, [{ jsonrpc: '2.0', method: 'notifications/initialized' }])
-  return { session, initialized: reply.result as Record<string, unknown> }
+  await child.forward(undefined, undefined, [{ jsonrpc: '2.0', method: 'notifications/initialized' }])
+  child.initializedByBridge = true
+  return reply.result as Record<string, unknown>
 }
 
 /**

@@ -79,6 +79,7 @@ describe('gateway configuration', () => {
       args: ['-y', '@modelcontextprotocol/server-everything'],
       env: { DEBUG: '1' },
       cwd: undefined,
+      shared: false,
     })
     assert.deepEqual(fromFile.tools, { 'get-env': ['admin'] })
     assert.deepEqual(fromFile.defaultToolScopes, ['mcp'])
