@@ -89,6 +89,34 @@ describe('gateway configuration', () => {
     assert.equal(fromFlags.upstreamCredentials, 'none')
   })
 
+  it('reads stdio.shared from the flag, the environment or the file (default false)', async () => {
+    const command = ['node', 'server.js']
+    const cases: { flags?: GatewayFlags; env?: Record<string, string>; file?: unknown; shared: boolean }[] = [
+      { shared: false },
+      { flags: { stdioShared: true }, shared: true },
+      { env: { GATEHOUSE_STDIO_SHARED: 'true' }, shared: true },
+      { file: { stdio: { shared: true } }, shared: true },
+      { flags: { stdioShared: false }, env: { GATEHOUSE_STDIO_SHARED: 'true' }, shared: false },
+      { env: { GATEHOUSE_STDIO_SHARED: 'false' }, file: { stdio: { shared: true } }, shared: false },
+    ]
+    for (const { flags = {}, env = {}, file = {}, shared } of cases) {
+      const config = await loadGatewayConfig(
+        { ...flags, command, config: await fileWith(file) },
+        { ...ENV, ...env },
+      )
+      assert.equal(
+        config.upstream.kind === 'stdio' && config.upstream.shared,
+        shared,
+        JSON.stringify({ flags, env, file }),
+      )
+    }
+    await assert.rejects(
+      loadGatewayConfig({ command, config: await fileWith({ stdio: { shared: 'yes' } }) }, ENV),
+      { message: 'stdio.shared must be true or false, got "yes"' },
+    )
+    assert.match(SERVE_HELP, /--stdio-shared .*\n.*\(GATEHOUSE_STDIO_SHARED\)/)
+  })
+
   const invalid: {
     name: string
     flags?: GatewayFlags

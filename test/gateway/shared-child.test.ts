@@ -17,6 +17,11 @@ import {
 } from '../support/gateway-harness.ts'
 import type { TestIdp } from '../support/idp.ts'
 
+const STATELESS_META = {
+  'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+  'io.modelcontextprotocol/clientCapabilities': {},
+}
+
 const startedPids = (log: LogCapture): number[] =>
   log.lines
     .map((line) => JSON.parse(line) as { msg: string; pid: number; shared?: boolean })
@@ -139,6 +144,44 @@ describe('gateway: stdio.shared, one child for every session', () => {
     assert.deepEqual(still.content, [{ type: 'text', text: 'Echo: still here' }])
     assert.equal(startedPids(log).length, 1)
     await Promise.all([a.close(), b.close()])
+  })
+
+  it('2026-07-28 requests of both subjects go to the same child', async () => {
+    const session = await connectClient(gateway.resource, alice)
+    const before = log.lines.length
+    const answers = await Promise.all(
+      [alice, bob].map(async (token, i) => {
+        const response = await postRpc(
+          gateway.resource,
+          {
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'tools/call',
+            params: { name: 'echo', arguments: { message: `stateless ${i}` }, _meta: STATELESS_META },
+          },
+          {
+            authorization: `Bearer ${token}`,
+            'mcp-protocol-version': '2026-07-28',
+            'mcp-method': 'tools/call',
+            'mcp-name': 'echo',
+            accept: 'application/json',
+          },
+        )
+        return response.json()
+      }),
+    )
+    assert.deepEqual(
+      answers.map((a) => [a.id, a.result.content[0].text]),
+      [
+        [1, 'Echo: stateless 0'],
+        [1, 'Echo: stateless 1'],
+      ],
+    )
+    const started = log.lines
+      .slice(before)
+      .filter((line) => JSON.parse(line).msg === 'MCP server process started')
+    assert.deepEqual(started, [])
+    await session.close()
   })
 
   it('a crash fails both sessions’ pending requests; the next session gets a fresh child', async () => {
