@@ -1,7 +1,8 @@
-import { openDataStore, type StorageSettings, storageSettings } from '../config/embedded.ts'
+import { type StorageSettings, storageSettings } from '../config/embedded.ts'
 import { fail } from '../config/errors.ts'
 import { readConfigFile } from '../gateway/config.ts'
 import type { Store } from '../storage/store.ts'
+import { openDataStore } from './embedded_server.ts'
 
 /** The flags every admin command takes to find the store `gatehouse serve` uses. */
 export const STORE_OPTIONS = {

@@ -5,8 +5,8 @@ import { createLocalUser } from '../auth-server/index.ts'
 import { DEFAULT_DATA_DIR } from '../config/embedded.ts'
 import { loadGatewayConfig } from '../gateway/config.ts'
 import { createGatewayLogger } from '../gateway/logger.ts'
-import { startGateway } from '../gateway/server.ts'
 import type { Store } from '../storage/store.ts'
+import { startServe } from './embedded_server.ts'
 import { untilStopped } from './serve.ts'
 
 const HELP = `Usage: gatehouse demo [--port 8000] [--data-dir ${DEFAULT_DATA_DIR}]
@@ -42,7 +42,7 @@ export async function runDemo(argv: string[]): Promise<void> {
     },
     {},
   )
-  const gateway = await startGateway(config, { logger: createGatewayLogger(config.logLevel) })
+  const gateway = await startServe(config, createGatewayLogger(config.logLevel))
   const store = gateway.authorizationServer?.store as Store
   console.log(`
 Gatehouse demo: the MCP "everything" server behind OAuth

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
 import { rotateSigningKey, type SigningAlgorithm } from '../auth-server/index.ts'
-import { loadSecret } from '../config/embedded.ts'
 import { fail } from '../config/errors.ts'
 import { positionals, STORE_HELP, STORE_OPTIONS, withStore } from './data_store.ts'
+import { loadSecret } from './embedded_server.ts'
 
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 

@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util'
 import { DEV_USERNAME } from '../auth-server/index.ts'
 import { loadGatewayConfig } from '../gateway/config.ts'
 import { createGatewayLogger } from '../gateway/logger.ts'
-import { type Gateway, startGateway } from '../gateway/server.ts'
+import type { Gateway } from '../gateway/server.ts'
+import { startServe } from './embedded_server.ts'
 
 export const SERVE_HELP = `Usage:
   gatehouse serve --upstream <url> [options]        protect an MCP server that speaks Streamable HTTP
@@ -138,7 +139,7 @@ export async function runServe(argv: string[]): Promise<void> {
     },
     process.env,
   )
-  const gateway = await startGateway(config, { logger: createGatewayLogger(config.logLevel) })
+  const gateway = await startServe(config, createGatewayLogger(config.logLevel))
   if (config.authorizationServer?.dev) process.stderr.write(developmentBanner(gateway))
   await untilStopped(gateway)
 }

@@ -1,22 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import type { ClientMetadata } from 'oidc-provider'
-import {
-  type AuthorizationServer,
-  type AuthServerLogger,
-  type AuthServerTtl,
-  createAuthorizationServer,
-  devInteractions,
-  type LoginAndConsentOptions,
-  loginAndConsent,
-  type SigningAlgorithm,
-  upstreamRedirectUri,
-} from '../auth-server/index.ts'
-import type { GuardOptions, AuthorizationServerOptions as TrustedServer } from '../guard/index.ts'
-import { openStore } from '../storage/index.ts'
-import type { Store } from '../storage/store.ts'
+import type { AuthServerTtl, LoginAndConsentOptions, SigningAlgorithm } from '../auth-server/index.ts'
+import type { GuardOptions } from '../guard/index.ts'
 import { guardOptionsFromAuthBlock } from './apollo.ts'
 import { fail } from './errors.ts'
 
@@ -151,111 +137,7 @@ export function embeddedGuardOptions(auth: unknown, file: Mapping, resource: str
   return { ...options, authorizationServers: [{ issuer: new URL(options.resource).origin }] }
 }
 
-export interface EmbeddedAuthorization {
-  auth: AuthorizationServer
-  store: Store
-  /** The guard's entry for this server: its keys are read in process. */
-  trusted: TrustedServer
-  close(): Promise<void>
-}
-
-/**
- * Opens the store and starts the authorization server for the canonical MCP URL, on its origin, issuing
- * tokens for that URL with `scopes` (the guard's, so the PRM, the audience and the server agree).
- */
-export async function startEmbeddedAuthorizationServer(
-  config: EmbeddedAuthorizationConfig,
-  resource: { url: string; scopes: readonly string[] },
-  options: { logger: AuthServerLogger; proxy: boolean },
-): Promise<EmbeddedAuthorization> {
-  const { store, dataDir, close } = await openDataStore(config.storage)
-  try {
-    const secret = config.storage.secret ?? (await loadSecret(dataDir, options.logger))
-    const issuer = new URL(resource.url).origin
-    const auth = await createAuthorizationServer({
-      issuer,
-      store,
-      secret,
-      resources: [{ url: resource.url, scopes: [...new Set(resource.scopes)], default: true }],
-      ...(config.signingAlgorithm ? { signingAlgorithm: config.signingAlgorithm } : {}),
-      ttl: config.ttl,
-      clients: config.clients,
-      interactions: config.dev ? devInteractions : loginAndConsent(config.login),
-      registration: config.registration,
-      cimd: config.cimd,
-      proxy: options.proxy,
-      logger: options.logger,
-    })
-    for (const provider of config.dev ? [] : (config.login.upstream ?? [])) {
-      options.logger.info('register this redirect URI at the upstream identity provider', {
-        provider: provider.id,
-        redirect_uri: upstreamRedirectUri(issuer, provider.id),
-      })
-    }
-    return {
-      auth,
-      store,
-      trusted: { issuer, jwks: async () => ({ keys: auth.publicJwks() }) },
-      close: async () => {
-        await auth.close()
-        await close()
-      },
-    }
-  } catch (error) {
-    await close()
-    throw error
-  }
-}
-
-/**
- * Opens the store of `gatehouse serve` (the admin commands open the same one): the data directory is created
- * private (0700); in development mode it is temporary and removed by `close`.
- */
-export async function openDataStore(settings: StorageSettings) {
-  const dataDir = settings.dataDir ?? (await mkdtemp(join(tmpdir(), 'gatehouse-dev-')))
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  const temporary = settings.dataDir === undefined
-  let store: Store
-  try {
-    store = await openStore(settings.url, { dataDir })
-  } catch (error) {
-    if (temporary) await rm(dataDir, { recursive: true, force: true })
-    return fail(`cannot open the store: ${(error as Error).message}`)
-  }
-  return {
-    store,
-    dataDir,
-    close: async () => {
-      await store.close()
-      if (temporary) await rm(dataDir, { recursive: true, force: true })
-    },
-  }
-}
-
-/** The secret kept in `<data_dir>/secret` (0600), generated on first start. */
-export async function loadSecret(dataDir: string, logger: AuthServerLogger): Promise<string> {
-  const path = join(dataDir, 'secret')
-  const existing = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined
-    return fail(`cannot read the secret file ${path}: ${error.message}`)
-  })
-  if (existing !== undefined) return checkSecret(existing.trim(), path)
-  const secret = randomBytes(32).toString('base64url')
-  try {
-    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: 'wx' })
-  } catch (error) {
-    // Another instance sharing the directory wrote it first.
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return loadSecret(dataDir, logger)
-    throw error
-  }
-  logger.warn(
-    'generated the authorization server secret: several instances sharing one store must share it too (GATEHOUSE_SECRET)',
-    { path },
-  )
-  return secret
-}
-
-function checkSecret(secret: string, where: string): string {
+export function checkSecret(secret: string, where: string): string {
   if (secret.length < MIN_SECRET_LENGTH) {
     fail(
       `${where} must be at least ${MIN_SECRET_LENGTH} characters, e.g. the output of: openssl rand -base64 32`,

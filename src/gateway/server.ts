@@ -8,8 +8,9 @@ import {
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import { type EmbeddedAuthorization, startEmbeddedAuthorizationServer } from '../config/embedded.ts'
-import { createGuard, type Guard } from '../guard/index.ts'
+import type { AuthorizationServer } from '../auth-server/index.ts'
+import { createGuard, type Guard, type AuthorizationServerOptions as TrustedServer } from '../guard/index.ts'
+import type { Store } from '../storage/store.ts'
 import type { GatewayConfig } from './config.ts'
 import {
   BodyTooLarge,
@@ -55,9 +56,24 @@ const CORS = {
  * succeed, or it does not start), and serves the MCP endpoint, the resource metadata and the
  * operational endpoints on one port.
  */
+/** The embedded authorization server on the gateway's origin: it answers its own paths first, and the guard trusts it. */
+export interface EmbeddedAuthorization {
+  auth: AuthorizationServer
+  store: Store
+  /** The guard's entry for it, with its keys read in process. */
+  trusted: TrustedServer
+  close(): Promise<void>
+}
+
+/** Starts the embedded authorization server for the canonical MCP URL and the scopes the guard publishes. */
+export type StartAuthorizationServer = (resource: {
+  url: string
+  scopes: readonly string[]
+}) => Promise<EmbeddedAuthorization>
+
 export async function startGateway(
   config: GatewayConfig,
-  options: { logger?: Logger } = {},
+  options: { logger?: Logger; authorizationServer?: StartAuthorizationServer } = {},
 ): Promise<Gateway> {
   const logger = options.logger ?? createGatewayLogger(config.logLevel)
   const server = config.tls
@@ -86,11 +102,11 @@ export async function startGateway(
       ...new Set([...(guardOptions.scopes ?? []), ...config.defaultToolScopes]),
     ]
     if (config.authorizationServer) {
-      authorizationServer = await startEmbeddedAuthorizationServer(
-        config.authorizationServer,
-        { url: guardOptions.resource, scopes: [...scopesSupported, ...Object.values(config.tools).flat()] },
-        { logger: guardLogger(logger), proxy: config.trustProxy },
-      )
+      if (!options.authorizationServer) throw new Error('the embedded authorization server has no starter')
+      authorizationServer = await options.authorizationServer({
+        url: guardOptions.resource,
+        scopes: [...scopesSupported, ...Object.values(config.tools).flat()],
+      })
     }
     const guard = await createGuard({
       ...guardOptions,

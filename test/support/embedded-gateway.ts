@@ -4,9 +4,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
+import { startServe } from '../../src/cli/embedded_server.ts'
 import { type GatewayFlags, loadGatewayConfig } from '../../src/gateway/config.ts'
 import { createGatewayLogger } from '../../src/gateway/logger.ts'
-import { type Gateway, startGateway } from '../../src/gateway/server.ts'
+import type { Gateway } from '../../src/gateway/server.ts'
 import type { Harness } from '../auth-server/harness.ts'
 import { EVERYTHING_BIN, NODE } from './gateway-harness.ts'
 
@@ -28,7 +29,7 @@ export async function startEmbeddedGateway(
     { port: '0', command: [NODE, EVERYTHING_BIN], ...flags, config: path },
     {},
   )
-  return startGateway(config, { logger: createGatewayLogger('silent') })
+  return startServe(config, createGatewayLogger('silent'))
 }
 
 /** The auth-server test helpers (authorize, token, register) need only the issuer and the resource. */

@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import {
+  type AuthServerLogger,
+  createAuthorizationServer,
+  devInteractions,
+  loginAndConsent,
+  upstreamRedirectUri,
+} from '../auth-server/index.ts'
+import { checkSecret, type EmbeddedAuthorizationConfig, type StorageSettings } from '../config/embedded.ts'
+import { fail } from '../config/errors.ts'
+import type { GatewayConfig } from '../gateway/config.ts'
+import { guardLogger } from '../gateway/logger.ts'
+import { type EmbeddedAuthorization, type Gateway, startGateway } from '../gateway/server.ts'
+import { openStore } from '../storage/index.ts'
+import type { Store } from '../storage/store.ts'
+
+/**
+ * Starts `gatehouse serve`: the gateway, and the embedded authorization server on its origin when no external
+ * one is configured.
+ */
+export async function startServe(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+  const settings = config.authorizationServer
+  return startGateway(config, {
+    logger,
+    authorizationServer: settings
+      ? (resource) =>
+          startEmbeddedAuthorizationServer(settings, resource, {
+            logger: guardLogger(logger),
+            proxy: config.trustProxy,
+          })
+      : undefined,
+  })
+}
+
+/**
+ * Opens the store and starts the authorization server for the canonical MCP URL, on its origin, issuing
+ * tokens for that URL with `scopes` (the guard's, so the PRM, the audience and the server agree).
+ */
+export async function startEmbeddedAuthorizationServer(
+  config: EmbeddedAuthorizationConfig,
+  resource: { url: string; scopes: readonly string[] },
+  options: { logger: AuthServerLogger; proxy: boolean },
+): Promise<EmbeddedAuthorization> {
+  const { store, dataDir, close } = await openDataStore(config.storage)
+  try {
+    const secret = config.storage.secret ?? (await loadSecret(dataDir, options.logger))
+    const issuer = new URL(resource.url).origin
+    const auth = await createAuthorizationServer({
+      issuer,
+      store,
+      secret,
+      resources: [{ url: resource.url, scopes: [...new Set(resource.scopes)], default: true }],
+      ...(config.signingAlgorithm ? { signingAlgorithm: config.signingAlgorithm } : {}),
+      ttl: config.ttl,
+      clients: config.clients,
+      interactions: config.dev ? devInteractions : loginAndConsent(config.login),
+      registration: config.registration,
+      cimd: config.cimd,
+      proxy: options.proxy,
+      logger: options.logger,
+    })
+    for (const provider of config.dev ? [] : (config.login.upstream ?? [])) {
+      options.logger.info('register this redirect URI at the upstream identity provider', {
+        provider: provider.id,
+        redirect_uri: upstreamRedirectUri(issuer, provider.id),
+      })
+    }
+    return {
+      auth,
+      store,
+      trusted: { issuer, jwks: async () => ({ keys: auth.publicJwks() }) },
+      close: async () => {
+        await auth.close()
+        await close()
+      },
+    }
+  } catch (error) {
+    await close()
+    throw error
+  }
+}
+
+/**
+ * Opens the store of `gatehouse serve` (the admin commands open the same one): the data directory is created
+ * private (0700); in development mode it is temporary and removed by `close`.
+ */
+export async function openDataStore(settings: StorageSettings) {
+  const dataDir = settings.dataDir ?? (await mkdtemp(join(tmpdir(), 'gatehouse-dev-')))
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const temporary = settings.dataDir === undefined
+  let store: Store
+  try {
+    store = await openStore(settings.url, { dataDir })
+  } catch (error) {
+    if (temporary) await rm(dataDir, { recursive: true, force: true })
+    return fail(`cannot open the store: ${(error as Error).message}`)
+  }
+  return {
+    store,
+    dataDir,
+    close: async () => {
+      await store.close()
+      if (temporary) await rm(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** The secret kept in `<data_dir>/secret` (0600), generated on first start. */
+export async function loadSecret(dataDir: string, logger: AuthServerLogger): Promise<string> {
+  const path = join(dataDir, 'secret')
+  const existing = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    return fail(`cannot read the secret file ${path}: ${error.message}`)
+  })
+  if (existing !== undefined) return checkSecret(existing.trim(), path)
+  const secret = randomBytes(32).toString('base64url')
+  try {
+    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: 'wx' })
+  } catch (error) {
+    // Another instance sharing the directory wrote it first.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return loadSecret(dataDir, logger)
+    throw error
+  }
+  logger.warn(
+    'generated the authorization server secret: several instances sharing one store must share it too (GATEHOUSE_SECRET)',
+    { path },
+  )
+  return secret
+}
