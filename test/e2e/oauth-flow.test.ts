@@ -16,7 +16,7 @@ import { startClientCallback } from '../support/login-flow.ts'
 import { InMemoryOAuthProvider } from '../support/oauth-client-provider.ts'
 
 const PASSWORD = 'correct horse battery staple'
-const INSPECTOR = fileURLToPath(new URL('../../node_modules/.bin/mcp-inspector-cli', import.meta.url))
+const INSPECTOR = fileURLToPath(new URL('../../node_modules/.bin/mcp-inspector', import.meta.url))
 
 interface Exchange {
   method: string
@@ -168,9 +168,7 @@ describe('the MCP SDK v1 client through the whole OAuth flow against gatehouse s
     }
   })
 
-  test('the Inspector CLI lists the tools with the access token from the flow', {
-    todo: '@modelcontextprotocol/inspector-cli 0.15.0 has no option to send an Authorization header',
-  }, async () => {
+  test('the Inspector CLI lists the tools with the access token from the flow', async () => {
     assert.ok(flowAccessToken, 'the flow test must run first')
     const child = spawn(
       process.execPath,
