@@ -6,7 +6,7 @@ import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
-import { safeFetch } from './safe_fetch.ts'
+import { createSafeFetch } from './safe_fetch.ts'
 
 /** The `oidc-provider` configuration for MCP (see docs in each helper); `keys[0]` signs. */
 export function providerConfiguration(
@@ -52,7 +52,7 @@ export function providerConfiguration(
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
     ...refreshTokenPolicy(options),
-    fetch: safeFetch as Configuration['fetch'],
+    fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: options.registration.enabled, issueRegistrationAccessToken: false },

@@ -2,6 +2,7 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import Provider from 'oidc-provider'
 import { providerConfiguration } from './configuration.ts'
+import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
 import { loadSigningKeys } from './keys.ts'
 import { createMount, ROUTES } from './mount.ts'
@@ -63,6 +64,7 @@ export async function createAuthorizationServer(
   provider.on('server_error', (_ctx, error) =>
     options.logger.warn('authorization server error', { error: error.message }),
   )
+  provider.use(defaultScopeMiddleware(options, ROUTES.authorization))
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
   const interactions = (options.interactions ?? devInteractions)(provider, {
     issuer: options.issuer,

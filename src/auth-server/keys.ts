@@ -88,7 +88,13 @@ export async function loadSigningKeys(
   await store.keys.deleteExpired(now)
   let keys = await store.keys.list()
   if (!keys.some((key) => key.state === 'active')) {
-    await insertKey(store, generateJwk(alg), secret, 'active')
+    try {
+      await insertKey(store, generateJwk(alg), secret, 'active')
+    } catch (error) {
+      // The store allows one active key: losing that race to another instance is fine, its key is used.
+      keys = await store.keys.list()
+      if (!keys.some((key) => key.state === 'active')) throw error
+    }
     keys = await store.keys.list()
   }
   const order = (key: SigningKey) => (key.state === 'active' ? 0 : 1)

@@ -79,6 +79,12 @@ export interface AuthorizationServerOptions {
     enabled?: boolean
     /** Fetches per `client_id` and window (failures are not cached by the provider); default 10 per 60 s. */
     rateLimit?: { limit: number; windowSeconds: number }
+    /**
+     * TESTS ONLY, never in production: `host:port`s whose documents are fetched past the SSRF guard (loopback
+     * included), trusting `ca` instead of the system CAs. Logged as a warning at start.
+     */
+    unsafeAllowHosts?: readonly string[]
+    ca?: string
   }
   /** Trust `X-Forwarded-*` (behind a TLS-terminating proxy). Default false. */
   proxy?: boolean
@@ -98,7 +104,12 @@ export interface ResolvedOptions {
   clients: ClientMetadata[]
   interactions: InteractionsFactory | undefined
   registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
-  cimd: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
+  cimd: {
+    enabled: boolean
+    rateLimit: { limit: number; windowSeconds: number }
+    unsafeAllowHosts: readonly string[]
+    ca: string | undefined
+  }
   proxy: boolean
   logger: AuthServerLogger
 }
@@ -166,6 +177,8 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     cimd: {
       enabled: options.cimd?.enabled ?? true,
       rateLimit: checkRate(options.cimd?.rateLimit ?? { limit: 10, windowSeconds: 60 }, 'cimd'),
+      unsafeAllowHosts: options.cimd?.unsafeAllowHosts ?? [],
+      ca: options.cimd?.ca,
     },
     proxy: options.proxy === true,
     logger: options.logger ?? consoleLogger,

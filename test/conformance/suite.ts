@@ -69,6 +69,8 @@ export async function runAuthorizationSuite(options: {
     if (url && output.includes('Callback server started') && !browsing) {
       browsing = playBrowser(url.trim()).catch((error: unknown) => {
         browserError = error
+        // Otherwise the suite waits five minutes for a callback that will never come.
+        child.kill()
       })
     }
   })
