@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import type { AuthorizationServerOptions } from '../../src/auth-server/index.ts'
 import { createSafeFetch, safeFetch } from '../../src/auth-server/safe_fetch.ts'
+import { startDocumentServer } from '../support/cimd.ts'
 import { createTestCertificates, type TestCertificates } from '../support/test-ca.ts'
 import {
   authorize,
@@ -15,21 +14,6 @@ import {
   startAuthServer,
   token,
 } from './harness.ts'
-
-/** A local https server for Client ID Metadata Documents, signed by the test CA; counts requests per path. */
-async function startDocumentServer(certificates: TestCertificates) {
-  const hits = new Map<string, number>()
-  const documents = new Map<string, () => { status: number; body: string }>()
-  const server: Server = createServer({ cert: certificates.cert, key: certificates.key }, (req, res) => {
-    const path = req.url ?? '/'
-    hits.set(path, (hits.get(path) ?? 0) + 1)
-    const answer = documents.get(path)?.() ?? { status: 404, body: 'not found' }
-    res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`
-  return { host, url: (path: string) => `https://${host}${path}`, hits, documents, server }
-}
 
 const clientDocument = (clientId: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({
@@ -53,10 +37,7 @@ before(async () => {
   documents.documents.set('/ping.json', () => ({ status: 200, body: '{}' }))
   other.documents.set('/ping.json', () => ({ status: 200, body: '{}' }))
 })
-after(() => {
-  documents.server.close()
-  other.server.close()
-})
+after(() => Promise.all([documents.close(), other.close()]))
 
 describe('the SSRF guard with the test-only exemption', () => {
   test('an exempted host is fetched over https with the test CA', async () => {

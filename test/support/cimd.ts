@@ -10,13 +10,19 @@ import type { TestCertificates } from './test-ca.ts'
 /** A local https server, signed by the test CA, answering the JSON documents it is given; counts hits per path. */
 export async function startDocumentServer(certificates: TestCertificates) {
   const hits = new Map<string, number>()
-  const documents = new Map<string, unknown>()
+  // A JSON document, or a function giving the raw answer (for broken documents).
+  const documents = new Map<string, unknown | (() => { status: number; body: string })>()
   const server = createServer({ cert: certificates.cert, key: certificates.key }, (req, res) => {
     const path = req.url ?? '/'
     hits.set(path, (hits.get(path) ?? 0) + 1)
     const document = documents.get(path)
-    if (document === undefined) res.writeHead(404).end()
-    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(document))
+    const answer =
+      typeof document === 'function'
+        ? (document as () => { status: number; body: string })()
+        : document === undefined
+          ? { status: 404, body: '' }
+          : { status: 200, body: JSON.stringify(document) }
+    res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const host = `127.0.0.1:${(server.address() as AddressInfo).port}`
