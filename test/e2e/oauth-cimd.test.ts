@@ -12,16 +12,11 @@ import { startDocumentServer, startEmbeddedGatewayTrustingDocuments } from '../s
 import { tempDir } from '../support/embedded-gateway.ts'
 import { startClientCallback } from '../support/login-flow.ts'
 import { InMemoryOAuthProvider } from '../support/oauth-client-provider.ts'
+import { type Exchange, recordingFetch } from '../support/recording-fetch.ts'
 import { createTestCertificates } from '../support/test-ca.ts'
 
 const PASSWORD = 'correct horse battery staple'
 const DOCUMENT_PATH = '/mcp-client.json'
-
-interface Exchange {
-  method: string
-  url: string
-  status: number
-}
 
 describe('the MCP SDK v1 client through the OAuth flow against gatehouse serve with a Client ID Metadata Document', () => {
   let browser: Browser
@@ -49,19 +44,6 @@ describe('the MCP SDK v1 client through the OAuth flow against gatehouse serve w
     await browser?.close()
     await documents?.close()
   })
-
-  const recording =
-    (exchanges: Exchange[]): typeof fetch =>
-    async (input, init) => {
-      const response = await fetch(input, init)
-      const url = new URL(input instanceof Request ? input.url : input)
-      exchanges.push({
-        method: init?.method ?? 'GET',
-        url: url.origin + url.pathname,
-        status: response.status,
-      })
-      return response
-    }
 
   test('no registration: the client_id is the document URL, shown on consent and carried by the token', async () => {
     const callback = await startClientCallback()
@@ -118,7 +100,7 @@ describe('the MCP SDK v1 client through the OAuth flow against gatehouse serve w
 
       const finishing = new StreamableHTTPClientTransport(new URL(gateway.resource), {
         authProvider: provider,
-        fetch: recording(exchanges),
+        fetch: recordingFetch(exchanges),
       })
       await finishing.finishAuth(code)
       await finishing.close()
@@ -146,7 +128,7 @@ describe('the MCP SDK v1 client through the OAuth flow against gatehouse serve w
   async function client(provider: InMemoryOAuthProvider, exchanges: Exchange[]) {
     const transport = new StreamableHTTPClientTransport(new URL(gateway.resource), {
       authProvider: provider,
-      fetch: recording(exchanges),
+      fetch: recordingFetch(exchanges),
     })
     const client = new Client({ name: 'gatehouse-e2e-cimd', version: '1.0.0' })
     await client.connect(transport)

@@ -14,15 +14,10 @@ import { launchBrowser, withContext } from '../support/browser.ts'
 import { startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
 import { startClientCallback } from '../support/login-flow.ts'
 import { InMemoryOAuthProvider } from '../support/oauth-client-provider.ts'
+import { type Exchange, recordingFetch } from '../support/recording-fetch.ts'
 
 const PASSWORD = 'correct horse battery staple'
 const INSPECTOR = fileURLToPath(new URL('../../node_modules/.bin/mcp-inspector', import.meta.url))
-
-interface Exchange {
-  method: string
-  url: string
-  status: number
-}
 
 describe('the MCP SDK v1 client through the whole OAuth flow against gatehouse serve (embedded authorization server)', () => {
   let browser: Browser
@@ -64,23 +59,10 @@ describe('the MCP SDK v1 client through the whole OAuth flow against gatehouse s
         return arrival
       })
 
-  const recording =
-    (exchanges: Exchange[]): typeof fetch =>
-    async (input, init) => {
-      const response = await fetch(input, init)
-      const url = new URL(input instanceof Request ? input.url : input)
-      exchanges.push({
-        method: init?.method ?? 'GET',
-        url: url.origin + url.pathname,
-        status: response.status,
-      })
-      return response
-    }
-
   async function connect(provider: InMemoryOAuthProvider, exchanges: Exchange[] = []) {
     const transport = new StreamableHTTPClientTransport(new URL(gateway.resource), {
       authProvider: provider,
-      fetch: recording(exchanges),
+      fetch: recordingFetch(exchanges),
     })
     const client = new Client({ name: 'gatehouse-e2e', version: '1.0.0' })
     await client.connect(transport)
