@@ -1,6 +1,12 @@
-import { type ClientRequest, request as httpRequest, type IncomingMessage } from 'node:http'
+import {
+  type ClientRequest,
+  request as httpRequest,
+  type IncomingMessage,
+  type RequestOptions,
+} from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { pipeline } from 'node:stream/promises'
+import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
 import { readBody, sendJson, sendRpcError, singleId } from './http.ts'
 import type { UpstreamIdentity } from './identity.ts'
@@ -51,9 +57,12 @@ export class HttpUpstream implements Upstream {
   readonly #o: HttpUpstreamOptions
   readonly #inFlight = new Set<ClientRequest>()
   readonly #streams = new Map<string, number>()
+  /** The upstream URL as request options, converted once instead of on every request. */
+  readonly #target: RequestOptions
 
   constructor(options: HttpUpstreamOptions) {
     this.#o = options
+    this.#target = urlToHttpOptions(options.url)
   }
 
   post(x: McpExchange): Promise<void> {
@@ -145,7 +154,7 @@ export class HttpUpstream implements Upstream {
     const { url, timeoutMs } = this.#o
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-      const request = send(url, { method, headers })
+      const request = send({ ...this.#target, method, headers })
       this.#inFlight.add(request)
       request.on('close', () => this.#inFlight.delete(request))
       const timer = setTimeout(() => {

@@ -208,10 +208,12 @@ class GatewayHandler {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', this.#origin).pathname
-    this.#logger.debug(
-      { req: { method: req.method, url: req.url, headers: req.headers }, from: this.#client(req) },
-      'request',
-    )
+    // Checked first: the log object would otherwise be built on every request for nothing.
+    if (this.#logger.isLevelEnabled('debug'))
+      this.#logger.debug(
+        { req: { method: req.method, url: req.url, headers: req.headers }, from: this.#client(req) },
+        'request',
+      )
     try {
       // The authorization server owns its paths on this origin (the 2025-03-26 /authorize, /token, /register
       // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
