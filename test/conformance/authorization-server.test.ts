@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 import { type Harness, register, startAuthServer } from '../auth-server/harness.ts'
-import { MAIN } from '../support/embedded-gateway.ts'
-import { EVERYTHING_BIN } from '../support/gateway-harness.ts'
+import { type DevServe, startDevServe } from '../support/dev-serve.ts'
 import { freePort, runAuthorizationSuite, type SuiteRun } from './suite.ts'
 
 // Pinned: 2 metadata checks and 1 authorization-code-grant check in @modelcontextprotocol/conformance 0.2.0-alpha.12.
@@ -54,21 +51,13 @@ for (const { name, path } of [
 }
 
 describe('MCP conformance suite, authorization scenarios, against a spawned gatehouse serve --dev', () => {
-  let serve: ChildProcess
+  let serve: DevServe
   let run: SuiteRun
 
   before(async () => {
-    serve = spawn(
-      process.execPath,
-      [MAIN, 'serve', '--dev', '--port', '0', '--', process.execPath, EVERYTHING_BIN],
-      {
-        env: { PATH: process.env.PATH },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    )
-    const banner = await readBanner(serve)
+    serve = await startDevServe()
     const port = await freePort()
-    const registration = await fetch(`${banner.issuer}/register`, {
+    const registration = await fetch(`${serve.issuer}/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
@@ -79,18 +68,13 @@ describe('MCP conformance suite, authorization scenarios, against a spawned gate
     assert.equal(registration.status, 201)
     const { client_id } = (await registration.json()) as { client_id: string }
     run = await runAuthorizationSuite({
-      issuer: banner.issuer,
+      issuer: serve.issuer,
       clientId: client_id,
-      resource: banner.resource,
+      resource: serve.resource,
       port,
     })
   })
-  after(async () => {
-    if (serve && serve.exitCode === null) {
-      serve.kill('SIGTERM')
-      await once(serve, 'exit')
-    }
-  })
+  after(() => serve?.stop())
 
   test('authorization-server-metadata-endpoint passes every check', () => {
     assert.equal(run.scenarios.get('authorization-server-metadata-endpoint'), METADATA_RESULT)
@@ -101,18 +85,3 @@ describe('MCP conformance suite, authorization scenarios, against a spawned gate
     assert.equal(run.status, 0)
   })
 })
-
-/** The MCP URL and the issuer from the development banner on stderr. */
-async function readBanner(child: ChildProcess): Promise<{ resource: string; issuer: string }> {
-  let stderr = ''
-  child.stderr?.setEncoding('utf8')
-  return new Promise((resolve, reject) => {
-    child.stderr?.on('data', (chunk: string) => {
-      stderr += chunk
-      const resource = /MCP URL: (\S+)/.exec(stderr)?.[1]
-      const issuer = /Issuer: +(\S+)/.exec(stderr)?.[1]
-      if (resource && issuer) resolve({ resource, issuer })
-    })
-    child.once('exit', (code) => reject(new Error(`gatehouse serve --dev exited with ${code}: ${stderr}`)))
-  })
-}
