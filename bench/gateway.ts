@@ -12,6 +12,7 @@ import { createRequire } from 'node:module'
 import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { SignJWT } from 'jose'
 import { type GatewayFlags, loadGatewayConfig } from '../src/gateway/config.ts'
+import { UpstreamIdentity } from '../src/gateway/identity.ts'
 import { type Gateway, startGateway } from '../src/gateway/server.ts'
 import type { TestIdp } from '../test/support/idp.ts'
 import { accessTokenClaims, guardFor, RESOURCE, startIssuer } from './fixtures.ts'
@@ -147,7 +148,7 @@ export async function benchGatewaySteps(onProgress: (line: string) => void): Pro
     const request = () =>
       new Request(RESOURCE, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
     const [cached, uncached] = [await guardFor(idp), await guardFor(idp, 0)]
-    // What the gateway signs for the upstream in credentials mode none: an EdDSA JWT of one minute.
+    // The same one-minute EdDSA JWT through jose, as a baseline for the gateway's own signing.
     const { privateKey } = generateKeyPairSync('ed25519')
     const signingInput = Buffer.from((await signIdentity()).split('.').slice(0, 2).join('.'))
     function signIdentity() {
@@ -165,10 +166,16 @@ export async function benchGatewaySteps(onProgress: (line: string) => void): Pro
         .setJti(randomUUID())
         .sign(privateKey)
     }
+    const identity = new UpstreamIdentity(RESOURCE, 'http://127.0.0.1/mcp')
+    const verified = await cached.verifyToken(token)
     const steps: [string, () => unknown][] = [
       ['token check: guard.check, cache on (same token)', () => cached.check(request())],
       ['token check: guard.check, cache off (RS256 verify)', () => uncached.check(request())],
-      ['identity JWT: EdDSA SignJWT (jose, as the gateway signs it)', signIdentity],
+      [
+        'identity headers: UpstreamIdentity.headers (node:crypto, as the gateway signs)',
+        () => identity.headers(verified),
+      ],
+      ['identity JWT baseline: EdDSA SignJWT (jose)', signIdentity],
       [
         'identity JWT: the Ed25519 signature alone (node:crypto, sync)',
         () => sign(null, signingInput, privateKey),
