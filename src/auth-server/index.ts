@@ -7,6 +7,7 @@ import { devInteractions } from './dev_interactions.ts'
 import { loadSigningKeys } from './keys.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
+import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
 
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
@@ -66,6 +67,7 @@ export async function createAuthorizationServer(
   )
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
+  provider.use(tokenRateLimitMiddleware(options.store, ROUTES.token, options.tokenRateLimit))
   const interactions = (options.interactions ?? devInteractions)(provider, {
     issuer: options.issuer,
     interactionPath,

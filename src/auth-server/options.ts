@@ -68,6 +68,8 @@ export interface AuthorizationServerOptions {
   clients?: readonly ClientMetadata[]
   /** Login and consent; default: the development handler that signs in a test user and approves everything. */
   interactions?: InteractionsFactory
+  /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
+  tokenRateLimit?: { limit: number; windowSeconds: number }
   registration?: {
     /** Default true. Dynamic client registration (RFC 7591), deprecated by MCP 2026-07-28 but used by 2025 clients. */
     enabled?: boolean
@@ -103,6 +105,7 @@ export interface ResolvedOptions {
   ttl: Required<AuthServerTtl>
   clients: ClientMetadata[]
   interactions: InteractionsFactory | undefined
+  tokenRateLimit: { limit: number; windowSeconds: number }
   registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
   cimd: {
     enabled: boolean
@@ -167,16 +170,17 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     ttl,
     clients: (options.clients ?? []).map(staticClient),
     interactions: options.interactions,
+    tokenRateLimit: checkRate(options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 }, 'tokenRateLimit'),
     registration: {
       enabled: options.registration?.enabled ?? true,
       rateLimit: checkRate(
         options.registration?.rateLimit ?? { limit: 20, windowSeconds: 60 },
-        'registration',
+        'registration.rateLimit',
       ),
     },
     cimd: {
       enabled: options.cimd?.enabled ?? true,
-      rateLimit: checkRate(options.cimd?.rateLimit ?? { limit: 10, windowSeconds: 60 }, 'cimd'),
+      rateLimit: checkRate(options.cimd?.rateLimit ?? { limit: 10, windowSeconds: 60 }, 'cimd.rateLimit'),
       unsafeAllowHosts: options.cimd?.unsafeAllowHosts ?? [],
       ca: options.cimd?.ca,
     },
@@ -242,7 +246,7 @@ function checkRate(value: { limit: number; windowSeconds: number }, what: string
       value.windowSeconds > 0
     )
   ) {
-    fail(`${what}.rateLimit must be { limit, windowSeconds } with whole numbers above 0`)
+    fail(`${what} must be { limit, windowSeconds } with whole numbers above 0`)
   }
   return value
 }

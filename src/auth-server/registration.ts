@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import type Provider from 'oidc-provider'
 import type { ResolvedOptions } from './options.ts'
+import { refusedOverLimit } from './rate_limit.ts'
 
 type Middleware = Parameters<Provider['use']>[0]
 type KoaContext = Parameters<Middleware>[0]
@@ -32,7 +33,6 @@ export function registrationMiddleware(
   route: string,
 ): Middleware {
   const digests = options.store.oidcAdapter('RegistrationDigest')
-  const { limit, windowSeconds } = options.registration.rateLimit
   return async (ctx, next) => {
     if (ctx.path !== route) return next()
     ctx.set('access-control-allow-origin', '*')
@@ -43,12 +43,16 @@ export function registrationMiddleware(
       return
     }
     if (ctx.method !== 'POST') return next()
-    if (!(await options.store.hit(`register:${ctx.ip}`, limit, windowSeconds))) {
-      ctx.set('retry-after', String(windowSeconds))
-      return reply(ctx, 429, {
-        error: 'too_many_requests',
-        error_description: `at most ${limit} registrations per ${windowSeconds} s from one address; retry later`,
-      })
+    if (
+      await refusedOverLimit(
+        ctx,
+        options.store,
+        `register:${ctx.ip}`,
+        options.registration.rateLimit,
+        'registrations',
+      )
+    ) {
+      return
     }
     const raw = await readBody(ctx)
     const body = parseObject(raw)

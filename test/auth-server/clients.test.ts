@@ -123,6 +123,27 @@ test('registrations beyond the rate limit get 429 with Retry-After', async () =>
   }
 })
 
+test('token requests beyond the rate limit get 429 with Retry-After, before the grant is looked at', async () => {
+  const h = await startAuthServer({ overrides: { tokenRateLimit: { limit: 3, windowSeconds: 300 } } })
+  try {
+    const guess = () =>
+      fetch(`${h.issuer}/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'authorization_code', code: 'guessed', client_id: 'nobody' }),
+      })
+    const statuses = []
+    for (let i = 0; i < 4; i++) statuses.push(await guess())
+    assert.deepEqual(
+      statuses.map((r) => r.status),
+      [401, 401, 401, 429],
+    )
+    assert.equal(statuses[3]?.headers.get('retry-after'), '300')
+    assert.equal(((await statuses[3]?.json()) as { error: string }).error, 'too_many_requests')
+  } finally {
+    await h.close()
+  }
+})
+
 describe('client ID metadata documents', () => {
   let h: Harness
   let bytesReceived = 0

@@ -1,0 +1,52 @@
+import type Provider from 'oidc-provider'
+import type { Store } from '../storage/store.ts'
+
+type KoaContext = Parameters<Parameters<Provider['use']>[0]>[0]
+
+export interface RateLimit {
+  limit: number
+  windowSeconds: number
+}
+
+/**
+ * Counts the request in `bucket` (shared by every instance on the store) and, past the limit, answers 429
+ * with `Retry-After` itself; returns whether it did, so the caller stops.
+ */
+export async function refusedOverLimit(
+  ctx: KoaContext,
+  store: Store,
+  bucket: string,
+  { limit, windowSeconds }: RateLimit,
+  what: string,
+): Promise<boolean> {
+  if (await store.hit(bucket, limit, windowSeconds)) return false
+  ctx.set('retry-after', String(windowSeconds))
+  ctx.status = 429
+  ctx.type = 'application/json'
+  ctx.body = {
+    error: 'too_many_requests',
+    error_description: `at most ${limit} ${what} per ${windowSeconds} s from one address; retry later`,
+  }
+  return true
+}
+
+/**
+ * Token requests per client address: codes and refresh tokens carry 256 bits, so this is about cost and
+ * noise more than guessing, but OAuth 2.1 ("Credentials-Guessing Attacks") asks for it all the same.
+ */
+export function tokenRateLimitMiddleware(
+  store: Store,
+  route: string,
+  rate: RateLimit,
+): Parameters<Provider['use']>[0] {
+  return async (ctx, next) => {
+    if (
+      ctx.path === route &&
+      ctx.method === 'POST' &&
+      (await refusedOverLimit(ctx, store, `token:${ctx.ip}`, rate, 'token requests'))
+    ) {
+      return
+    }
+    return next()
+  }
+}
