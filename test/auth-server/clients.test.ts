@@ -137,8 +137,9 @@ test('token requests beyond the rate limit get 429 with Retry-After, before the 
       statuses.map((r) => r.status),
       [401, 401, 401, 429],
     )
-    assert.equal(statuses[3]?.headers.get('retry-after'), '300')
-    assert.equal(((await statuses[3]?.json()) as { error: string }).error, 'too_many_requests')
+    const refused = statuses[3] as Response
+    assert.equal(refused.headers.get('retry-after'), '300')
+    assert.equal(((await refused.json()) as { error: string }).error, 'too_many_requests')
   } finally {
     await h.close()
   }
