@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { revokeConsent } from '../auth-server/index.ts'
 import { fail } from '../config/errors.ts'
-import { positionals, STORE_HELP, STORE_OPTIONS, withStore } from './data_store.ts'
+import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 
 const HELP = `Usage:
   gatehouse consents revoke <username> <client_id>
@@ -12,16 +11,9 @@ Options:
 ${STORE_HELP}`
 
 export async function runConsents(argv: string[]): Promise<void> {
-  const { values, positionals: args } = parseArgs({
-    args: argv,
-    options: STORE_OPTIONS,
-    allowPositionals: true,
-  })
-  const [action, ...rest] = args
-  if (values.help || action === undefined) {
-    console.log(HELP)
-    return
-  }
+  const parsed = parseAdminArgs(argv, HELP, {})
+  if (!parsed) return
+  const { values, action, rest } = parsed
   if (action !== 'revoke')
     fail(`unknown action "${action}": gatehouse consents revoke <username> <client_id>`)
   const [username, clientId] = positionals(

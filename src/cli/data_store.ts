@@ -1,3 +1,4 @@
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util'
 import { type StorageSettings, storageSettings } from '../config/embedded.ts'
 import { fail } from '../config/errors.ts'
 import { readConfigFile } from '../gateway/config.ts'
@@ -15,6 +16,28 @@ export const STORE_HELP = `  --config <file>    the YAML file gatehouse serve us
   --data-dir <dir>   default ./.gatehouse                                            (GATEHOUSE_DATA_DIR)
   GATEHOUSE_STORAGE_URL and GATEHOUSE_SECRET apply as for gatehouse serve.
   -h, --help         this help`
+
+/**
+ * The arguments of an admin command: the store flags plus `extra`, then `<action> [arguments…]`. Prints
+ * `help` and returns undefined when asked for it or when no action is given.
+ */
+export function parseAdminArgs<const T extends ParseArgsOptionsConfig>(
+  argv: string[],
+  help: string,
+  extra: T,
+) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { ...STORE_OPTIONS, ...extra },
+    allowPositionals: true,
+  })
+  const [action, ...rest] = positionals
+  if ((values as { help?: boolean }).help || action === undefined) {
+    console.log(help)
+    return undefined
+  }
+  return { values, action, rest }
+}
 
 /** The store settings exactly as `gatehouse serve` resolves them: flags, then GATEHOUSE_*, then the file. */
 export async function adminStorageSettings(

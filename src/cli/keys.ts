@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { rotateSigningKey, type SigningAlgorithm } from '../auth-server/index.ts'
 import { fail } from '../config/errors.ts'
-import { positionals, STORE_HELP, STORE_OPTIONS, withStore } from './data_store.ts'
+import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { loadSecret } from './embedded_server.ts'
 
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
@@ -17,20 +16,12 @@ Options:
 ${STORE_HELP}`
 
 export async function runKeys(argv: string[]): Promise<void> {
-  const { values, positionals: args } = parseArgs({
-    args: argv,
-    options: {
-      ...STORE_OPTIONS,
-      alg: { type: 'string', default: 'ES256' },
-      'keep-previous': { type: 'string' },
-    },
-    allowPositionals: true,
+  const parsed = parseAdminArgs(argv, HELP, {
+    alg: { type: 'string', default: 'ES256' },
+    'keep-previous': { type: 'string' },
   })
-  const [action, ...rest] = args
-  if (values.help || action === undefined) {
-    console.log(HELP)
-    return
-  }
+  if (!parsed) return
+  const { values, action, rest } = parsed
   if (action === 'rotate') {
     positionals(rest, [], 'gatehouse keys rotate [--alg ES256|EdDSA|RS256]')
     const alg = values.alg as SigningAlgorithm

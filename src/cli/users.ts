@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { createLocalUser } from '../auth-server/index.ts'
 import { fail } from '../config/errors.ts'
-import { positionals, STORE_HELP, STORE_OPTIONS, withStore } from './data_store.ts'
+import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { readSecretInput } from './prompt.ts'
 
 const HELP = `Usage:
@@ -13,16 +12,9 @@ Options:
 ${STORE_HELP}`
 
 export async function runUsers(argv: string[]): Promise<void> {
-  const { values, positionals: args } = parseArgs({
-    args: argv,
-    options: STORE_OPTIONS,
-    allowPositionals: true,
-  })
-  const [action, ...rest] = args
-  if (values.help || action === undefined) {
-    console.log(HELP)
-    return
-  }
+  const parsed = parseAdminArgs(argv, HELP, {})
+  if (!parsed) return
+  const { values, action, rest } = parsed
   if (action === 'add') {
     const [username] = positionals(rest, ['username'], 'gatehouse users add <username>') as [string]
     const password = await readSecretInput('Password for the new user: ')
