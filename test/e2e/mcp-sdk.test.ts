@@ -51,6 +51,18 @@ describe('the example MCP server behind the guard, with the MCP SDK clients', ()
     }
   }
 
+  /** Both SDK clients: the tools are listed, and whoami reports the identity the guard verified from `token`. */
+  async function expectToolsAndIdentity(client: Client | ClientV2, token: string): Promise<void> {
+    const { tools } = await client.listTools()
+    assert.deepEqual(tools.map((tool) => tool.name).sort(), ['echo', 'whoami'])
+    const whoami = await client.callTool({ name: 'whoami', arguments: {} })
+    assert.deepEqual(whoami.structuredContent, {
+      subject: decodeJwt(token).sub,
+      clientId: 'test-client',
+      scopes: [SCOPE],
+    })
+  }
+
   async function connectV1(token: string | undefined, responses: Seen[] = []): Promise<Client> {
     const client = new Client({ name: 'e2e', version: '1.0.0' })
     const transport = new StreamableHTTPClientTransport(new URL(server.url), {
@@ -97,14 +109,7 @@ describe('the example MCP server behind the guard, with the MCP SDK clients', ()
     const token = await idp.issueToken({ resource: server.url, scope: SCOPE })
     const client = await connectV1(token)
     try {
-      const { tools } = await client.listTools()
-      assert.deepEqual(tools.map((tool) => tool.name).sort(), ['echo', 'whoami'])
-      const whoami = await client.callTool({ name: 'whoami', arguments: {} })
-      assert.deepEqual(whoami.structuredContent, {
-        subject: decodeJwt(token).sub,
-        clientId: 'test-client',
-        scopes: [SCOPE],
-      })
+      await expectToolsAndIdentity(client, token)
       const echo = await client.callTool({ name: 'echo', arguments: { text: 'hello' } })
       assert.deepEqual(echo.content, [{ type: 'text', text: 'hello' }])
     } finally {
@@ -121,14 +126,7 @@ describe('the example MCP server behind the guard, with the MCP SDK clients', ()
       }),
     )
     try {
-      const { tools } = await client.listTools()
-      assert.deepEqual(tools.map((tool) => tool.name).sort(), ['echo', 'whoami'])
-      const whoami = await client.callTool({ name: 'whoami', arguments: {} })
-      assert.deepEqual(whoami.structuredContent, {
-        subject: decodeJwt(token).sub,
-        clientId: 'test-client',
-        scopes: [SCOPE],
-      })
+      await expectToolsAndIdentity(client, token)
     } finally {
       await client.close()
     }
