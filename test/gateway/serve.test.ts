@@ -9,20 +9,12 @@ import {
   connectClient,
   EVERYTHING_BIN,
   NODE,
+  processAlive,
   startIdp,
 } from '../support/gateway-harness.ts'
 import type { TestIdp } from '../support/idp.ts'
 
 const SERVE = new URL('../../src/cli/serve.ts', import.meta.url).href
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 describe('gatehouse serve -- <stdio command>', () => {
   let idp: TestIdp
@@ -75,11 +67,11 @@ describe('gatehouse serve -- <stdio command>', () => {
     const echo = await client.callTool({ name: 'echo', arguments: { message: 'cli' } })
     assert.deepEqual(echo.content, [{ type: 'text', text: 'Echo: cli' }])
     const { pid } = (await logged('MCP server process started')) as { pid: number }
-    assert.ok(alive(pid))
+    assert.ok(processAlive(pid))
 
     serve.kill('SIGTERM')
     const [code] = await once(serve, 'exit')
     assert.equal(code, 0)
-    assert.equal(alive(pid), false)
+    assert.equal(processAlive(pid), false)
   })
 })

@@ -12,6 +12,7 @@ import {
   logCapture,
   NODE,
   postRpc,
+  processAlive,
   startIdp,
   startTestGateway,
   transportOf,
@@ -36,15 +37,6 @@ const logged = (log: LogCapture, msg: string): Record<string, unknown>[] =>
 
 const streamsActive = (gateway: Gateway): number =>
   Number(/^gatehouse_streams_active (-?\d+)$/m.exec(gateway.metrics.render())?.[1])
-
-const processGone = (pid: number): true | undefined => {
-  try {
-    process.kill(pid, 0)
-    return undefined
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH' ? true : undefined
-  }
-}
 
 describe('gateway: stdio bridge streams (resumption, cancellation, idle reaping)', () => {
   let idp: TestIdp
@@ -199,7 +191,7 @@ describe('gateway: stdio bridge streams (resumption, cancellation, idle reaping)
     await eventually('the session to be reaped', () =>
       logged(reapingLog, 'idle session reaped').some((e) => e.session === sessionId) ? true : undefined,
     )
-    await eventually('the child process to end', () => processGone(pid))
+    await eventually('the child process to end', () => (processAlive(pid) ? undefined : true))
     const reused = await postRpc(
       reaping.resource,
       { jsonrpc: '2.0', id: 2, method: 'tools/list' },

@@ -19,6 +19,16 @@ export const EVERYTHING_BIN = new URL('../../node_modules/.bin/mcp-server-everyt
   .pathname
 export const NODE = process.execPath
 
+/** Whether a process exists (EPERM still means it does). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH'
+  }
+}
+
 export const startIdp = (): Promise<TestIdp> => startTestIdp({ resources: { [AUDIENCE]: ALL_SCOPES } })
 
 /** A token for `subject` signed with the IdP's own key, for a second user (client credentials give one). */
