@@ -654,11 +654,8 @@ export class StdioUpstream implements Upstream {
 
   async get(x: McpExchange): Promise<void> {
     if (this.#refuseStateless(x)) return
-    const session = x.sessionId === undefined ? undefined : this.#sessions.get(x.sessionId)
-    if (session === undefined) {
-      sendRpcError(x.res, x.sessionId === undefined ? 400 : 404, RPC.connectionClosed, 'Session not found')
-      return
-    }
+    const session = this.#existingSession(x)
+    if (session === undefined) return
     const lastEventId = x.req.headers['last-event-id']
     const opened = session.openGetStream(
       x.res,
@@ -682,13 +679,19 @@ export class StdioUpstream implements Upstream {
 
   async delete(x: McpExchange): Promise<void> {
     if (this.#refuseStateless(x)) return
+    const session = this.#existingSession(x)
+    if (session === undefined) return
+    this.endSession(session.id)
+    x.res.writeHead(200).end()
+  }
+
+  /** The session a GET or DELETE names; otherwise answers 400 (none named) or 404 (unknown) and gives undefined. */
+  #existingSession(x: McpExchange): BridgeSession | undefined {
     const session = x.sessionId === undefined ? undefined : this.#sessions.get(x.sessionId)
     if (session === undefined) {
       sendRpcError(x.res, x.sessionId === undefined ? 400 : 404, RPC.connectionClosed, 'Session not found')
-      return
     }
-    this.endSession(session.id)
-    x.res.writeHead(200).end()
+    return session
   }
 
   busy(sessionId: string): boolean {
