@@ -1,6 +1,7 @@
 import { GuardError } from '../guard/errors.ts'
 import type { AuthorizationServerOptions, GuardOptions } from '../guard/options.ts'
 import type { ScopeMode } from '../guard/scopes.ts'
+import { only } from './errors.ts'
 
 /**
  * The `transport.auth` block of a configuration file. Apollo MCP Server's keys are accepted as they are
@@ -110,11 +111,8 @@ function record(value: unknown, where: string): Record<string, unknown> {
   return value as Record<string, unknown>
 }
 
-function rejectUnknown(block: Record<string, unknown>, known: readonly string[], where: string): void {
-  const unknown = Object.keys(block).filter((key) => !known.includes(key))
-  if (unknown.length > 0)
-    fail(`${where} has unknown keys ${unknown.join(', ')}; known keys: ${known.join(', ')}`)
-}
+const rejectUnknown = (block: Record<string, unknown>, known: readonly string[], where: string): void =>
+  only(block, known, where, fail)
 
 function optionalString(value: unknown, where: string): string | undefined {
   if (value === undefined || value === null) return undefined

@@ -4,7 +4,7 @@ import type { ClientMetadata } from 'oidc-provider'
 import type { AuthServerTtl, LoginAndConsentOptions, SigningAlgorithm } from '../auth-server/index.ts'
 import type { GuardOptions } from '../guard/index.ts'
 import { guardOptionsFromAuthBlock } from './apollo.ts'
-import { fail } from './errors.ts'
+import { fail, only } from './errors.ts'
 
 export const DEFAULT_DATA_DIR = './.gatehouse'
 const DEFAULT_SCOPES = ['mcp']
@@ -47,10 +47,12 @@ type Mapping = Record<string, unknown>
 
 /** `data_dir`, `storage.url` and `secret`: flags over GATEHOUSE_* over the file over the defaults. */
 export function storageSettings(flags: StorageFlags, env: Env, file: Mapping): StorageSettings {
+  const storage = mapping(file.storage, 'storage')
+  only(storage, ['url'], 'storage')
   if (flags.dev) return { dataDir: undefined, url: undefined, secret: randomBytes(32).toString('base64url') }
   const dataDir =
     flags.dataDir ?? env.GATEHOUSE_DATA_DIR ?? text(file.data_dir, 'data_dir') ?? DEFAULT_DATA_DIR
-  const url = env.GATEHOUSE_STORAGE_URL ?? text(mapping(file.storage, 'storage').url, 'storage.url')
+  const url = env.GATEHOUSE_STORAGE_URL ?? text(storage.url, 'storage.url')
   if (url !== undefined && !/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(url)) {
     fail('storage.url must be sqlite:<file> or postgres://user:password@host/database')
   }
@@ -159,11 +161,6 @@ function switchable(value: unknown, where: string) {
       ? { rateLimit: { limit: rate.limit as number, windowSeconds: rate.window_seconds as number } }
       : {}),
   }
-}
-
-function only(block: Mapping, known: readonly string[], where: string) {
-  const unknown = Object.keys(block).filter((key) => !known.includes(key))
-  if (unknown.length > 0) fail(`${where}: unknown setting ${unknown.join(', ')}; known: ${known.join(', ')}`)
 }
 
 function mapping(value: unknown, where: string): Mapping {

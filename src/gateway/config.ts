@@ -8,7 +8,7 @@ import {
   isLoopback,
   usesEmbeddedAuthorizationServer,
 } from '../config/embedded.ts'
-import { GatewayConfigError } from '../config/errors.ts'
+import { GatewayConfigError, only } from '../config/errors.ts'
 import { type GuardOptions, guardOptionsFromEnv } from '../guard/index.ts'
 
 export type UpstreamCredentialsMode = 'none' | 'passthrough'
@@ -41,7 +41,14 @@ export interface GatewayConfig {
   defaultToolScopes: readonly string[]
   allowAnonymousDiscovery: boolean
   upstreamCredentials: UpstreamCredentialsMode
-  sessions: { idleTimeoutSeconds: number; maxSessions: number; maxSessionsPerUser: number }
+  sessions: {
+    idleTimeoutSeconds: number
+    maxSessions: number
+    /** Default: a tenth of `maxSessions` (at least 1), so one subject cannot take every session. */
+    maxSessionsPerUser: number
+    /** Sessions opened without a token (anonymous discovery), each a stdio child: kept few. Default 16. */
+    maxAnonymousSessions: number
+  }
   limits: {
     maxBodyBytes: number
     upstreamTimeoutMs: number
@@ -51,6 +58,11 @@ export interface GatewayConfig {
   }
   tls: { cert: string; key: string } | undefined
   trustProxy: boolean
+  /**
+   * Browser origins, besides the public URL's, allowed to call the MCP endpoint and the authorization server
+   * (`allowed_origins`); a request whose `Origin` is another one gets 403 (DNS rebinding, cross-site calls).
+   */
+  allowedOrigins: readonly string[]
   logLevel: string
   /** The embedded authorization server, when no external one is configured; it serves on the MCP URL's origin. */
   authorizationServer: EmbeddedAuthorizationConfig | undefined
@@ -84,6 +96,7 @@ const DEFAULTS = {
   address: '127.0.0.1',
   idleTimeoutSeconds: 900,
   maxSessions: 1000,
+  maxAnonymousSessions: 16,
   maxBodyBytes: 1_048_576,
   upstreamTimeoutMs: 30_000,
   shutdownGraceMs: 10_000,
@@ -91,7 +104,7 @@ const DEFAULTS = {
   logLevel: 'info',
 }
 
-const FILE_KEYS = new Set([
+const FILE_KEYS = [
   'upstream',
   'command',
   'args',
@@ -107,13 +120,14 @@ const FILE_KEYS = new Set([
   'limits',
   'tls',
   'trust_proxy',
+  'allowed_origins',
   'log_level',
   'data_dir',
   'storage',
   'secret',
   'authorization_server',
   'stdio',
-])
+]
 
 /**
  * Merges flags over environment over file over defaults, and validates the result with messages that name
@@ -126,6 +140,7 @@ export async function loadGatewayConfig(
   const configPath = flags.config ?? env.GATEHOUSE_CONFIG
   const file = configPath ? await readConfigFile(configPath) : {}
   const transport = record(file.transport, 'transport')
+  only(transport, ['type', 'port', 'address', 'auth'], 'transport')
   if (transport.type !== undefined && transport.type !== 'streamable_http') {
     fail(
       `transport.type ${JSON.stringify(transport.type)} is not supported; gatehouse serves streamable_http`,
@@ -133,19 +148,12 @@ export async function loadGatewayConfig(
   }
   const auth = transport.auth
   const sessions = record(file.sessions, 'sessions')
+  only(sessions, SESSION_KEYS, 'sessions')
   const limits = record(file.limits, 'limits')
-  const credentials = record(file.upstream_credentials, 'upstream_credentials')
-
-  const upstreamMode = credentials.mode ?? env.GATEHOUSE_UPSTREAM_CREDENTIALS ?? 'none'
-  if (PLANNED_CREDENTIAL_MODES.has(upstreamMode)) {
-    fail(
-      `upstream_credentials.mode ${upstreamMode} is not available yet (token exchange and the token vault come in a later release); use none or passthrough`,
-    )
-  }
-  if (upstreamMode !== 'none' && upstreamMode !== 'passthrough') {
-    return fail(`upstream_credentials.mode ${JSON.stringify(upstreamMode)} must be none or passthrough`)
-  }
+  only(limits, LIMIT_KEYS, 'limits')
+  const upstreamMode = upstreamCredentials(file, env, auth)
   const tls = record(file.tls, 'tls')
+  only(tls, ['cert', 'key'], 'tls')
   const cert = env.GATEHOUSE_TLS_CERT ?? optionalString(tls.cert, 'tls.cert')
   const key = env.GATEHOUSE_TLS_KEY ?? optionalString(tls.key, 'tls.key')
   if ((cert === undefined) !== (key === undefined)) fail('TLS needs both tls.cert and tls.key')
@@ -171,6 +179,7 @@ export async function loadGatewayConfig(
     'address',
   )
   if (flags.dev) checkDevelopmentBinding(address, publicUrl)
+  const maxSessions = integer(sessions.max_sessions ?? DEFAULTS.maxSessions, 'sessions.max_sessions', 1)
   return {
     upstream: upstreamFrom(flags, env, file),
     port: integer(flags.port ?? env.GATEHOUSE_PORT ?? transport.port ?? DEFAULTS.port, 'port', 0, 65_535),
@@ -193,11 +202,16 @@ export async function loadGatewayConfig(
         'sessions.idle_timeout_seconds',
         1,
       ),
-      maxSessions: integer(sessions.max_sessions ?? DEFAULTS.maxSessions, 'sessions.max_sessions', 1),
+      maxSessions,
       maxSessionsPerUser: integer(
-        sessions.max_sessions_per_user ?? sessions.max_sessions ?? DEFAULTS.maxSessions,
+        sessions.max_sessions_per_user ?? Math.max(1, Math.floor(maxSessions / 10)),
         'sessions.max_sessions_per_user',
         1,
+      ),
+      maxAnonymousSessions: integer(
+        sessions.max_anonymous_sessions ?? DEFAULTS.maxAnonymousSessions,
+        'sessions.max_anonymous_sessions',
+        0,
       ),
     },
     limits: {
@@ -227,12 +241,69 @@ export async function loadGatewayConfig(
     },
     tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
     trustProxy: boolean(env.GATEHOUSE_TRUST_PROXY ?? file.trust_proxy ?? false, 'trust_proxy'),
+    allowedOrigins: allowedOrigins(env.GATEHOUSE_ALLOWED_ORIGINS?.split(',') ?? file.allowed_origins ?? []),
     logLevel: checkString(
       flags.logLevel ?? env.GATEHOUSE_LOG_LEVEL ?? file.log_level ?? DEFAULTS.logLevel,
       'log_level',
     ),
     authorizationServer: embedded ? embeddedAuthorizationConfig(flags, env, file) : undefined,
   }
+}
+
+const SESSION_KEYS = [
+  'idle_timeout_seconds',
+  'max_sessions',
+  'max_sessions_per_user',
+  'max_anonymous_sessions',
+]
+const LIMIT_KEYS = ['max_body_bytes', 'upstream_timeout_ms', 'shutdown_grace_ms', 'stream_idle_timeout_ms']
+
+/**
+ * `upstream_credentials.mode`, and Apollo's `transport.auth.disable_auth_token_passthrough` when given:
+ * `false` asks for passthrough, `true` forbids it. A file where the two disagree is refused rather than
+ * resolved silently one way or the other.
+ */
+function upstreamCredentials(
+  file: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+  auth: unknown,
+): UpstreamCredentialsMode {
+  const credentials = record(file.upstream_credentials, 'upstream_credentials')
+  only(credentials, ['mode'], 'upstream_credentials')
+  const mode = credentials.mode ?? env.GATEHOUSE_UPSTREAM_CREDENTIALS
+  if (PLANNED_CREDENTIAL_MODES.has(mode)) {
+    fail(
+      `upstream_credentials.mode ${mode} is not available yet (token exchange and the token vault come in a later release); use none or passthrough`,
+    )
+  }
+  if (mode !== undefined && mode !== 'none' && mode !== 'passthrough') {
+    return fail(`upstream_credentials.mode ${JSON.stringify(mode)} must be none or passthrough`)
+  }
+  const disable = record(auth, 'transport.auth').disable_auth_token_passthrough
+  if (disable === undefined) return mode ?? 'none'
+  const implied = boolean(disable, 'transport.auth.disable_auth_token_passthrough') ? 'none' : 'passthrough'
+  if (mode !== undefined && mode !== implied) {
+    fail(
+      `transport.auth.disable_auth_token_passthrough: ${disable} contradicts upstream_credentials.mode ${mode}; ` +
+        `remove one of them (disable_auth_token_passthrough: true means mode none, false means mode passthrough)`,
+    )
+  }
+  return implied
+}
+
+/** `allowed_origins`: each an origin exactly (scheme, host, port), as browsers send it in `Origin`. */
+function allowedOrigins(value: unknown): string[] {
+  return stringList(value, 'allowed_origins').map((entry) => {
+    const origin = entry.trim()
+    const url = URL.parse(origin)
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== origin) {
+      fail(
+        `allowed_origins entry ${JSON.stringify(entry)} must be an origin such as https://app.example.com ` +
+          '(scheme, host and optional port; no path, no trailing slash)',
+      )
+    }
+    return origin
+  })
 }
 
 /** Development mode signs anyone in as the test user: nothing but this machine may reach it. */
@@ -261,9 +332,7 @@ export async function readConfigFile(path: string): Promise<Record<string, unkno
     return fail(`${path} is not valid YAML: ${(error as Error).message}`)
   }
   const file = record(parsed ?? {}, path)
-  const unknown = Object.keys(file).filter((k) => !FILE_KEYS.has(k))
-  if (unknown.length > 0)
-    fail(`${path}: unknown setting ${unknown.join(', ')}; known: ${[...FILE_KEYS].join(', ')}`)
+  only(file, FILE_KEYS, path)
   return file
 }
 
@@ -280,6 +349,7 @@ function upstreamFrom(
   env: Record<string, string | undefined>,
   file: Record<string, unknown>,
 ): UpstreamConfig {
+  const stdio = stdioBlock(file)
   const fromFlags = flags.command?.length ? flags.command : undefined
   const url = flags.upstream ?? (fromFlags ? undefined : (env.GATEHOUSE_UPSTREAM ?? file.upstream))
   const command =
@@ -298,7 +368,7 @@ function upstreamFrom(
       env: stringMap(file.env ?? {}, 'env'),
       cwd: optionalString(file.cwd, 'cwd'),
       shared: boolean(
-        flags.stdioShared ?? env.GATEHOUSE_STDIO_SHARED ?? record(file.stdio, 'stdio').shared ?? false,
+        flags.stdioShared ?? env.GATEHOUSE_STDIO_SHARED ?? stdio.shared ?? false,
         'stdio.shared',
       ),
     }
@@ -319,6 +389,12 @@ function upstreamFrom(
   return { kind: 'http', url: parsed }
 }
 
+function stdioBlock(file: Record<string, unknown>): Record<string, unknown> {
+  const block = record(file.stdio, 'stdio')
+  only(block, ['shared'], 'stdio')
+  return block
+}
+
 function checkPublicUrl(value: string | undefined): string | undefined {
   if (value === undefined) return undefined
   let url: URL
@@ -337,8 +413,9 @@ function toolScopes(value: unknown): Record<string, readonly string[]> {
   const tools = record(value, 'tools')
   return Object.fromEntries(
     Object.entries(tools).map(([name, entry]) => {
-      const scopes = record(entry, `tools.${name}`).scopes
-      return [name, stringList(scopes ?? [], `tools.${name}.scopes`)]
+      const tool = record(entry, `tools.${name}`)
+      only(tool, ['scopes'], `tools.${name}`)
+      return [name, stringList(tool.scopes ?? [], `tools.${name}.scopes`)]
     }),
   )
 }

@@ -348,7 +348,7 @@ class GatewayHandler {
         sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
         return undefined
       }
-    } else if (messages.some((m) => m.method === 'initialize') && !this.#sessions.admits(principal?.key)) {
+    } else if (messages.some((m) => m.method === 'initialize') && !this.#sessions.admits(principal?.key, res)) {
       res.setHeader('retry-after', '30')
       sendRpcError(
         res,

@@ -12,6 +12,8 @@ export interface SessionLimits {
   maxSessions: number
   /** Keeps one subject from taking every session of the gateway. */
   maxSessionsPerUser: number
+  /** Keeps anonymous discovery (no token, a child each on stdio) from taking the sessions signed-in users need. */
+  maxAnonymousSessions: number
 }
 
 /**
@@ -21,6 +23,8 @@ export interface SessionLimits {
  */
 export class SessionRegistry {
   readonly #sessions = new Map<string, SessionEntry>()
+  /** Admitted `initialize` requests still running, by owner (`undefined`: anonymous), so a burst cannot overshoot. */
+  readonly #admitted = new Map<string | undefined, number>()
   readonly #metrics: GatewayMetrics
   readonly #limits: SessionLimits
 
@@ -33,13 +37,27 @@ export class SessionRegistry {
     return this.#sessions.size
   }
 
-  /** Whether `owner` may open one more session: below the gateway's limit and below the per-user one. */
-  admits(owner: string | undefined): boolean {
-    if (this.#sessions.size >= this.#limits.maxSessions) return false
-    if (owner === undefined) return true
-    let owned = 0
+  /**
+   * Whether `owner` may open one more session: below the gateway's limit and below the per-user one, or for
+   * an anonymous one (`undefined`), below the anonymous limit. Sessions being created by admitted requests
+   * still running count too.
+   */
+  admits(owner: string | undefined, request: { once(event: 'close', listener: () => void): unknown }): boolean {
+    let pending = 0
+    for (const n of this.#admitted.values()) pending += n
+    if (this.#sessions.size + pending >= this.#limits.maxSessions) return false
+    let owned = this.#admitted.get(owner) ?? 0
     for (const entry of this.#sessions.values()) if (entry.owner === owner) owned += 1
-    return owned < this.#limits.maxSessionsPerUser
+    const limit = owner === undefined ? this.#limits.maxAnonymousSessions : this.#limits.maxSessionsPerUser
+    if (owned >= limit) return false
+    // Counted until the request is over: by then its session, if any, is bound.
+    this.#admitted.set(owner, (this.#admitted.get(owner) ?? 0) + 1)
+    request.once('close', () => {
+      const left = (this.#admitted.get(owner) ?? 1) - 1
+      if (left > 0) this.#admitted.set(owner, left)
+      else this.#admitted.delete(owner)
+    })
+    return true
   }
 
   bind(id: string, owner: string | undefined): void {

@@ -72,7 +72,7 @@ transport:
     [
       'a misspelt key',
       { servers: ['https://a.example'], audience: ['x'] },
-      'transport.auth has unknown keys audience; known keys: servers,',
+      'transport.auth: unknown setting audience; known: servers,',
     ],
     [
       'scopes not a list',
