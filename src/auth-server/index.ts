@@ -85,7 +85,13 @@ export async function createAuthorizationServer(
     provider,
     signingKid: (keys[0] as { kid: string }).kid,
     publicJwks: () => publicJwks.map((jwk) => ({ ...jwk })),
-    handle: createMount(options.issuerPath, interactionPath, interactions, provider.callback()),
+    handle: createMount(
+      options.issuerPath,
+      interactionPath,
+      interactions,
+      provider.callback(),
+      options.allowedOrigins,
+    ),
     close: async () => {},
   }
 }

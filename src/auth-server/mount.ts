@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { InteractionHandler } from './options.ts'
+import { refuseForeignOrigin } from './origin.ts'
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 type ProviderRequest = IncomingMessage & { originalUrl?: string }
@@ -26,17 +27,19 @@ export const ROUTES = {
  * Routes a request of the shared origin to the provider when it belongs to the authorization server: every
  * path under the issuer's path, the path-inserted RFC 8414 and OIDC discovery URLs (`/.well-known/<suffix>
  * <issuer path>`), and the interaction pages (to the login and consent handler first). Anything else is left
- * to the host (false).
+ * to the host (false). A state-changing request from a browser origin not in `allowedOrigins` gets 403.
  */
 export function createMount(
   issuerPath: string,
   interactionPath: string,
   interactions: InteractionHandler,
   callback: RequestListener,
+  allowedOrigins: ReadonlySet<string>,
 ) {
   const routes: readonly string[] = Object.values(ROUTES)
   const wellKnown: readonly string[] = WELL_KNOWN
   const forward = (req: ProviderRequest, res: ServerResponse, providerUrl: string) => {
+    if (refuseForeignOrigin(req, res, allowedOrigins)) return true
     req.originalUrl = req.url
     req.url = providerUrl
     callback(req, res)
@@ -48,11 +51,13 @@ export function createMount(
     const queryAt = url.indexOf('?')
     const path = queryAt === -1 ? url : url.slice(0, queryAt)
     const query = queryAt === -1 ? '' : url.slice(queryAt)
-    if (path.startsWith(interactionPath)) return interactions(req, res)
+    if (path.startsWith(interactionPath)) {
+      return refuseForeignOrigin(req, res, allowedOrigins) || interactions(req, res)
+    }
     if (issuerPath === '') {
       const owned = wellKnown.includes(path) || routes.some((r) => path === r || path.startsWith(`${r}/`))
       if (!owned) return false
-      callback(req, res)
+      if (!refuseForeignOrigin(req, res, allowedOrigins)) callback(req, res)
       return true
     }
     for (const suffix of WELL_KNOWN) {

@@ -90,6 +90,12 @@ export interface AuthorizationServerOptions {
   }
   /** Trust `X-Forwarded-*` (behind a TLS-terminating proxy). Default false. */
   proxy?: boolean
+  /**
+   * Browser origins, besides the issuer's, whose pages may call the state-changing endpoints (registration,
+   * token, revocation, introspection, PAR, the sign-in pages, logout): e.g. a browser-based MCP client. A
+   * request with another `Origin` gets 403; one without `Origin` (not from a browser) passes. Default none.
+   */
+  allowedOrigins?: readonly string[]
   logger?: AuthServerLogger
 }
 
@@ -114,6 +120,8 @@ export interface ResolvedOptions {
     ca: string | undefined
   }
   proxy: boolean
+  /** The issuer's origin and `allowedOrigins`. */
+  allowedOrigins: ReadonlySet<string>
   logger: AuthServerLogger
 }
 
@@ -185,8 +193,19 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
       ca: options.cimd?.ca,
     },
     proxy: options.proxy === true,
+    allowedOrigins: new Set([new URL(issuer).origin, ...checkOrigins(options.allowedOrigins ?? [])]),
     logger: options.logger ?? consoleLogger,
   }
+}
+
+function checkOrigins(value: readonly string[]): readonly string[] {
+  if (!Array.isArray(value)) return fail('allowedOrigins must be a list of origins')
+  for (const origin of value) {
+    if (typeof origin !== 'string' || URL.parse(origin)?.origin !== origin) {
+      fail(`allowedOrigins entry ${JSON.stringify(origin)} must be an origin such as https://app.example.com`)
+    }
+  }
+  return value
 }
 
 function checkIssuer(value: unknown): string {

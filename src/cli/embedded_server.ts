@@ -31,6 +31,7 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
           startEmbeddedAuthorizationServer(settings, resource, {
             logger: guardLogger(logger),
             proxy: config.trustProxy,
+            allowedOrigins: config.allowedOrigins,
           })
       : undefined,
   })
@@ -43,7 +44,7 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
 export async function startEmbeddedAuthorizationServer(
   config: EmbeddedAuthorizationConfig,
   resource: { url: string; scopes: readonly string[] },
-  options: { logger: AuthServerLogger; proxy: boolean },
+  options: { logger: AuthServerLogger; proxy: boolean; allowedOrigins?: readonly string[] },
 ): Promise<EmbeddedAuthorization> {
   const { store, dataDir, close } = await openDataStore(config.storage)
   try {
@@ -61,6 +62,7 @@ export async function startEmbeddedAuthorizationServer(
       registration: config.registration,
       cimd: config.cimd,
       proxy: options.proxy,
+      allowedOrigins: options.allowedOrigins ?? [],
       logger: options.logger,
     })
     for (const provider of config.dev ? [] : (config.login.upstream ?? [])) {

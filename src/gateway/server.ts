@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import type { AuthorizationServer } from '../auth-server/index.ts'
 import { createGuard, type Guard, type AuthorizationServerOptions as TrustedServer } from '../guard/index.ts'
 import type { Store } from '../storage/store.ts'
+import { isLoopback } from '../config/embedded.ts'
 import type { GatewayConfig } from './config.ts'
 import {
   BodyTooLarge,
@@ -43,8 +44,8 @@ export interface Gateway {
   close(): Promise<void>
 }
 
+/** Sent to an allowed browser origin, which is echoed in `access-control-allow-origin` (`vary: origin`). */
 const CORS = {
-  'access-control-allow-origin': '*',
   'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
   'access-control-allow-headers':
     'authorization, dpop, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name',
@@ -114,7 +115,7 @@ export async function startGateway(
       ...(authorizationServer ? { authorizationServers: [authorizationServer.trusted] } : {}),
       logger: guardLogger(logger),
     })
-    const gateway = new GatewayHandler(config, guard, logger, authorizationServer)
+    const gateway = new GatewayHandler(config, guard, logger, authorizationServer, port)
     handler = (req, res) => void gateway.handle(req, res)
     logger.info(
       {
@@ -154,6 +155,10 @@ class GatewayHandler {
   readonly #upstream: Upstream
   readonly #authorizationServer: EmbeddedAuthorization | undefined
   readonly #reaper: NodeJS.Timeout
+  /** The public origin and `allowed_origins`: the browser origins the MCP endpoint serves. */
+  readonly #allowedOrigins: ReadonlySet<string>
+  /** On a loopback bind, the `Host` values this gateway answers to; `undefined` elsewhere (any). */
+  readonly #allowedHosts: ReadonlySet<string> | undefined
   #closing = false
 
   constructor(
@@ -161,6 +166,7 @@ class GatewayHandler {
     guard: Guard,
     logger: Logger,
     authorizationServer: EmbeddedAuthorization | undefined,
+    port: number,
   ) {
     this.#config = config
     this.#authorizationServer = authorizationServer
@@ -169,6 +175,8 @@ class GatewayHandler {
     const resource = new URL(guard.resource)
     this.#origin = resource.origin
     this.#mcpPath = resource.pathname
+    this.#allowedOrigins = new Set([resource.origin, ...config.allowedOrigins])
+    this.#allowedHosts = isLoopback(config.address) ? loopbackHosts(resource, port) : undefined
     this.#sessions = new SessionRegistry(config.sessions, this.metrics)
     this.#policy = new ToolPolicy(config.tools, config.defaultToolScopes, guard)
     const upstream = config.upstream
@@ -215,6 +223,7 @@ class GatewayHandler {
         'request',
       )
     try {
+      if (this.#refusedHost(req, res)) return
       // The authorization server owns its paths on this origin (the 2025-03-26 /authorize, /token, /register
       // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
       if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
@@ -263,11 +272,11 @@ class GatewayHandler {
 
   async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET'
+    if (this.#refusedOrigin(req, res)) return
     if (method === 'OPTIONS') {
-      res.writeHead(204, { ...CORS, 'access-control-max-age': '86400' }).end()
+      res.writeHead(204, { 'access-control-max-age': '86400' }).end()
       return
     }
-    for (const [name, value] of Object.entries(CORS)) res.setHeader(name, value)
     if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
       return sendRpcError(
         res,
@@ -397,9 +406,55 @@ class GatewayHandler {
     }
   }
 
+  /**
+   * The transport spec's DNS-rebinding defence: a browser request from an origin that is neither the public
+   * one nor in `allowed_origins` gets 403 before anything else; an allowed one gets the CORS headers.
+   * Requests without `Origin` (not from a browser) pass.
+   */
+  #refusedOrigin(req: IncomingMessage, res: ServerResponse): boolean {
+    const origin = req.headers.origin
+    if (origin === undefined) return false
+    res.setHeader('vary', 'origin')
+    if (!this.#allowedOrigins.has(origin)) {
+      this.#logger.info({ origin }, 'request from a foreign origin refused')
+      sendRpcError(res, 403, RPC.connectionClosed, `Forbidden: origin ${origin} is not allowed`)
+      return true
+    }
+    res.setHeader('access-control-allow-origin', origin)
+    for (const [name, value] of Object.entries(CORS)) res.setHeader(name, value)
+    return false
+  }
+
+  /**
+   * On a loopback bind (always so in --dev), a `Host` other than the public URL's or a loopback name with
+   * this port means a DNS name rebound to this machine: a web page's requests reaching a local-only server.
+   */
+  #refusedHost(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.#allowedHosts === undefined || this.#allowedHosts.has((req.headers.host ?? '').toLowerCase()))
+      return false
+    this.#logger.info({ host: req.headers.host }, 'request for a foreign host name refused')
+    sendJson(res, 403, {
+      error: 'forbidden_host',
+      error_description: 'this server answers only to its public URL and to loopback names with its port',
+    })
+    return true
+  }
+
   #client(req: IncomingMessage): string | undefined {
     const forwarded = req.headers['x-forwarded-for']
     if (this.#config.trustProxy && typeof forwarded === 'string') return forwarded.split(',')[0]?.trim()
     return req.socket.remoteAddress
   }
+}
+
+/** The `Host` values of a loopback-bound gateway: the public URL's, and each loopback name with the port. */
+function loopbackHosts(resource: URL, port: number): Set<string> {
+  const hosts = new Set([resource.host])
+  // A client leaves a default port out of Host.
+  const omitted = port === (resource.protocol === 'https:' ? 443 : 80)
+  for (const name of ['127.0.0.1', 'localhost', '[::1]']) {
+    hosts.add(`${name}:${port}`)
+    if (omitted) hosts.add(name)
+  }
+  return hosts
 }

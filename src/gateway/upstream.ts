@@ -39,6 +39,8 @@ export const FORWARDED_REQUEST_HEADERS = [
   'mcp-method',
   'mcp-name',
   'user-agent',
+  // The upstream may run its own Origin check (the transport spec asks servers to); only allowed ones get here.
+  'origin',
 ] as const
 
 export const FORWARDED_RESPONSE_HEADERS = [

@@ -28,7 +28,10 @@ describe('dynamic client registration', () => {
   let h: Harness
   before(async () => {
     h = await startAuthServer({
-      overrides: { registration: { rateLimit: { limit: 12, windowSeconds: 3600 } } },
+      overrides: {
+        registration: { rateLimit: { limit: 12, windowSeconds: 3600 } },
+        allowedOrigins: ['https://app.example'],
+      },
     })
   })
   after(() => h.close())
@@ -52,6 +55,17 @@ describe('dynamic client registration', () => {
     })
     assert.equal(preflight.status, 204)
     assert.equal(preflight.headers.get('access-control-allow-origin'), '*')
+  })
+
+  test('a registration from a browser origin not in allowedOrigins gets 403 (cross-site, DNS rebinding)', async () => {
+    const { response, body } = await register(
+      h,
+      { ...MCP_CLIENT, client_name: 'cross-site' },
+      { origin: 'https://evil.example' },
+    )
+    assert.equal(response.status, 403)
+    assert.equal(body.error, 'invalid_request')
+    assert.equal(body.client_id, undefined)
   })
 
   test('a body with no token_endpoint_auth_method gets a public client and no useless secret', async () => {
