@@ -2,6 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
+import { childEnvironment } from './child_env.ts'
 import { acceptsEventStream, sendJson, sendRpcError, singleId } from './http.ts'
 import {
   isNotification,
@@ -331,7 +332,7 @@ class StdioChild {
     this.#o = options
     this.process = spawn(options.command, [...options.args], {
       cwd: options.cwd,
-      env: { ...process.env, ...options.env },
+      env: childEnvironment(process.env, options.env),
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     this.#log = options.logger.child({ pid: this.process.pid })
@@ -343,7 +344,11 @@ class StdioChild {
         if (line.trim()) this.#log.info({ stderr: line }, 'MCP server stderr')
     })
     this.process.stdin.on('error', () => {})
-    this.process.on('error', (error) => this.#onExit(`could not run ${options.command}: ${error.message}`))
+    this.process.on('error', (error) => {
+      // The command line stays in the log: it may name paths and arguments the client has no business seeing.
+      this.#log.error({ command: options.command, err: error.message }, 'could not start the MCP server')
+      this.#onExit('could not be started')
+    })
     this.process.on('exit', (code, signal) => this.#onExit(`exited with ${signal ?? `code ${code}`}`))
   }
 

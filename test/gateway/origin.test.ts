@@ -45,7 +45,11 @@ describe('gateway: Origin on the MCP endpoint', () => {
 
   before(async () => {
     ;[idp, upstream] = await Promise.all([startIdp(), startOddUpstream()])
-    gateway = await startTestGateway(idp, { upstream: upstream.url('record') }, { allowed_origins: [CONFIGURED] })
+    gateway = await startTestGateway(
+      idp,
+      { upstream: upstream.url('record') },
+      { allowed_origins: [CONFIGURED] },
+    )
     bearer = { authorization: `Bearer ${await tokenFor(idp, 'alice', 'mcp')}` }
   })
   after(async () => {
@@ -158,7 +162,9 @@ describe('gatehouse serve: cross-origin registration', () => {
   const clientRows = () => {
     const db = new DatabaseSync(join(dataDir, 'gatehouse.db'), { readOnly: true })
     try {
-      return (db.prepare("SELECT count(*) AS n FROM oidc_records WHERE model = 'Client'").get() as { n: number }).n
+      return (
+        db.prepare("SELECT count(*) AS n FROM oidc_records WHERE model = 'Client'").get() as { n: number }
+      ).n
     } finally {
       db.close()
     }
