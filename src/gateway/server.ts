@@ -9,9 +9,9 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { AuthorizationServer } from '../auth-server/index.ts'
+import { isLoopback } from '../config/embedded.ts'
 import { createGuard, type Guard, type AuthorizationServerOptions as TrustedServer } from '../guard/index.ts'
 import type { Store } from '../storage/store.ts'
-import { isLoopback } from '../config/embedded.ts'
 import type { GatewayConfig } from './config.ts'
 import {
   BodyTooLarge,
@@ -24,7 +24,7 @@ import {
 } from './http.ts'
 import { principalOf, UPSTREAM_JWKS_PATH, UpstreamIdentity } from './identity.ts'
 import { isStatelessEra, type JsonRpcMessage, parseJsonRpcBody, RPC } from './jsonrpc.ts'
-import { createGatewayLogger, guardLogger } from './logger.ts'
+import { createGatewayLogger, guardLogger, redactUrl } from './logger.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
 import { HttpUpstream } from './proxy.ts'
@@ -219,7 +219,10 @@ class GatewayHandler {
     // Checked first: the log object would otherwise be built on every request for nothing.
     if (this.#logger.isLevelEnabled('debug'))
       this.#logger.debug(
-        { req: { method: req.method, url: req.url, headers: req.headers }, from: this.#client(req) },
+        {
+          req: { method: req.method, url: redactUrl(req.url), headers: req.headers },
+          from: this.#client(req),
+        },
         'request',
       )
     try {
@@ -357,7 +360,10 @@ class GatewayHandler {
         sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
         return undefined
       }
-    } else if (messages.some((m) => m.method === 'initialize') && !this.#sessions.admits(principal?.key, res)) {
+    } else if (
+      messages.some((m) => m.method === 'initialize') &&
+      !this.#sessions.admits(principal?.key, res)
+    ) {
       res.setHeader('retry-after', '30')
       sendRpcError(
         res,

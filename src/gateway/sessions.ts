@@ -42,7 +42,10 @@ export class SessionRegistry {
    * an anonymous one (`undefined`), below the anonymous limit. Sessions being created by admitted requests
    * still running count too.
    */
-  admits(owner: string | undefined, request: { once(event: 'close', listener: () => void): unknown }): boolean {
+  admits(
+    owner: string | undefined,
+    request: { once(event: 'close', listener: () => void): unknown },
+  ): boolean {
     let pending = 0
     for (const n of this.#admitted.values()) pending += n
     if (this.#sessions.size + pending >= this.#limits.maxSessions) return false

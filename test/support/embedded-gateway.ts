@@ -9,7 +9,7 @@ import { type GatewayFlags, loadGatewayConfig } from '../../src/gateway/config.t
 import { createGatewayLogger } from '../../src/gateway/logger.ts'
 import type { Gateway } from '../../src/gateway/server.ts'
 import type { Harness } from '../auth-server/harness.ts'
-import { EVERYTHING_BIN, NODE } from './gateway-harness.ts'
+import { EVERYTHING_BIN, type LogCapture, NODE } from './gateway-harness.ts'
 
 export const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname
 
@@ -17,11 +17,13 @@ export const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), `gatehouse-${p
 
 /**
  * `gatehouse serve` in process with the embedded authorization server (no external issuer in the
- * environment), server-everything over stdio behind it, on a random loopback port unless `flags.port`.
+ * environment), server-everything over stdio behind it, on a random loopback port unless `flags.port`;
+ * logging into `log` (debug level) when given.
  */
 export async function startEmbeddedGateway(
   flags: GatewayFlags,
   file: Record<string, unknown> = {},
+  log?: LogCapture,
 ): Promise<Gateway> {
   const path = join(await tempDir('config'), 'gatehouse.yaml')
   await writeFile(path, stringify(file))
@@ -29,7 +31,7 @@ export async function startEmbeddedGateway(
     { port: '0', command: [NODE, EVERYTHING_BIN], ...flags, config: path },
     {},
   )
-  return startServe(config, createGatewayLogger('silent'))
+  return startServe(config, createGatewayLogger(log ? 'debug' : 'silent', log))
 }
 
 /** The auth-server test helpers (authorize, token, register) need only the issuer and the resource. */
