@@ -41,12 +41,14 @@ Environment:
   GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY, GATEHOUSE_TRUST_PROXY          true or false
   GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT_MS                 integers
   GATEHOUSE_TLS_CERT, GATEHOUSE_TLS_KEY                                   PEM file paths
+  GATEHOUSE_ALLOWED_ORIGINS   allowed_origins, comma-separated
 
 Configuration file (flags win over the environment, which wins over the file):
   upstream: http://127.0.0.1:3001/mcp     # or, for stdio:
   command: npx
   args: [-y, '@modelcontextprotocol/server-everything']
-  env: { KEY: value }                      # added to the child's environment
+  env: { KEY: value }                      # the child's environment: these, plus PATH, HOME, USER, SHELL,
+                                           # TERM, TMPDIR, TZ, LANG, LC_* of the gateway's (nothing else)
   cwd: /srv/mcp
   stdio: { shared: false }                 # true: one process for all sessions and users (weaker isolation)
   transport:                               # Apollo MCP Server's block is accepted as is
@@ -62,6 +64,7 @@ Configuration file (flags win over the environment, which wins over the file):
       resource: https://mcp.example.com/mcp
       resource_documentation: https://example.com/docs
       allow_anonymous_mcp_discovery: false
+      disable_auth_token_passthrough: true # Apollo's switch: false = upstream_credentials.mode passthrough
   public_url: https://mcp.example.com/mcp
   tools:                                   # a tools/call needs the tool's scopes: 403 insufficient_scope
     delete_file: { scopes: [files:write] } # otherwise; tools/list shows only the callable tools
@@ -71,11 +74,16 @@ Configuration file (flags win over the environment, which wins over the file):
     mode: none                             # none: the token is stripped and the upstream gets the identity
                                            # as X-Gatehouse-* headers and a signed X-Gatehouse-Identity JWT;
                                            # passthrough forwards the client token (a spec violation; warned)
-  sessions: { idle_timeout_seconds: 900, max_sessions: 1000, max_sessions_per_user: 1000 }
+  sessions: { idle_timeout_seconds: 900, max_sessions: 1000,
+              max_sessions_per_user: 100,      # default max_sessions / 10 (at least 1)
+              max_anonymous_sessions: 16 }     # sessions opened without a token (anonymous discovery)
   limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000,
             stream_idle_timeout_ms: 300000 }   # an idle GET stream is ended (0: never)
   tls: { cert: cert.pem, key: key.pem }
   trust_proxy: false                       # log the client address from X-Forwarded-For
+  allowed_origins: [https://app.example]   # browser origins besides the public URL's that may call /mcp and
+                                           # the authorization server; another Origin gets 403. On a loopback
+                                           # bind, a Host other than the public URL's or localhost:<port> too
   log_level: info
   data_dir: ./.gatehouse                   # the embedded authorization server's state:
   storage: { url: postgres://gatehouse@db/gatehouse }   # default SQLite <data_dir>/gatehouse.db

@@ -23,8 +23,11 @@ export interface SessionLimits {
  */
 export class SessionRegistry {
   readonly #sessions = new Map<string, SessionEntry>()
-  /** Admitted `initialize` requests still running, by owner (`undefined`: anonymous), so a burst cannot overshoot. */
-  readonly #admitted = new Map<string | undefined, number>()
+  /**
+   * Places held by admitted `initialize` requests whose session is not bound yet, by owner (`undefined`:
+   * anonymous), so a burst of them cannot overshoot a limit. Freed by the bind, or when the request ends.
+   */
+  readonly #admitted = new Map<string | undefined, Set<symbol>>()
   readonly #metrics: GatewayMetrics
   readonly #limits: SessionLimits
 
@@ -47,23 +50,22 @@ export class SessionRegistry {
     request: { once(event: 'close', listener: () => void): unknown },
   ): boolean {
     let pending = 0
-    for (const n of this.#admitted.values()) pending += n
+    for (const places of this.#admitted.values()) pending += places.size
     if (this.#sessions.size + pending >= this.#limits.maxSessions) return false
-    let owned = this.#admitted.get(owner) ?? 0
+    const places = this.#admitted.get(owner) ?? new Set<symbol>()
+    let owned = places.size
     for (const entry of this.#sessions.values()) if (entry.owner === owner) owned += 1
     const limit = owner === undefined ? this.#limits.maxAnonymousSessions : this.#limits.maxSessionsPerUser
     if (owned >= limit) return false
-    // Counted until the request is over: by then its session, if any, is bound.
-    this.#admitted.set(owner, (this.#admitted.get(owner) ?? 0) + 1)
-    request.once('close', () => {
-      const left = (this.#admitted.get(owner) ?? 1) - 1
-      if (left > 0) this.#admitted.set(owner, left)
-      else this.#admitted.delete(owner)
-    })
+    const place = Symbol('admitted')
+    this.#admitted.set(owner, places.add(place))
+    request.once('close', () => this.#free(owner, place))
     return true
   }
 
   bind(id: string, owner: string | undefined): void {
+    const [place] = this.#admitted.get(owner) ?? []
+    if (place !== undefined) this.#free(owner, place)
     if (!this.#sessions.has(id)) this.#metrics.sessions.inc()
     this.#sessions.set(id, { owner, lastSeen: Date.now() })
   }
@@ -76,6 +78,12 @@ export class SessionRegistry {
     if (entry.owner !== owner) return 'unknown'
     entry.lastSeen = Date.now()
     return 'ok'
+  }
+
+  #free(owner: string | undefined, place: symbol): void {
+    const places = this.#admitted.get(owner)
+    places?.delete(place)
+    if (places?.size === 0) this.#admitted.delete(owner)
   }
 
   delete(id: string): void {

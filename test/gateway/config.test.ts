@@ -173,6 +173,52 @@ describe('gateway configuration', () => {
       flags: { upstream: 'http://a/mcp', publicUrl: 'https://mcp.example.com/' },
       message: /needs the MCP path/,
     },
+    ...(
+      [
+        ['tls', { cret: 'c.pem', key: 'k.pem' }, 'cret', 'cert, key'],
+        ['upstream_credentials', { mod: 'passthrough' }, 'mod', 'mode'],
+        ['sessions', { max_sesions: 5 }, 'max_sesions', 'idle_timeout_seconds, max_sessions,'],
+        ['limits', { max_body: 5 }, 'max_body', 'max_body_bytes,'],
+        ['stdio', { share: true }, 'share', 'shared'],
+        ['storage', { uri: 'sqlite:x' }, 'uri', 'url'],
+        ['transport', { adress: '0.0.0.0' }, 'adress', 'type, port, address, auth'],
+        ['transport.auth', { scopes: ['mcp'], scope: 'mcp' }, 'scope', 'servers,'],
+        ['tools.echo', { scope: ['mcp'] }, 'scope', 'scopes'],
+      ] as const
+    ).map(([block, value, key, known]) => {
+      const [head, tail] = block.split('.') as [string, string | undefined]
+      return {
+        name: `a misspelled key in ${block}`,
+        file: { upstream: 'http://a/mcp', [head]: tail ? { [tail]: value } : value },
+        env: {},
+        message: new RegExp(`${block.replace('.', '\\.')}: unknown setting ${key}; known: ${known}`),
+      }
+    }),
+    {
+      name: 'disable_auth_token_passthrough: true with mode passthrough',
+      file: {
+        upstream: 'http://a/mcp',
+        upstream_credentials: { mode: 'passthrough' },
+        transport: { auth: { servers: ['https://idp.example.com/'], disable_auth_token_passthrough: true } },
+      },
+      message:
+        /^transport.auth.disable_auth_token_passthrough: true contradicts upstream_credentials.mode passthrough/,
+    },
+    {
+      name: 'disable_auth_token_passthrough: false with mode none',
+      file: {
+        upstream: 'http://a/mcp',
+        upstream_credentials: { mode: 'none' },
+        transport: { auth: { servers: ['https://idp.example.com/'], disable_auth_token_passthrough: false } },
+      },
+      message:
+        /^transport.auth.disable_auth_token_passthrough: false contradicts upstream_credentials.mode none/,
+    },
+    {
+      name: 'an allowed origin with a path',
+      file: { upstream: 'http://a/mcp', allowed_origins: ['https://app.example/'] },
+      message: /^allowed_origins entry "https:\/\/app.example\/" must be an origin/,
+    },
     {
       name: 'tool scopes that are not a list',
       file: { upstream: 'http://a/mcp', tools: { echo: { scopes: 'mcp' } } },
@@ -188,6 +234,54 @@ describe('gateway configuration', () => {
       })
     })
   }
+
+  it("honours Apollo's disable_auth_token_passthrough: false is passthrough, true is none", async () => {
+    const withSwitch = async (disable: boolean | undefined) =>
+      (
+        await loadGatewayConfig(
+          {
+            config: await fileWith({
+              upstream: 'http://a/mcp',
+              transport: {
+                auth: {
+                  servers: ['https://idp.example.com/'],
+                  ...(disable === undefined ? {} : { disable_auth_token_passthrough: disable }),
+                },
+              },
+            }),
+          },
+          {},
+        )
+      ).upstreamCredentials
+    assert.equal(await withSwitch(undefined), 'none')
+    assert.equal(await withSwitch(false), 'passthrough')
+    assert.equal(await withSwitch(true), 'none')
+  })
+
+  it('defaults the per-user session limit to a tenth of the total, and anonymous sessions to 16', async () => {
+    const load = async (sessions: Record<string, number>) =>
+      (await loadGatewayConfig({ config: await fileWith({ upstream: 'http://a/mcp', sessions }) }, ENV))
+        .sessions
+    assert.deepEqual(await load({}), {
+      idleTimeoutSeconds: 900,
+      maxSessions: 1000,
+      maxSessionsPerUser: 100,
+      maxAnonymousSessions: 16,
+    })
+    assert.equal((await load({ max_sessions: 5 })).maxSessionsPerUser, 1)
+    assert.equal((await load({ max_sessions: 50, max_sessions_per_user: 20 })).maxSessionsPerUser, 20)
+    assert.equal((await load({ max_anonymous_sessions: 0 })).maxAnonymousSessions, 0)
+  })
+
+  it('reads allowed_origins from the file or GATEHOUSE_ALLOWED_ORIGINS', async () => {
+    const config = await fileWith({ upstream: 'http://a/mcp', allowed_origins: ['https://app.example'] })
+    assert.deepEqual((await loadGatewayConfig({ config }, ENV)).allowedOrigins, ['https://app.example'])
+    const fromEnv = await loadGatewayConfig(
+      { config },
+      { ...ENV, GATEHOUSE_ALLOWED_ORIGINS: 'http://localhost:6274, https://b.example:8443' },
+    )
+    assert.deepEqual(fromEnv.allowedOrigins, ['http://localhost:6274', 'https://b.example:8443'])
+  })
 
   it('serves the embedded authorization server when no external issuer is configured', async () => {
     const external = await loadGatewayConfig({ upstream: 'http://a/mcp' }, ENV)
@@ -223,6 +317,9 @@ describe('gateway configuration', () => {
       'tls:',
       'trust_proxy:',
       'log_level:',
+      'allowed_origins:',
+      'max_anonymous_sessions',
+      'GATEHOUSE_ALLOWED_ORIGINS',
     ]
     for (const documented of [...settings, ...keys, 'OAUTH_ISSUER_URL', 'OAUTH_AUDIENCE']) {
       assert.ok(SERVE_HELP.includes(documented), `${documented} is missing from the help`)

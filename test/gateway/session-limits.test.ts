@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Gateway } from '../../src/gateway/server.ts'
-import { INITIALIZE, postRpc, startIdp, startTestGateway, tokenFor } from '../support/gateway-harness.ts'
+import {
+  INITIALIZE,
+  logCapture,
+  NODE,
+  postRpc,
+  startIdp,
+  startTestGateway,
+  tokenFor,
+} from '../support/gateway-harness.ts'
 import { startOddUpstream } from '../support/gateway-upstreams.ts'
 import type { TestIdp } from '../support/idp.ts'
 
@@ -53,5 +61,46 @@ describe('gateway: per-user session limit', () => {
     })
     assert.equal(deleted.status, 200)
     assert.equal((await initialize(alice)).status, 200)
+  })
+})
+
+describe('gateway: anonymous discovery sessions have their own limit', () => {
+  const FRAGILE_CHILD = new URL('../support/gateway-stdio-child.ts', import.meta.url).pathname
+  let idp: TestIdp
+  let gateway: Gateway
+  const log = logCapture()
+
+  before(async () => {
+    idp = await startIdp()
+    gateway = await startTestGateway(
+      idp,
+      { command: [NODE, FRAGILE_CHILD] },
+      {
+        allow_anonymous_mcp_discovery: true,
+        sessions: { max_sessions: 8, max_anonymous_sessions: 3 },
+      },
+      log,
+    )
+  })
+
+  after(async () => {
+    await gateway?.close()
+    await idp?.close()
+  })
+
+  it('answers a flood of anonymous initializes with 503 beyond the limit, spawns no more children, and still serves a signed-in user', async () => {
+    const flood = await Promise.all(Array.from({ length: 12 }, () => postRpc(gateway.resource, INITIALIZE)))
+    const statuses = flood.map((r) => r.status)
+    await Promise.all(flood.map((r) => r.arrayBuffer()))
+    assert.equal(statuses.filter((s) => s === 200).length, 3, String(statuses))
+    assert.equal(statuses.filter((s) => s === 503).length, 9, String(statuses))
+    const spawned = () => log.lines.filter((line) => line.includes('MCP server process started')).length
+    assert.equal(spawned(), 3)
+
+    const signedIn = await postRpc(gateway.resource, INITIALIZE, {
+      authorization: `Bearer ${await tokenFor(idp, 'alice', 'mcp')}`,
+    })
+    assert.equal(signedIn.status, 200)
+    assert.equal(spawned(), 4)
   })
 })
