@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto'
 import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify } from 'jose'
 import { GuardError } from './errors.ts'
-import type { TtlCache } from './lib/ttl_cache.ts'
+import type { ReplayCache } from './lib/ttl_cache.ts'
 
 export interface DpopPolicy {
   algorithms: readonly string[]
   /** How old a proof's `iat` may be; default 300 s. */
   maxAgeSeconds: number
   clockSkewSeconds: number
-  /** Seen proof `jti`s, kept for the proof's lifetime. Bounded: see {@link TtlCache}. */
-  replay: TtlCache<true>
+  /** Seen proof `jti`s, kept for the proof's lifetime. Bounded: see {@link ReplayCache}. */
+  replay: ReplayCache
 }
 
 export interface DpopRequest {
@@ -67,8 +67,13 @@ export async function verifyDpopProof(request: DpopRequest, policy: DpopPolicy, 
   if (typeof payload.jti !== 'string' || payload.jti === '')
     throw new GuardError('dpop_proof_invalid', 'jti missing')
   const expiresAt = (iat + policy.maxAgeSeconds + policy.clockSkewSeconds) * 1000
-  if (!policy.replay.add(`${thumbprint}:${payload.jti}`, true, expiresAt, now * 1000)) {
-    throw new GuardError('dpop_proof_invalid', 'proof jti was already used')
+  const seen = policy.replay.add(`${thumbprint}:${payload.jti}`, expiresAt, now * 1000)
+  if (seen === 'seen') throw new GuardError('dpop_proof_invalid', 'proof jti was already used')
+  if (seen === 'full') {
+    throw new GuardError(
+      'dpop_replay_cache_full',
+      `${policy.replay.maxEntries} unexpired proofs remembered; raise dpop.replayCacheMaxEntries if this is real load`,
+    )
   }
 }
 

@@ -96,6 +96,11 @@ export const GUARD_ERRORS = {
     description:
       'the access token is DPoP-bound and must be presented with the DPoP scheme and a matching proof',
   },
+  dpop_replay_cache_full: {
+    status: 503,
+    error: 'temporarily_unavailable',
+    description: 'too many DPoP proofs are in use right now; retry shortly',
+  },
   insufficient_scope: {
     status: 403,
     error: 'insufficient_scope',

@@ -9,7 +9,7 @@ import { RemoteKeySet } from './jwks.ts'
 import { normalizeAudience } from './lib/claims.ts'
 import { looksLikeJws } from './lib/compact.ts'
 import { assertSecureUrl } from './lib/http.ts'
-import { TtlCache } from './lib/ttl_cache.ts'
+import { ReplayCache, TtlCache } from './lib/ttl_cache.ts'
 import { resourceMetadataDocument, resourceMetadataPaths, resourceMetadataUrl } from './metadata.ts'
 import { type GuardOptions, type ResolvedGuardOptions, resolveGuardOptions } from './options.ts'
 import { missingScopes, stepUpScopes } from './scopes.ts'
@@ -44,7 +44,7 @@ export class Guard {
   readonly #jwt: JwtPolicy
   readonly #introspection: IntrospectionClient | undefined
   readonly #verified: TtlCache<VerifiedToken>
-  readonly #dpopReplay = new TtlCache<true>(100_000)
+  readonly #dpopReplay: ReplayCache
 
   /** @internal Use {@link createGuard}. */
   constructor(
@@ -77,6 +77,7 @@ export class Guard {
     }
     this.#introspection = introspection
     this.#verified = new TtlCache(options.cacheSeconds > 0 ? options.cacheMaxEntries : 0)
+    this.#dpopReplay = new ReplayCache(options.dpop.replayCacheMaxEntries)
   }
 
   /**

@@ -57,8 +57,12 @@ export interface GuardOptions {
   maxTokenBytes?: number
   resourceName?: string
   resourceDocumentation?: string
-  /** DPoP (RFC 9449): bound tokens are always checked; `required` refuses unbound ones. */
-  dpop?: { required?: boolean; maxAgeSeconds?: number }
+  /**
+   * DPoP (RFC 9449): bound tokens are always checked; `required` refuses unbound ones. `replayCacheMaxEntries`
+   * (default 100 000) bounds the proofs remembered for their lifetime: while it is full, new proofs are
+   * refused (`dpop_replay_cache_full`) rather than a remembered one forgotten and made replayable.
+   */
+  dpop?: { required?: boolean; maxAgeSeconds?: number; replayCacheMaxEntries?: number }
   /** Verified tokens are remembered (keyed by their SHA-256) for at most this long; default 60 s, 0 disables. */
   cacheSeconds?: number
   cacheMaxEntries?: number
@@ -76,7 +80,7 @@ export type ResolvedGuardOptions = Required<
   resourceDocumentation: string | undefined
   jwks: GuardOptions['jwks']
   logger: GuardLogger
-  dpop: { required: boolean; maxAgeSeconds: number }
+  dpop: { required: boolean; maxAgeSeconds: number; replayCacheMaxEntries: number }
 }
 
 const fail = (message: string): never => {
@@ -147,6 +151,10 @@ export function resolveGuardOptions(options: GuardOptions): ResolvedGuardOptions
     dpop: {
       required: options.dpop?.required === true,
       maxAgeSeconds: nonNegative(options.dpop?.maxAgeSeconds ?? 300, 'dpop.maxAgeSeconds'),
+      replayCacheMaxEntries: nonNegative(
+        options.dpop?.replayCacheMaxEntries ?? 100_000,
+        'dpop.replayCacheMaxEntries',
+      ),
     },
     cacheSeconds: nonNegative(options.cacheSeconds ?? 60, 'cacheSeconds'),
     cacheMaxEntries: nonNegative(options.cacheMaxEntries ?? 10_000, 'cacheMaxEntries'),

@@ -145,6 +145,27 @@ describe('DPoP-bound tokens from oidc-provider', () => {
     assertRefused(await guard.check(post(token, 'DPoP', once)), 'dpop_proof_invalid', /already used/)
   })
 
+  test('a full replay cache refuses new proofs (503) and never forgets a remembered one', async () => {
+    const small = await createGuard({
+      resource: RESOURCE,
+      authorizationServers: [{ issuer: idp.issuer }],
+      dpop: { replayCacheMaxEntries: 2 },
+      logger: quietLogger,
+    })
+    const captured = await resourceProof(key, token)
+    assert.equal((await small.check(post(token, 'DPoP', captured))).ok, true)
+    assert.equal((await small.check(post(token, 'DPoP', await resourceProof(key, token)))).ok, true)
+    for (let i = 0; i < 3; i += 1) {
+      const flooded = await small.check(post(token, 'DPoP', await resourceProof(key, token)))
+      assert.equal(flooded.ok ? 'ok' : flooded.error.code, 'dpop_replay_cache_full')
+      assert.ok(!flooded.ok)
+      assert.equal(flooded.response.status, 503)
+      assert.equal(flooded.response.headers.get('retry-after'), '5')
+      assert.match(flooded.error.detail, /2 unexpired proofs remembered; raise dpop.replayCacheMaxEntries/)
+    }
+    assertRefused(await small.check(post(token, 'DPoP', captured)), 'dpop_proof_invalid', /already used/)
+  })
+
   const otherKey = proofKey()
   const p384 = proofKey('P-384')
   const cases: {

@@ -33,11 +33,41 @@ export class TtlCache<V> {
     }
     this.#entries.set(key, { value, expiresAt })
   }
+}
 
-  /** Sets the key unless a live entry exists; returns whether it was set. */
-  add(key: string, value: V, expiresAt: number, now = Date.now()): boolean {
-    if (this.get(key, now) !== undefined) return false
-    this.set(key, value, expiresAt)
-    return true
+/**
+ * Keys seen until they expire, for replay detection. Unlike {@link TtlCache} it never forgets a live key
+ * to make room: that would let a flood of new keys make an old one acceptable again. When full of live
+ * keys it refuses new ones instead.
+ */
+export class ReplayCache {
+  readonly #expiries = new Map<string, number>()
+  readonly maxEntries: number
+
+  constructor(maxEntries: number) {
+    this.maxEntries = maxEntries
+  }
+
+  get size(): number {
+    return this.#expiries.size
+  }
+
+  /** Remembers `key` until `expiresAt`: `seen` if it is already remembered, `full` if there is no room. */
+  add(key: string, expiresAt: number, now = Date.now()): 'added' | 'seen' | 'full' {
+    const known = this.#expiries.get(key)
+    if (known !== undefined && known > now) return 'seen'
+    this.#expiries.delete(key)
+    if (this.#expiries.size >= this.maxEntries) this.#dropExpired(now)
+    if (this.#expiries.size >= this.maxEntries) return 'full'
+    this.#expiries.set(key, expiresAt)
+    return 'added'
+  }
+
+  /** Oldest first, stopping at the first live key: entries arrive roughly in expiry order, so this is cheap. */
+  #dropExpired(now: number): void {
+    for (const [key, expiresAt] of this.#expiries) {
+      if (expiresAt > now) return
+      this.#expiries.delete(key)
+    }
   }
 }
