@@ -31,7 +31,7 @@ describe('gateway: hostile input and failing upstreams', () => {
       startTestGateway(
         idp,
         { upstream: upstream.url('record') },
-        { limits, sessions: { max_sessions: 3 } },
+        { limits, sessions: { max_sessions: 3, max_sessions_per_user: 3 } },
         log,
       ),
       startTestGateway(idp, { upstream: upstream.url('hang') }, { limits }),
