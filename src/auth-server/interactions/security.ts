@@ -17,7 +17,9 @@ export function setSecurityHeaders(res: ServerResponse, formTargets: readonly st
   )
   res.setHeader('x-frame-options', 'DENY')
   res.setHeader('cache-control', 'no-store')
-  res.setHeader('referrer-policy', 'no-referrer')
+  // same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the page's own form
+  // posts, which the Origin check must refuse; other origins still get no referrer (the URL has the uid).
+  res.setHeader('referrer-policy', 'same-origin')
   res.setHeader('x-content-type-options', 'nosniff')
 }
 

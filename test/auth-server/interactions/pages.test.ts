@@ -269,7 +269,7 @@ describe('CSRF, framing and caching', () => {
       assert.equal(response.headers.get('content-security-policy'), csp, name)
       assert.equal(response.headers.get('x-frame-options'), 'DENY', name)
       assert.equal(response.headers.get('cache-control'), 'no-store', name)
-      assert.equal(response.headers.get('referrer-policy'), 'no-referrer', name)
+      assert.equal(response.headers.get('referrer-policy'), 'same-origin', name)
       assert.equal(response.headers.get('x-content-type-options'), 'nosniff', name)
     }
     assert.equal(responses[2]?.[1].status, 303)
