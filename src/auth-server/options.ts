@@ -98,7 +98,10 @@ export interface AuthorizationServerOptions {
   registration?: {
     /** Default true. Dynamic client registration (RFC 7591), deprecated by MCP 2026-07-28 but used by 2025 clients. */
     enabled?: boolean
-    /** Registrations per client IP and window; default 20 per 60 s. */
+    /**
+     * Registrations per client address and window, a client metadata document's first fetch counting as one;
+     * default 20 per 60 s.
+     */
     rateLimit?: { limit: number; windowSeconds: number }
   }
   cimd?: {
@@ -113,7 +116,10 @@ export interface AuthorizationServerOptions {
     unsafeAllowHosts?: readonly string[]
     ca?: string
   }
-  /** Trust `X-Forwarded-*` (behind a TLS-terminating proxy). Default false. */
+  /**
+   * Behind a trusted proxy: the client address (rate limits, sign-in) is the last `X-Forwarded-For` entry, the
+   * one that proxy appended. Default false: the socket's peer. Published URLs follow the issuer either way.
+   */
   proxy?: boolean
   logger?: AuthServerLogger
 }

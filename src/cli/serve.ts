@@ -75,7 +75,8 @@ Configuration file (flags win over the environment, which wins over the file):
   limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000,
             stream_idle_timeout_ms: 300000 }   # an idle GET stream is ended (0: never)
   tls: { cert: cert.pem, key: key.pem }
-  trust_proxy: false                       # log the client address from X-Forwarded-For
+  trust_proxy: false                       # the client address (logs, rate limits) is the last
+                                           # X-Forwarded-For entry, the one your proxy appended
   log_level: info
   data_dir: ./.gatehouse                   # the embedded authorization server's state:
   storage: { url: postgres://gatehouse@db/gatehouse }   # default SQLite <data_dir>/gatehouse.db
