@@ -94,7 +94,7 @@ Configuration file (flags win over the environment, which wins over the file):
     cimd: { enabled: true, rate_limit: { limit: 10, window_seconds: 60 } }          # URL client ids
     clients:                               # static clients, RFC 7591 metadata; only these may use
       - { client_id: ci-bot, client_secret: <secret>, grant_types: [client_credentials], redirect_uris: [],
-          scope: mcp,                      # client_credentials; scope (required): all its tokens may carry
+          response_types: [], scope: mcp,  # client_credentials; scope (required): all its tokens may carry
           resources: [https://mcp.example.com/mcp] }  # default: the MCP URL
       - { client_id: rs, client_secret: <secret>, grant_types: [], redirect_uris: [], response_types: [],
           resource_server: true }          # may introspect any token (others: only their own)
