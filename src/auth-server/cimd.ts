@@ -11,8 +11,8 @@ type KoaContext = Parameters<NonNullable<Configuration['renderError']>>[0]
  * Client ID Metadata Documents (draft-02 in oidc-provider 9.13). The provider's own fetch keeps its SSRF
  * guard (no special-use IPs after resolution, no redirects, 5 KiB, 2.5 s) and never caches failures, so
  * fetches are rate-limited per `client_id`, and per client address with the registrations (a fetch is a
- * client seen for the first time), through the shared store. A document
- * yields a client acting for a signed-in user only, as a registration does.
+ * client seen for the first time), through the shared store. A document yields a client acting for a
+ * signed-in user only, as a registration does.
  */
 export function clientIdMetadataDocument(options: ResolvedOptions): Features {
   const { limit, windowSeconds } = options.cimd.rateLimit

@@ -302,13 +302,24 @@ function staticClient(client: StaticClient, resources: readonly ProtectedResourc
   if (resourceServer && !confidential) {
     fail(`client ${id}: a resource_server must authenticate: give it a client_secret`)
   }
-  const machine = metadata.grant_types?.includes('client_credentials') === true
-  if (!machine) {
-    if (allowed !== undefined) {
-      fail(`client ${id}: resources applies to client_credentials clients only; remove it or add that grant`)
-    }
-    return { metadata, gatehouse: { machineResources: new Set<string>(), confidential, resourceServer } }
+  const machineResources = metadata.grant_types?.includes('client_credentials')
+    ? machineClientResources(metadata, confidential, allowed, resources)
+    : new Set<string>()
+  if (machineResources.size === 0 && allowed !== undefined) {
+    fail(`client ${id}: resources applies to client_credentials clients only; remove it or add that grant`)
   }
+  const declared: DeclaredClient = { machineResources, confidential, resourceServer }
+  return { metadata, gatehouse: declared }
+}
+
+/** A machine client authenticates, names its scopes, and gets the resources it lists (default: all). */
+function machineClientResources(
+  metadata: ClientMetadata,
+  confidential: boolean,
+  allowed: readonly string[] | undefined,
+  resources: readonly ProtectedResource[],
+): Set<string> {
+  const id = metadata.client_id
   if (!confidential)
     fail(`client ${id}: a client_credentials client must authenticate: give it a client_secret`)
   if (typeof metadata.scope !== 'string' || metadata.scope.trim() === '') {
@@ -324,10 +335,7 @@ function staticClient(client: StaticClient, resources: readonly ProtectedResourc
     if (!known.includes(url))
       fail(`client ${id}: resource ${JSON.stringify(url)} is not one of ${known.join(', ')}`)
   }
-  return {
-    metadata,
-    gatehouse: { machineResources: new Set(allowed ?? known), confidential, resourceServer },
-  }
+  return new Set(allowed ?? known)
 }
 
 const consoleLogger: AuthServerLogger = {
