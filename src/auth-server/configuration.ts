@@ -8,6 +8,9 @@ import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
 import { createSafeFetch } from './safe_fetch.ts'
 
+/** The `gty` claim of access tokens issued to a client for itself (`client_credentials`): no user behind it. */
+export const MACHINE_TOKEN_GTY = 'client_credentials'
+
 /** The `oidc-provider` configuration for MCP (see docs in each helper); `keys[0]` signs. */
 export function providerConfiguration(
   options: ResolvedOptions,
@@ -17,6 +20,7 @@ export function providerConfiguration(
   const signingKey = keys[0] as PrivateJwk
   const { store, ttl } = options
   const resourceScopes = options.resources.flatMap((r) => r.scopes)
+  const machineClients = [...options.declaredClients.values()].some((c) => c.machineResources.size > 0)
   return {
     adapter: adapterFactory(store, ttl.registeredClient) as unknown as Configuration['adapter'],
     jwks: { keys: keys as NonNullable<Configuration['jwks']>['keys'] },
@@ -51,6 +55,9 @@ export function providerConfiguration(
       if (!user) return undefined
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
+    // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.
+    extraTokenClaims: (_ctx, token) =>
+      token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : undefined,
     ...refreshTokenPolicy(options),
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {
@@ -59,10 +66,17 @@ export function providerConfiguration(
       revocation: { enabled: true },
       introspection: {
         enabled: true,
-        // Resource servers introspect; a public client has nothing to authenticate with.
-        allowedPolicy: (_ctx, client) => client.clientAuthMethod !== 'none',
+        // Only a declared client that authenticates, about its own tokens, or a declared resource server;
+        // never a self-registered client, whatever it authenticates with.
+        allowedPolicy: (_ctx, client, token) => {
+          const declared = options.declaredClients.get(client.clientId)
+          return (
+            declared?.confidential === true && (declared.resourceServer || token.clientId === client.clientId)
+          )
+        },
       },
-      clientCredentials: { enabled: true },
+      // Off unless the operator declared a machine client: no one else can hold the grant anyway.
+      clientCredentials: { enabled: machineClients },
       dPoP: { enabled: true },
       userinfo: { enabled: true },
       resourceIndicators: resourceIndicators(options, signingKey),

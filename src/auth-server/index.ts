@@ -5,11 +5,13 @@ import { providerConfiguration } from './configuration.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
 import { loadSigningKeys } from './keys.ts'
+import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
 
+export { MACHINE_TOKEN_GTY } from './configuration.ts'
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
 export {
   createLocalUser,
@@ -30,6 +32,7 @@ export type {
   InteractionHandler,
   InteractionsFactory,
   ProtectedResource,
+  StaticClient,
 } from './options.ts'
 
 export interface AuthorizationServer {
@@ -61,18 +64,22 @@ export async function createAuthorizationServer(
   const keys = await loadSigningKeys(options.store, options.secret, options.signingAlgorithm)
   const interactionPath = `${options.issuerPath}/interaction/`
   const provider = new Provider(options.issuer, providerConfiguration(options, keys, interactionPath))
-  provider.proxy = options.proxy
+  // The mount sets X-Forwarded-Host and -Proto from the issuer on every request it forwards (URLs follow the
+  // issuer); the client address never comes from Koa (`ctx.ip` is the first, client-written, entry).
+  provider.proxy = true
   provider.on('server_error', (_ctx, error) =>
     options.logger.warn('authorization server error', { error: error.message }),
   )
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
-  provider.use(tokenRateLimitMiddleware(options.store, ROUTES.token, options.tokenRateLimit))
+  provider.use(logoutRedirectMiddleware(options, ROUTES.end_session))
+  provider.use(tokenRateLimitMiddleware(options.store, ROUTES.token, options.tokenRateLimit, options.proxy))
   const interactions = (options.interactions ?? devInteractions)(provider, {
     issuer: options.issuer,
     interactionPath,
     store: options.store,
     logger: options.logger,
+    trustProxy: options.proxy,
   })
   const publicJwks = keys.map(({ kid, alg, use, ...jwk }) => ({
     ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }),
@@ -86,7 +93,7 @@ export async function createAuthorizationServer(
     signingKid: (keys[0] as { kid: string }).kid,
     publicJwks: () => publicJwks.map((jwk) => ({ ...jwk })),
     handle: createMount(
-      options.issuerPath,
+      options.issuer,
       interactionPath,
       interactions,
       provider.callback(),

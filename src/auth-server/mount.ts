@@ -23,24 +23,55 @@ export const ROUTES = {
   pushed_authorization_request: '/par',
 } as const
 
+/** The provider's own sub-paths of its routes, matched exactly too (the resume uid is a nanoid). */
+const SUBROUTES = [
+  new RegExp(`^${ROUTES.authorization}/[\\w-]+$`),
+  new RegExp(`^${ROUTES.end_session}/(confirm|success)$`),
+]
+
 /**
- * Routes a request of the shared origin to the provider when it belongs to the authorization server: every
- * path under the issuer's path, the path-inserted RFC 8414 and OIDC discovery URLs (`/.well-known/<suffix>
- * <issuer path>`), and the interaction pages (to the login and consent handler first). Anything else is left
- * to the host (false). A state-changing request from a browser origin not in `allowedOrigins` gets 403.
+ * The provider's router also serves `/TOKEN` and `/token/` (it folds case and drops one trailing slash), and
+ * Gatehouse's checks (registration rules, rate limits) key on the exact route: so only the exact spellings
+ * reach the provider, and every variant is left to the host (a 404 there).
+ */
+function isProviderPath(path: string): boolean {
+  return (
+    (Object.values(ROUTES) as string[]).includes(path) ||
+    (WELL_KNOWN as readonly string[]).includes(path) ||
+    SUBROUTES.some((route) => route.test(path))
+  )
+}
+
+/**
+ * Every URL the provider publishes (discovery, redirects, form actions) follows the request's host and
+ * scheme; they must follow the issuer whatever the client sent and whether or not a proxy is trusted. The
+ * provider trusts `X-Forwarded-*` (`provider.proxy`), and this sets them from the issuer.
+ */
+function pinToIssuer(req: IncomingMessage, issuer: URL) {
+  req.headers.host = issuer.host
+  req.headers['x-forwarded-host'] = issuer.host
+  req.headers['x-forwarded-proto'] = issuer.protocol.slice(0, -1)
+}
+
+/**
+ * Routes a request of the shared origin to the provider when it belongs to the authorization server: the
+ * provider's routes under the issuer's path (exactly), the path-inserted RFC 8414 and OIDC discovery URLs
+ * (`/.well-known/<suffix><issuer path>`), and the interaction pages (to the login and consent handler first).
+ * Anything else is left to the host (false).
  */
 export function createMount(
-  issuerPath: string,
+  issuer: string,
   interactionPath: string,
   interactions: InteractionHandler,
   callback: RequestListener,
   allowedOrigins: ReadonlySet<string>,
 ) {
-  const routes: readonly string[] = Object.values(ROUTES)
-  const wellKnown: readonly string[] = WELL_KNOWN
-  const forward = (req: ProviderRequest, res: ServerResponse, providerUrl: string) => {
+  const issuerUrl = new URL(issuer)
+  const issuerPath = issuerUrl.pathname.replace(/\/$/, '')
+  const forward = (req: ProviderRequest, res: ServerResponse, originalUrl: string, providerUrl: string) => {
     if (refuseForeignOrigin(req, res, allowedOrigins)) return true
-    req.originalUrl = req.url
+    pinToIssuer(req, issuerUrl)
+    req.originalUrl = originalUrl
     req.url = providerUrl
     callback(req, res)
     return true
@@ -52,24 +83,17 @@ export function createMount(
     const path = queryAt === -1 ? url : url.slice(0, queryAt)
     const query = queryAt === -1 ? '' : url.slice(queryAt)
     if (path.startsWith(interactionPath)) {
-      return refuseForeignOrigin(req, res, allowedOrigins) || interactions(req, res)
+      if (refuseForeignOrigin(req, res, allowedOrigins)) return true
+      pinToIssuer(req, issuerUrl)
+      return interactions(req, res)
     }
-    if (issuerPath === '') {
-      const owned = wellKnown.includes(path) || routes.some((r) => path === r || path.startsWith(`${r}/`))
-      if (!owned) return false
-      if (!refuseForeignOrigin(req, res, allowedOrigins)) callback(req, res)
-      return true
-    }
-    for (const suffix of WELL_KNOWN) {
+    for (const suffix of issuerPath === '' ? [] : WELL_KNOWN) {
       // RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
       if (path === `${suffix}${issuerPath}`) {
-        req.url = `${issuerPath}${suffix}${query}`
-        return forward(req, res, `${suffix}${query}`)
+        return forward(req, res, `${issuerPath}${suffix}${query}`, `${suffix}${query}`)
       }
     }
-    if (path === issuerPath || path.startsWith(`${issuerPath}/`)) {
-      return forward(req, res, url.slice(issuerPath.length) || '/')
-    }
-    return false
+    if (!path.startsWith(`${issuerPath}/`) || !isProviderPath(path.slice(issuerPath.length))) return false
+    return forward(req, res, url, url.slice(issuerPath.length))
   }
 }

@@ -13,6 +13,8 @@ export interface InteractionContext {
   interactionPath: string
   store: Store
   logger: AuthServerLogger
+  /** Requests come through the trusted proxy: count them against its last `X-Forwarded-For` entry. */
+  trustProxy: boolean
 }
 
 /** Login and consent, given the provider: finish with `provider.interactionFinished`. */
@@ -50,6 +52,29 @@ export interface AuthServerTtl {
   registeredClient?: number
 }
 
+/**
+ * A client the operator declares: RFC 7591 metadata, plus Gatehouse's own keys (removed before the provider
+ * sees them). Only declared clients may use `client_credentials` (a machine client acting for itself).
+ */
+export interface StaticClient extends ClientMetadata {
+  /**
+   * With `client_credentials`: the resources its tokens may be for, each one of `resources` of the server;
+   * default all of them. Such a client also needs `scope`: the only scopes its tokens may carry.
+   */
+  resources?: readonly string[]
+  /** A resource server: introspection answers it for every token, not only its own. Needs a secret. */
+  resource_server?: boolean
+}
+
+/** What Gatehouse keeps of a declared client for its own checks. */
+export interface DeclaredClient {
+  /** The resources its `client_credentials` tokens may be for; empty if it may not use that grant. */
+  machineResources: ReadonlySet<string>
+  /** Authenticates at the token endpoint (not `none`). */
+  confidential: boolean
+  resourceServer: boolean
+}
+
 export interface AuthorizationServerOptions {
   /** The issuer identifier, byte-exact: an origin (`https://host`) or with a path (`https://host/oauth`). */
   issuer: string
@@ -65,7 +90,7 @@ export interface AuthorizationServerOptions {
   signingAlgorithm?: SigningAlgorithm
   ttl?: AuthServerTtl
   /** Pre-registered clients (RFC 7591 metadata); a client with a `client_secret` defaults to `client_secret_basic`. */
-  clients?: readonly ClientMetadata[]
+  clients?: readonly StaticClient[]
   /** Login and consent; default: the development handler that signs in a test user and approves everything. */
   interactions?: InteractionsFactory
   /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
@@ -73,7 +98,10 @@ export interface AuthorizationServerOptions {
   registration?: {
     /** Default true. Dynamic client registration (RFC 7591), deprecated by MCP 2026-07-28 but used by 2025 clients. */
     enabled?: boolean
-    /** Registrations per client IP and window; default 20 per 60 s. */
+    /**
+     * Registrations per client address and window, a client metadata document's first fetch counting as one;
+     * default 20 per 60 s.
+     */
     rateLimit?: { limit: number; windowSeconds: number }
   }
   cimd?: {
@@ -88,7 +116,10 @@ export interface AuthorizationServerOptions {
     unsafeAllowHosts?: readonly string[]
     ca?: string
   }
-  /** Trust `X-Forwarded-*` (behind a TLS-terminating proxy). Default false. */
+  /**
+   * Behind a trusted proxy: the client address (rate limits, sign-in) is the last `X-Forwarded-For` entry, the
+   * one that proxy appended. Default false: the socket's peer. Published URLs follow the issuer either way.
+   */
   proxy?: boolean
   /**
    * Browser origins, besides the issuer's, whose pages may call the state-changing endpoints (registration,
@@ -109,7 +140,9 @@ export interface ResolvedOptions {
   secret: string
   signingAlgorithm: SigningAlgorithm
   ttl: Required<AuthServerTtl>
+  /** As the provider gets them: Gatehouse's keys removed. */
   clients: ClientMetadata[]
+  declaredClients: ReadonlyMap<string, DeclaredClient>
   interactions: InteractionsFactory | undefined
   tokenRateLimit: { limit: number; windowSeconds: number }
   registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
@@ -167,6 +200,7 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
       accessToken: ttl.accessToken,
     })
   }
+  const declared = (options.clients ?? []).map((client) => staticClient(client, resources))
   return {
     issuer,
     issuerPath,
@@ -176,7 +210,8 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     secret: options.secret,
     signingAlgorithm,
     ttl,
-    clients: (options.clients ?? []).map(staticClient),
+    clients: declared.map(({ metadata }) => metadata),
+    declaredClients: new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
     interactions: options.interactions,
     tokenRateLimit: checkRate(options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 }, 'tokenRateLimit'),
     registration: {
@@ -270,18 +305,56 @@ function checkRate(value: { limit: number; windowSeconds: number }, what: string
   return value
 }
 
-function staticClient(client: ClientMetadata): ClientMetadata {
+function staticClient(client: StaticClient, resources: readonly ProtectedResource[]) {
   if (typeof client?.client_id !== 'string' || client.client_id === '')
     fail('each static client needs a client_id')
-  if (client.client_id.startsWith('https://')) {
+  const id = client.client_id
+  if (id.startsWith('https://')) {
+    fail(`static client_id ${id} must not be an https URL: those are Client ID Metadata Documents`)
+  }
+  const { resources: allowed, resource_server: resourceServer = false, ...metadata } = client
+  if (metadata.client_secret && !metadata.token_endpoint_auth_method) {
+    metadata.token_endpoint_auth_method = 'client_secret_basic'
+  }
+  const confidential = (metadata.token_endpoint_auth_method ?? 'none') !== 'none'
+  if (typeof resourceServer !== 'boolean') fail(`client ${id}: resource_server must be true or false`)
+  if (resourceServer && !confidential) {
+    fail(`client ${id}: a resource_server must authenticate: give it a client_secret`)
+  }
+  const machineResources = metadata.grant_types?.includes('client_credentials')
+    ? machineClientResources(metadata, confidential, allowed, resources)
+    : new Set<string>()
+  if (machineResources.size === 0 && allowed !== undefined) {
+    fail(`client ${id}: resources applies to client_credentials clients only; remove it or add that grant`)
+  }
+  const declared: DeclaredClient = { machineResources, confidential, resourceServer }
+  return { metadata, gatehouse: declared }
+}
+
+/** A machine client authenticates, names its scopes, and gets the resources it lists (default: all). */
+function machineClientResources(
+  metadata: ClientMetadata,
+  confidential: boolean,
+  allowed: readonly string[] | undefined,
+  resources: readonly ProtectedResource[],
+): Set<string> {
+  const id = metadata.client_id
+  if (!confidential)
+    fail(`client ${id}: a client_credentials client must authenticate: give it a client_secret`)
+  if (typeof metadata.scope !== 'string' || metadata.scope.trim() === '') {
     fail(
-      `static client_id ${client.client_id} must not be an https URL: those are Client ID Metadata Documents`,
+      `client ${id}: a client_credentials client needs scope, the only scopes its tokens may carry (e.g. scope: mcp)`,
     )
   }
-  if (client.client_secret && !client.token_endpoint_auth_method) {
-    return { ...client, token_endpoint_auth_method: 'client_secret_basic' }
+  const known = resources.map((r) => r.url)
+  if (allowed !== undefined && (!Array.isArray(allowed) || allowed.length === 0)) {
+    fail(`client ${id}: resources must list at least one of ${known.join(', ')}`)
   }
-  return { ...client }
+  for (const url of allowed ?? []) {
+    if (!known.includes(url))
+      fail(`client ${id}: resource ${JSON.stringify(url)} is not one of ${known.join(', ')}`)
+  }
+  return new Set(allowed ?? known)
 }
 
 const consoleLogger: AuthServerLogger = {

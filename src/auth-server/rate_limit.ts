@@ -1,5 +1,6 @@
 import type Provider from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
+import { clientAddress } from './client_address.ts'
 
 type KoaContext = Parameters<Parameters<Provider['use']>[0]>[0]
 
@@ -38,12 +39,19 @@ export function tokenRateLimitMiddleware(
   store: Store,
   route: string,
   rate: RateLimit,
+  trustProxy: boolean,
 ): Parameters<Provider['use']>[0] {
   return async (ctx, next) => {
     if (
       ctx.path === route &&
       ctx.method === 'POST' &&
-      (await refusedOverLimit(ctx, store, `token:${ctx.ip}`, rate, 'token requests'))
+      (await refusedOverLimit(
+        ctx,
+        store,
+        `token:${clientAddress(ctx.req, trustProxy)}`,
+        rate,
+        'token requests',
+      ))
     ) {
       return
     }

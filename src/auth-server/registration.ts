@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type Provider from 'oidc-provider'
+import { clientAddress } from './client_address.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refusedOverLimit } from './rate_limit.ts'
 
@@ -19,6 +20,11 @@ const REFUSED_SCHEMES = new Set([
   'ftp:',
 ])
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
+/** What a self-registered client may ask for: to act for a signed-in user, nothing else. */
+const USER_CLIENT = {
+  grant_types: new Set(['authorization_code', 'refresh_token']),
+  response_types: new Set(['code']),
+}
 
 /**
  * What oidc-provider leaves to its host for open registration (RFC 7591): CORS for browser clients, a rate
@@ -47,7 +53,7 @@ export function registrationMiddleware(
       await refusedOverLimit(
         ctx,
         options.store,
-        `register:${ctx.ip}`,
+        `register:${clientAddress(ctx.req, options.proxy)}`,
         options.registration.rateLimit,
         'registrations',
       )
@@ -63,6 +69,8 @@ export function registrationMiddleware(
     }
     const problem = redirectUriProblem(body.redirect_uris)
     if (problem) return reply(ctx, 400, { error: 'invalid_redirect_uri', error_description: problem })
+    const kind = userClientProblem(body)
+    if (kind) return reply(ctx, 400, { error: 'invalid_client_metadata', error_description: kind })
     // With only `clientDefaults` saying `none`, the provider still issues a secret that then fails to authenticate.
     body.token_endpoint_auth_method ??= 'none'
     request.body = body
@@ -82,6 +90,27 @@ export function registrationMiddleware(
       await digests.upsert(digest, { clientId: created.client_id }, options.ttl.registeredClient)
     }
   }
+}
+
+/**
+ * Registrations and metadata documents yield clients that act for a signed-in user (authorization code and
+ * refresh): a client acting for itself (client credentials) is one the operator declared, with its own scopes.
+ */
+export function userClientProblem(metadata: Record<string, unknown>): string | undefined {
+  for (const field of ['grant_types', 'response_types'] as const) {
+    const values = metadata[field]
+    if (values === undefined) continue
+    if (!Array.isArray(values)) return `${field} must be an array`
+    const refused = values.find((value) => !USER_CLIENT[field].has(value))
+    if (refused !== undefined) {
+      return `${field} value ${JSON.stringify(refused)} is not allowed for a self-registered client: use ${[
+        ...USER_CLIENT[field],
+      ].join(
+        ', ',
+      )} (a client acting for itself must be declared by the operator in authorization_server.clients)`
+    }
+  }
+  return undefined
 }
 
 /** MCP: redirect URIs are https or loopback; private-use schemes (`cursor://…`) stay allowed for native apps (RFC 8252 §7.1). */

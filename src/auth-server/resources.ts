@@ -7,7 +7,8 @@ type ResourceIndicators = NonNullable<NonNullable<Configuration['features']>['re
 
 /**
  * RFC 8707: every configured resource gets RFC 9068 JWT access tokens (`typ: at+jwt`) with `aud` equal to
- * its URL and the short access-token lifetime; anything else is `invalid_target`.
+ * its URL and the short access-token lifetime; anything else is `invalid_target`, as is a resource a machine
+ * client (`client_credentials`) was not given.
  */
 export function resourceIndicators(options: ResolvedOptions, signingKey: PrivateJwk): ResourceIndicators {
   const byUrl = new Map(options.resources.map((r) => [r.url, r]))
@@ -15,9 +16,16 @@ export function resourceIndicators(options: ResolvedOptions, signingKey: Private
     enabled: true,
     defaultResource: (_ctx, _client, oneOf) => oneOf ?? options.defaultResource ?? '',
     useGrantedResource: () => true,
-    getResourceServerInfo: (_ctx, url) => {
+    getResourceServerInfo: (ctx, url, client) => {
       const resource = byUrl.get(url)
       if (!resource) throw new errors.InvalidTarget()
+      // A client acting for itself gets tokens only for the resources the operator gave it.
+      if (
+        ctx.oidc.params?.grant_type === 'client_credentials' &&
+        !options.declaredClients.get(client.clientId)?.machineResources.has(url)
+      ) {
+        throw new errors.InvalidTarget(`resource ${url} is not allowed for client ${client.clientId}`)
+      }
       return {
         scope: resource.scopes.join(' '),
         audience: resource.url,

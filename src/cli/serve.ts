@@ -80,7 +80,8 @@ Configuration file (flags win over the environment, which wins over the file):
   limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000,
             stream_idle_timeout_ms: 300000 }   # an idle GET stream is ended (0: never)
   tls: { cert: cert.pem, key: key.pem }
-  trust_proxy: false                       # log the client address from X-Forwarded-For
+  trust_proxy: false                       # the client address (logs, rate limits) is the last
+                                           # X-Forwarded-For entry, the one your proxy appended
   allowed_origins: [https://app.example]   # browser origins besides the public URL's that may call /mcp and
                                            # the authorization server; another Origin gets 403. On a loopback
                                            # bind, a Host other than the public URL's or localhost:<port> too
@@ -99,8 +100,13 @@ Configuration file (flags win over the environment, which wins over the file):
         - { id: corp, name: Corp SSO, issuer: https://corp.okta.com, client_id: abc, client_secret: xyz }
     registration: { enabled: true, rate_limit: { limit: 20, window_seconds: 60 } }  # RFC 7591 DCR
     cimd: { enabled: true, rate_limit: { limit: 10, window_seconds: 60 } }          # URL client ids
-    clients:                               # static clients, RFC 7591 metadata
-      - { client_id: ci-bot, client_secret: <secret>, grant_types: [client_credentials], redirect_uris: [] }
+    clients:                               # static clients, RFC 7591 metadata; only these may use
+      - { client_id: ci-bot, client_secret: <secret>, grant_types: [client_credentials], redirect_uris: [],
+          response_types: [], scope: mcp,  # client_credentials; scope (required): all its tokens may carry
+          resources: [https://mcp.example.com/mcp] }  # default: the MCP URL
+      - { client_id: rs, client_secret: <secret>, grant_types: [], redirect_uris: [], response_types: [],
+          resource_server: true }          # may introspect any token (others: only their own)
+    # Registered (DCR) and metadata-document clients get authorization_code and refresh_token only.
 
 Endpoints: the MCP URL, /.well-known/oauth-protected-resource[/path], /healthz, /readyz, /metrics.
 A session belongs to the subject that created it; its id used with another subject's token gets 404.

@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
-import type { ClientMetadata } from 'oidc-provider'
-import type { AuthServerTtl, LoginAndConsentOptions, SigningAlgorithm } from '../auth-server/index.ts'
+import type {
+  AuthServerTtl,
+  LoginAndConsentOptions,
+  SigningAlgorithm,
+  StaticClient,
+} from '../auth-server/index.ts'
 import type { GuardOptions } from '../guard/index.ts'
 import { guardOptionsFromAuthBlock } from './apollo.ts'
 import { fail, only } from './errors.ts'
@@ -39,7 +43,7 @@ export interface EmbeddedAuthorizationConfig {
   login: LoginAndConsentOptions
   registration: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
   cimd: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
-  clients: ClientMetadata[]
+  clients: StaticClient[]
 }
 
 type Env = Record<string, string | undefined>
@@ -118,7 +122,7 @@ export function embeddedAuthorizationConfig(
     login: { upstream, ...(typeof localAccounts === 'boolean' ? { localAccounts } : {}) },
     registration: switchable(block.registration, 'authorization_server.registration'),
     cimd: switchable(block.cimd, 'authorization_server.cimd'),
-    clients: list(block.clients, 'authorization_server.clients') as ClientMetadata[],
+    clients: list(block.clients, 'authorization_server.clients') as StaticClient[],
   }
 }
 

@@ -448,7 +448,8 @@ class GatewayHandler {
 
   #client(req: IncomingMessage): string | undefined {
     const forwarded = req.headers['x-forwarded-for']
-    if (this.#config.trustProxy && typeof forwarded === 'string') return forwarded.split(',')[0]?.trim()
+    // The last entry is the one the trusted proxy appended; the ones before it are client-written.
+    if (this.#config.trustProxy && typeof forwarded === 'string') return forwarded.split(',').at(-1)?.trim()
     return req.socket.remoteAddress
   }
 }

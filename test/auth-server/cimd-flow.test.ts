@@ -74,6 +74,8 @@ describe('a CIMD client against the authorization server', () => {
     h = await startAuthServer({
       overrides: {
         cimd: { unsafeAllowHosts: [documents.host], ca: certificates.ca },
+        // Every fetch counts as a registration from 127.0.0.1, and failing ones are fetched twice.
+        registration: { rateLimit: { limit: 100, windowSeconds: 60 } },
       } as Partial<AuthorizationServerOptions>,
     })
   })
@@ -143,6 +145,28 @@ describe('a CIMD client against the authorization server', () => {
       }
     })
   }
+
+  test('a document asking for client_credentials yields no client and no token (machine clients are declared)', async () => {
+    const clientId = documents.url('/self-acting.json')
+    documents.documents.set('/self-acting.json', () => ({
+      status: 200,
+      body: clientDocument(clientId, {
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+      }),
+    }))
+    const { response, body } = await token(h, {
+      grant_type: 'client_credentials',
+      client_id: clientId,
+      resource: h.resource,
+      scope: 'mcp:read mcp:write',
+    })
+    assert.equal(response.status, 400)
+    assert.equal(body.error, 'invalid_client_metadata')
+    assert.match(body.error_description as string, /grant_types value "client_credentials"/)
+    assert.equal(body.access_token, undefined)
+  })
 
   test('refused when the redirect URI is not listed in the document', async () => {
     const clientId = documents.url('/listed.json')

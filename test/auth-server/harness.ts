@@ -72,9 +72,10 @@ export async function startAuthServer(
         {
           client_id: 'resource-server',
           client_secret: 'resource-server-secret-0123456',
-          grant_types: ['client_credentials'],
+          grant_types: [],
           redirect_uris: [],
           response_types: [],
+          resource_server: true,
         },
       ],
       ...options.overrides,

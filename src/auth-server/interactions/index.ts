@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
+import { clientAddress } from '../client_address.ts'
 import type { InteractionsFactory } from '../options.ts'
 import { type Access, consentPage, covers, finishConsent, mergeAccess, requestedAccess } from './consent.ts'
 import { html, page, type SafeHtml } from './html.ts'
@@ -131,7 +132,7 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
   )
 
   return (provider, context) => {
-    const { issuer, interactionPath, store, logger } = context
+    const { issuer, interactionPath, store, logger, trustProxy } = context
     const issuerUrl = new URL(issuer)
     if (issuerUrl.protocol !== 'https:' && !isLoopbackHost(issuerUrl.hostname)) {
       throw new TypeError(`login pages need an https issuer (passwords and cookies); ${issuer} is plain http`)
@@ -230,7 +231,7 @@ ${localAccounts ? local : ''}`,
       // One character past the longest valid username: still matches nobody, and keeps buckets and audit small.
       const username = normalizeUsername(form.get('username') ?? '').slice(0, 65)
       const password = form.get('password') ?? ''
-      const address = clientAddress(req, provider.proxy)
+      const address = clientAddress(req, trustProxy)
       // Both are counted on every attempt, so guessing one account or spraying many is slowed down.
       const withinUser = await store.hit(
         `login:user:${username}`,
@@ -420,20 +421,6 @@ async function clientName(provider: Provider, clientId: string): Promise<{ name:
   const client = await provider.Client.find(clientId).catch(() => undefined)
   const name = client?.metadata().client_name
   return { name: typeof name === 'string' && name.trim() !== '' ? name : clientId }
-}
-
-/**
- * The address sign-in attempts are counted against. Behind the trusted proxy (`proxy: true`) it is the last
- * `X-Forwarded-For` entry, the one that proxy appended: the entries before it are whatever the client sent.
- */
-function clientAddress(req: IncomingMessage, proxy: boolean): string {
-  const forwarded = proxy
-    ? String(req.headers['x-forwarded-for'] ?? '')
-        .split(',')
-        .at(-1)
-        ?.trim()
-    : undefined
-  return forwarded || req.socket.remoteAddress || 'unknown'
 }
 
 function send(res: ServerResponse, status: number, title: string, body: SafeHtml) {
