@@ -18,7 +18,11 @@ export function providerConfiguration(
   const { store, ttl } = options
   const resourceScopes = options.resources.flatMap((r) => r.scopes)
   return {
-    adapter: adapterFactory(store, ttl.registeredClient) as unknown as Configuration['adapter'],
+    adapter: adapterFactory(
+      store,
+      ttl.registeredClient,
+      new Set(keys.map((k) => k.alg)),
+    ) as unknown as Configuration['adapter'],
     jwks: { keys: keys as NonNullable<Configuration['jwks']>['keys'] },
     clients: options.clients,
     clientDefaults: {
