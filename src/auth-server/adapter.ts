@@ -9,8 +9,12 @@ const EXTEND_EVERY_MS = 3_600_000
  * The `oidc-provider` adapter over the store. A lost compare-and-set on `consume` (a concurrent redemption
  * of the same code or refresh token) becomes `invalid_grant`, so exactly one racer gets tokens. Registered
  * clients expire after `clientTtl` seconds without use; each use pushes the expiry back.
+ *
+ * A registered client's record keeps the ID token algorithm of the key that signed when it registered (the
+ * provider stores its defaults); once a rotation to another algorithm has taken that key out of the JWKS, the
+ * provider would refuse the client. The value is dropped on load so the current default applies.
  */
-export function adapterFactory(store: Store, clientTtl: number) {
+export function adapterFactory(store: Store, clientTtl: number, publishedAlgs: ReadonlySet<string>) {
   const extendedAt = new Map<string, number>()
   return (model: string) => {
     const inner = store.oidcAdapter(model)
@@ -22,7 +26,10 @@ export function adapterFactory(store: Store, clientTtl: number) {
       },
       find: async (id) => {
         const found = await inner.find(id)
-        if (found && model === 'Client') await extend(id, found)
+        if (!found || model !== 'Client') return found
+        await extend(id, found)
+        const alg = found.id_token_signed_response_alg
+        if (typeof alg === 'string' && !publishedAlgs.has(alg)) delete found.id_token_signed_response_alg
         return found
       },
       findByUid: (uid) => inner.findByUid(uid),

@@ -22,7 +22,11 @@ export function providerConfiguration(
   const resourceScopes = options.resources.flatMap((r) => r.scopes)
   const machineClients = [...options.declaredClients.values()].some((c) => c.machineResources.size > 0)
   return {
-    adapter: adapterFactory(store, ttl.registeredClient) as unknown as Configuration['adapter'],
+    adapter: adapterFactory(
+      store,
+      ttl.registeredClient,
+      new Set(keys.map((k) => k.alg)),
+    ) as unknown as Configuration['adapter'],
     jwks: { keys: keys as NonNullable<Configuration['jwks']>['keys'] },
     clients: options.clients,
     clientDefaults: {

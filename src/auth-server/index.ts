@@ -4,7 +4,7 @@ import Provider from 'oidc-provider'
 import { providerConfiguration } from './configuration.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
-import { loadSigningKeys } from './keys.ts'
+import { loadSigningKeys, retainWhileSigning, signedTokenLifetimeSeconds } from './keys.ts'
 import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
@@ -22,7 +22,13 @@ export {
   type UpstreamProvider,
   upstreamRedirectUri,
 } from './interactions/index.ts'
-export { type RotateOptions, rotateSigningKey, type SigningAlgorithm } from './keys.ts'
+export {
+  type RotateOptions,
+  type Rotation,
+  rotateSigningKey,
+  type SigningAlgorithm,
+  signedTokenLifetimeSeconds,
+} from './keys.ts'
 export { ROUTES } from './mount.ts'
 export type {
   AuthorizationServerOptions,
@@ -34,6 +40,7 @@ export type {
   ProtectedResource,
   StaticClient,
 } from './options.ts'
+export { resolveTtl } from './options.ts'
 
 export interface AuthorizationServer {
   /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */
@@ -87,10 +94,12 @@ export async function createAuthorizationServer(
     alg,
     use,
   }))
+  const signingKid = (keys[0] as { kid: string }).kid
+  const stopRetaining = retainWhileSigning(options.store, signingKid, signedTokenLifetimeSeconds(options.ttl))
   return {
     issuer: options.issuer,
     provider,
-    signingKid: (keys[0] as { kid: string }).kid,
+    signingKid,
     publicJwks: () => publicJwks.map((jwk) => ({ ...jwk })),
     handle: createMount(
       options.issuer,
@@ -99,6 +108,6 @@ export async function createAuthorizationServer(
       provider.callback(),
       options.allowedOrigins,
     ),
-    close: async () => {},
+    close: async () => stopRetaining(),
   }
 }

@@ -8,6 +8,7 @@ import {
   randomUUID,
 } from 'node:crypto'
 import type { SigningKey, Store } from '../storage/store.ts'
+import { resolveTtl } from './options.ts'
 
 export type SigningAlgorithm = 'ES256' | 'EdDSA' | 'RS256'
 
@@ -104,26 +105,80 @@ export async function loadSigningKeys(
     .map((key) => decryptJwk(key, secret))
 }
 
+/** Clock skew allowed on top of a token lifetime before its key may leave the JWKS. */
+const SKEW_SECONDS = 60
+/** How often a running server re-asserts that the key it signs with must stay published. */
+const RETAIN_EVERY_MS = 60_000
+
+/**
+ * The longest a token signed with a key can stay valid after it was signed: JWT access tokens (client
+ * credentials included) and ID tokens, plus clock skew. A key must stay published at least this long after
+ * its last signature. Refresh tokens and codes are opaque, so they do not count.
+ */
+export function signedTokenLifetimeSeconds(ttl: { accessToken: number; idToken: number }): number {
+  return Math.max(ttl.accessToken, ttl.idToken) + SKEW_SECONDS
+}
+
+/** Keeps the key this server signs with published while it runs, should another instance rotate it out. */
+export function retainWhileSigning(
+  store: Store,
+  kid: string,
+  lifetimeSeconds: number,
+  everyMs = RETAIN_EVERY_MS,
+): () => void {
+  const timer = setInterval(() => {
+    store.keys.retain(kid, Date.now() + lifetimeSeconds * 1000).catch(() => {
+      // The next tick tries again; the key stays published until its current retire_after at least.
+    })
+  }, everyMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}
+
 export interface RotateOptions {
   alg?: SigningAlgorithm
   /**
-   * How long the previous key stays published: at least the longest token lifetime signed with it (access
-   * and ID tokens). Default 1 day.
+   * The longest token lifetime signed with the previous key ({@link signedTokenLifetimeSeconds}); the
+   * previous key stays published at least this long. Default: the default lifetimes (600 s) plus skew.
    */
+  minimumKeepSeconds?: number
+  /** How long the previous key stays published, raised to `minimumKeepSeconds`. Default 1 day. */
   keepPreviousForSeconds?: number
+}
+
+export interface Rotation {
+  kid: string
+  alg: SigningAlgorithm
+  /** The keys that stopped signing, published until `retireAfter` (extended while a server still signs). */
+  retired: { kid: string; alg: string }[]
+  retireAfter: number
 }
 
 /**
  * Adds a new signing key and makes it the active one; the previous key stays in the JWKS until its tokens
- * have expired. Running servers pick the new key up on their next start.
+ * have expired, however short `keepPreviousForSeconds` is. Running servers pick the new key up on their next
+ * start and keep the old one published until then ({@link retainWhileSigning}). Refuses a secret that cannot
+ * decrypt the stored keys: a key encrypted with another secret would stop the next start.
  */
 export async function rotateSigningKey(
   store: Store,
   secret: string,
   options: RotateOptions = {},
-): Promise<string> {
-  const jwk = generateJwk(options.alg ?? 'ES256')
+): Promise<Rotation> {
+  const existing = await store.keys.list()
+  if (existing.length === 0) {
+    throw new Error(
+      'there is no signing key to rotate yet: the server creates the first one on its first start',
+    )
+  }
+  for (const key of existing) decryptJwk(key, secret)
+  const minimum = options.minimumKeepSeconds ?? signedTokenLifetimeSeconds(resolveTtl())
+  const keep = Math.max(options.keepPreviousForSeconds ?? 86_400, minimum)
+  const alg = options.alg ?? 'ES256'
+  const jwk = generateJwk(alg)
   await insertKey(store, jwk, secret, 'retired')
-  await store.keys.activate(jwk.kid, Date.now() + (options.keepPreviousForSeconds ?? 86_400) * 1000)
-  return jwk.kid
+  const retireAfter = Date.now() + keep * 1000
+  await store.keys.activate(jwk.kid, retireAfter)
+  const retired = existing.filter((key) => key.state === 'active').map(({ kid, alg }) => ({ kid, alg }))
+  return { kid: jwk.kid, alg, retired, retireAfter }
 }

@@ -181,20 +181,7 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
   if (!ALGORITHMS.includes(signingAlgorithm)) {
     fail(`signingAlgorithm ${JSON.stringify(signingAlgorithm)} must be one of ${ALGORITHMS.join(', ')}`)
   }
-  const ttl = {
-    accessToken: 600,
-    authorizationCode: 60,
-    refreshToken: 14 * DAY,
-    session: 14 * DAY,
-    grant: 14 * DAY,
-    interaction: 3600,
-    idToken: 600,
-    registeredClient: 30 * DAY,
-    ...options.ttl,
-  }
-  for (const [name, value] of Object.entries(ttl)) {
-    if (!Number.isInteger(value) || value <= 0) fail(`ttl.${name} must be a whole number of seconds above 0`)
-  }
+  const ttl = resolveTtl(options.ttl)
   if (ttl.accessToken > 3600) {
     options.logger?.warn('ttl.accessToken is above one hour: JWT access tokens cannot be revoked', {
       accessToken: ttl.accessToken,
@@ -241,6 +228,25 @@ function checkOrigins(value: readonly string[]): readonly string[] {
     }
   }
   return value
+}
+
+/** The lifetimes with their defaults (see {@link AuthServerTtl}); shared with the admin commands. */
+export function resolveTtl(given: AuthServerTtl = {}): Required<AuthServerTtl> {
+  const ttl = {
+    accessToken: 600,
+    authorizationCode: 60,
+    refreshToken: 14 * DAY,
+    session: 14 * DAY,
+    grant: 14 * DAY,
+    interaction: 3600,
+    idToken: 600,
+    registeredClient: 30 * DAY,
+    ...given,
+  }
+  for (const [name, value] of Object.entries(ttl)) {
+    if (!Number.isInteger(value) || value <= 0) fail(`ttl.${name} must be a whole number of seconds above 0`)
+  }
+  return ttl
 }
 
 function checkIssuer(value: unknown): string {

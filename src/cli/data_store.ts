@@ -39,24 +39,32 @@ export function parseAdminArgs<const T extends ParseArgsOptionsConfig>(
   return { values, action, rest }
 }
 
+/** The admin command's view of `gatehouse serve`'s configuration: the file (read once) and the store settings. */
+export interface AdminSettings extends StorageSettings {
+  dataDir: string
+  /** The configuration file's contents; empty without one. */
+  file: Record<string, unknown>
+}
+
 /** The store settings exactly as `gatehouse serve` resolves them: flags, then GATEHOUSE_*, then the file. */
-export async function adminStorageSettings(
+async function adminSettings(
   values: { config?: string | undefined; 'data-dir'?: string | undefined },
   env: Record<string, string | undefined>,
-): Promise<StorageSettings> {
+) {
   const path = values.config ?? env.GATEHOUSE_CONFIG
-  return storageSettings({ dataDir: values['data-dir'] }, env, path ? await readConfigFile(path) : {})
+  const file = path ? await readConfigFile(path) : {}
+  return { file, storage: storageSettings({ dataDir: values['data-dir'] }, env, file) }
 }
 
 /** Runs `use` on the store of `gatehouse serve`, closing it afterwards. */
 export async function withStore<T>(
   values: { config?: string | undefined; 'data-dir'?: string | undefined },
-  use: (store: Store, settings: StorageSettings & { dataDir: string }) => Promise<T>,
+  use: (store: Store, settings: AdminSettings) => Promise<T>,
 ): Promise<T> {
-  const settings = await adminStorageSettings(values, process.env)
-  const { store, dataDir, close } = await openDataStore(settings)
+  const { file, storage } = await adminSettings(values, process.env)
+  const { store, dataDir, close } = await openDataStore(storage)
   try {
-    return await use(store, { ...settings, dataDir })
+    return await use(store, { ...storage, dataDir, file })
   } finally {
     await close()
   }

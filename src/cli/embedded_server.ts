@@ -111,14 +111,21 @@ export async function openDataStore(settings: StorageSettings) {
   }
 }
 
-/** The secret kept in `<data_dir>/secret` (0600), generated on first start. */
-export async function loadSecret(dataDir: string, logger: AuthServerLogger): Promise<string> {
+/** The secret kept in `<data_dir>/secret`, or undefined when there is none yet. */
+export async function readSecret(dataDir: string): Promise<string | undefined> {
   const path = join(dataDir, 'secret')
   const existing = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined
     return fail(`cannot read the secret file ${path}: ${error.message}`)
   })
-  if (existing !== undefined) return checkSecret(existing.trim(), path)
+  return existing === undefined ? undefined : checkSecret(existing.trim(), path)
+}
+
+/** The secret kept in `<data_dir>/secret` (0600), generated on first start. */
+export async function loadSecret(dataDir: string, logger: AuthServerLogger): Promise<string> {
+  const existing = await readSecret(dataDir)
+  if (existing !== undefined) return existing
+  const path = join(dataDir, 'secret')
   const secret = randomBytes(32).toString('base64url')
   try {
     await writeFile(path, `${secret}\n`, { mode: 0o600, flag: 'wx' })

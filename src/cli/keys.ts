@@ -1,15 +1,22 @@
-import { rotateSigningKey, type SigningAlgorithm } from '../auth-server/index.ts'
+import {
+  resolveTtl,
+  rotateSigningKey,
+  type SigningAlgorithm,
+  signedTokenLifetimeSeconds,
+} from '../auth-server/index.ts'
+import { embeddedAuthorizationConfig } from '../config/embedded.ts'
 import { fail } from '../config/errors.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
-import { loadSecret } from './embedded_server.ts'
+import { readSecret } from './embedded_server.ts'
 
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 
 const HELP = `Usage:
   gatehouse keys rotate [--alg ES256|EdDSA|RS256] [--keep-previous <seconds>]
                      a new signing key becomes active; the previous one stays published (default 1 day,
-                     at least the access token lifetime) so its tokens keep verifying. Running servers
-                     sign with the new key after their next restart.
+                     never less than the longest token lifetime plus 60 s) so its tokens keep verifying.
+                     Running servers sign with the new key after their next restart, and keep the old
+                     one published until then. Needs the secret gatehouse serve uses.
   gatehouse keys list  the keys: kid, algorithm, active or retired, created, published until
 
 Options:
@@ -27,15 +34,34 @@ export async function runKeys(argv: string[]): Promise<void> {
     const alg = values.alg as SigningAlgorithm
     if (!ALGORITHMS.includes(alg)) fail(`--alg ${alg} must be one of ${ALGORITHMS.join(', ')}`)
     const keep = values['keep-previous']
-    if (keep !== undefined && !/^[1-9]\d*$/.test(keep))
-      fail('--keep-previous must be a whole number of seconds')
+    if (keep !== undefined && !/^\d+$/.test(keep)) fail('--keep-previous must be a whole number of seconds')
     await withStore(values, async (store, settings) => {
-      const secret = settings.secret ?? (await loadSecret(settings.dataDir, consoleLogger))
-      const kid = await rotateSigningKey(store, secret, {
+      // Never generate a secret here: a key encrypted with a secret the server does not have stops its next start.
+      const secret =
+        settings.secret ??
+        (await readSecret(settings.dataDir)) ??
+        fail(
+          `no secret: ${settings.dataDir}/secret does not exist; give the GATEHOUSE_SECRET (or the secret in --config) that gatehouse serve uses`,
+        )
+      const ttl = resolveTtl(embeddedAuthorizationConfig({}, process.env, settings.file).ttl)
+      const minimum = signedTokenLifetimeSeconds(ttl)
+      const rotation = await rotateSigningKey(store, secret, {
         alg,
-        ...(keep ? { keepPreviousForSeconds: Number(keep) } : {}),
-      })
-      console.log(`new active ${alg} signing key ${kid}; restart gatehouse serve to sign with it`)
+        minimumKeepSeconds: minimum,
+        ...(keep === undefined ? {} : { keepPreviousForSeconds: Number(keep) }),
+      }).catch((error: Error) => fail(`cannot rotate: ${error.message}`))
+      if (keep !== undefined && Number(keep) < minimum) {
+        console.log(
+          `--keep-previous ${keep} is shorter than the longest token lifetime (${minimum} s with skew): using ${minimum} s`,
+        )
+      }
+      console.log(`new active ${alg} signing key ${rotation.kid}`)
+      for (const key of rotation.retired) {
+        console.log(
+          `previous ${key.alg} key ${key.kid} stays published until at least ${new Date(rotation.retireAfter).toISOString()}, and while a running server still signs with it`,
+        )
+      }
+      console.log('restart every instance of gatehouse serve to sign with the new key')
     })
     return
   }
@@ -52,9 +78,4 @@ export async function runKeys(argv: string[]): Promise<void> {
     return
   }
   fail(`unknown action "${action}": gatehouse keys rotate | gatehouse keys list`)
-}
-
-const consoleLogger = {
-  warn: (message: string) => console.error(`gatehouse: ${message}`),
-  info: () => {},
 }

@@ -338,6 +338,12 @@ export class SqlStore implements Store {
           },
         ])
       },
+      async retain(kid, until) {
+        await db.execute(
+          `UPDATE signing_keys SET retire_after = ? WHERE kid = ? AND state = 'retired' AND retire_after < ?`,
+          [until, text('kid', kid), until],
+        )
+      },
       deleteExpired: (now) =>
         db.execute(`DELETE FROM signing_keys WHERE state = 'retired' AND retire_after <= ?`, [now]),
     }

@@ -92,6 +92,11 @@ export interface KeyRecords {
   insert(key: SigningKey): Promise<void>
   /** Makes `kid` the only active key; the previous active keys become retired until `retireAfter`. */
   activate(kid: string, retireAfter: number): Promise<void>
+  /**
+   * Keeps a retired key published at least until `until` (never shortened; an active key is untouched): an
+   * instance still signing with a key that another instance rotated out keeps its tokens verifiable.
+   */
+  retain(kid: string, until: number): Promise<void>
   deleteExpired(now: number): Promise<number>
 }
 

@@ -1,8 +1,18 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { rotateSigningKey } from '../../src/auth-server/index.ts'
+import { decodeProtectedHeader } from 'jose'
+import { rotateSigningKey, signedTokenLifetimeSeconds } from '../../src/auth-server/index.ts'
+import { retainWhileSigning } from '../../src/auth-server/keys.ts'
 import { createGuard } from '../../src/guard/index.ts'
-import { basic, type Harness, SECRET, startAuthServer, token } from './harness.ts'
+import {
+  basic,
+  connect,
+  type Harness,
+  registerPublicClient,
+  SECRET,
+  startAuthServer,
+  token,
+} from './harness.ts'
 
 const machineToken = async (h: Harness) => {
   const { body } = await token(
@@ -39,7 +49,7 @@ test('after a rotation new tokens use the new key and old tokens still verify', 
   const h = await startAuthServer({ path: '/oauth' })
   try {
     const oldToken = await machineToken(h)
-    const newKid = await rotateSigningKey(h.store, SECRET, { alg: 'EdDSA' })
+    const { kid: newKid } = await rotateSigningKey(h.store, SECRET, { alg: 'EdDSA' })
     await h.restart()
     const newToken = await machineToken(h)
     assert.equal(kidOf(newToken), newKid)
@@ -81,6 +91,83 @@ test('invalid options are refused with a message that says what to change', asyn
       [{ ttl: { accessToken: 0 } }, /ttl.accessToken must be a whole number/],
     ]
     for (const [override, message] of cases) await assert.rejects(h.restart(override as never), message)
+  } finally {
+    await h.close()
+  }
+})
+
+test('a rotation to another algorithm keeps registered clients working after the old key has left the JWKS', async () => {
+  const h = await startAuthServer()
+  try {
+    const metadata = { client_name: 'registered before the rotation' }
+    const registered = await registerPublicClient(h, metadata)
+    const { kid } = await rotateSigningKey(h.store, SECRET, {
+      alg: 'EdDSA',
+      minimumKeepSeconds: 0,
+      keepPreviousForSeconds: 0,
+    })
+    await h.restart()
+    const jwks = (await (await fetch(`${h.issuer}/jwks`)).json()) as { keys: { kid: string }[] }
+    assert.deepEqual(
+      jwks.keys.map((k) => k.kid),
+      [kid],
+      'the ES256 key the client registered under is gone',
+    )
+    const tokens = await connect(h, registered)
+    assert.deepEqual(decodeProtectedHeader(tokens.access_token as string), {
+      alg: 'EdDSA',
+      kid,
+      typ: 'at+jwt',
+    })
+    // Identical metadata is answered from the idempotency record: that client works too.
+    assert.equal(await registerPublicClient(h, metadata), registered)
+  } finally {
+    await h.close()
+  }
+})
+
+test('the previous key stays published for the longest token lifetime, whatever keepPreviousForSeconds says', async () => {
+  const h = await startAuthServer()
+  try {
+    const previous = h.auth.signingKid
+    const started = Date.now()
+    const rotation = await rotateSigningKey(h.store, SECRET, { keepPreviousForSeconds: 1 })
+    assert.deepEqual(rotation.retired, [{ kid: previous, alg: 'ES256' }])
+    const minimum = signedTokenLifetimeSeconds({ accessToken: 600, idToken: 600 })
+    assert.equal(minimum, 660)
+    const stored = (await h.store.keys.list()).find((key) => key.kid === previous)
+    assert.ok((stored?.retireAfter ?? 0) >= started + minimum * 1000, JSON.stringify(stored))
+    assert.equal(stored?.retireAfter, rotation.retireAfter)
+  } finally {
+    await h.close()
+  }
+})
+
+test('a server still signing with a key another instance rotated out keeps it published', async () => {
+  const h = await startAuthServer()
+  try {
+    const signing = h.auth.signingKid
+    await rotateSigningKey(h.store, SECRET, { minimumKeepSeconds: 0, keepPreviousForSeconds: 0 })
+    const stop = retainWhileSigning(h.store, signing, 600, 10)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    stop()
+    const stored = (await h.store.keys.list()).find((key) => key.kid === signing)
+    assert.equal(stored?.state, 'retired')
+    assert.ok((stored?.retireAfter ?? 0) > Date.now() + 590_000, JSON.stringify(stored))
+  } finally {
+    await h.close()
+  }
+})
+
+test('a rotation with a secret that cannot decrypt the stored keys changes nothing', async () => {
+  const h = await startAuthServer()
+  try {
+    const before = await h.store.keys.list()
+    await assert.rejects(
+      rotateSigningKey(h.store, 'another-secret-another-secret-another'),
+      /signing key .* cannot be decrypted: the secret differs/,
+    )
+    assert.deepEqual(await h.store.keys.list(), before)
   } finally {
     await h.close()
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, afterEach, before, describe, it } from 'node:test'
 import { decodeProtectedHeader } from 'jose'
 import type { Gateway } from '../../src/gateway/server.ts'
 import { basic, token } from '../auth-server/harness.ts'
@@ -46,8 +46,11 @@ describe('the data directory: secret and signing keys across restarts', () => {
   before(async () => {
     dataDir = await tempDir('keys')
   })
-  after(async () => {
+  afterEach(async () => {
     await gateway?.close()
+    gateway = undefined
+  })
+  after(async () => {
     await rm(dataDir, { recursive: true, force: true })
   })
 
@@ -77,6 +80,53 @@ describe('the data directory: secret and signing keys across restarts', () => {
     assert.deepEqual(decodeProtectedHeader(after), { alg: 'EdDSA', kid, typ: 'at+jwt' })
     assert.equal(await passes(gateway, before), 'ok')
     assert.equal(await passes(gateway, after), 'ok')
+  })
+
+  it('keeps the previous key for the longest token lifetime although --keep-previous says 1, and says so', async () => {
+    const dir = join(dataDir, 'short-keep')
+    gateway = await startEmbeddedGateway({ dataDir: dir }, FILE)
+    const before = await machineToken(gateway)
+    const port = new URL(gateway.resource).port
+    await gateway.close()
+    gateway = undefined
+    const rotated = await gatehouse(['keys', 'rotate', '--keep-previous', '1', '--data-dir', dir])
+    assert.equal(rotated.code, 0, rotated.stderr)
+    assert.match(
+      rotated.stdout,
+      /--keep-previous 1 is shorter than the longest token lifetime \(660 s with skew\): using 660 s/,
+    )
+    assert.match(
+      rotated.stdout,
+      /previous ES256 key [0-9a-f-]{36} stays published until at least \S+, and while a running server still signs with it/,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    gateway = await startEmbeddedGateway({ dataDir: dir, port }, FILE)
+    assert.equal(await passes(gateway, before), 'ok')
+  })
+
+  it('refuses to rotate without the secret gatehouse serve uses, and writes nothing', async () => {
+    const dir = join(dataDir, 'env-secret')
+    const secret = 'the-secret-gatehouse-serve-was-given-0123'
+    gateway = await startEmbeddedGateway({ dataDir: dir }, { ...FILE, secret })
+    await gateway.close()
+    gateway = undefined
+    const keys = await gatehouse(['keys', 'list', '--data-dir', dir])
+
+    const missing = await gatehouse(['keys', 'rotate', '--data-dir', dir])
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /no secret: .*secret does not exist; give the GATEHOUSE_SECRET/)
+    await assert.rejects(stat(join(dir, 'secret')), { code: 'ENOENT' })
+
+    const wrong = await gatehouse(['keys', 'rotate', '--data-dir', dir], '', {
+      GATEHOUSE_SECRET: 'not-the-secret-gatehouse-serve-was-given',
+    })
+    assert.equal(wrong.code, 1)
+    assert.match(wrong.stderr, /cannot rotate: signing key .* cannot be decrypted/)
+    assert.equal((await gatehouse(['keys', 'list', '--data-dir', dir])).stdout, keys.stdout)
+
+    const right = await gatehouse(['keys', 'rotate', '--data-dir', dir], '', { GATEHOUSE_SECRET: secret })
+    assert.equal(right.code, 0, right.stderr)
+    gateway = await startEmbeddedGateway({ dataDir: dir }, { ...FILE, secret })
   })
 
   it('refuses an unknown algorithm in one line', async () => {

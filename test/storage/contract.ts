@@ -350,8 +350,15 @@ export function storeContract(harness: StoreHarness): void {
     ])
     await store.keys.activate('k2', 9999)
     assert.equal((await store.keys.list())[1]?.retireAfter, 5000, 'activating the active key retires nothing')
-    assert.equal(await store.keys.deleteExpired(4999), 0)
-    assert.equal(await store.keys.deleteExpired(5000), 1)
+    await store.keys.retain('k2', 9000)
+    assert.equal((await store.keys.list())[0]?.retireAfter, undefined, 'an active key is never given an end')
+    await store.keys.retain('k1', 4000)
+    assert.equal((await store.keys.list())[1]?.retireAfter, 5000, 'retain never shortens')
+    await store.keys.retain('k1', 6000)
+    assert.equal((await store.keys.list())[1]?.retireAfter, 6000)
+    await store.keys.retain('k1', 5000)
+    assert.equal(await store.keys.deleteExpired(5999), 0)
+    assert.equal(await store.keys.deleteExpired(6000), 1)
     assert.deepEqual(
       (await store.keys.list()).map((k) => k.kid),
       ['k2'],

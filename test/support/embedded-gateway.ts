@@ -42,9 +42,9 @@ export const asHarness = (gateway: Gateway) =>
     resource: gateway.resource,
   }) as Harness
 
-/** Runs the `gatehouse` CLI to completion; `input` is written to its stdin. */
-export async function gatehouse(args: string[], input = '') {
-  const child = spawn(NODE, [MAIN, ...args], { env: { PATH: process.env.PATH }, stdio: 'pipe' })
+/** Runs the `gatehouse` CLI to completion; `input` is written to its stdin; `env` is all it sees besides PATH. */
+export async function gatehouse(args: string[], input = '', env: Record<string, string> = {}) {
+  const child = spawn(NODE, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: 'pipe' })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => {
