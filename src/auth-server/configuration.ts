@@ -48,7 +48,8 @@ export function providerConfiguration(
     },
     findAccount: async (_ctx, sub) => {
       const user = await store.users.findById(sub)
-      if (!user) return undefined
+      // Undefined ends what the account holds: refresh fails (invalid_grant), and so do userinfo and sign-in.
+      if (!user || user.disabledAt !== undefined) return undefined
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
     ...refreshTokenPolicy(options),

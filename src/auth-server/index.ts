@@ -31,6 +31,14 @@ export type {
   InteractionsFactory,
   ProtectedResource,
 } from './options.ts'
+export {
+  deleteUser,
+  disableUser,
+  enableUser,
+  REVOCATION_KEEP_SECONDS,
+  revokeGrants,
+  setUserPassword,
+} from './revocation.ts'
 
 export interface AuthorizationServer {
   /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */
