@@ -6,6 +6,7 @@ import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
+import { accountAwarePolicy } from './revocation.ts'
 import { createSafeFetch } from './safe_fetch.ts'
 
 /** The `oidc-provider` configuration for MCP (see docs in each helper); `keys[0]` signs. */
@@ -34,7 +35,10 @@ export function providerConfiguration(
     pkce: { required: () => true },
     routes: ROUTES,
     cookies: { keys: [deriveKey(options.secret, 'cookies').toString('base64url')] },
-    interactions: { url: (_ctx, interaction) => `${interactionPath}${interaction.uid}` },
+    interactions: {
+      policy: accountAwarePolicy(),
+      url: (_ctx, interaction) => `${interactionPath}${interaction.uid}`,
+    },
     loadExistingGrant: async (ctx) => {
       const { result, session, client, provider } = ctx.oidc
       const decided = result?.consent?.grantId

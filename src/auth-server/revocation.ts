@@ -1,3 +1,4 @@
+import { interactionPolicy } from 'oidc-provider'
 import type { Store, User } from '../storage/store.ts'
 import { checkNewPassword, hashPassword } from './interactions/passwords.ts'
 
@@ -20,6 +21,26 @@ export async function revokeGrants(store: Store, userId: string, clientId?: stri
   // Listed after the deletion: a refresh racing it issues a token in the same second at the latest.
   await store.revocations.add(userId, clientId, REVOCATION_KEEP_SECONDS)
   return grants
+}
+
+/**
+ * `oidc-provider`'s prompts, with one more reason to sign in: the browser session's account is gone
+ * (`findAccount` gives nothing for a disabled or deleted user). Without it, that session fails with a
+ * server error instead of showing the sign-in page.
+ */
+export function accountAwarePolicy(): interactionPolicy.Prompt[] {
+  const policy = interactionPolicy.base()
+  policy
+    .get('login')
+    ?.checks.add(
+      new interactionPolicy.Check(
+        'account_unavailable',
+        'the account of the session is disabled or deleted',
+        'login_required',
+        (ctx) => ctx.oidc.session?.accountId !== undefined && ctx.oidc.account === undefined,
+      ),
+    )
+  return policy
 }
 
 /** Disables an account: it can no longer sign in, and every token it holds stops working. */
