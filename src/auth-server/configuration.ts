@@ -6,6 +6,7 @@ import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
+import { accountAwarePolicy } from './revocation.ts'
 import { createSafeFetch } from './safe_fetch.ts'
 
 /** The `gty` claim of access tokens issued to a client for itself (`client_credentials`): no user behind it. */
@@ -42,7 +43,10 @@ export function providerConfiguration(
     pkce: { required: () => true },
     routes: ROUTES,
     cookies: { keys: [deriveKey(options.secret, 'cookies').toString('base64url')] },
-    interactions: { url: (_ctx, interaction) => `${interactionPath}${interaction.uid}` },
+    interactions: {
+      policy: accountAwarePolicy(),
+      url: (_ctx, interaction) => `${interactionPath}${interaction.uid}`,
+    },
     loadExistingGrant: async (ctx) => {
       const { result, session, client, provider } = ctx.oidc
       const decided = result?.consent?.grantId
@@ -56,7 +60,8 @@ export function providerConfiguration(
     },
     findAccount: async (_ctx, sub) => {
       const user = await store.users.findById(sub)
-      if (!user) return undefined
+      // Undefined ends what the account holds: refresh fails (invalid_grant), and so do userinfo and sign-in.
+      if (!user || user.disabledAt !== undefined) return undefined
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
     // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.

@@ -41,6 +41,14 @@ export type {
   StaticClient,
 } from './options.ts'
 export { resolveTtl } from './options.ts'
+export {
+  deleteUser,
+  disableUser,
+  enableUser,
+  REVOCATION_KEEP_SECONDS,
+  revokeGrants,
+  setUserPassword,
+} from './revocation.ts'
 
 export interface AuthorizationServer {
   /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */

@@ -1,11 +1,13 @@
 import { revokeConsent } from '../auth-server/index.ts'
 import { fail } from '../config/errors.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
+import { existingUser } from './users.ts'
 
 const HELP = `Usage:
   gatehouse consents revoke <username> <client_id>
                      forgets that the user approved the client: its next authorization asks again.
-                     Tokens already issued stay valid until they expire (access tokens: minutes).
+                     Its refresh tokens stop working at once, its access tokens are refused by the
+                     gateway within seconds.
 
 Options:
 ${STORE_HELP}`
@@ -22,13 +24,12 @@ export async function runConsents(argv: string[]): Promise<void> {
     'gatehouse consents revoke <username> <client_id>',
   ) as [string, string]
   await withStore(values, async (store) => {
-    const user = await store.users.findByUsername(username.trim().toLowerCase())
-    if (!user) return fail(`no user ${username}: gatehouse users list shows them`)
+    const user = await existingUser(store, username)
     const revoked = await revokeConsent(store, user.id, clientId)
     console.log(
       revoked
         ? `revoked the consent of ${user.username} for ${clientId}`
-        : `${user.username} had no consent for ${clientId}`,
+        : `${user.username} had no consent or grant for ${clientId}`,
     )
   })
 }

@@ -17,6 +17,7 @@ import { guardLogger } from '../gateway/logger.ts'
 import { type EmbeddedAuthorization, type Gateway, startGateway } from '../gateway/server.ts'
 import { openStore } from '../storage/index.ts'
 import type { Store } from '../storage/store.ts'
+import { storeRevocationCheck } from './revocation_check.ts'
 
 /**
  * Starts `gatehouse serve`: the gateway, and the embedded authorization server on its origin when no external
@@ -75,6 +76,7 @@ export async function startEmbeddedAuthorizationServer(
       auth,
       store,
       trusted: { issuer, jwks: async () => ({ keys: auth.publicJwks() }) },
+      isRevoked: storeRevocationCheck(store, issuer),
       close: async () => {
         await auth.close()
         await close()

@@ -10,7 +10,7 @@ const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: stri
     run: async () => (await import('./demo.ts')).runDemo,
   },
   users: {
-    summary: 'local accounts of the embedded authorization server: add, list',
+    summary: 'accounts of the embedded authorization server: add, list, passwd, disable, enable, delete',
     run: async () => (await import('./users.ts')).runUsers,
   },
   keys: {

@@ -1,15 +1,46 @@
-import { createLocalUser } from '../auth-server/index.ts'
+import {
+  createLocalUser,
+  deleteUser,
+  disableUser,
+  enableUser,
+  setUserPassword,
+} from '../auth-server/index.ts'
 import { fail } from '../config/errors.ts'
+import type { Store, User } from '../storage/store.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { readSecretInput } from './prompt.ts'
 
 const HELP = `Usage:
-  gatehouse users add <username>   create a local account; the password is read from stdin, or prompted
-                                   (twice, not echoed) on a terminal
-  gatehouse users list             the accounts: username, id, local or federated, creation date
+  gatehouse users add <username>      create a local account; the password is read from stdin, or prompted
+                                      (twice, not echoed) on a terminal
+  gatehouse users list                the accounts: username, id, local or federated, creation date, disabled
+  gatehouse users passwd <username>   set a local password (read like add); ends the account's sessions and
+                                      tokens
+  gatehouse users disable <username>  the account can no longer sign in; its sessions, refresh tokens and
+                                      access tokens end (refused by the gateway within seconds)
+  gatehouse users enable <username>   lets a disabled account sign in again
+  gatehouse users delete <username>   deletes the account and its consents; its tokens end as with disable
 
 Options:
 ${STORE_HELP}`
+
+const ACTIONS = 'add | list | passwd | disable | enable | delete'
+
+/** The actions on one existing account: what they do, and what they print. */
+const ON_USER: Record<string, (store: Store, user: User) => Promise<string>> = {
+  disable: async (store, user) => {
+    await disableUser(store, user)
+    return `disabled ${user.username}: its sessions and tokens are revoked`
+  },
+  enable: async (store, user) => {
+    await enableUser(store, user)
+    return `enabled ${user.username}`
+  },
+  delete: async (store, user) => {
+    await deleteUser(store, user)
+    return `deleted ${user.username} with its consents: its sessions and tokens are revoked`
+  },
+}
 
 export async function runUsers(argv: string[]): Promise<void> {
   const parsed = parseAdminArgs(argv, HELP, {})
@@ -31,10 +62,35 @@ export async function runUsers(argv: string[]): Promise<void> {
     await withStore(values, async (store) => {
       for (const user of await store.users.list()) {
         const kind = user.passwordHash ? 'local' : user.externalId ? 'federated' : 'no password'
-        console.log(`${user.username}\t${user.id}\t${kind}\t${new Date(user.createdAt * 1000).toISOString()}`)
+        const disabled = user.disabledAt === undefined ? '' : '\tdisabled'
+        console.log(
+          `${user.username}\t${user.id}\t${kind}\t${new Date(user.createdAt * 1000).toISOString()}${disabled}`,
+        )
       }
     })
     return
   }
-  fail(`unknown action "${action}": gatehouse users add <username> | gatehouse users list`)
+  if (action === 'passwd') {
+    const [username] = positionals(rest, ['username'], 'gatehouse users passwd <username>') as [string]
+    // Asked for before the store opens, like add; a wrong name is reported after.
+    const password = await readSecretInput(`New password for ${username}: `)
+    await withStore(values, async (store) => {
+      const user = await existingUser(store, username)
+      await setUserPassword(store, user, password)
+      console.log(`set the password of ${user.username}: its sessions and tokens are revoked`)
+    })
+    return
+  }
+  const onUser = ON_USER[action]
+  if (!onUser) return fail(`unknown action "${action}": gatehouse users ${ACTIONS}`)
+  const [username] = positionals(rest, ['username'], `gatehouse users ${action} <username>`) as [string]
+  await withStore(values, async (store) =>
+    console.log(await onUser(store, await existingUser(store, username))),
+  )
+}
+
+/** The account named `username`, or an error naming it and the command that lists accounts. */
+export async function existingUser(store: Store, username: string): Promise<User> {
+  const user = await store.users.findByUsername(username.trim().toLowerCase())
+  return user ?? fail(`no user ${username}: gatehouse users list shows them`)
 }

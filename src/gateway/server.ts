@@ -10,7 +10,12 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { AuthorizationServer } from '../auth-server/index.ts'
 import { isLoopback } from '../config/embedded.ts'
-import { createGuard, type Guard, type AuthorizationServerOptions as TrustedServer } from '../guard/index.ts'
+import {
+  createGuard,
+  type Guard,
+  type GuardOptions,
+  type AuthorizationServerOptions as TrustedServer,
+} from '../guard/index.ts'
 import type { Store } from '../storage/store.ts'
 import type { GatewayConfig } from './config.ts'
 import {
@@ -63,6 +68,8 @@ export interface EmbeddedAuthorization {
   store: Store
   /** The guard's entry for it, with its keys read in process. */
   trusted: TrustedServer
+  /** The guard's `isRevoked`: its access tokens revoked before they expire (consents revoked, users disabled). */
+  isRevoked: NonNullable<GuardOptions['isRevoked']>
   close(): Promise<void>
 }
 
@@ -112,7 +119,9 @@ export async function startGateway(
     const guard = await createGuard({
       ...guardOptions,
       scopesSupported,
-      ...(authorizationServer ? { authorizationServers: [authorizationServer.trusted] } : {}),
+      ...(authorizationServer
+        ? { authorizationServers: [authorizationServer.trusted], isRevoked: authorizationServer.isRevoked }
+        : {}),
       logger: guardLogger(logger),
     })
     const gateway = new GatewayHandler(config, guard, logger, authorizationServer, port)

@@ -85,6 +85,11 @@ export const GUARD_ERRORS = {
     error: 'invalid_token',
     description: 'the access token is not active',
   },
+  token_revoked: {
+    status: 401,
+    error: 'invalid_token',
+    description: 'the access token has been revoked',
+  },
   dpop_proof_invalid: {
     status: 401,
     error: 'invalid_dpop_proof',

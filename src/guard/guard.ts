@@ -140,7 +140,7 @@ export class Guard {
     const caching = this.options.cacheSeconds > 0
     const cacheKey = caching ? createHash('sha256').update(token).digest('base64url') : ''
     const cached = caching ? this.#verified.get(cacheKey, nowMs) : undefined
-    if (cached) return cached
+    if (cached) return this.#unlessRevoked(cached)
     const now = Math.floor(nowMs / 1000)
     const verified = looksLikeJws(token)
       ? await verifyJwtAccessToken(token, this.#jwt, now)
@@ -150,7 +150,26 @@ export class Guard {
       nowMs + this.options.cacheSeconds * 1000,
     )
     if (caching) this.#verified.set(cacheKey, verified, until)
-    return verified
+    return this.#unlessRevoked(verified)
+  }
+
+  /** The `isRevoked` check runs on every use of a token, cached or not; a failing check refuses (fail closed). */
+  async #unlessRevoked(token: VerifiedToken): Promise<VerifiedToken> {
+    const { isRevoked } = this.options
+    if (!isRevoked) return token
+    let revoked: boolean
+    try {
+      revoked = await isRevoked(token)
+    } catch (error) {
+      throw new GuardError(
+        'authorization_server_unavailable',
+        `the revocation check failed: ${(error as Error).message}`,
+        { cause: error },
+      )
+    }
+    if (revoked)
+      throw new GuardError('token_revoked', `a token of ${token.subject ?? token.clientId ?? 'unknown'}`)
+    return token
   }
 
   /** The PRM response when the request is for one of its paths (with CORS), otherwise `undefined`. */

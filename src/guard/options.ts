@@ -1,4 +1,5 @@
 import { GuardError } from './errors.ts'
+import type { VerifiedToken } from './identity.ts'
 import type { KeySetOptions } from './jwks.ts'
 import { DEFAULT_ALGORITHMS, isJwsAlgorithm, type JwsAlgorithm } from './lib/algorithms.ts'
 import type { ScopeImplications, ScopeMode } from './scopes.ts'
@@ -70,10 +71,17 @@ export interface GuardOptions {
   timeoutMs?: number
   jwks?: Omit<KeySetOptions, 'onWarning' | 'timeoutMs'>
   logger?: GuardLogger
+  /**
+   * Called for every request whose token passed every other check (the verification cache does not skip it);
+   * `true` refuses the token with `token_revoked`, a throw with `authorization_server_unavailable` (503). For
+   * an authorization server that can revoke JWT access tokens before they expire (the embedded one does). It
+   * runs on every request: answer from memory (a cache of a few seconds) wherever possible.
+   */
+  isRevoked?: (token: VerifiedToken) => boolean | Promise<boolean>
 }
 
 export type ResolvedGuardOptions = Required<
-  Omit<GuardOptions, 'resourceName' | 'resourceDocumentation' | 'jwks' | 'logger' | 'dpop'>
+  Omit<GuardOptions, 'resourceName' | 'resourceDocumentation' | 'jwks' | 'logger' | 'dpop' | 'isRevoked'>
 > & {
   algorithms: readonly JwsAlgorithm[]
   resourceName: string | undefined
@@ -81,6 +89,7 @@ export type ResolvedGuardOptions = Required<
   jwks: GuardOptions['jwks']
   logger: GuardLogger
   dpop: { required: boolean; maxAgeSeconds: number; replayCacheMaxEntries: number }
+  isRevoked: GuardOptions['isRevoked']
 }
 
 const fail = (message: string): never => {
@@ -127,6 +136,9 @@ export function resolveGuardOptions(options: GuardOptions): ResolvedGuardOptions
   if (audiences.length === 0 && !options.allowAnyAudience) {
     fail('audiences is empty: list the audiences to accept, or set allow_any_audience: true (insecure)')
   }
+  if (options.isRevoked !== undefined && typeof options.isRevoked !== 'function') {
+    fail('isRevoked must be a function (token) => boolean')
+  }
   return {
     resource,
     authorizationServers: options.authorizationServers,
@@ -161,6 +173,7 @@ export function resolveGuardOptions(options: GuardOptions): ResolvedGuardOptions
     timeoutMs: nonNegative(options.timeoutMs ?? 5000, 'timeoutMs'),
     jwks: options.jwks,
     logger: options.logger ?? consoleLogger,
+    isRevoked: options.isRevoked,
   }
 }
 

@@ -3,16 +3,20 @@ export interface Dialect {
   /** Seconds since the epoch, counters. */
   integer: string
   autoIncrementKey: string
+  /** The string at the top-level `key` of a JSON text column, null when absent. */
+  jsonText(column: string, key: string): string
 }
 
 export const SQLITE_DIALECT: Dialect = {
   integer: 'INTEGER',
   autoIncrementKey: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+  jsonText: (column, key) => `json_extract(${column}, '$.${key}')`,
 }
 
 export const POSTGRES_DIALECT: Dialect = {
   integer: 'BIGINT',
   autoIncrementKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
+  jsonText: (column, key) => `(${column}::json ->> '${key}')`,
 }
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -81,6 +85,26 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
         PRIMARY KEY (bucket, window_start)
       )`,
       'CREATE INDEX rate_limits_expires_at ON rate_limits (expires_at)',
+    ],
+  },
+  {
+    // Revocation: a user's grants are found by account, disabled users kept, revoked access tokens listed.
+    version: 2,
+    statements: (d) => [
+      'ALTER TABLE oidc_records ADD COLUMN account_id TEXT',
+      // Records written before this version; the LIKE only skips payloads that cannot have the key.
+      `UPDATE oidc_records SET account_id = ${d.jsonText('payload', 'accountId')}
+       WHERE payload LIKE '%"accountId":"%'`,
+      'CREATE INDEX oidc_records_account_id ON oidc_records (account_id) WHERE account_id IS NOT NULL',
+      `ALTER TABLE users ADD COLUMN disabled_at ${d.integer}`,
+      `CREATE TABLE token_revocations (
+        subject TEXT NOT NULL,
+        client_key TEXT NOT NULL,
+        revoked_at ${d.integer} NOT NULL,
+        expires_at ${d.integer} NOT NULL,
+        PRIMARY KEY (subject, client_key)
+      )`,
+      'CREATE INDEX token_revocations_expires_at ON token_revocations (expires_at)',
     ],
   },
 ]

@@ -7,6 +7,7 @@ import type {
   KeyRecords,
   OidcAdapter,
   OidcPayload,
+  RevocationRecords,
   SigningKey,
   Store,
   User,
@@ -61,6 +62,11 @@ function optionalLookupKey(value: unknown): string | null {
   return typeof value === 'string' ? lookupKey(value) : null
 }
 
+/** The `token_revocations` key of a client; `*` (never a digest) stands for every client. */
+function clientKey(clientId: string | undefined): string {
+  return clientId === undefined ? '*' : lookupKey(clientId)
+}
+
 /** PostgreSQL text cannot hold NUL; refused on both backends so they behave the same. */
 function storable(value: string): boolean {
   return !value.includes('\0')
@@ -96,6 +102,7 @@ function toUser(row: Row): User {
     externalId: optionalString(row.external_id),
     claims: JSON.parse(String(row.claims)),
     createdAt: integer(row.created_at),
+    disabledAt: optionalInteger(row.disabled_at),
   }
 }
 
@@ -126,6 +133,7 @@ export class SqlStore implements Store {
   readonly consents: ConsentRecords
   readonly keys: KeyRecords
   readonly audit: AuditRecords
+  readonly revocations: RevocationRecords
   readonly #db: SqlDriver
   readonly #now: () => number
   #nextPurge = 0
@@ -138,6 +146,7 @@ export class SqlStore implements Store {
     this.consents = this.#consentRecords()
     this.keys = this.#keyRecords()
     this.audit = this.#auditRecords()
+    this.revocations = this.#revocationRecords()
   }
 
   #seconds(): number {
@@ -150,6 +159,7 @@ export class SqlStore implements Store {
     this.#nextPurge = now + PURGE_INTERVAL_SECONDS
     await this.#db.execute('DELETE FROM oidc_records WHERE expires_at <= ?', [now])
     await this.#db.execute('DELETE FROM rate_limits WHERE expires_at <= ?', [now])
+    await this.#db.execute('DELETE FROM token_revocations WHERE expires_at <= ?', [now])
   }
 
   oidcAdapter(model: string): OidcAdapter {
@@ -173,11 +183,12 @@ export class SqlStore implements Store {
         const now = seconds()
         await purgeExpired(now)
         await db.execute(
-          `INSERT INTO oidc_records (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO oidc_records
+             (model, id, payload, grant_id, uid, user_code, account_id, expires_at, consumed_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-             uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
-             consumed_at = excluded.consumed_at`,
+             uid = excluded.uid, user_code = excluded.user_code, account_id = excluded.account_id,
+             expires_at = excluded.expires_at, consumed_at = excluded.consumed_at`,
           [
             model,
             lookupKey(id),
@@ -185,6 +196,7 @@ export class SqlStore implements Store {
             optionalLookupKey(payload.grantId),
             optionalLookupKey(payload.uid),
             optionalLookupKey(payload.userCode),
+            typeof payload.accountId === 'string' && storable(payload.accountId) ? payload.accountId : null,
             // Clients registered without an expiry come with no expiresIn.
             Number.isFinite(expiresIn) ? now + expiresIn : null,
             typeof payload.consumed === 'number' ? payload.consumed : null,
@@ -210,6 +222,29 @@ export class SqlStore implements Store {
         await db.execute('DELETE FROM oidc_records WHERE grant_id = ?', [lookupKey(grantId)])
       },
     }
+  }
+
+  async revokeAccountGrants(accountId: string, clientId?: string): Promise<number> {
+    if (!storable(accountId)) return 0
+    const rows = await this.#db.query('SELECT model, payload FROM oidc_records WHERE account_id = ?', [
+      accountId,
+    ])
+    const grants = new Set<string>()
+    for (const row of rows) {
+      const payload: OidcPayload = JSON.parse(String(row.payload))
+      if (clientId !== undefined && payload.clientId !== clientId) continue
+      // A grant's own id is its jti; every other record names its grant.
+      const grantId = row.model === 'Grant' ? payload.jti : payload.grantId
+      if (typeof grantId === 'string') grants.add(grantId)
+    }
+    const statements: SqlStatement[] = [...grants].flatMap((grantId) => [
+      { sql: 'DELETE FROM oidc_records WHERE grant_id = ?', params: [lookupKey(grantId)] },
+      { sql: `DELETE FROM oidc_records WHERE model = 'Grant' AND id = ?`, params: [lookupKey(grantId)] },
+    ])
+    if (clientId === undefined)
+      statements.push({ sql: 'DELETE FROM oidc_records WHERE account_id = ?', params: [accountId] })
+    if (statements.length > 0) await this.#db.transaction(statements)
+    return grants.size
   }
 
   async hit(bucket: string, limit: number, windowSeconds: number): Promise<boolean> {
@@ -239,7 +274,7 @@ export class SqlStore implements Store {
     }
     return {
       create: async (user) => {
-        const created: User = { ...user, id: randomUUID(), createdAt: this.#seconds() }
+        const created: User = { ...user, id: randomUUID(), createdAt: this.#seconds(), disabledAt: undefined }
         await db.execute(
           `INSERT INTO users (id, username, password_hash, external_id, claims, created_at)
            VALUES (?, ?, ?, ?, ?, ?)`,
@@ -258,6 +293,24 @@ export class SqlStore implements Store {
       findByUsername: (username) => findOne('username', username),
       findByExternalId: (externalId) => findOne('external_id', externalId),
       list: async () => (await db.query('SELECT * FROM users ORDER BY created_at, username', [])).map(toUser),
+      setPassword: async (id, passwordHash) =>
+        storable(id) &&
+        (await db.execute('UPDATE users SET password_hash = ? WHERE id = ?', [
+          text('passwordHash', passwordHash),
+          id,
+        ])) > 0,
+      setDisabled: async (id, disabled) =>
+        storable(id) &&
+        (await db.execute('UPDATE users SET disabled_at = ? WHERE id = ?', [
+          disabled ? this.#seconds() : null,
+          id,
+        ])) > 0,
+      async delete(id) {
+        if (!storable(id)) return false
+        const deleted = await db.execute('DELETE FROM users WHERE id = ?', [id])
+        await db.execute('DELETE FROM consents WHERE user_id = ?', [id])
+        return deleted > 0
+      },
     }
   }
 
@@ -346,6 +399,30 @@ export class SqlStore implements Store {
       },
       deleteExpired: (now) =>
         db.execute(`DELETE FROM signing_keys WHERE state = 'retired' AND retire_after <= ?`, [now]),
+    }
+  }
+
+  #revocationRecords(): RevocationRecords {
+    const db = this.#db
+    const seconds = () => this.#seconds()
+    return {
+      async add(subject, clientId, keepSeconds) {
+        const now = seconds()
+        await db.execute(
+          `INSERT INTO token_revocations (subject, client_key, revoked_at, expires_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (subject, client_key) DO UPDATE SET revoked_at = excluded.revoked_at,
+             expires_at = excluded.expires_at`,
+          [lookupKey(subject), clientKey(clientId), now, now + keepSeconds],
+        )
+      },
+      async revokedAt(subject, clientId) {
+        const [row] = await db.query(
+          `SELECT MAX(revoked_at) AS revoked_at FROM token_revocations
+           WHERE subject = ? AND client_key IN (?, ?) AND expires_at > ?`,
+          [lookupKey(subject), clientKey(undefined), clientKey(clientId), seconds()],
+        )
+        return optionalInteger(row?.revoked_at)
+      },
     }
   }
 

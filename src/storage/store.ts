@@ -8,10 +8,17 @@ export interface Store {
   readonly kind: 'sqlite' | 'postgres'
   /** An `oidc-provider` adapter for one model (`AuthorizationCode`, `RefreshToken`, `Client`, …). */
   oidcAdapter(model: string): OidcAdapter
+  /**
+   * Deletes the `oidc-provider` records of an account's grants (grants, refresh tokens, codes), whatever
+   * their model: with `clientId`, those of that client's grants; without, every record of the account,
+   * its browser sessions included. Returns how many grants there were.
+   */
+  revokeAccountGrants(accountId: string, clientId?: string): Promise<number>
   readonly users: UserRecords
   readonly consents: ConsentRecords
   readonly keys: KeyRecords
   readonly audit: AuditRecords
+  readonly revocations: RevocationRecords
   /**
    * Counts an event in a fixed window and says whether it is still within `limit`; shared by every
    * instance using the store (rate limits on sign-in, registration, CIMD fetches).
@@ -51,14 +58,22 @@ export interface User {
   externalId: string | undefined
   claims: Record<string, unknown>
   createdAt: number
+  /** When an administrator disabled the account; a disabled account signs in to nothing and holds no token. */
+  disabledAt: number | undefined
 }
 
 export interface UserRecords {
-  create(user: Omit<User, 'id' | 'createdAt'>): Promise<User>
+  create(user: Omit<User, 'id' | 'createdAt' | 'disabledAt'>): Promise<User>
   findById(id: string): Promise<User | undefined>
   findByUsername(username: string): Promise<User | undefined>
   findByExternalId(externalId: string): Promise<User | undefined>
   list(): Promise<User[]>
+  /** Each returns false when there is no user `id`. */
+  setPassword(id: string, passwordHash: string): Promise<boolean>
+  /** Disables the account (now) or enables it again. */
+  setDisabled(id: string, disabled: boolean): Promise<boolean>
+  /** Deletes the account and its consents. */
+  delete(id: string): Promise<boolean>
 }
 
 export interface Consent {
@@ -74,6 +89,20 @@ export interface ConsentRecords {
   save(consent: Consent): Promise<void>
   revoke(userId: string, clientId: string): Promise<boolean>
   listByUser(userId: string): Promise<Consent[]>
+}
+
+/**
+ * Access tokens the gateway must refuse although they verify: JWTs cannot be recalled, so revoking a
+ * user's grants also lists them here until every token issued before could have expired.
+ */
+export interface RevocationRecords {
+  /**
+   * Refuses the tokens of `subject` issued at or before now: those of `clientId`, or of every client when
+   * it is undefined. The entry is kept `keepSeconds`.
+   */
+  add(subject: string, clientId: string | undefined, keepSeconds: number): Promise<void>
+  /** The latest revocation time that applies to a token of `subject` for `clientId`, if any. */
+  revokedAt(subject: string, clientId: string | undefined): Promise<number | undefined>
 }
 
 export interface SigningKey {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { afterEach, test } from 'node:test'
 import { OidcConsumeConflictError } from '../../src/storage/index.ts'
+import { type Dialect, MIGRATIONS, MIGRATIONS_TABLE } from '../../src/storage/migrations.ts'
 import type { StoreOptions } from '../../src/storage/sql_store.ts'
 import type { SigningKey, Store } from '../../src/storage/store.ts'
 
@@ -40,6 +41,36 @@ function key(kid: string, overrides: Partial<SigningKey> = {}): SigningKey {
     retireAfter: undefined,
     ...overrides,
   }
+}
+
+/**
+ * A database as version 1 left it, with a grant of alice's that predates the `account_id` column, and a
+ * client whose name only mentions the key; run before the store's own migrations.
+ */
+export function version1Statements(dialect: Dialect): string[] {
+  const digest = (value: string) => createHash('sha256').update(JSON.stringify(value)).digest('hex')
+  const row = (model: string, id: string, payload: Record<string, string>) =>
+    `INSERT INTO oidc_records (model, id, payload, grant_id) VALUES ('${model}', '${digest(id)}',
+     '${JSON.stringify(payload)}', ${payload.grantId ? `'${digest(payload.grantId)}'` : 'NULL'})`
+  return [
+    MIGRATIONS_TABLE,
+    ...(MIGRATIONS[0]?.statements(dialect) ?? []),
+    'INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)',
+    row('Grant', 'g1', { jti: 'g1', accountId: 'alice', clientId: 'c' }),
+    row('RefreshToken', 'rt1', { jti: 'rt1', grantId: 'g1', accountId: 'alice', clientId: 'c' }),
+    row('Client', 'c', { client_id: 'c', client_name: 'says "accountId":"alice"' }),
+  ]
+}
+
+/** Version 2 found the account of the records written before it. */
+export async function assertBackfilled(store: Store): Promise<void> {
+  assert.equal(await store.revokeAccountGrants('alice', 'c'), 1)
+  assert.equal(await store.oidcAdapter('RefreshToken').find('rt1'), undefined)
+  assert.equal(await store.oidcAdapter('Grant').find('g1'), undefined)
+  assert.deepEqual(await store.oidcAdapter('Client').find('c'), {
+    client_id: 'c',
+    client_name: 'says "accountId":"alice"',
+  })
 }
 
 /** Registers the storage contract; both backends must pass it unchanged. */
@@ -177,6 +208,50 @@ export function storeContract(harness: StoreHarness): void {
     }
   })
 
+  test('oidc: revokeAccountGrants deletes the grants of one client, or every record of the account', async () => {
+    const { store } = await stores(1)
+    const put = (model: string, id: string, payload: Record<string, unknown>) =>
+      store.oidcAdapter(model).upsert(id, payload, 60)
+    const grant = (id: string, accountId: string, clientId: string) =>
+      Promise.all([
+        put('Grant', id, { jti: id, accountId, clientId }),
+        put('RefreshToken', `rt-${id}`, { jti: `rt-${id}`, grantId: id, accountId, clientId }),
+        put('AuthorizationCode', `code-${id}`, { jti: `code-${id}`, grantId: id, accountId, clientId }),
+      ])
+    await grant('g-alice-a', 'alice', 'client-a')
+    await grant('g-alice-b', 'alice', 'client-b')
+    await grant('g-bob-a', 'bob', 'client-a')
+    await put('Session', 'sess-alice', { jti: 'sess-alice', uid: 'u', accountId: 'alice' })
+    const alive = async () => {
+      const ids = ['g-alice-a', 'g-alice-b', 'g-bob-a']
+      const records = ids.flatMap((id) => [
+        ['Grant', id],
+        ['RefreshToken', `rt-${id}`],
+        ['AuthorizationCode', `code-${id}`],
+      ])
+      const found = await Promise.all(
+        [...records, ['Session', 'sess-alice']].map(async ([model, id]) =>
+          (await store.oidcAdapter(model as string).find(id as string)) ? id : undefined,
+        ),
+      )
+      return found.filter(Boolean)
+    }
+    assert.equal(await store.revokeAccountGrants('alice', 'client-a'), 1)
+    assert.deepEqual(await alive(), [
+      'g-alice-b',
+      'rt-g-alice-b',
+      'code-g-alice-b',
+      'g-bob-a',
+      'rt-g-bob-a',
+      'code-g-bob-a',
+      'sess-alice',
+    ])
+    assert.equal(await store.revokeAccountGrants('alice', 'unknown-client'), 0)
+    assert.equal(await store.revokeAccountGrants('alice'), 1)
+    assert.deepEqual(await alive(), ['g-bob-a', 'rt-g-bob-a', 'code-g-bob-a'])
+    assert.equal(await store.revokeAccountGrants('nul\0id'), 0)
+  })
+
   test('oidc: 20 concurrent consumes of one code over two stores: exactly one succeeds', async () => {
     const {
       stores: [first, second],
@@ -298,6 +373,69 @@ export function storeContract(harness: StoreHarness): void {
       claims: { note: 'nul \0 in JSON is fine' },
     })
     assert.deepEqual(await store.users.findById(carol.id), carol)
+  })
+
+  test('users: setPassword, setDisabled (now) and back, delete with the consents; unknown ids give false', async () => {
+    const { store, clock } = await stores(1)
+    const user = await store.users.create({
+      username: 'dora',
+      passwordHash: 'old-hash',
+      externalId: undefined,
+      claims: {},
+    })
+    assert.equal(user.disabledAt, undefined)
+    await store.consents.save({ userId: user.id, clientId: 'c', resources: {}, grantedAt: 1 })
+    await store.consents.save({ userId: 'other', clientId: 'c', resources: {}, grantedAt: 1 })
+    assert.equal(await store.users.setPassword(user.id, 'new-hash'), true)
+    clock.advance(7)
+    assert.equal(await store.users.setDisabled(user.id, true), true)
+    assert.deepEqual(await store.users.findById(user.id), {
+      ...user,
+      passwordHash: 'new-hash',
+      disabledAt: seconds(START) + 7,
+    })
+    assert.equal((await store.users.list())[0]?.disabledAt, seconds(START) + 7)
+    assert.equal(await store.users.setDisabled(user.id, false), true)
+    assert.deepEqual(await store.users.findByUsername('dora'), { ...user, passwordHash: 'new-hash' })
+    for (const id of [randomUUID(), 'nul\0id']) {
+      assert.equal(await store.users.setPassword(id, 'h'), false)
+      assert.equal(await store.users.setDisabled(id, true), false)
+      assert.equal(await store.users.delete(id), false)
+    }
+    assert.equal(await store.users.delete(user.id), true)
+    assert.equal(await store.users.findById(user.id), undefined)
+    assert.deepEqual(await store.consents.listByUser(user.id), [])
+    assert.equal((await store.consents.listByUser('other')).length, 1)
+    assert.equal(await store.users.delete(user.id), false)
+  })
+
+  test('revocations: per client or for every client, the latest time, kept keepSeconds, seen by every store', async () => {
+    const {
+      clock,
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    const client = 'https://app.example.com/client.json'
+    assert.equal(await second.revocations.revokedAt('alice', client), undefined)
+    await first.revocations.add('alice', client, 100)
+    const at = seconds(START)
+    assert.equal(await second.revocations.revokedAt('alice', client), at)
+    assert.equal(await second.revocations.revokedAt('alice', 'other-client'), undefined)
+    assert.equal(await second.revocations.revokedAt('alice', undefined), undefined)
+    assert.equal(await second.revocations.revokedAt('bob', client), undefined)
+    clock.advance(10)
+    await second.revocations.add('alice', undefined, 50)
+    assert.equal(await first.revocations.revokedAt('alice', 'other-client'), at + 10, 'every client')
+    assert.equal(await first.revocations.revokedAt('alice', undefined), at + 10)
+    clock.advance(20)
+    await first.revocations.add('alice', client, 100)
+    assert.equal(await first.revocations.revokedAt('alice', client), at + 30, 'the latest wins')
+    clock.advance(30)
+    assert.equal(await first.revocations.revokedAt('alice', 'other-client'), undefined, 'expired')
+    assert.equal(await first.revocations.revokedAt('alice', client), at + 30)
+    clock.advance(70)
+    assert.equal(await first.revocations.revokedAt('alice', client), undefined)
+    assert.equal(await first.revocations.revokedAt('nul\0', 'x'), undefined)
   })
 
   test('consents: save replaces, find, listByUser, revoke says whether there was one', async () => {

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, test } from 'node:test'
 import pg from 'pg'
+import { POSTGRES_DIALECT } from '../../src/storage/migrations.ts'
 import { openStore } from '../../src/storage/open.ts'
-import { storeContract } from './contract.ts'
+import { assertBackfilled, storeContract, version1Statements } from './contract.ts'
 
 const BASE_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -44,6 +45,25 @@ test('postgres: stores on different schemas of one database do not see each othe
     assert.deepEqual(await a.oidcAdapter('Grant').find('g'), { accountId: 'x' })
   } finally {
     await Promise.all([a.close(), b.close()])
+  }
+})
+
+test('postgres: migration 2 finds the account of records written by version 1', async () => {
+  const url = freshUrl()
+  const schema = new URL(url).searchParams.get('schema')
+  const client = new pg.Client({ connectionString: BASE_URL })
+  await client.connect()
+  try {
+    await client.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}`)
+    for (const sql of version1Statements(POSTGRES_DIALECT)) await client.query(sql)
+  } finally {
+    await client.end()
+  }
+  const store = await openStore(url, { dataDir: '/nonexistent' })
+  try {
+    await assertBackfilled(store)
+  } finally {
+    await store.close()
   }
 })
 

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
+import { SQLITE_DIALECT } from '../../src/storage/migrations.ts'
 import { openStore } from '../../src/storage/open.ts'
-import { storeContract } from './contract.ts'
+import { assertBackfilled, storeContract, version1Statements } from './contract.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'gatehouse-storage-'))
 after(() => rmSync(root, { recursive: true, force: true }))
@@ -36,9 +37,23 @@ test('sqlite: the default file is <dataDir>/gatehouse.db, owner-only, in WAL mod
         .prepare('SELECT version FROM schema_migrations')
         .all()
         .map((row) => row.version),
-      [1],
+      [1, 2],
     )
     db.close()
+  } finally {
+    await store.close()
+  }
+})
+
+test('sqlite: migration 2 finds the account of records written by version 1', async () => {
+  const dataDir = freshDir()
+  mkdirSync(dataDir, { recursive: true })
+  const db = new DatabaseSync(join(dataDir, 'gatehouse.db'))
+  for (const sql of version1Statements(SQLITE_DIALECT)) db.exec(sql)
+  db.close()
+  const store = await openStore(undefined, { dataDir })
+  try {
+    await assertBackfilled(store)
   } finally {
     await store.close()
   }

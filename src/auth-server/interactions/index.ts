@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
 import { clientAddress } from '../client_address.ts'
 import type { InteractionsFactory } from '../options.ts'
+import { revokeGrants } from '../revocation.ts'
 import { type Access, consentPage, covers, finishConsent, mergeAccess, requestedAccess } from './consent.ts'
 import { html, page, type SafeHtml } from './html.ts'
 import { decoy, MAX_PASSWORD_LENGTH, normalizeUsername, verifyPassword } from './passwords.ts'
@@ -40,11 +41,16 @@ export interface LoginAndConsentOptions {
   rateLimit?: { perUsername?: RateLimit; perAddress?: RateLimit }
 }
 
-/** Forgets that `userId` approved `clientId`: the next authorization of that client shows the consent page again. */
+/**
+ * Forgets that `userId` approved `clientId`, so the next authorization asks again, and ends the grants made
+ * under it (refresh tokens, and access tokens at the gateway). Returns whether there was a consent or a grant.
+ */
 export async function revokeConsent(store: Store, userId: string, clientId: string): Promise<boolean> {
-  const revoked = await store.consents.revoke(userId, clientId)
-  if (revoked) await store.audit.append({ at: now(), type: 'consent.revoked', data: { userId, clientId } })
-  return revoked
+  const consent = await store.consents.revoke(userId, clientId)
+  const grants = await revokeGrants(store, userId, clientId)
+  if (consent || grants > 0)
+    await store.audit.append({ at: now(), type: 'consent.revoked', data: { userId, clientId, grants } })
+  return consent || grants > 0
 }
 
 // The upstream leg must come back within this; OAuth security BCP suggests about ten minutes for `state`.

@@ -58,6 +58,16 @@ export function normalizeUsername(username: string): string {
   return username.trim().toLowerCase()
 }
 
+/** The rules of a password an administrator sets (`users add`, `users passwd`). */
+export function checkNewPassword(password: string): void {
+  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD_LENGTH) {
+    throw new TypeError(`password must be at least ${MIN_PASSWORD_LENGTH} characters`)
+  }
+  if (password.length > MAX_PASSWORD_LENGTH) {
+    throw new TypeError(`password must be at most ${MAX_PASSWORD_LENGTH} characters`)
+  }
+}
+
 /**
  * Creates a local account (for `gatehouse users add`). Usernames: 1 to 64 of `a-z 0-9 . _ -`, starting with a
  * letter or digit (case-insensitive); passwords: at least {@link MIN_PASSWORD_LENGTH} characters.
@@ -74,12 +84,7 @@ export async function createLocalUser(
       `username ${JSON.stringify(username)} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
     )
   }
-  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD_LENGTH) {
-    throw new TypeError(`password must be at least ${MIN_PASSWORD_LENGTH} characters`)
-  }
-  if (password.length > MAX_PASSWORD_LENGTH) {
-    throw new TypeError(`password must be at most ${MAX_PASSWORD_LENGTH} characters`)
-  }
+  checkNewPassword(password)
   if (await store.users.findByUsername(name)) throw new Error(`user ${name} already exists`)
   const user = await store.users.create({
     username: name,

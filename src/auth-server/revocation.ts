@@ -1,0 +1,79 @@
+import { interactionPolicy } from 'oidc-provider'
+import type { Store, User } from '../storage/store.ts'
+import { checkNewPassword, hashPassword } from './interactions/passwords.ts'
+
+/**
+ * How long a revocation is listed: the longest access-token lifetime the guard accepts by default (24 h)
+ * plus clock skew, so every token issued before it has expired by then, whatever `ttl.access_token` the
+ * server that issued it had. The admin commands run without that configuration.
+ */
+export const REVOCATION_KEEP_SECONDS = 86_400 + 60
+
+const now = () => Math.floor(Date.now() / 1000)
+
+/**
+ * Ends what `userId` granted `clientId` (every client when undefined): its grants, refresh tokens and codes
+ * are deleted (without a client, the browser sessions too), and its access tokens, which cannot be
+ * recalled, are listed as revoked for the gateway's guard. Returns how many grants there were.
+ */
+export async function revokeGrants(store: Store, userId: string, clientId?: string): Promise<number> {
+  const grants = await store.revokeAccountGrants(userId, clientId)
+  // Listed after the deletion: a refresh racing it issues a token in the same second at the latest.
+  await store.revocations.add(userId, clientId, REVOCATION_KEEP_SECONDS)
+  return grants
+}
+
+/**
+ * `oidc-provider`'s prompts, with one more reason to sign in: the browser session's account is gone
+ * (`findAccount` gives nothing for a disabled or deleted user). Without it, that session fails with a
+ * server error instead of showing the sign-in page.
+ */
+export function accountAwarePolicy(): interactionPolicy.Prompt[] {
+  const policy = interactionPolicy.base()
+  policy
+    .get('login')
+    ?.checks.add(
+      new interactionPolicy.Check(
+        'account_unavailable',
+        'the account of the session is disabled or deleted',
+        'login_required',
+        (ctx) => ctx.oidc.session?.accountId !== undefined && ctx.oidc.account === undefined,
+      ),
+    )
+  return policy
+}
+
+/** Disables an account: it can no longer sign in, and every token it holds stops working. */
+export async function disableUser(store: Store, user: User): Promise<void> {
+  await store.users.setDisabled(user.id, true)
+  const grants = await revokeGrants(store, user.id)
+  await store.audit.append({ at: now(), type: 'user.disabled', data: { userId: user.id, grants } })
+}
+
+/** Lets a disabled account sign in again; tokens revoked while it was disabled stay revoked. */
+export async function enableUser(store: Store, user: User): Promise<void> {
+  await store.users.setDisabled(user.id, false)
+  await store.audit.append({ at: now(), type: 'user.enabled', data: { userId: user.id } })
+}
+
+/** Deletes an account with its consents, and ends every token it holds. */
+export async function deleteUser(store: Store, user: User): Promise<void> {
+  await store.users.delete(user.id)
+  const grants = await revokeGrants(store, user.id)
+  await store.audit.append({
+    at: now(),
+    type: 'user.deleted',
+    data: { userId: user.id, username: user.username, grants },
+  })
+}
+
+/**
+ * Sets a local password. Every session and token of the account ends with the old password: an
+ * administrator sets one when it was forgotten or stolen.
+ */
+export async function setUserPassword(store: Store, user: User, password: string): Promise<void> {
+  checkNewPassword(password)
+  await store.users.setPassword(user.id, await hashPassword(password))
+  const grants = await revokeGrants(store, user.id)
+  await store.audit.append({ at: now(), type: 'user.password_set', data: { userId: user.id, grants } })
+}
