@@ -39,6 +39,13 @@ export interface GatewayConfig {
   /** Scopes a `tools/call` needs, per tool; tools not listed need `defaultToolScopes`. */
   tools: Record<string, readonly string[]>
   defaultToolScopes: readonly string[]
+  /** Tools that only a user's token may call (`tools.<name>.users_only`); hidden from machine clients. */
+  usersOnlyTools: ReadonlySet<string>
+  /**
+   * Tokens a client got for itself (client credentials, no user) are refused at /mcp unless this is true;
+   * see the guard's `VerifiedToken.actor`.
+   */
+  allowMachineClients: boolean
   allowAnonymousDiscovery: boolean
   upstreamCredentials: UpstreamCredentialsMode
   sessions: {
@@ -115,6 +122,7 @@ const FILE_KEYS = [
   'tools',
   'default_tool_scopes',
   'allow_anonymous_mcp_discovery',
+  'allow_machine_clients',
   'upstream_credentials',
   'sessions',
   'limits',
@@ -188,6 +196,11 @@ export async function loadGatewayConfig(
     guardOptions,
     tools: toolScopes(file.tools),
     defaultToolScopes: stringList(file.default_tool_scopes ?? [], 'default_tool_scopes'),
+    usersOnlyTools: usersOnlyTools(file.tools),
+    allowMachineClients: boolean(
+      env.GATEHOUSE_ALLOW_MACHINE_CLIENTS ?? file.allow_machine_clients ?? false,
+      'allow_machine_clients',
+    ),
     allowAnonymousDiscovery: boolean(
       env.GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY ??
         file.allow_anonymous_mcp_discovery ??
@@ -414,9 +427,20 @@ function toolScopes(value: unknown): Record<string, readonly string[]> {
   return Object.fromEntries(
     Object.entries(tools).map(([name, entry]) => {
       const tool = record(entry, `tools.${name}`)
-      only(tool, ['scopes'], `tools.${name}`)
+      only(tool, ['scopes', 'users_only'], `tools.${name}`)
       return [name, stringList(tool.scopes ?? [], `tools.${name}.scopes`)]
     }),
+  )
+}
+
+function usersOnlyTools(value: unknown): ReadonlySet<string> {
+  const tools = Object.entries(record(value, 'tools'))
+  return new Set(
+    tools
+      .filter(([name, entry]) =>
+        boolean(record(entry, `tools.${name}`).users_only ?? false, `tools.${name}.users_only`),
+      )
+      .map(([name]) => name),
   )
 }
 

@@ -50,6 +50,7 @@ export class UpstreamIdentity {
       sub: token.subject ?? token.clientId ?? '',
       client_id: token.clientId,
       scope: token.scopes.join(' '),
+      actor: token.actor,
       token_issuer: token.issuer,
       iat: now,
       exp: now + ASSERTION_TTL_SECONDS,
@@ -59,6 +60,7 @@ export class UpstreamIdentity {
       'x-gatehouse-identity': assertion,
       'x-gatehouse-issuer': headerSafe(token.issuer),
       'x-gatehouse-scopes': headerSafe(token.scopes.join(' ')),
+      'x-gatehouse-actor': token.actor,
     }
     if (token.subject !== undefined) headers['x-gatehouse-subject'] = headerSafe(token.subject)
     if (token.clientId !== undefined) headers['x-gatehouse-client-id'] = headerSafe(token.clientId)

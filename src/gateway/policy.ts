@@ -4,20 +4,47 @@ import type { JsonRpcMessage } from './jsonrpc.ts'
 /** Methods an anonymous client may call when `allow_anonymous_mcp_discovery` is on. */
 const DISCOVERY_METHODS = new Set(['initialize', 'notifications/initialized', 'tools/list', 'ping'])
 
-/** Per-tool authorization: which scopes a `tools/call` needs, and which tools a token may see. */
+export interface ToolRules {
+  tools: Readonly<Record<string, readonly string[]>>
+  defaultToolScopes: readonly string[]
+  usersOnlyTools: ReadonlySet<string>
+  allowMachineClients: boolean
+}
+
+/**
+ * Per-tool authorization: which scopes a `tools/call` needs, which tools a token may see, and what a token
+ * without a user (client credentials) may do at all.
+ */
 export class ToolPolicy {
   readonly #tools: Readonly<Record<string, readonly string[]>>
   readonly #defaultScopes: readonly string[]
+  readonly #usersOnly: ReadonlySet<string>
+  readonly #allowMachineClients: boolean
   readonly #guard: Guard
 
-  constructor(
-    tools: Readonly<Record<string, readonly string[]>>,
-    defaultScopes: readonly string[],
-    guard: Guard,
-  ) {
-    this.#tools = tools
-    this.#defaultScopes = defaultScopes
+  constructor(rules: ToolRules, guard: Guard) {
+    this.#tools = rules.tools
+    this.#defaultScopes = rules.defaultToolScopes
+    this.#usersOnly = rules.usersOnlyTools
+    this.#allowMachineClients = rules.allowMachineClients
     this.#guard = guard
+  }
+
+  /**
+   * Why a token acting for no user may not send these messages, or undefined when it may (or acts for a
+   * user): machine clients need `allow_machine_clients`, and never call a `users_only` tool.
+   */
+  machineRefusal(messages: readonly JsonRpcMessage[], token: VerifiedToken): string | undefined {
+    if (token.actor !== 'client') return undefined
+    if (!this.#allowMachineClients) {
+      return 'this MCP server does not accept tokens a client obtained for itself (client credentials); a user must sign in'
+    }
+    const tool = messages.find(
+      (m) => m.method === 'tools/call' && this.#usersOnly.has(String(m.params?.name)),
+    )
+    return tool
+      ? `the tool ${String(tool.params?.name)} may be called only on behalf of a signed-in user`
+      : undefined
   }
 
   scopesFor(tool: string): readonly string[] {
@@ -36,7 +63,7 @@ export class ToolPolicy {
 
   /**
    * `tools/list` shows a tool only when a `tools/call` of it would pass (the guard's scope mode and
-   * implications included); anonymous discovery sees them all.
+   * implications included, `users_only` for machine clients); anonymous discovery sees them all.
    */
   filterToolsList(result: unknown, token: VerifiedToken | undefined): unknown {
     if (token === undefined || typeof result !== 'object' || result === null) return result
@@ -44,8 +71,10 @@ export class ToolPolicy {
     if (!Array.isArray(tools)) return result
     return {
       ...result,
-      tools: tools.filter((tool: { name?: unknown }) =>
-        this.#guard.allows(token, [...this.#guard.options.scopes, ...this.scopesFor(String(tool?.name))]),
+      tools: tools.filter(
+        (tool: { name?: unknown }) =>
+          !(token.actor === 'client' && this.#usersOnly.has(String(tool?.name))) &&
+          this.#guard.allows(token, [...this.#guard.options.scopes, ...this.scopesFor(String(tool?.name))]),
       ),
     }
   }

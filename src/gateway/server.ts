@@ -187,7 +187,7 @@ class GatewayHandler {
     this.#allowedOrigins = new Set([resource.origin, ...config.allowedOrigins])
     this.#allowedHosts = isLoopback(config.address) ? loopbackHosts(resource, port) : undefined
     this.#sessions = new SessionRegistry(config.sessions, this.metrics)
-    this.#policy = new ToolPolicy(config.tools, config.defaultToolScopes, guard)
+    this.#policy = new ToolPolicy(config, guard)
     const upstream = config.upstream
     this.#identity = new UpstreamIdentity(
       guard.resource,
@@ -343,6 +343,12 @@ class GatewayHandler {
       if (!result.ok) {
         this.metrics.authFailures.inc({ reason: result.error.code })
         await sendWebResponse(res, result.response)
+        return undefined
+      }
+      const refusal = this.#policy.machineRefusal(messages, result.token)
+      if (refusal !== undefined) {
+        this.metrics.authFailures.inc({ reason: 'machine_client_refused' })
+        sendRpcError(res, 403, RPC.invalidRequest, refusal, singleId(messages))
         return undefined
       }
       principal = principalOf(result.token)

@@ -11,9 +11,31 @@ export interface VerifiedToken {
   /** Seconds since the epoch; absent only for an introspected token whose server gave no `exp`. */
   expiresAt: number | undefined
   claims: Readonly<Record<string, unknown>>
+  /**
+   * `client` when the token was issued to a client acting for itself (the client credentials grant), with no
+   * user behind it; see {@link actorOf}.
+   */
+  actor: 'user' | 'client'
   /** The DPoP key thumbprint the token is bound to (RFC 9449 `cnf.jkt`). */
   dpopJkt: string | undefined
   via: 'jwt' | 'introspection'
+}
+
+/** `gty` values that mark a client credentials token: Gatehouse's and Auth0's spellings. */
+const CLIENT_GRANT_TYPES = new Set(['client_credentials', 'client-credentials'])
+
+/**
+ * Who a token acts for. A client credentials token is recognised by `gty` (Gatehouse, Auth0) or, per RFC 9068
+ * §2.2, by a `sub` equal to its `client_id`. Not detected: a provider that issues such tokens with a `sub`
+ * of its own and no `gty`; treat that provider's machine clients through their scopes.
+ */
+export function actorOf(
+  claims: Record<string, unknown>,
+  subject: string | undefined,
+  clientId: string | undefined,
+): 'user' | 'client' {
+  if (typeof claims.gty === 'string' && CLIENT_GRANT_TYPES.has(claims.gty)) return 'client'
+  return subject !== undefined && subject === clientId ? 'client' : 'user'
 }
 
 /** Scopes from `scope` (RFC 9068, space-delimited) or `scp` (Okta, Entra: an array or a string). */

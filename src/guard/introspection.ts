@@ -1,5 +1,5 @@
 import { GuardError } from './errors.ts'
-import { audiencesOf, scopesOf, type VerifiedToken } from './identity.ts'
+import { actorOf, audiencesOf, scopesOf, type VerifiedToken } from './identity.ts'
 import { checkAudience, checkConfirmation, checkOptionalString, checkScopeClaims } from './lib/claims.ts'
 import { assertSecureUrl, FetchFailure, fetchJson } from './lib/http.ts'
 
@@ -72,15 +72,18 @@ export async function introspect(
     throw new GuardError('token_expired', 'introspection exp is in the past')
   if (audiences) checkAudience(answer, audiences)
   checkScopeClaims(answer)
+  const subject = checkOptionalString(answer, 'sub')
+  const clientId = checkOptionalString(answer, 'client_id')
   return {
     token,
     issuer: client.issuer,
-    subject: checkOptionalString(answer, 'sub'),
-    clientId: checkOptionalString(answer, 'client_id'),
+    subject,
+    clientId,
     scopes: scopesOf(answer),
     audience: audiencesOf(answer),
     expiresAt: exp,
     claims: Object.freeze(answer),
+    actor: actorOf(answer, subject, clientId),
     dpopJkt: checkConfirmation(answer),
     via: 'introspection',
   }

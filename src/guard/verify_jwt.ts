@@ -1,6 +1,6 @@
 import { GuardError } from './errors.ts'
 import type { VerifiedToken } from './identity.ts'
-import { audiencesOf, scopesOf } from './identity.ts'
+import { actorOf, audiencesOf, scopesOf } from './identity.ts'
 import type { RemoteKeySet } from './jwks.ts'
 import { isJwsAlgorithm, type JwsAlgorithm, verifySignature } from './lib/algorithms.ts'
 import {
@@ -74,6 +74,7 @@ export async function verifyJwtAccessToken(
     audience,
     expiresAt,
     claims: Object.freeze(payload),
+    actor: actorOf(payload, subject, clientId),
     dpopJkt: checkConfirmation(payload),
     via: 'jwt',
   }

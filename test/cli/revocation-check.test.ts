@@ -28,6 +28,7 @@ const token = (subject: string, clientId: string, iat: number, issuer = ISSUER):
   audience: [],
   expiresAt: iat + 600,
   claims: { iat },
+  actor: 'user',
   dpopJkt: undefined,
   via: 'jwt',
 })
