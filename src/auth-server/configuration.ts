@@ -7,12 +7,14 @@ import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
 import { createSafeFetch } from './safe_fetch.ts'
+import type { UserScopes } from './user_scopes.ts'
 
 /** The `oidc-provider` configuration for MCP (see docs in each helper); `keys[0]` signs. */
 export function providerConfiguration(
   options: ResolvedOptions,
   keys: PrivateJwk[],
   interactionPath: string,
+  userScopes: UserScopes,
 ): Configuration {
   const signingKey = keys[0] as PrivateJwk
   const { store, ttl } = options
@@ -38,20 +40,25 @@ export function providerConfiguration(
     loadExistingGrant: async (ctx) => {
       const { result, session, client, provider } = ctx.oidc
       const decided = result?.consent?.grantId
-      if (decided) return provider.Grant.find(decided)
-      if (!client || !session?.accountId) return undefined
-      const remembered = session.grantIdFor(client.clientId)
+      const remembered = client && session?.accountId ? session.grantIdFor(client.clientId) : undefined
       // The browser session keeps the grant after its consent is revoked: it counts only while the consent does.
       // (The development interactions keep no consent records: they simply approve again.)
-      if (!remembered || !(await store.consents.find(session.accountId, client.clientId))) return undefined
-      return provider.Grant.find(remembered)
+      const grantId =
+        decided ??
+        (remembered && (await store.consents.find(session?.accountId ?? '', client?.clientId ?? ''))
+          ? remembered
+          : undefined)
+      const grant = grantId ? await provider.Grant.find(grantId) : undefined
+      // A remembered grant is reused without a page: it gives only what the user still holds.
+      if (grant) await userScopes.align(grant)
+      return grant
     },
     findAccount: async (_ctx, sub) => {
       const user = await store.users.findById(sub)
       if (!user) return undefined
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
-    ...refreshTokenPolicy(options),
+    ...refreshTokenPolicy(options, userScopes),
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {
       devInteractions: { enabled: false },

@@ -9,6 +9,7 @@ import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
+import { UserScopes } from './user_scopes.ts'
 
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
 export {
@@ -31,6 +32,7 @@ export type {
   InteractionsFactory,
   ProtectedResource,
 } from './options.ts'
+export type { ScopeGrant, UserScopesOptions } from './user_scopes.ts'
 
 export interface AuthorizationServer {
   /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */
@@ -60,7 +62,16 @@ export async function createAuthorizationServer(
   const options = resolveOptions(input)
   const keys = await loadSigningKeys(options.store, options.secret, options.signingAlgorithm)
   const interactionPath = `${options.issuerPath}/interaction/`
-  const provider = new Provider(options.issuer, providerConfiguration(options, keys, interactionPath))
+  // An upstream sign-in's claims count as long as a grant made during its session.
+  const userScopes = new UserScopes(
+    options.userScopes,
+    options.store,
+    options.ttl.session + options.ttl.grant,
+  )
+  const provider = new Provider(
+    options.issuer,
+    providerConfiguration(options, keys, interactionPath, userScopes),
+  )
   provider.proxy = options.proxy
   provider.on('server_error', (_ctx, error) =>
     options.logger.warn('authorization server error', { error: error.message }),
@@ -73,6 +84,7 @@ export async function createAuthorizationServer(
     interactionPath,
     store: options.store,
     logger: options.logger,
+    userScopes,
   })
   const publicJwks = keys.map(({ kid, alg, use, ...jwk }) => ({
     ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }),

@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import type { SigningAlgorithm } from './keys.ts'
+import { checkUserScopes, type UserScopes, type UserScopesOptions } from './user_scopes.ts'
 
 /** Handles one request under the interaction path; resolves true when it answered it. */
 export type InteractionHandler = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>
@@ -13,6 +14,8 @@ export interface InteractionContext {
   interactionPath: string
   store: Store
   logger: AuthServerLogger
+  /** What each user may be granted: consent grants only that. */
+  userScopes: UserScopes
 }
 
 /** Login and consent, given the provider: finish with `provider.interactionFinished`. */
@@ -68,6 +71,11 @@ export interface AuthorizationServerOptions {
   clients?: readonly ClientMetadata[]
   /** Login and consent; default: the development handler that signs in a test user and approves everything. */
   interactions?: InteractionsFactory
+  /**
+   * Which scopes each user may hold (`everyone`, plus rules by username or upstream claim); consent, a
+   * remembered grant and each refresh give only those. Default: every user may approve every scope.
+   */
+  userScopes?: UserScopesOptions
   /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
   tokenRateLimit?: { limit: number; windowSeconds: number }
   registration?: {
@@ -105,6 +113,7 @@ export interface ResolvedOptions {
   ttl: Required<AuthServerTtl>
   clients: ClientMetadata[]
   interactions: InteractionsFactory | undefined
+  userScopes: UserScopesOptions | undefined
   tokenRateLimit: { limit: number; windowSeconds: number }
   registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
   cimd: {
@@ -170,6 +179,11 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     ttl,
     clients: (options.clients ?? []).map(staticClient),
     interactions: options.interactions,
+    userScopes:
+      options.userScopes &&
+      checkUserScopes(options.userScopes, [
+        ...new Set(['openid', 'offline_access', ...resources.flatMap((r) => r.scopes)]),
+      ]),
     tokenRateLimit: checkRate(options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 }, 'tokenRateLimit'),
     registration: {
       enabled: options.registration?.enabled ?? true,

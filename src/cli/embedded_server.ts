@@ -31,6 +31,8 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
           startEmbeddedAuthorizationServer(settings, resource, {
             logger: guardLogger(logger),
             proxy: config.trustProxy,
+            // Basic use: the required scopes and the default tool scopes; other tool scopes need a grant.
+            everyone: [...(config.guardOptions(resource.url).scopes ?? []), ...config.defaultToolScopes],
           })
       : undefined,
   })
@@ -43,7 +45,7 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
 export async function startEmbeddedAuthorizationServer(
   config: EmbeddedAuthorizationConfig,
   resource: { url: string; scopes: readonly string[] },
-  options: { logger: AuthServerLogger; proxy: boolean },
+  options: { logger: AuthServerLogger; proxy: boolean; everyone: readonly string[] },
 ): Promise<EmbeddedAuthorization> {
   const { store, dataDir, close } = await openDataStore(config.storage)
   try {
@@ -58,6 +60,8 @@ export async function startEmbeddedAuthorizationServer(
       ttl: config.ttl,
       clients: config.clients,
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),
+      // The development test user holds every scope.
+      ...(config.dev ? {} : { userScopes: { everyone: options.everyone, grants: config.scopeGrants } }),
       registration: config.registration,
       cimd: config.cimd,
       proxy: options.proxy,
