@@ -1,4 +1,5 @@
-import type { Configuration } from 'oidc-provider'
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider'
+import type { Store } from '../storage/store.ts'
 import { adapterFactory } from './adapter.ts'
 import { clientIdMetadataDocument } from './cimd.ts'
 import { deriveKey, type PrivateJwk } from './keys.ts'
@@ -38,17 +39,8 @@ export function providerConfiguration(
     cookies: { keys: [deriveKey(options.secret, 'cookies').toString('base64url')] },
     interactions: { url: (_ctx, interaction) => `${interactionPath}${interaction.uid}` },
     loadExistingGrant: async (ctx) => {
-      const { result, session, client, provider } = ctx.oidc
-      const decided = result?.consent?.grantId
-      const remembered = client && session?.accountId ? session.grantIdFor(client.clientId) : undefined
-      // The browser session keeps the grant after its consent is revoked: it counts only while the consent does.
-      // (The development interactions keep no consent records: they simply approve again.)
-      const grantId =
-        decided ??
-        (remembered && (await store.consents.find(session?.accountId ?? '', client?.clientId ?? ''))
-          ? remembered
-          : undefined)
-      const grant = grantId ? await provider.Grant.find(grantId) : undefined
+      const grantId = await existingGrantId(ctx, store)
+      const grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined
       // A remembered grant is reused without a page: it gives only what the user still holds.
       if (grant) await userScopes.align(grant)
       return grant
@@ -86,4 +78,17 @@ export function providerConfiguration(
       IdToken: ttl.idToken,
     },
   }
+}
+
+/** The grant just decided in this authorization's consent, or the session's remembered one for the client. */
+async function existingGrantId(ctx: KoaContextWithOIDC, store: Store): Promise<string | undefined> {
+  const { result, session, client } = ctx.oidc
+  const decided = result?.consent?.grantId
+  if (decided) return decided
+  if (!client || !session?.accountId) return undefined
+  const remembered = session.grantIdFor(client.clientId)
+  // The browser session keeps the grant after its consent is revoked: it counts only while the consent does.
+  // (The development interactions keep no consent records: they simply approve again.)
+  if (!remembered || !(await store.consents.find(session.accountId, client.clientId))) return undefined
+  return remembered
 }
