@@ -125,6 +125,8 @@ export interface ConsentView {
   csrf: string
   clientId: string
   clientName: string
+  /** The signed-in account, so a user on a shared browser sees whose access is being given. */
+  account: string
   redirectUri: string
   access: Access
   /** Asked for, but not held by the user: shown, never granted. */
@@ -163,6 +165,7 @@ export function consentPage(view: ConsentView): SafeHtml {
         }</dd>`,
   )
   return html`<p><strong class="client-name">${view.clientName}</strong> wants to access MCP servers on your behalf.</p>
+<p>You are signed in as <strong class="account">${view.account}</strong>.</p>
 ${cimdHost ? html`<p>The app is published by<br><span class="host client-host">${cimdHost}</span></p>` : ''}
 <p>After you approve, you will be sent to<br><span class="host redirect-host">${redirectHost}</span></p>
 ${

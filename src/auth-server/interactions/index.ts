@@ -80,7 +80,7 @@ const FAILURES = {
   rate_limited: {
     status: 429,
     title: 'Too many attempts',
-    text: 'Too many sign-in attempts. Wait a few minutes, then try again.',
+    text: 'Too many sign-in attempts from this address. Wait a little (the wait grows with each wrong password), then try again.',
   },
   upstream_state_invalid: {
     status: 400,
@@ -206,6 +206,8 @@ ${localAccounts ? local : ''}`,
       const token = await csrf.issue(details.uid, details.exp - now())
       const clientId = details.params.client_id as string
       const client = await clientName(provider, clientId)
+      const user = await store.users.findById(details.session?.accountId ?? '')
+      const email = user?.claims.email
       send(
         res,
         200,
@@ -215,6 +217,7 @@ ${localAccounts ? local : ''}`,
           csrf: token,
           clientId,
           clientName: client.name,
+          account: typeof email === 'string' && email ? email : (user?.username ?? ''),
           // The provider fills it in when a client with one registered URI omits it.
           redirectUri: details.params.redirect_uri as string,
           access,

@@ -240,6 +240,7 @@ test('consent page: the host of a metadata-document client, and the warning only
     action: '/i/x/consent',
     csrf: 't',
     clientName: 'App',
+    account: 'alice',
     access: {},
     refused: {},
     issuer: 'https://as.example',
@@ -400,6 +401,7 @@ describe('consent', () => {
     assert.match(consent.html, new RegExp(`<code class="resource">${s.h.resource}</code>`))
     assert.match(consent.html, /<code class="scope">mcp:read<\/code>.*<code class="scope">mcp:write<\/code>/s)
     assert.doesNotMatch(consent.html, /client-host/, 'a registered client_id has no host to show')
+    assert.match(consent.html, /You are signed in as <strong class="account">alice<\/strong>/)
   })
 
   test('deny sends access_denied to the client with state and iss, and nothing is remembered', async () => {
