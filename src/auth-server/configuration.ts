@@ -1,4 +1,5 @@
-import type { Configuration } from 'oidc-provider'
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider'
+import type { Store } from '../storage/store.ts'
 import { adapterFactory } from './adapter.ts'
 import { clientIdMetadataDocument } from './cimd.ts'
 import { deriveKey, type PrivateJwk } from './keys.ts'
@@ -8,6 +9,7 @@ import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
 import { createSafeFetch } from './safe_fetch.ts'
+import type { UserScopes } from './user_scopes.ts'
 
 /** The `gty` claim of access tokens issued to a client for itself (`client_credentials`): no user behind it. */
 export const MACHINE_TOKEN_GTY = 'client_credentials'
@@ -17,6 +19,7 @@ export function providerConfiguration(
   options: ResolvedOptions,
   keys: PrivateJwk[],
   interactionPath: string,
+  userScopes: UserScopes,
 ): Configuration {
   const signingKey = keys[0] as PrivateJwk
   const { store, ttl } = options
@@ -48,15 +51,11 @@ export function providerConfiguration(
       url: (_ctx, interaction) => `${interactionPath}${interaction.uid}`,
     },
     loadExistingGrant: async (ctx) => {
-      const { result, session, client, provider } = ctx.oidc
-      const decided = result?.consent?.grantId
-      if (decided) return provider.Grant.find(decided)
-      if (!client || !session?.accountId) return undefined
-      const remembered = session.grantIdFor(client.clientId)
-      // The browser session keeps the grant after its consent is revoked: it counts only while the consent does.
-      // (The development interactions keep no consent records: they simply approve again.)
-      if (!remembered || !(await store.consents.find(session.accountId, client.clientId))) return undefined
-      return provider.Grant.find(remembered)
+      const grantId = await existingGrantId(ctx, store)
+      const grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined
+      // A remembered grant is reused without a page: it gives only what the user still holds.
+      if (grant) await userScopes.align(grant)
+      return grant
     },
     findAccount: async (_ctx, sub) => {
       const user = await store.users.findById(sub)
@@ -67,7 +66,7 @@ export function providerConfiguration(
     // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.
     extraTokenClaims: (_ctx, token) =>
       token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : undefined,
-    ...refreshTokenPolicy(options),
+    ...refreshTokenPolicy(options, userScopes),
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {
       devInteractions: { enabled: false },
@@ -102,4 +101,17 @@ export function providerConfiguration(
       IdToken: ttl.idToken,
     },
   }
+}
+
+/** The grant just decided in this authorization's consent, or the session's remembered one for the client. */
+async function existingGrantId(ctx: KoaContextWithOIDC, store: Store): Promise<string | undefined> {
+  const { result, session, client } = ctx.oidc
+  const decided = result?.consent?.grantId
+  if (decided) return decided
+  if (!client || !session?.accountId) return undefined
+  const remembered = session.grantIdFor(client.clientId)
+  // The browser session keeps the grant after its consent is revoked: it counts only while the consent does.
+  // (The development interactions keep no consent records: they simply approve again.)
+  if (!remembered || !(await store.consents.find(session.accountId, client.clientId))) return undefined
+  return remembered
 }

@@ -10,6 +10,7 @@ import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
+import { UserScopes } from './user_scopes.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
@@ -49,6 +50,7 @@ export {
   revokeGrants,
   setUserPassword,
 } from './revocation.ts'
+export type { ScopeGrant, UserScopesOptions } from './user_scopes.ts'
 
 export interface AuthorizationServer {
   /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */
@@ -78,7 +80,16 @@ export async function createAuthorizationServer(
   const options = resolveOptions(input)
   const keys = await loadSigningKeys(options.store, options.secret, options.signingAlgorithm)
   const interactionPath = `${options.issuerPath}/interaction/`
-  const provider = new Provider(options.issuer, providerConfiguration(options, keys, interactionPath))
+  // An upstream sign-in's claims count as long as a grant made during its session.
+  const userScopes = new UserScopes(
+    options.userScopes,
+    options.store,
+    options.ttl.session + options.ttl.grant,
+  )
+  const provider = new Provider(
+    options.issuer,
+    providerConfiguration(options, keys, interactionPath, userScopes),
+  )
   // The mount sets X-Forwarded-Host and -Proto from the issuer on every request it forwards (URLs follow the
   // issuer); the client address never comes from Koa (`ctx.ip` is the first, client-written, entry).
   provider.proxy = true
@@ -95,6 +106,7 @@ export async function createAuthorizationServer(
     store: options.store,
     logger: options.logger,
     trustProxy: options.proxy,
+    userScopes,
   })
   const publicJwks = keys.map(({ kid, alg, use, ...jwk }) => ({
     ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }),

@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import type { SigningAlgorithm } from './keys.ts'
+import { checkUserScopes, type UserScopes, type UserScopesOptions } from './user_scopes.ts'
 
 /** Handles one request under the interaction path; resolves true when it answered it. */
 export type InteractionHandler = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>
@@ -15,6 +16,8 @@ export interface InteractionContext {
   logger: AuthServerLogger
   /** Requests come through the trusted proxy: count them against its last `X-Forwarded-For` entry. */
   trustProxy: boolean
+  /** What each user may be granted: consent grants only that. */
+  userScopes: UserScopes
 }
 
 /** Login and consent, given the provider: finish with `provider.interactionFinished`. */
@@ -93,6 +96,11 @@ export interface AuthorizationServerOptions {
   clients?: readonly StaticClient[]
   /** Login and consent; default: the development handler that signs in a test user and approves everything. */
   interactions?: InteractionsFactory
+  /**
+   * Which scopes each user may hold (`everyone`, plus rules by username or upstream claim); consent, a
+   * remembered grant and each refresh give only those. Default: every user may approve every scope.
+   */
+  userScopes?: UserScopesOptions
   /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
   tokenRateLimit?: { limit: number; windowSeconds: number }
   registration?: {
@@ -144,6 +152,7 @@ export interface ResolvedOptions {
   clients: ClientMetadata[]
   declaredClients: ReadonlyMap<string, DeclaredClient>
   interactions: InteractionsFactory | undefined
+  userScopes: UserScopesOptions | undefined
   tokenRateLimit: { limit: number; windowSeconds: number }
   registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
   cimd: {
@@ -200,6 +209,11 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     clients: declared.map(({ metadata }) => metadata),
     declaredClients: new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
     interactions: options.interactions,
+    userScopes:
+      options.userScopes &&
+      checkUserScopes(options.userScopes, [
+        ...new Set(['openid', 'offline_access', ...resources.flatMap((r) => r.scopes)]),
+      ]),
     tokenRateLimit: checkRate(options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 }, 'tokenRateLimit'),
     registration: {
       enabled: options.registration?.enabled ?? true,

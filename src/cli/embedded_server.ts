@@ -33,6 +33,8 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
             logger: guardLogger(logger),
             proxy: config.trustProxy,
             allowedOrigins: config.allowedOrigins,
+            // Basic use: the required scopes and the default tool scopes; other tool scopes need a grant.
+            everyone: [...(config.guardOptions(resource.url).scopes ?? []), ...config.defaultToolScopes],
           })
       : undefined,
   })
@@ -45,7 +47,12 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
 export async function startEmbeddedAuthorizationServer(
   config: EmbeddedAuthorizationConfig,
   resource: { url: string; scopes: readonly string[] },
-  options: { logger: AuthServerLogger; proxy: boolean; allowedOrigins?: readonly string[] },
+  options: {
+    logger: AuthServerLogger
+    proxy: boolean
+    allowedOrigins?: readonly string[]
+    everyone: readonly string[]
+  },
 ): Promise<EmbeddedAuthorization> {
   const { store, dataDir, close } = await openDataStore(config.storage)
   try {
@@ -60,6 +67,8 @@ export async function startEmbeddedAuthorizationServer(
       ttl: config.ttl,
       clients: config.clients,
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),
+      // The development test user holds every scope.
+      ...(config.dev ? {} : { userScopes: { everyone: options.everyone, grants: config.scopeGrants } }),
       registration: config.registration,
       cimd: config.cimd,
       proxy: options.proxy,

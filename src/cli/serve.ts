@@ -91,6 +91,11 @@ Configuration file (flags win over the environment, which wins over the file):
   secret: <32+ characters>                 # prefer GATEHOUSE_SECRET
   authorization_server:                    # the embedded server (no external one configured)
     scopes: [mcp]                          # every request needs them (default [mcp]); offered with the tools' scopes
+    scope_grants:                          # who may hold the tools' scopes: everyone holds scopes and
+                                           # default_tool_scopes, nobody a scope under tools: until a rule gives it
+      - { scopes: [files:write], users: [alice] }          # usernames as gatehouse users list shows them
+      - { scopes: [admin], claim: { name: groups, value: admins, provider: corp } }  # upstream claim (a value,
+                                           # or a list containing it) at the user's last sign-in there
     signing_algorithm: ES256               # ES256, EdDSA or RS256, for the key generated on first start
     ttl: { access_token: 600, refresh_token: 1209600 }  # seconds; also authorization_code, session, grant,
                                            # interaction, id_token, registered_client

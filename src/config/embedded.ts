@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import type {
   AuthServerTtl,
   LoginAndConsentOptions,
+  ScopeGrant,
   SigningAlgorithm,
   StaticClient,
 } from '../auth-server/index.ts'
@@ -44,6 +45,11 @@ export interface EmbeddedAuthorizationConfig {
   registration: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
   cimd: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
   clients: StaticClient[]
+  /**
+   * `authorization_server.scope_grants`: who holds the scopes beyond the basic ones (the required scopes and
+   * `default_tool_scopes`, which every user holds). A tool scope nobody is given is granted to no one.
+   */
+  scopeGrants: ScopeGrant[]
 }
 
 type Env = Record<string, string | undefined>
@@ -80,7 +86,16 @@ const TTL_KEYS: Record<string, keyof AuthServerTtl> = {
   id_token: 'idToken',
   registered_client: 'registeredClient',
 }
-const AS_KEYS = ['scopes', 'signing_algorithm', 'ttl', 'login', 'registration', 'cimd', 'clients']
+const AS_KEYS = [
+  'scopes',
+  'signing_algorithm',
+  'ttl',
+  'login',
+  'registration',
+  'cimd',
+  'clients',
+  'scope_grants',
+]
 const UPSTREAM_KEYS = ['id', 'name', 'issuer', 'client_id', 'client_secret', 'scope']
 
 /** The `authorization_server` block mapped onto the options of `createAuthorizationServer` and `loginAndConsent`. */
@@ -123,7 +138,54 @@ export function embeddedAuthorizationConfig(
     registration: switchable(block.registration, 'authorization_server.registration'),
     cimd: switchable(block.cimd, 'authorization_server.cimd'),
     clients: list(block.clients, 'authorization_server.clients') as StaticClient[],
+    scopeGrants: scopeGrants(
+      block.scope_grants,
+      upstream.map((p) => p.id),
+    ),
   }
+}
+
+/**
+ * `scope_grants: [{ scopes: [files:write], users: [alice] }, { scopes: [admin], claim: { name: groups,
+ * value: admins, provider: corp } }]`: each rule gives its scopes to the users it names, or to the users of
+ * an upstream provider whose claim (a string, or a list such as `groups`) has the value.
+ */
+function scopeGrants(value: unknown, providers: readonly string[]): ScopeGrant[] {
+  return list(value, 'authorization_server.scope_grants').map((entry, i) => {
+    const where = `authorization_server.scope_grants[${i}]`
+    const rule = mapping(entry, where)
+    only(rule, ['scopes', 'users', 'claim'], where)
+    const scopes = words(rule.scopes, `${where}.scopes`)
+    if (scopes.length === 0) fail(`${where}.scopes must list at least one scope`)
+    if (rule.users === undefined && rule.claim === undefined) {
+      fail(`${where} names nobody: give users: [<username>, …] or claim: { name, value }`)
+    }
+    const users = rule.users === undefined ? undefined : words(rule.users, `${where}.users`)
+    const claim = rule.claim === undefined ? undefined : mapping(rule.claim, `${where}.claim`)
+    if (claim) {
+      only(claim, ['name', 'value', 'provider'], `${where}.claim`)
+      text(claim.name, `${where}.claim.name`) ?? fail(`${where}.claim.name is required`)
+      text(claim.value, `${where}.claim.value`) ?? fail(`${where}.claim.value is required`)
+      const provider = text(claim.provider, `${where}.claim.provider`)
+      if (provider !== undefined && !providers.includes(provider)) {
+        fail(
+          `${where}.claim.provider ${provider} is not an upstream provider; known: ${providers.join(', ') || 'none'}`,
+        )
+      }
+    }
+    return {
+      scopes,
+      ...(users ? { users } : {}),
+      ...(claim ? { claim: claim as NonNullable<ScopeGrant['claim']> } : {}),
+    }
+  })
+}
+
+function words(value: unknown, where: string): string[] {
+  const items = list(value, where)
+  if (!items.every((item) => typeof item === 'string' && item !== ''))
+    fail(`${where} must be a list of names`)
+  return items as string[]
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { rm } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
+import { createLocalUser } from '../../src/auth-server/index.ts'
 import type { Gateway } from '../../src/gateway/server.ts'
 import { browse, token } from '../auth-server/harness.ts'
 import { asHarness, gatehouse, startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
@@ -109,6 +110,100 @@ describe('gatehouse users add, then a local sign-in through the gateway; gatehou
     const listed = await gatehouse(['users', 'list', '--data-dir', dataDir])
     assert.equal(listed.code, 0, listed.stderr)
     assert.match(listed.stdout, /^alice\t[0-9a-f-]{36}\tlocal\t\d{4}-/)
+  })
+})
+
+describe('gatehouse serve: a tool scope is held only by the users scope_grants names', () => {
+  let dataDir: string
+  let gateway: Gateway
+  let callback: Awaited<ReturnType<typeof startClientCallback>>
+
+  before(async () => {
+    dataDir = await tempDir('scope-grants')
+    callback = await startClientCallback()
+    gateway = await startEmbeddedGateway(
+      { dataDir },
+      {
+        tools: { echo: { scopes: ['files:write'] } },
+        authorization_server: {
+          scope_grants: [{ scopes: ['files:write'], users: ['bob'] }],
+          clients: [
+            {
+              client_id: WEB_CLIENT,
+              application_type: 'web',
+              redirect_uris: [callback.redirectUri],
+              token_endpoint_auth_method: 'none',
+            },
+          ],
+        },
+      },
+    )
+    const store = gateway.authorizationServer?.store ?? assert.fail('no embedded authorization server')
+    for (const name of ['alice', 'bob']) await createLocalUser(store, name, PASSWORD)
+  })
+  after(async () => {
+    await callback?.close()
+    await gateway?.close()
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  /** Signs `username` in asking for the tool's scope; returns what the consent page refused and the token. */
+  async function signIn(username: string) {
+    const h = asHarness(gateway)
+    const request = authorizationRequest(h, WEB_CLIENT, callback.redirectUri, 'mcp files:write')
+    const { jar, page } = await startAuthorization(request)
+    const signedIn = await submit(`${page.url}/login`, jar, { csrf: page.csrf, username, password: PASSWORD })
+    const consent = await openPage((await follow(signedIn, jar, h.origin)).url, jar)
+    const refused = [...consent.html.matchAll(/<code class="refused-scope">([^<]+)<\/code>/g)].map(
+      (m) => m[1],
+    )
+    const approved = await follow(
+      await submit(`${consent.url}/consent`, jar, { csrf: consent.csrf, decision: 'approve' }),
+      jar,
+      h.origin,
+    )
+    const tokens = await token(h, {
+      grant_type: 'authorization_code',
+      code: codeFrom(approved, request.state),
+      redirect_uri: callback.redirectUri,
+      code_verifier: request.pkce.verifier,
+      client_id: WEB_CLIENT,
+      resource: gateway.resource,
+    })
+    assert.equal(tokens.response.status, 200)
+    return { refused, scope: tokens.body.scope, accessToken: tokens.body.access_token as string }
+  }
+
+  it('alice asks for files:write and is told she does not hold it; her token lacks it and the tool call is 403', async () => {
+    const alice = await signIn('alice')
+    assert.deepEqual(alice.refused, ['files:write'])
+    assert.equal(alice.scope, 'mcp')
+    const client = await connectClient(gateway.resource, alice.accessToken)
+    try {
+      await assert.rejects(
+        client.callTool({ name: 'echo', arguments: { message: 'alice' } }),
+        (error: Error) => {
+          assert.equal((error as Error & { code?: number }).code, 403)
+          assert.match(error.message, /insufficient_scope/)
+          return true
+        },
+      )
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('bob, whom the rule names, gets files:write and runs the tool', async () => {
+    const bob = await signIn('bob')
+    assert.deepEqual(bob.refused, [])
+    assert.equal(bob.scope, 'mcp files:write')
+    const client = await connectClient(gateway.resource, bob.accessToken)
+    try {
+      const echo = await client.callTool({ name: 'echo', arguments: { message: 'bob' } })
+      assert.deepEqual(echo.content, [{ type: 'text', text: 'Echo: bob' }])
+    } finally {
+      await client.close()
+    }
   })
 })
 

@@ -43,6 +43,10 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
           },
           registration: { enabled: false },
           cimd: { rate_limit: { limit: 5, window_seconds: 30 } },
+          scope_grants: [
+            { scopes: ['files:write'], users: ['alice'] },
+            { scopes: ['admin'], claim: { name: 'groups', value: 'admins', provider: 'corp' } },
+          ],
         },
       },
       { GATEHOUSE_SECRET: 's'.repeat(32) },
@@ -63,6 +67,10 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
     })
     assert.deepEqual(embedded?.registration, { enabled: false })
     assert.deepEqual(embedded?.cimd, { rateLimit: { limit: 5, windowSeconds: 30 } })
+    assert.deepEqual(embedded?.scopeGrants, [
+      { scopes: ['files:write'], users: ['alice'] },
+      { scopes: ['admin'], claim: { name: 'groups', value: 'admins', provider: 'corp' } },
+    ])
     const guard = config.guardOptions('https://mcp.example.com/mcp')
     assert.deepEqual(guard.authorizationServers, [{ issuer: 'https://mcp.example.com' }])
     assert.deepEqual(guard.scopes, ['mcp', 'files'])
@@ -116,12 +124,33 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
-        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, login, registration, cimd, clients',
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, login, registration, cimd, clients, scope_grants',
     },
     {
       name: 'an unknown lifetime',
       file: { authorization_server: { ttl: { access: 60 } } },
       message: /^authorization_server.ttl: unknown setting access; known: access_token, /,
+    },
+    {
+      name: 'a scope grant with an unknown key',
+      file: { authorization_server: { scope_grants: [{ scopes: ['admin'], user: ['alice'] }] } },
+      message: 'authorization_server.scope_grants[0]: unknown setting user; known: scopes, users, claim',
+    },
+    {
+      name: 'a scope grant naming nobody',
+      file: { authorization_server: { scope_grants: [{ scopes: ['admin'] }] } },
+      message:
+        'authorization_server.scope_grants[0] names nobody: give users: [<username>, …] or claim: { name, value }',
+    },
+    {
+      name: 'a scope grant on the claim of an unknown provider',
+      file: {
+        authorization_server: {
+          scope_grants: [{ scopes: ['admin'], claim: { name: 'groups', value: 'admins', provider: 'okta' } }],
+        },
+      },
+      message:
+        'authorization_server.scope_grants[0].claim.provider okta is not an upstream provider; known: none',
     },
     {
       name: 'scopes given twice',
@@ -163,6 +192,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       'registration:',
       'cimd:',
       'clients:',
+      'scope_grants:',
       'GATEHOUSE_DATA_DIR',
       'GATEHOUSE_STORAGE_URL',
       'GATEHOUSE_SECRET',

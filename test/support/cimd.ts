@@ -61,6 +61,7 @@ export async function startEmbeddedGatewayTrustingDocuments(
       startEmbeddedAuthorizationServer({ ...settings, cimd }, resource, {
         logger: guardLogger(logger),
         proxy: config.trustProxy,
+        everyone: resource.scopes,
       }),
   })
 }

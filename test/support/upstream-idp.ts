@@ -11,7 +11,8 @@ export interface UpstreamIdp {
 
 /**
  * A real `oidc-provider` playing the operator's identity provider: its built-in development pages sign in
- * any login (the login becomes `sub`), and one confidential client is registered for `redirectUri`.
+ * any login (the login becomes `sub`), and one confidential client is registered for `redirectUri`. Its
+ * `groups` claim (with `profile`) is `[admins, staff]` for a login starting with `admin-`, else `[staff]`.
  */
 export async function startUpstreamIdp(redirectUri: string): Promise<UpstreamIdp> {
   const server = createServer()
@@ -30,10 +31,16 @@ export async function startUpstreamIdp(redirectUri: string): Promise<UpstreamIdp
       },
     ],
     pkce: { required: () => true },
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'groups'] },
     findAccount: (_ctx, sub) => ({
       accountId: sub,
-      claims: () => ({ sub, name: `Upstream ${sub}`, email: `${sub}@corp.example`, email_verified: true }),
+      claims: () => ({
+        sub,
+        name: `Upstream ${sub}`,
+        email: `${sub}@corp.example`,
+        email_verified: true,
+        groups: sub.startsWith('admin-') ? ['admins', 'staff'] : ['staff'],
+      }),
     }),
   })
   provider.on('server_error', (_ctx, error) => console.error('upstream IdP error', error))

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
+import { alignGrant, type Holds } from '../user_scopes.ts'
 import { html, type SafeHtml } from './html.ts'
 import { isLoopbackHost } from './security.ts'
 
@@ -61,6 +62,17 @@ export function covers(remembered: Access, access: Access): boolean {
   })
 }
 
+/** Splits what was asked for into what the user holds and what the operator has not given them. */
+export function splitAccess(access: Access, holds: Holds): { granted: Access; refused: Access } {
+  const pick = (keep: boolean) =>
+    Object.fromEntries(
+      Object.entries(access)
+        .map(([key, scopes]) => [key, scopes.filter((s) => holds(s) === keep)] as const)
+        .filter(([, scopes]) => keep || scopes.length > 0),
+    )
+  return { granted: pick(true), refused: pick(false) }
+}
+
 export function mergeAccess(previous: Access | undefined, access: Access): Access {
   const merged: Access = { ...previous }
   for (const [key, scopes] of Object.entries(access))
@@ -68,22 +80,41 @@ export function mergeAccess(previous: Access | undefined, access: Access): Acces
   return merged
 }
 
-/** Grants what the provider found missing and resumes the authorization. */
+/**
+ * Grants what the provider found missing and the user holds, records the rest as rejected (so the token
+ * leaves it out and the provider does not ask again), and resumes the authorization.
+ */
 export async function finishConsent(
   provider: Provider,
   req: IncomingMessage,
   res: ServerResponse,
   details: Details,
+  holds: Holds,
 ) {
   const session = details.session as NonNullable<Details['session']>
   const grant =
     (details.grantId ? await provider.Grant.find(details.grantId) : undefined) ??
     new provider.Grant({ accountId: session.accountId, clientId: details.params.client_id as string })
+  alignGrant(grant, holds)
   const missing = details.prompt.details as Missing
-  if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '))
+  const give = (scopes: readonly string[], add: (s: string) => void, reject: (s: string) => void) => {
+    const held = scopes.filter(holds)
+    const refused = scopes.filter((s) => !holds(s))
+    if (held.length) add(held.join(' '))
+    if (refused.length) reject(refused.join(' '))
+  }
+  give(
+    missing.missingOIDCScope ?? [],
+    (s) => grant.addOIDCScope(s),
+    (s) => grant.rejectOIDCScope(s),
+  )
   if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims)
   for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
-    grant.addResourceScope(resource, scopes.join(' '))
+    give(
+      scopes,
+      (s) => grant.addResourceScope(resource, s),
+      (s) => grant.rejectResourceScope(resource, s),
+    )
   }
   const grantId = await grant.save()
   await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true })
@@ -94,9 +125,24 @@ export interface ConsentView {
   csrf: string
   clientId: string
   clientName: string
+  /** The signed-in account, so a user on a shared browser sees whose access is being given. */
+  account: string
   redirectUri: string
   access: Access
+  /** Asked for, but not held by the user: shown, never granted. */
+  refused: Access
   issuer: string
+}
+
+function refusedList(refused: Access, issuer: string): SafeHtml | '' {
+  const scopes = Object.entries(refused).flatMap(([key, list]) =>
+    list.map(
+      (s) =>
+        html`<li><code class="refused-scope">${s}</code>${key === issuer ? '' : html` <small>(<code>${key}</code>)</small>`}</li>`,
+    ),
+  )
+  if (scopes.length === 0) return ''
+  return html`<div class="warning" role="note" id="not-granted"><p><strong>Not granted:</strong> the app also asked for the following, which your account does not hold. Ask your administrator if you need it.</p><ul>${scopes}</ul></div>`
 }
 
 /**
@@ -119,6 +165,7 @@ export function consentPage(view: ConsentView): SafeHtml {
         }</dd>`,
   )
   return html`<p><strong class="client-name">${view.clientName}</strong> wants to access MCP servers on your behalf.</p>
+<p>You are signed in as <strong class="account">${view.account}</strong>.</p>
 ${cimdHost ? html`<p>The app is published by<br><span class="host client-host">${cimdHost}</span></p>` : ''}
 <p>After you approve, you will be sent to<br><span class="host redirect-host">${redirectHost}</span></p>
 ${
@@ -127,6 +174,7 @@ ${
     : ''
 }
 <dl class="access">${items}</dl>
+${refusedList(view.refused, view.issuer)}
 <form method="post" action="${view.action}">
 <input type="hidden" name="csrf" value="${view.csrf}">
 <div class="actions">

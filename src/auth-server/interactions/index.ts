@@ -4,7 +4,15 @@ import type { Store } from '../../storage/store.ts'
 import { clientAddress } from '../client_address.ts'
 import type { InteractionsFactory } from '../options.ts'
 import { revokeGrants } from '../revocation.ts'
-import { type Access, consentPage, covers, finishConsent, mergeAccess, requestedAccess } from './consent.ts'
+import {
+  type Access,
+  consentPage,
+  covers,
+  finishConsent,
+  mergeAccess,
+  requestedAccess,
+  splitAccess,
+} from './consent.ts'
 import { html, page, type SafeHtml } from './html.ts'
 import { decoy, MAX_PASSWORD_LENGTH, normalizeUsername, verifyPassword } from './passwords.ts'
 import {
@@ -15,6 +23,7 @@ import {
   isLoopbackHost,
   setSecurityHeaders,
 } from './security.ts'
+import { type BackoffOptions, SignInBackoff } from './throttle.ts'
 import {
   checkUpstreamProviders,
   federatedUser,
@@ -37,8 +46,13 @@ export interface LoginAndConsentOptions {
   upstream?: readonly UpstreamProvider[]
   /** The username and password form (accounts made by `createLocalUser`). Default: on when no upstream is configured. */
   localAccounts?: boolean
-  /** Sign-in attempts, counted per username and per client address; default 10 and 50 per 15 minutes. */
-  rateLimit?: { perUsername?: RateLimit; perAddress?: RateLimit }
+  /**
+   * Sign-in attempts. `perUserAndAddress`: wrong passwords for one username from one address before each
+   * further attempt from there waits (1 s, doubling up to `maxDelaySeconds`); default 5 and 900 s. Good
+   * passwords do not count, and the user is not slowed down from other addresses. `perAddress`: every attempt
+   * from one address, whatever the username; default 50 per 15 minutes.
+   */
+  rateLimit?: { perUserAndAddress?: Partial<BackoffOptions>; perAddress?: RateLimit }
 }
 
 /**
@@ -73,7 +87,7 @@ const FAILURES = {
   rate_limited: {
     status: 429,
     title: 'Too many attempts',
-    text: 'Too many sign-in attempts. Wait a few minutes, then try again.',
+    text: 'Too many sign-in attempts from this address. Wait a little (the wait grows with each wrong password), then try again.',
   },
   upstream_state_invalid: {
     status: 400,
@@ -128,17 +142,18 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
   if (!localAccounts && providers.length === 0) {
     throw new TypeError('login: enable local accounts or configure at least one upstream provider')
   }
-  const perUsername = checkRate(
-    options.rateLimit?.perUsername ?? { limit: 10, windowSeconds: 900 },
-    'perUsername',
-  )
+  const backoff = checkBackoff({
+    freeFailures: 5,
+    maxDelaySeconds: 900,
+    ...options.rateLimit?.perUserAndAddress,
+  })
   const perAddress = checkRate(
     options.rateLimit?.perAddress ?? { limit: 50, windowSeconds: 900 },
     'perAddress',
   )
 
   return (provider, context) => {
-    const { issuer, interactionPath, store, logger, trustProxy } = context
+    const { issuer, interactionPath, store, logger, trustProxy, userScopes } = context
     const issuerUrl = new URL(issuer)
     if (issuerUrl.protocol !== 'https:' && !isLoopbackHost(issuerUrl.hostname)) {
       throw new TypeError(`login pages need an https issuer (passwords and cookies); ${issuer} is plain http`)
@@ -150,10 +165,11 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
     const csrf = new CsrfTokens(store)
     const pendingLogins = store.oidcAdapter('GatehouseUpstreamState')
     const stateCookie = new InteractionCookie(issuer, 'gatehouse-upstream')
+    const signInBackoff = new SignInBackoff(store, backoff)
 
-    const fail = (res: ServerResponse, failure: Failure, extra?: SafeHtml) => {
+    const fail = (res: ServerResponse, failure: Failure, extra?: SafeHtml, retryAfter?: number) => {
       const { status, title, text } = FAILURES[failure]
-      if (status === 429) res.setHeader('retry-after', String(perUsername.windowSeconds))
+      if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter))
       send(
         res,
         status,
@@ -193,10 +209,12 @@ ${localAccounts ? local : ''}`,
       )
     }
 
-    async function showConsent(res: ServerResponse, details: Details, access: Access) {
+    async function showConsent(res: ServerResponse, details: Details, access: Access, refused: Access) {
       const token = await csrf.issue(details.uid, details.exp - now())
       const clientId = details.params.client_id as string
       const client = await clientName(provider, clientId)
+      const user = await store.users.findById(details.session?.accountId ?? '')
+      const email = user?.claims.email
       send(
         res,
         200,
@@ -206,9 +224,11 @@ ${localAccounts ? local : ''}`,
           csrf: token,
           clientId,
           clientName: client.name,
+          account: typeof email === 'string' && email ? email : (user?.username ?? ''),
           // The provider fills it in when a client with one registered URI omits it.
           redirectUri: details.params.redirect_uri as string,
           access,
+          refused,
           issuer,
         }),
       )
@@ -217,14 +237,19 @@ ${localAccounts ? local : ''}`,
     async function show(req: IncomingMessage, res: ServerResponse, details: Details) {
       if (details.prompt.name === 'login' || !details.session) return loginPage(res, details)
       if (details.prompt.name !== 'consent') return fail(res, 'interaction_expired')
-      const access = await requestedAccess(provider, details, issuer)
+      const holds = await userScopes.held(details.session.accountId)
+      const { granted, refused } = splitAccess(await requestedAccess(provider, details, issuer), holds)
       const remembered = await store.consents.find(
         details.session.accountId,
         details.params.client_id as string,
       )
-      if (remembered && covers(remembered.resources, access))
-        return finishConsent(provider, req, res, details)
-      return showConsent(res, details, access)
+      // `prompt=consent`: the client wants the user asked, whatever was approved before.
+      const asked = String(details.params.prompt ?? '')
+        .split(' ')
+        .includes('consent')
+      if (!asked && remembered && covers(remembered.resources, granted))
+        return finishConsent(provider, req, res, details, holds)
+      return showConsent(res, details, granted, refused)
     }
 
     async function localLogin(
@@ -238,27 +263,28 @@ ${localAccounts ? local : ''}`,
       const username = normalizeUsername(form.get('username') ?? '').slice(0, 65)
       const password = form.get('password') ?? ''
       const address = clientAddress(req, trustProxy)
-      // Both are counted on every attempt, so guessing one account or spraying many is slowed down.
-      const withinUser = await store.hit(
-        `login:user:${username}`,
-        perUsername.limit,
-        perUsername.windowSeconds,
-      )
+      // Wrong passwords slow down guessing one account from one address; every attempt counts against the
+      // address, so spraying many accounts is slowed down too. Neither locks the user out elsewhere.
       const withinAddress = await store.hit(
         `login:addr:${address}`,
         perAddress.limit,
         perAddress.windowSeconds,
       )
-      if (!withinUser || !withinAddress) {
+      const admission = withinAddress
+        ? await signInBackoff.admit(username, address)
+        : { retryAfter: perAddress.windowSeconds }
+      if ('retryAfter' in admission) {
         await audit('login.rate_limited', { username, address })
-        return fail(res, 'rate_limited')
+        return fail(res, 'rate_limited', undefined, admission.retryAfter)
       }
       const user =
         username && password.length <= MAX_PASSWORD_LENGTH
           ? await store.users.findByUsername(username)
           : undefined
       const valid = await verifyPassword(password, user?.passwordHash ?? (await decoy()))
-      if (!user?.passwordHash || !valid) {
+      const succeeded = user?.passwordHash !== undefined && valid
+      await signInBackoff.settle(admission.ticket, succeeded)
+      if (!user || !succeeded) {
         await audit('login.failed', { username, address })
         return loginPage(res, details, 401, 'Wrong username or password.')
       }
@@ -332,6 +358,7 @@ ${localAccounts ? local : ''}`,
       const interaction = await provider.Interaction.find(pending.uid)
       if (!interaction) return fail(res, 'interaction_expired')
       const user = await federatedUser(store, upstream.provider.id, identity.issuer, identity.claims)
+      await userScopes.rememberUpstreamClaims(user.id, upstream.provider.id, identity.claims)
       await audit('login.succeeded', { userId: user.id, method: upstream.provider.id })
       // The callback path does not receive the interaction cookie (scoped to the interaction's path), so the
       // result is written directly; the provider's resume step still requires this browser's resume cookie.
@@ -359,16 +386,17 @@ ${localAccounts ? local : ''}`,
         )
         return
       }
-      const access = await requestedAccess(provider, details, issuer)
+      const holds = await userScopes.held(userId)
+      const { granted, refused } = splitAccess(await requestedAccess(provider, details, issuer), holds)
       const previous = await store.consents.find(userId, clientId)
       await store.consents.save({
         userId,
         clientId,
-        resources: mergeAccess(previous?.resources, access),
+        resources: mergeAccess(previous?.resources, granted),
         grantedAt: now(),
       })
-      await audit('consent.granted', { userId, clientId, resources: access })
-      await finishConsent(provider, req, res, details)
+      await audit('consent.granted', { userId, clientId, resources: granted, notHeld: refused })
+      await finishConsent(provider, req, res, details, holds)
     }
 
     async function interaction(req: IncomingMessage, res: ServerResponse, segments: string[]) {
@@ -453,6 +481,23 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams | undefin
     chunks.push(chunk as Buffer)
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+}
+
+function checkBackoff(value: BackoffOptions): BackoffOptions {
+  const { freeFailures, maxDelaySeconds } = value
+  if (
+    !(
+      Number.isInteger(freeFailures) &&
+      freeFailures >= 0 &&
+      Number.isInteger(maxDelaySeconds) &&
+      maxDelaySeconds > 0
+    )
+  ) {
+    throw new TypeError(
+      `login: rateLimit.perUserAndAddress must be { freeFailures, maxDelaySeconds } with whole numbers (freeFailures 0 or more, maxDelaySeconds above 0), not ${JSON.stringify(value)}`,
+    )
+  }
+  return value
 }
 
 function checkRate(value: RateLimit, name: string): RateLimit {

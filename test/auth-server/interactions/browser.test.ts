@@ -170,3 +170,80 @@ test('Chromium: federated sign-in at the operator IdP; the token names the Gateh
     await h.close()
   }
 })
+
+test('Chromium: a federated user whose upstream groups claim has the value holds the scope; another user of that provider does not', async () => {
+  const h = await startAuthServer()
+  const idp = await startUpstreamIdp(upstreamRedirectUri(h.issuer, 'corp'))
+  const client = await startClientCallback()
+  try {
+    await h.restart({
+      interactions: loginAndConsent({
+        upstream: [
+          {
+            id: 'corp',
+            name: 'Corp SSO',
+            issuer: idp.issuer,
+            clientId: idp.clientId,
+            clientSecret: idp.clientSecret,
+          },
+        ],
+      }),
+      userScopes: {
+        everyone: ['mcp:read'],
+        grants: [{ scopes: ['mcp:write'], claim: { name: 'groups', value: 'admins', provider: 'corp' } }],
+      },
+    })
+    const clientId = await registerPublicClient(h, {
+      client_name: CLIENT_NAME,
+      redirect_uris: [client.redirectUri],
+    })
+    const signIn = (login: string) =>
+      withContext(browser, async (context) => {
+        const request = authorizationRequest(h, clientId, client.redirectUri, 'mcp:read mcp:write')
+        const page = await context.newPage()
+        await page.goto(request.url)
+        await page.getByRole('button', { name: 'Continue with Corp SSO' }).click()
+        await page.locator('input[name="login"]').fill(login)
+        await page.locator('input[name="password"]').fill('anything')
+        await page.getByRole('button', { name: 'Sign-in' }).click()
+        await page.getByRole('button', { name: 'Continue' }).click()
+        await page.getByRole('heading', { name: 'Allow access?' }).waitFor()
+        const shown = {
+          scopes: await page.locator('.scope').allTextContents(),
+          refused: await page.locator('.refused-scope').allTextContents(),
+        }
+        // The callback server also sees the browser's favicon requests: wait for the redirect itself.
+        const arrival = (async () => {
+          for (;;) {
+            const url = await client.next()
+            if (url.pathname === '/callback') return url
+          }
+        })()
+        await page.getByRole('button', { name: 'Approve' }).click()
+        const callback = await arrival
+        const { body } = await token(h, {
+          grant_type: 'authorization_code',
+          code: callback.searchParams.get('code') ?? '',
+          redirect_uri: request.redirectUri,
+          code_verifier: request.pkce.verifier,
+          client_id: clientId,
+          resource: request.resource,
+        })
+        return { ...shown, scope: body.scope }
+      })
+    assert.deepEqual(await signIn('admin-ann'), {
+      scopes: ['mcp:read', 'mcp:write'],
+      refused: [],
+      scope: 'mcp:read mcp:write',
+    })
+    assert.deepEqual(await signIn('jdoe'), {
+      scopes: ['mcp:read'],
+      refused: ['mcp:write'],
+      scope: 'mcp:read',
+    })
+  } finally {
+    await client.close()
+    await idp.close()
+    await h.close()
+  }
+})

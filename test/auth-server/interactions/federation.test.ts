@@ -194,7 +194,10 @@ test('configuration mistakes are refused at start with the setting named', () =>
     [{ upstream: [good, good] }, /"corp" is configured twice/],
     [{ upstream: [{ ...good, issuer: 'http://idp.example' }] }, /issuer must be an https URL/],
     [{ upstream: [{ ...good, clientSecret: '' }] }, /name, clientId and clientSecret are required/],
-    [{ rateLimit: { perUsername: { limit: 0, windowSeconds: 60 } } }, /rateLimit.perUsername must be/],
+    [
+      { rateLimit: { perUserAndAddress: { maxDelaySeconds: 0 } } },
+      /rateLimit.perUserAndAddress must be \{ freeFailures, maxDelaySeconds \}/,
+    ],
   ]
   for (const [options, message] of cases) assert.throws(() => loginAndConsent(options), message)
 })

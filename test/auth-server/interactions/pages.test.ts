@@ -58,6 +58,8 @@ async function consentPage(s: Setup, scope?: string) {
   return { request, jar, consent: await openPage(next.url, jar) }
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
 const errorCode = (html: string) => /Error code: <code>([a-z_]+)<\/code>/.exec(html)?.[1]
 
 describe('login page, local accounts', () => {
@@ -65,7 +67,7 @@ describe('login page, local accounts', () => {
   before(async () => {
     s = await setup({
       rateLimit: {
-        perUsername: { limit: 3, windowSeconds: 600 },
+        perUserAndAddress: { freeFailures: 3, maxDelaySeconds: 600 },
         perAddress: { limit: 100, windowSeconds: 600 },
       },
     })
@@ -83,7 +85,7 @@ describe('login page, local accounts', () => {
     assert.ok(page.csrf.length >= 40)
   })
 
-  test('a wrong password and an unknown user get the same answer; after the limit even the right password gets 429', async () => {
+  test('a wrong password and an unknown user get the same answer; after the free failures each attempt waits longer (429, Retry-After)', async () => {
     const { jar, page } = await startAuthorization(
       authorizationRequest(s.h, s.clientId, s.client.redirectUri),
     )
@@ -99,15 +101,52 @@ describe('login page, local accounts', () => {
       assert.match(html, /<p class="error" role="alert">Wrong username or password.<\/p>/)
       assert.doesNotMatch(html, /nobody/)
     }
-    // `nobody` counted one of its own, alice two: one more for alice reaches her limit of 3.
+    // `nobody` counted one of its own, alice two: her third is the last free one.
     assert.equal((await signIn(page, jar, 'alice', 'still wrong, still wrong')).status, 401)
     const limited = await signIn(page, jar)
-    assert.equal(limited.status, 429)
-    assert.equal(limited.headers.get('retry-after'), '600')
+    assert.equal(limited.status, 429, 'even the right password waits')
+    assert.equal(limited.headers.get('retry-after'), '1')
     assert.equal(errorCode(await limited.text()), 'rate_limited')
+    await sleep(1100)
+    assert.equal((await signIn(page, jar, 'alice', 'wrong again, wrong again')).status, 401)
+    const longer = await signIn(page, jar)
+    assert.equal(longer.status, 429)
+    assert.equal(longer.headers.get('retry-after'), '2', 'the wait doubles with each further failure')
+    await longer.arrayBuffer()
+    assert.equal((await signIn(page, jar, 'nobody', 'not alice, not alice')).status, 401, 'per username')
     const events = (await s.h.store.audit.recent(20)).map((e) => e.type)
     assert.ok(events.includes('login.rate_limited'))
     assert.ok(!(await s.h.store.audit.recent(20)).some((e) => JSON.stringify(e).includes(PASSWORD)))
+  })
+
+  test('ten good sign-ins in a row do not lock the user out: only wrong passwords count', async () => {
+    await createLocalUser(s.h.store, 'erin', PASSWORD)
+    for (let i = 0; i < 11; i++) {
+      const { jar, page } = await startAuthorization(
+        authorizationRequest(s.h, s.clientId, s.client.redirectUri),
+      )
+      const signedIn = await signIn(page, jar, 'erin')
+      assert.equal(signedIn.status, 303, `sign-in ${i + 1}`)
+      await signedIn.arrayBuffer()
+    }
+  })
+
+  test('a burst of concurrent wrong passwords counts every one it checks: one attempt at a time per user and address', async () => {
+    await createLocalUser(s.h.store, 'frank', PASSWORD)
+    const { jar, page } = await startAuthorization(
+      authorizationRequest(s.h, s.clientId, s.client.redirectUri),
+    )
+    const statuses = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const response = await signIn(page, jar, 'frank', `wrong password number ${i}`)
+        await response.arrayBuffer()
+        return response.status
+      }),
+    )
+    const checked = statuses.filter((status) => status === 401).length
+    assert.ok(checked >= 1 && statuses.every((status) => status === 401 || status === 429), `${statuses}`)
+    const record = await s.h.store.oidcAdapter('GatehouseSignInFailures').find('frank|127.0.0.1')
+    assert.equal(record?.failures, checked, 'no failure lost to a race')
   })
 })
 
@@ -121,6 +160,41 @@ test('sign-in is also limited per client address, whatever the usernames', async
     const limited = await signIn(page, jar, 'alice')
     assert.equal(limited.status, 429)
     assert.equal(errorCode(await limited.text()), 'rate_limited')
+  } finally {
+    await teardown(s)
+  }
+})
+
+test('nine wrong passwords from one address slow that address down, not the user signing in from another', async () => {
+  const h = await startAuthServer({ overrides: { proxy: true, interactions: loginAndConsent() } })
+  const client = await startClientCallback()
+  const s = { h, client, clientId: await registerPublicClient(h, { redirect_uris: [client.redirectUri] }) }
+  await createLocalUser(h.store, 'alice', PASSWORD)
+  try {
+    const from = async (address: string, password: string) => {
+      const { jar, page } = await startAuthorization(authorizationRequest(h, s.clientId, client.redirectUri))
+      const response = await fetch(`${page.url}/login`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: {
+          cookie: jar.header(),
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-forwarded-for': address,
+        },
+        body: new URLSearchParams({ csrf: page.csrf, username: 'alice', password }),
+      })
+      await response.arrayBuffer()
+      return response.status
+    }
+    const attacker: number[] = []
+    for (let i = 0; i < 9; i++) attacker.push(await from('203.0.113.66', `guess number ${i} guess`))
+    assert.deepEqual(attacker, [401, 401, 401, 401, 401, 429, 429, 429, 429], 'five free, then waits')
+    assert.equal(
+      await from('203.0.113.66', PASSWORD),
+      429,
+      'the attacking address waits even with the password',
+    )
+    assert.equal(await from('198.51.100.9', PASSWORD), 303, 'alice from her own address is signed in')
   } finally {
     await teardown(s)
   }
@@ -166,7 +240,9 @@ test('consent page: the host of a metadata-document client, and the warning only
     action: '/i/x/consent',
     csrf: 't',
     clientName: 'App',
+    account: 'alice',
     access: {},
+    refused: {},
     issuer: 'https://as.example',
   }
   const cases: [string, string, string | undefined, string, boolean][] = [
@@ -325,6 +401,7 @@ describe('consent', () => {
     assert.match(consent.html, new RegExp(`<code class="resource">${s.h.resource}</code>`))
     assert.match(consent.html, /<code class="scope">mcp:read<\/code>.*<code class="scope">mcp:write<\/code>/s)
     assert.doesNotMatch(consent.html, /client-host/, 'a registered client_id has no host to show')
+    assert.match(consent.html, /You are signed in as <strong class="account">alice<\/strong>/)
   })
 
   test('deny sends access_denied to the client with state and iss, and nothing is remembered', async () => {
