@@ -48,7 +48,8 @@ describe('gatehouse serve behind a TLS-terminating proxy, without trust_proxy', 
     for (const headers of [
       { host: `127.0.0.1:${port}` },
       { host: 'mcp.example.test' },
-      { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' },
+      { host: `127.0.0.1:${port}`, 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' },
+      { host: 'mcp.example.test', 'x-forwarded-host': 'evil.example:8443', 'x-forwarded-proto': 'http' },
     ] as Record<string, string>[]) {
       const { status, body } = await get(port, '/.well-known/oauth-authorization-server', headers)
       assert.equal(status, 200, body)
@@ -60,5 +61,13 @@ describe('gatehouse serve behind a TLS-terminating proxy, without trust_proxy', 
       assert.ok(urls.length >= 8, urls.join(' '))
       for (const url of urls) assert.ok(url === ISSUER || url.startsWith(`${ISSUER}/`), url)
     }
+  })
+
+  it('on its loopback bind, answers no other Host at all (DNS rebinding)', async () => {
+    const { status, body } = await get(port, '/.well-known/oauth-authorization-server', {
+      host: 'evil.example',
+    })
+    assert.equal(status, 403)
+    assert.match(body, /forbidden_host/)
   })
 })
