@@ -62,12 +62,24 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
   res.end(Buffer.from(await response.arrayBuffer()))
 }
 
+/**
+ * Whether `res` already has its answer. Every helper below writes nothing then: a second `writeHead`
+ * throws ERR_HTTP_HEADERS_SENT, and thrown from a timer or a child's output handler it ends the process.
+ */
+export const answered = (res: ServerResponse): boolean => res.headersSent || res.writableEnded
+
+/** An answer without a body (202 to notifications, 200 to DELETE), unless `res` already has one. */
+export function sendStatus(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
+  if (!answered(res)) res.writeHead(status, headers).end()
+}
+
 export function sendJson(
   res: ServerResponse,
   status: number,
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
+  if (answered(res)) return
   const text = JSON.stringify(body)
   res.writeHead(status, {
     'content-type': 'application/json',
@@ -86,8 +98,9 @@ export function sendRpcError(
   message: string,
   id?: JsonRpcId | null,
 ): void {
+  // A stream under way cannot carry an error any more; ending it abruptly tells the client something failed.
   if (res.headersSent) {
-    res.destroy()
+    if (!res.writableEnded) res.destroy()
     return
   }
   sendJson(res, status, rpcError(id, code, message))
