@@ -66,7 +66,7 @@ describe('gateway: hostile input and failing upstreams', () => {
   ]
   for (const { name, body, code, message } of badBodies) {
     it(`answers 400 to ${name}, before authentication`, async () => {
-      for (const headers of [{}, { authorization: `Bearer ${token}` }]) {
+      for (const headers of [{}, { authorization: `Bearer ${token}` }] as Record<string, string>[]) {
         const response = await postRpc(gateways.record.resource, body, headers)
         assert.equal(response.status, 400)
         assert.deepEqual(await response.json(), { jsonrpc: '2.0', id: null, error: { code, message } })
