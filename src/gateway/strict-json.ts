@@ -59,6 +59,8 @@ export function parseStrictJsonRpc(body: Buffer): unknown {
 class Parser {
   readonly #s: string
   #i = 0
+  /** The next backslash at or after the last string searched for one; the length when there is none. */
+  #backslash = -1
 
   constructor(text: string) {
     this.#s = text
@@ -151,48 +153,66 @@ class Parser {
     }
   }
 
-  /** A string at the opening quote; escapes are decoded only in strings that have them. */
+  /**
+   * A string at the opening quote. Most strings have no escape: those are found by native `indexOf` (the
+   * next backslash is remembered, so the whole body is searched for one once) and checked for control
+   * characters by a native regular expression; only the others are read character by character.
+   */
   #string(): string {
     const s = this.#s
     const start = this.#i + 1
-    for (let i = start; ; i++) {
-      const c = s.charCodeAt(i)
-      if (c === 0x22) {
-        this.#i = i + 1
-        return s.slice(start, i)
-      }
-      if (c === 0x5c) return this.#escapedString(start, i)
-      // NaN (the end of the text) fails the comparison too.
-      if (!(c >= 0x20)) this.#unexpected(i)
+    const end = s.indexOf('"', start)
+    if (end === -1) this.#unexpected(s.length)
+    if (this.#backslash < start) {
+      this.#backslash = s.indexOf('\\', start)
+      if (this.#backslash === -1) this.#backslash = s.length
     }
+    if (this.#backslash < end) return this.#escapedString(start, this.#backslash)
+    const text = s.slice(start, end)
+    const control = CONTROL.exec(text)
+    if (control !== null) this.#unexpected(start + control.index)
+    this.#i = end + 1
+    return text
   }
 
+  /** Copies runs of plain characters whole: a long string with a few escapes costs little more. */
   #escapedString(start: number, firstEscape: number): string {
     const s = this.#s
-    let out = s.slice(start, firstEscape)
-    let i = firstEscape
-    for (;;) {
+    let out = ''
+    let run = start
+    for (let i = firstEscape; ; ) {
       const c = s.charCodeAt(i)
       if (c === 0x22) {
         this.#i = i + 1
-        return out
+        return out + s.slice(run, i)
       }
       if (c !== 0x5c) {
         if (!(c >= 0x20)) this.#unexpected(i)
-        out += s[i]
         i++
         continue
       }
+      out += s.slice(run, i)
       const e = s[i + 1]
       const simple = e === undefined ? undefined : ESCAPES[e]
       if (simple !== undefined) {
         out += simple
         i += 2
-      } else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(s.slice(i + 2, i + 6))) {
-        out += String.fromCharCode(Number.parseInt(s.slice(i + 2, i + 6), 16))
+      } else if (e === 'u') {
+        out += String.fromCharCode(this.#hex4(i + 2))
         i += 6
       } else this.#unexpected(i + 1)
+      run = i
     }
+  }
+
+  #hex4(at: number): number {
+    let code = 0
+    for (let i = at; i < at + 4; i++) {
+      const digit = HEX.indexOf(this.#s[i] ?? 'x')
+      if (digit === -1) this.#unexpected(i)
+      code = code * 16 + (digit & 15)
+    }
+    return code
   }
 
   #number(): number {
@@ -241,6 +261,12 @@ const ESCAPES: Readonly<Record<string, string>> = {
   r: '\r',
   t: '\t',
 }
+
+/** Hex digits, lower case then upper case: a digit's value is its first index modulo 16. */
+const HEX = '0123456789abcdef0123456789ABCDEF'
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON strings may not hold raw control characters.
+const CONTROL = /[\u0000-\u001f]/
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39
 
