@@ -167,7 +167,7 @@ class Parser {
       this.#backslash = s.indexOf('\\', start)
       if (this.#backslash === -1) this.#backslash = s.length
     }
-    if (this.#backslash < end) return this.#escapedString(start, this.#backslash)
+    if (this.#backslash < end) return this.#escapedString(start)
     const text = s.slice(start, end)
     const control = CONTROL.exec(text)
     if (control !== null) this.#unexpected(start + control.index)
@@ -176,11 +176,11 @@ class Parser {
   }
 
   /** Copies runs of plain characters whole: a long string with a few escapes costs little more. */
-  #escapedString(start: number, firstEscape: number): string {
+  #escapedString(start: number): string {
     const s = this.#s
     let out = ''
     let run = start
-    for (let i = firstEscape; ; ) {
+    for (let i = start; ; ) {
       const c = s.charCodeAt(i)
       if (c === 0x22) {
         this.#i = i + 1

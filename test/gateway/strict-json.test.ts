@@ -81,6 +81,7 @@ describe('gateway: the strict JSON-RPC body parser', () => {
       '"\\x"',
       '"\\u12"',
       '"a\nb"',
+      '"\u0000\\n"',
       'tru',
       'nul',
       '[1,]',
