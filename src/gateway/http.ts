@@ -22,8 +22,9 @@ export class BodyTooLarge extends Error {
 /**
  * Reads the whole request body, refusing (before reading, when Content-Length says so) above `limit` bytes.
  * Plain listeners rather than an async iterator: this runs twice per proxied request, and the iterator's
- * promise per chunk cost more than the read. An oversize or aborted body destroys the stream, as leaving
- * a `for await` did.
+ * promise per chunk cost more than the read. An aborted body destroys the stream. An oversize one is left
+ * flowing, its rest discarded, so a client request can still be answered 413 (with `connection: close`, the
+ * socket ends once that is sent); a caller that owes no answer destroys the stream itself.
  */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'])
@@ -37,7 +38,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose)
       if (error === undefined)
         return resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
-      req.destroy()
+      if (error instanceof BodyTooLarge) req.resume()
+      else req.destroy()
       reject(error)
     }
     const onData = (chunk: Buffer) => {
