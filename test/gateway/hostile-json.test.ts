@@ -149,6 +149,29 @@ describe('gateway: hostile JSON-RPC bodies', () => {
     assert.deepEqual(reached(), before)
   })
 
+  it('answers 413 to an oversize chunked body instead of resetting the connection', async () => {
+    const chunk = new TextEncoder().encode(
+      `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"${'x'.repeat(65_536)}`,
+    )
+    const filler = new TextEncoder().encode('x'.repeat(65_536))
+    let sent = 0
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        // 17 chunks of 64 KiB: past the 1 MiB default limit, with no Content-Length to refuse up front.
+        controller.enqueue(sent++ === 0 ? chunk : filler)
+        if (sent > 17) controller.close()
+      },
+    })
+    const response = await fetch(gateways.http.resource, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body,
+      duplex: 'half',
+    } as RequestInit)
+    assert.equal(response.status, 413)
+    assert.equal((await response.json()).error.message, 'the request body exceeds 1048576 bytes')
+  })
+
   it('passes tool arguments whose keys differ only in case: the gateway authorizes nothing in them', async () => {
     const before = reached().http
     const body =
