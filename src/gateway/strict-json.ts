@@ -154,54 +154,40 @@ class Parser {
   }
 
   /**
-   * A string at the opening quote. Most strings have no escape: those are found by native `indexOf` (the
-   * next backslash is remembered, so the whole body is searched for one once) and checked for control
-   * characters by a native regular expression; only the others are read character by character.
+   * A string at the opening quote. The next quote and the next backslash are found by native `indexOf`
+   * and remembered until passed, so however many escapes a string holds, the text is searched once; the
+   * runs between escapes are checked for control characters by a native regular expression.
    */
   #string(): string {
     const s = this.#s
-    const start = this.#i + 1
-    const end = s.indexOf('"', start)
-    if (end === -1) this.#unexpected(s.length)
-    if (this.#backslash < start) {
-      this.#backslash = s.indexOf('\\', start)
-      if (this.#backslash === -1) this.#backslash = s.length
-    }
-    if (this.#backslash < end) return this.#escapedString(start)
-    const text = s.slice(start, end)
-    const control = CONTROL.exec(text)
-    if (control !== null) this.#unexpected(start + control.index)
-    this.#i = end + 1
-    return text
-  }
-
-  /** Copies runs of plain characters whole: a long string with a few escapes costs little more. */
-  #escapedString(start: number): string {
-    const s = this.#s
+    let run = this.#i + 1
     let out = ''
-    let run = start
-    for (let i = start; ; ) {
-      const c = s.charCodeAt(i)
-      if (c === 0x22) {
-        this.#i = i + 1
-        return out + s.slice(run, i)
+    let end = -1
+    for (;;) {
+      if (end < run) end = s.indexOf('"', run)
+      if (end === -1) this.#unexpected(s.length)
+      if (this.#backslash < run) {
+        this.#backslash = s.indexOf('\\', run)
+        if (this.#backslash === -1) this.#backslash = s.length
       }
-      if (c !== 0x5c) {
-        if (!(c >= 0x20)) this.#unexpected(i)
-        i++
-        continue
+      const backslash = this.#backslash
+      const text = s.slice(run, Math.min(backslash, end))
+      const control = CONTROL.exec(text)
+      if (control !== null) this.#unexpected(run + control.index)
+      out += text
+      if (end < backslash) {
+        this.#i = end + 1
+        return out
       }
-      out += s.slice(run, i)
-      const e = s[i + 1]
+      const e = s[backslash + 1]
       const simple = e === undefined ? undefined : ESCAPES[e]
       if (simple !== undefined) {
         out += simple
-        i += 2
+        run = backslash + 2
       } else if (e === 'u') {
-        out += String.fromCharCode(this.#hex4(i + 2))
-        i += 6
-      } else this.#unexpected(i + 1)
-      run = i
+        out += String.fromCharCode(this.#hex4(backslash + 2))
+        run = backslash + 6
+      } else this.#unexpected(backslash + 1)
     }
   }
 

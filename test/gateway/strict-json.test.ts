@@ -119,6 +119,23 @@ describe('gateway: the strict JSON-RPC body parser', () => {
     assert.deepEqual(strict(nested(MAX_JSON_DEPTH + 1)), { code: -32_600 })
   })
 
+  it('stays linear in the body: many strings, long strings of escapes, one backslash at the very end', () => {
+    const bodies = [
+      `[${'"a",'.repeat(200_000)}"\\n"]`,
+      `"${'\\n'.repeat(500_000)}"`,
+      `[${'"\\"",'.repeat(100_000)}0]`,
+    ]
+    for (const text of bodies) {
+      const started = performance.now()
+      assert.ok('value' in strict(text))
+      // A quadratic search would take minutes on these.
+      assert.ok(
+        performance.now() - started < 2000,
+        `${text.slice(0, 20)}… took ${performance.now() - started} ms`,
+      )
+    }
+  })
+
   it('refuses duplicate keys at any depth, and keeps __proto__ an own property as JSON.parse does', () => {
     assert.deepEqual(strict('{"a":{"b":[{"c":1,"c":1}]}}'), { code: -32_600 })
     const value = (strict('{"__proto__":{"x":1}}') as { value: object }).value
