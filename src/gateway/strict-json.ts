@@ -155,12 +155,14 @@ class Parser {
 
   /**
    * A string at the opening quote. The next quote and the next backslash are found by native `indexOf`
-   * and remembered until passed, so however many escapes a string holds, the text is searched once; the
-   * runs between escapes are checked for control characters by a native regular expression.
+   * and remembered until passed, so however many escapes a string holds, the text is searched once. Raw
+   * control characters are refused anywhere in a string, escapes or not, so one native regular expression
+   * over the raw text checks for them.
    */
   #string(): string {
     const s = this.#s
-    let run = this.#i + 1
+    const start = this.#i + 1
+    let run = start
     let out = ''
     let end = -1
     for (;;) {
@@ -171,11 +173,10 @@ class Parser {
         if (this.#backslash === -1) this.#backslash = s.length
       }
       const backslash = this.#backslash
-      const text = s.slice(run, Math.min(backslash, end))
-      const control = CONTROL.exec(text)
-      if (control !== null) this.#unexpected(run + control.index)
-      out += text
+      out += s.slice(run, Math.min(backslash, end))
       if (end < backslash) {
+        const control = CONTROL.exec(s.slice(start, end))
+        if (control !== null) this.#unexpected(start + control.index)
         this.#i = end + 1
         return out
       }
