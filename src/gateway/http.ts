@@ -22,8 +22,9 @@ export class BodyTooLarge extends Error {
 /**
  * Reads the whole request body, refusing (before reading, when Content-Length says so) above `limit` bytes.
  * Plain listeners rather than an async iterator: this runs twice per proxied request, and the iterator's
- * promise per chunk cost more than the read. An oversize or aborted body destroys the stream, as leaving
- * a `for await` did.
+ * promise per chunk cost more than the read. An aborted body destroys the stream. An oversize one is left
+ * flowing, its rest discarded, so a client request can still be answered 413 (with `connection: close`, the
+ * socket ends once that is sent); a caller that owes no answer destroys the stream itself.
  */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'])
@@ -37,7 +38,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose)
       if (error === undefined)
         return resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
-      req.destroy()
+      if (error instanceof BodyTooLarge) req.resume()
+      else req.destroy()
       reject(error)
     }
     const onData = (chunk: Buffer) => {
@@ -62,12 +64,24 @@ export async function sendWebResponse(res: ServerResponse, response: Response): 
   res.end(Buffer.from(await response.arrayBuffer()))
 }
 
+/**
+ * Whether `res` already has its answer. Every helper below writes nothing then: a second `writeHead`
+ * throws ERR_HTTP_HEADERS_SENT, and thrown from a timer or a child's output handler it ends the process.
+ */
+export const answered = (res: ServerResponse): boolean => res.headersSent || res.writableEnded
+
+/** An answer without a body (202 to notifications, 200 to DELETE), unless `res` already has one. */
+export function sendStatus(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
+  if (!answered(res)) res.writeHead(status, headers).end()
+}
+
 export function sendJson(
   res: ServerResponse,
   status: number,
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
+  if (answered(res)) return
   const text = JSON.stringify(body)
   res.writeHead(status, {
     'content-type': 'application/json',
@@ -86,8 +100,9 @@ export function sendRpcError(
   message: string,
   id?: JsonRpcId | null,
 ): void {
+  // A stream under way cannot carry an error any more; ending it abruptly tells the client something failed.
   if (res.headersSent) {
-    res.destroy()
+    if (!res.writableEnded) res.destroy()
     return
   }
   sendJson(res, status, rpcError(id, code, message))

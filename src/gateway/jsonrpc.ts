@@ -1,3 +1,5 @@
+import { JsonRefused, parseStrictJsonRpc } from './strict-json.ts'
+
 export type JsonRpcId = string | number
 
 export interface JsonRpcMessage {
@@ -34,13 +36,17 @@ export type ParsedBody =
   | { ok: true; messages: JsonRpcMessage[]; batch: boolean }
   | { ok: false; code: number; message: string }
 
-/** Parses a POST body: one JSON-RPC message or a batch of them, each checked for the 2.0 shape. */
+/**
+ * Parses a POST body, once, strictly (see {@link parseStrictJsonRpc}): one JSON-RPC message or a batch of
+ * them, each checked for the 2.0 shape.
+ */
 export function parseJsonRpcBody(body: Buffer): ParsedBody {
   let value: unknown
   try {
-    value = JSON.parse(body.toString('utf8'))
-  } catch {
-    return { ok: false, code: RPC.parseError, message: 'the body is not valid JSON' }
+    value = parseStrictJsonRpc(body)
+  } catch (error) {
+    if (!(error instanceof JsonRefused)) throw error
+    return { ok: false, code: error.code, message: error.message }
   }
   const batch = Array.isArray(value)
   const items = batch ? (value as unknown[]) : [value]

@@ -213,6 +213,7 @@ export class HttpUpstream implements Upstream {
     )
     if (type.startsWith('application/json') && x.req.method === 'POST') {
       const body = await readBody(response, this.#o.maxBodyBytes).catch(() => {
+        response.destroy()
         throw new UpstreamFailure(502, 'too_large', `a JSON response above ${this.#o.maxBodyBytes} bytes`)
       })
       let parsed: unknown

@@ -328,6 +328,11 @@ class GatewayHandler {
         return undefined
       }
       parsed = parseJsonRpcBody(body)
+      // Refused before the guard and the upstream see anything: the bytes that go on must read as authorized.
+      if (!parsed.ok) {
+        sendRpcError(res, 400, parsed.code, parsed.message)
+        return undefined
+      }
     }
     const messages: JsonRpcMessage[] = parsed?.ok ? parsed.messages : []
     const anonymous =
@@ -355,10 +360,6 @@ class GatewayHandler {
     }
     if (req.method === 'POST' && !json) {
       sendRpcError(res, 415, RPC.invalidRequest, 'Unsupported Media Type: the body must be application/json')
-      return undefined
-    }
-    if (parsed !== undefined && !parsed.ok) {
-      sendRpcError(res, 400, parsed.code, parsed.message)
       return undefined
     }
     const headerMismatch = this.#routingHeaderMismatch(req, messages)

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import { childEnvironment } from './child_env.ts'
-import { acceptsEventStream, sendJson, sendRpcError, singleId } from './http.ts'
+import { acceptsEventStream, answered, sendJson, sendRpcError, sendStatus, singleId } from './http.ts'
 import {
   isNotification,
   isRequest,
@@ -50,6 +50,9 @@ export const REPLAY_LIMITS = { eventsPerStream: 100, streamsPerSession: 16 } as 
 
 const idKey = (id: JsonRpcId): string => `${typeof id}:${id}`
 
+/** One newline-delimited message for a child. */
+const frame = (message: JsonRpcMessage): string => `${JSON.stringify(message)}\n`
+
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }
 
 /**
@@ -82,6 +85,7 @@ class EventStream {
     afterSeq = this.#sent,
     idleTimeoutMs?: number,
   ): void {
+    if (answered(res)) return
     const previous = this.#res
     this.#res = res
     clearTimeout(this.#idle)
@@ -110,7 +114,8 @@ class EventStream {
     this.#events.push({ seq: this.#seq, text })
     if (this.#events.length > REPLAY_LIMITS.eventsPerStream) this.#events.shift()
     const res = this.#res
-    if (res === undefined || res.destroyed) return true
+    // A finished stream's response is ended: a write would fail with an 'error' event nobody handles.
+    if (res === undefined || res.destroyed || res.writableEnded) return true
     this.#sent = this.#seq
     this.#idle?.refresh()
     return res.write(text)
@@ -192,7 +197,7 @@ class PostSink implements Receiver {
 
   #finish(): void {
     if (this.stream) this.stream.finish()
-    else if (this.#collected.length === 0) this.#res.writeHead(202, this.#sessionHeader).end()
+    else if (this.#collected.length === 0) sendStatus(this.#res, 202, this.#sessionHeader)
     else sendJson(this.#res, 200, this.#batch ? this.#collected : this.#collected[0], this.#sessionHeader)
     this.onDone()
   }
@@ -381,7 +386,15 @@ class StdioChild {
       } else if (!(message.method === 'notifications/initialized' && this.initializedByBridge))
         out.push(message)
     }
-    await this.#write(out)
+    let lines: string[]
+    try {
+      lines = out.map(frame)
+    } catch (error) {
+      // Nothing was sent: no answer will come for what was tracked, and no timer may answer it later.
+      for (const m of out) if (isRequest(m)) this.#settle(idKey(m.id as JsonRpcId))
+      throw error
+    }
+    await this.#writeLines(lines)
   }
 
   /** The bridge's own request to the child; resolves with the answer (an error on timeout or exit). */
@@ -465,10 +478,14 @@ class StdioChild {
     return undefined
   }
 
-  async #write(messages: readonly JsonRpcMessage[]): Promise<void> {
-    for (const message of messages) {
+  #write(messages: readonly JsonRpcMessage[]): Promise<void> {
+    return this.#writeLines(messages.map(frame))
+  }
+
+  async #writeLines(lines: readonly string[]): Promise<void> {
+    for (const text of lines) {
       if (this.exited || this.process.stdin.destroyed) return
-      if (!this.process.stdin.write(`${JSON.stringify(message)}\n`)) {
+      if (!this.process.stdin.write(text)) {
         await new Promise((resolve) => this.process.stdin.once('drain', resolve))
       }
     }
@@ -526,6 +543,8 @@ class StdioChild {
     let message: JsonRpcMessage
     try {
       message = JSON.parse(line)
+      // `null` or a bare number is JSON too, and reading a field of it would throw in this handler.
+      if (typeof message !== 'object' || message === null) throw new TypeError('not an object')
     } catch {
       this.#o.metrics.upstreamErrors.inc({ kind: 'garbage' })
       this.#log.warn({ line: line.slice(0, 200) }, 'the MCP server wrote a line that is not JSON; ignored')
@@ -687,7 +706,7 @@ export class StdioUpstream implements Upstream {
     const session = this.#existingSession(x)
     if (session === undefined) return
     this.endSession(session.id)
-    x.res.writeHead(200).end()
+    sendStatus(x.res, 200)
   }
 
   /** The session a GET or DELETE names; otherwise answers 400 (none named) or 404 (unknown) and gives undefined. */
@@ -741,7 +760,7 @@ export class StdioUpstream implements Upstream {
     const requests = x.messages.filter(isRequest)
     if (requests.length === 0) {
       await child.forward(session, undefined, x.messages)
-      res.writeHead(202).end()
+      sendStatus(res, 202)
       return
     }
     const resumable = session.listening
@@ -774,9 +793,12 @@ export class StdioUpstream implements Upstream {
       sink.onDone = resolve
       res.on('close', resolve)
     })
-    await child.forward(session, sink, x.messages)
-    await ended
-    this.#o.metrics.streams.dec()
+    try {
+      await child.forward(session, sink, x.messages)
+      await ended
+    } finally {
+      this.#o.metrics.streams.dec()
+    }
     this.#o.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
     if (sink.open && !(resumable && sink.stream !== undefined)) child.cancel(sink)
   }
