@@ -56,10 +56,14 @@ function rawRequest(
     })
     socket.on('error', () => {})
     socket.on('close', () => finish(Date.now() - started))
-    socket.write(head.replaceAll('HOST', url.host).replaceAll('PATH', url.pathname))
+    socket.write(addressed(head, url))
     if (parts.body !== undefined) socket.write(parts.body)
   })
 }
+
+/** `head` with its HOST and PATH placeholders filled in for `url`. */
+const addressed = (head: string, url: URL): string =>
+  head.replaceAll('HOST', url.host).replaceAll('PATH', url.pathname)
 
 const statusOf = (exchange: RawExchange): number => Number(exchange.answer.split(' ', 2)[1])
 
@@ -184,11 +188,7 @@ describe('gateway: anonymous discovery reads little, and few at once', () => {
       const url = new URL(gateway.resource)
       const socket = connect(Number(url.port), url.hostname)
       socket.on('error', () => {})
-      socket.write(
-        POST_HEAD('transfer-encoding: chunked\r\n')
-          .replaceAll('HOST', url.host)
-          .replaceAll('PATH', url.pathname) + '1\r\n{\r\n',
-      )
+      socket.write(`${addressed(POST_HEAD('transfer-encoding: chunked\r\n'), url)}1\r\n{\r\n`)
       return socket
     })
     try {
