@@ -79,10 +79,19 @@ Configuration file (flags win over the environment, which wins over the file):
                                            # as X-Gatehouse-* headers and a signed X-Gatehouse-Identity JWT;
                                            # passthrough forwards the client token (a spec violation; warned)
   sessions: { idle_timeout_seconds: 900, max_sessions: 1000,
-              max_sessions_per_user: 100,      # default max_sessions / 10 (at least 1)
-              max_anonymous_sessions: 16 }     # sessions opened without a token (anonymous discovery)
+              max_sessions_per_user: 10,       # each a child process on stdio (at most max_sessions)
+              max_anonymous_sessions: 16,      # sessions opened without a token (anonymous discovery)
+              new_sessions_per_user_per_minute: 10,  # above it 429 + Retry-After; anonymous count as one user
+              new_sessions_per_minute: 120 }   # for everyone together; above it 503 + Retry-After
   limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000,
-            stream_idle_timeout_ms: 300000 }   # an idle GET stream is ended (0: never)
+            stream_idle_timeout_ms: 300000,    # an idle GET stream is ended (0: never)
+            headers_timeout_ms: 10000,         # request line and headers must arrive within it (else 408)
+            request_timeout_ms: 30000,         # the whole request with its body; responses (SSE) are not cut
+            keep_alive_timeout_ms: 5000,       # an idle connection between requests is closed
+            max_anonymous_body_bytes: 65536,   # a body without a token (anonymous discovery) is read up to
+                                               # this, larger is refused unread (401); with a token, the
+                                               # token is checked before any of the body is read
+            max_anonymous_body_reads: 64 }     # bodies without a token read at once; more get 503
   tls: { cert: cert.pem, key: key.pem }
   trust_proxy: false                       # the client address (logs, rate limits) is the last
                                            # X-Forwarded-For entry, the one your proxy appended

@@ -51,10 +51,14 @@ export interface GatewayConfig {
   sessions: {
     idleTimeoutSeconds: number
     maxSessions: number
-    /** Default: a tenth of `maxSessions` (at least 1), so one subject cannot take every session. */
+    /** Default 10 (at most `maxSessions`): on stdio each session is a child process, so one subject cannot exhaust the machine. */
     maxSessionsPerUser: number
     /** Sessions opened without a token (anonymous discovery), each a stdio child: kept few. Default 16. */
     maxAnonymousSessions: number
+    /** Sessions one subject (anonymous discovery counting as one) may open per minute; above it 429. Default 10. */
+    newSessionsPerUserPerMinute: number
+    /** Sessions the gateway opens per minute for everyone together (child processes spawned, on stdio); above it 503. Default 120. */
+    newSessionsPerMinute: number
   }
   limits: {
     maxBodyBytes: number
@@ -62,6 +66,16 @@ export interface GatewayConfig {
     shutdownGraceMs: number
     /** A GET stream idle this long is ended; `undefined` (0 in the file) keeps idle streams open. */
     streamIdleTimeoutMs: number | undefined
+    /** The request line and headers must arrive within this (Node's `headersTimeout`); else 408 and the connection closes. */
+    headersTimeoutMs: number
+    /** The whole request, body included, must arrive within this (Node's `requestTimeout`); responses are not limited. */
+    requestTimeoutMs: number
+    /** An idle keep-alive connection is closed after this. */
+    keepAliveTimeoutMs: number
+    /** A body sent without a token (anonymous discovery) is read up to this; a larger one is refused unread (401). */
+    maxAnonymousBodyBytes: number
+    /** Requests without a token whose bodies are being read at once; more get 503 without being read. */
+    maxAnonymousBodyReads: number
   }
   tls: { cert: string; key: string } | undefined
   trustProxy: boolean
@@ -108,6 +122,14 @@ const DEFAULTS = {
   upstreamTimeoutMs: 30_000,
   shutdownGraceMs: 10_000,
   streamIdleTimeoutMs: 300_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxAnonymousBodyBytes: 65_536,
+  maxAnonymousBodyReads: 64,
+  maxSessionsPerUser: 10,
+  newSessionsPerUserPerMinute: 10,
+  newSessionsPerMinute: 120,
   logLevel: 'info',
 }
 
@@ -158,7 +180,7 @@ export async function loadGatewayConfig(
   const sessions = record(file.sessions, 'sessions')
   only(sessions, SESSION_KEYS, 'sessions')
   const limits = record(file.limits, 'limits')
-  only(limits, LIMIT_KEYS, 'limits')
+  only(limits, [...LIMIT_KEYS, ...CONNECTION_LIMIT_KEYS], 'limits')
   const upstreamMode = upstreamCredentials(file, env, auth)
   const tls = record(file.tls, 'tls')
   only(tls, ['cert', 'key'], 'tls')
@@ -217,7 +239,7 @@ export async function loadGatewayConfig(
       ),
       maxSessions,
       maxSessionsPerUser: integer(
-        sessions.max_sessions_per_user ?? Math.max(1, Math.floor(maxSessions / 10)),
+        sessions.max_sessions_per_user ?? Math.min(maxSessions, DEFAULTS.maxSessionsPerUser),
         'sessions.max_sessions_per_user',
         1,
       ),
@@ -225,6 +247,16 @@ export async function loadGatewayConfig(
         sessions.max_anonymous_sessions ?? DEFAULTS.maxAnonymousSessions,
         'sessions.max_anonymous_sessions',
         0,
+      ),
+      newSessionsPerUserPerMinute: integer(
+        sessions.new_sessions_per_user_per_minute ?? DEFAULTS.newSessionsPerUserPerMinute,
+        'sessions.new_sessions_per_user_per_minute',
+        1,
+      ),
+      newSessionsPerMinute: integer(
+        sessions.new_sessions_per_minute ?? DEFAULTS.newSessionsPerMinute,
+        'sessions.new_sessions_per_minute',
+        1,
       ),
     },
     limits: {
@@ -251,6 +283,7 @@ export async function loadGatewayConfig(
           'limits.stream_idle_timeout_ms',
           0,
         ) || undefined,
+      ...connectionLimits(limits),
     },
     tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
     trustProxy: boolean(env.GATEHOUSE_TRUST_PROXY ?? file.trust_proxy ?? false, 'trust_proxy'),
@@ -268,8 +301,58 @@ const SESSION_KEYS = [
   'max_sessions',
   'max_sessions_per_user',
   'max_anonymous_sessions',
+  'new_sessions_per_user_per_minute',
+  'new_sessions_per_minute',
 ]
 const LIMIT_KEYS = ['max_body_bytes', 'upstream_timeout_ms', 'shutdown_grace_ms', 'stream_idle_timeout_ms']
+
+/** What a peer may hold before it is known: time to send its request, and an anonymous body's size. */
+const CONNECTION_LIMIT_KEYS = [
+  'headers_timeout_ms',
+  'request_timeout_ms',
+  'keep_alive_timeout_ms',
+  'max_anonymous_body_bytes',
+  'max_anonymous_body_reads',
+]
+
+function connectionLimits(limits: Record<string, unknown>) {
+  const headersTimeoutMs = integer(
+    limits.headers_timeout_ms ?? DEFAULTS.headersTimeoutMs,
+    'limits.headers_timeout_ms',
+    1,
+  )
+  const requestTimeoutMs = integer(
+    limits.request_timeout_ms ?? DEFAULTS.requestTimeoutMs,
+    'limits.request_timeout_ms',
+    1,
+  )
+  // Node refuses a header timeout longer than the request timeout, which includes the headers.
+  if (headersTimeoutMs > requestTimeoutMs) {
+    fail(
+      `limits.headers_timeout_ms (${headersTimeoutMs}) must not exceed limits.request_timeout_ms (${requestTimeoutMs}): ` +
+        'the request timeout covers the headers too',
+    )
+  }
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: integer(
+      limits.keep_alive_timeout_ms ?? DEFAULTS.keepAliveTimeoutMs,
+      'limits.keep_alive_timeout_ms',
+      1,
+    ),
+    maxAnonymousBodyBytes: integer(
+      limits.max_anonymous_body_bytes ?? DEFAULTS.maxAnonymousBodyBytes,
+      'limits.max_anonymous_body_bytes',
+      1,
+    ),
+    maxAnonymousBodyReads: integer(
+      limits.max_anonymous_body_reads ?? DEFAULTS.maxAnonymousBodyReads,
+      'limits.max_anonymous_body_reads',
+      1,
+    ),
+  }
+}
 
 /**
  * `upstream_credentials.mode`, and Apollo's `transport.auth.disable_auth_token_passthrough` when given:

@@ -80,5 +80,6 @@ export class ToolPolicy {
   }
 }
 
+/** Whether a body (none is not one) holds discovery methods only. */
 export const isDiscoveryOnly = (messages: readonly JsonRpcMessage[]): boolean =>
-  messages.every((m) => m.method !== undefined && DISCOVERY_METHODS.has(m.method))
+  messages.length > 0 && messages.every((m) => m.method !== undefined && DISCOVERY_METHODS.has(m.method))

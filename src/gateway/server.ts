@@ -14,7 +14,9 @@ import {
   createGuard,
   type Guard,
   type GuardOptions,
+  type GuardResult,
   type AuthorizationServerOptions as TrustedServer,
+  type VerifiedToken,
 } from '../guard/index.ts'
 import type { Store } from '../storage/store.ts'
 import type { GatewayConfig } from './config.ts'
@@ -36,6 +38,34 @@ import { HttpUpstream } from './proxy.ts'
 import { SessionRegistry } from './sessions.ts'
 import { StdioUpstream } from './stdio.ts'
 import type { McpExchange, Upstream } from './upstream.ts'
+
+/** A POST's JSON-RPC body, strictly parsed; empty for other requests. */
+interface RequestBody {
+  bytes: Buffer
+  messages: JsonRpcMessage[]
+  batch: boolean
+}
+
+const NO_BODY: RequestBody = { bytes: Buffer.alloc(0), messages: [], batch: false }
+const MAX_HEADERS = 100
+/** Node's default, set explicitly so that `--max-http-header-size` in NODE_OPTIONS cannot raise it. */
+const MAX_HEADER_BYTES = 16_384
+
+/**
+ * What a peer may hold before it is known: time to send its headers and its whole request (Node checks both
+ * every `connectionsCheckingInterval`, 30 s by default, which would stretch them by as much), and an idle
+ * keep-alive connection. None of these limits a response: an SSE stream lasts as long as it is used.
+ */
+function serverOptions(limits: GatewayConfig['limits']) {
+  const shortest = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs)
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(shortest / 4))),
+    maxHeaderSize: MAX_HEADER_BYTES,
+  }
+}
 
 export interface Gateway {
   /** The canonical MCP URL. */
@@ -85,8 +115,15 @@ export async function startGateway(
 ): Promise<Gateway> {
   const logger = options.logger ?? createGatewayLogger(config.logLevel)
   const server = config.tls
-    ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
-    : createHttpServer()
+    ? createHttpsServer({
+        cert: readFileSync(config.tls.cert),
+        key: readFileSync(config.tls.key),
+        handshakeTimeout: config.limits.headersTimeoutMs,
+        ...serverOptions(config.limits),
+      })
+    : createHttpServer(serverOptions(config.limits))
+  // Node keeps the first this many header lines and drops the rest; an MCP request needs about a dozen.
+  server.maxHeadersCount = MAX_HEADERS
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
   server.on('request', (req, res) => {
     if (handler) handler(req, res)
@@ -169,6 +206,8 @@ class GatewayHandler {
   /** On a loopback bind, the `Host` values this gateway answers to; `undefined` elsewhere (any). */
   readonly #allowedHosts: ReadonlySet<string> | undefined
   #closing = false
+  /** Anonymous request bodies being read now, against `limits.max_anonymous_body_reads`. */
+  #anonymousReads = 0
 
   constructor(
     config: GatewayConfig,
@@ -306,59 +345,27 @@ class GatewayHandler {
   }
 
   /**
-   * Reads and authorizes a request. The body is read first (bounded) because authorization depends on
-   * it: a `tools/call` needs the tool's scopes, and anonymous discovery covers only some methods.
+   * Authorizes and reads a request, in the order that keeps unknown callers cheap: the token, from the
+   * headers, before the body, so the body of a caller without a valid token is never read; then the body
+   * (bounded) and its strict parse; then the scopes its tool calls need; then the session. With anonymous
+   * discovery on, a request without any Authorization header has its body read within the much smaller
+   * anonymous limit, to learn whether it is discovery only.
    */
   async #readExchange(req: IncomingMessage, res: ServerResponse): Promise<McpExchange | undefined> {
-    let body: Buffer = Buffer.alloc(0)
-    let parsed: ReturnType<typeof parseJsonRpcBody> | undefined
-    const json = (req.headers['content-type'] ?? '').startsWith('application/json')
-    if (req.method === 'POST' && json) {
-      try {
-        body = await readBody(req, this.#config.limits.maxBodyBytes)
-      } catch (error) {
-        if (!(error instanceof BodyTooLarge)) throw error
-        res.setHeader('connection', 'close')
-        sendRpcError(
-          res,
-          413,
-          RPC.invalidRequest,
-          `the request body exceeds ${this.#config.limits.maxBodyBytes} bytes`,
-        )
-        return undefined
-      }
-      parsed = parseJsonRpcBody(body)
-      // Refused before the guard and the upstream see anything: the bytes that go on must read as authorized.
-      if (!parsed.ok) {
-        sendRpcError(res, 400, parsed.code, parsed.message)
-        return undefined
-      }
+    const request = guardRequest(req, this.#origin)
+    const maybeAnonymous = this.#config.allowAnonymousDiscovery && req.headers.authorization === undefined
+    let token = maybeAnonymous ? undefined : await this.#authenticate(request, req, res)
+    if (!maybeAnonymous && token === undefined) return undefined
+    const read = await this.#body(req, res, token !== undefined)
+    if (read === undefined) return undefined
+    const body = read === TOO_LARGE ? NO_BODY : read
+    const { messages } = body
+    if (token === undefined && !isDiscoveryOnly(messages)) {
+      token = await this.#authenticate(request, req, res)
+      if (token === undefined) return undefined
     }
-    const messages: JsonRpcMessage[] = parsed?.ok ? parsed.messages : []
-    const anonymous =
-      this.#config.allowAnonymousDiscovery &&
-      req.headers.authorization === undefined &&
-      parsed?.ok === true &&
-      isDiscoveryOnly(messages)
-    let principal: McpExchange['principal']
-    if (!anonymous) {
-      const result = await this.#guard.check(guardRequest(req, this.#origin), {
-        scopes: this.#policy.requiredScopes(messages),
-      })
-      if (!result.ok) {
-        this.metrics.authFailures.inc({ reason: result.error.code })
-        await sendWebResponse(res, result.response)
-        return undefined
-      }
-      const refusal = this.#policy.machineRefusal(messages, result.token)
-      if (refusal !== undefined) {
-        this.metrics.authFailures.inc({ reason: 'machine_client_refused' })
-        sendRpcError(res, 403, RPC.invalidRequest, refusal, singleId(messages))
-        return undefined
-      }
-      principal = principalOf(result.token)
-    }
-    if (req.method === 'POST' && !json) {
+    if (token !== undefined && !(await this.#authorized(request, token, messages, res))) return undefined
+    if (req.method === 'POST' && !isJson(req)) {
       sendRpcError(res, 415, RPC.invalidRequest, 'Unsupported Media Type: the body must be application/json')
       return undefined
     }
@@ -367,38 +374,117 @@ class GatewayHandler {
       sendRpcError(res, 400, RPC.headerMismatch, headerMismatch, singleId(messages))
       return undefined
     }
+    const principal = token === undefined ? undefined : principalOf(token)
+    const sessionId = this.#sessionOf(req, res, principal?.key, messages)
+    if (sessionId === null) return undefined
+    return { req, res, principal, sessionId, body: body.bytes, messages, batch: body.batch }
+  }
+
+  /** The verified token of the request, or `undefined` once it is refused (401, or 403 for DPoP and the like). */
+  async #authenticate(
+    request: Request,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<VerifiedToken | undefined> {
+    const result = await this.#guard.checkToken(request)
+    if (result.ok) return result.token
+    // The body is not read for an unknown caller: the connection ends with the answer instead.
+    if (!req.complete) res.setHeader('connection', 'close')
+    await this.#refuse(res, result)
+    return undefined
+  }
+
+  /** Whether the token holds the scopes of the guard and of every tool the body calls, and may call them. */
+  async #authorized(
+    request: Request,
+    token: VerifiedToken,
+    messages: JsonRpcMessage[],
+    res: ServerResponse,
+  ): Promise<boolean> {
+    const result = this.#guard.checkScopes(request, token, { scopes: this.#policy.requiredScopes(messages) })
+    if (!result.ok) {
+      await this.#refuse(res, result)
+      return false
+    }
+    const refusal = this.#policy.machineRefusal(messages, token)
+    if (refusal === undefined) return true
+    this.metrics.authFailures.inc({ reason: 'machine_client_refused' })
+    sendRpcError(res, 403, RPC.invalidRequest, refusal, singleId(messages))
+    return false
+  }
+
+  async #refuse(res: ServerResponse, result: GuardResult & { ok: false }): Promise<void> {
+    this.metrics.authFailures.inc({ reason: result.error.code })
+    await sendWebResponse(res, result.response)
+  }
+
+  /**
+   * The body of a JSON POST, read within the caller's limit (`authenticated`: the token is valid) and strictly
+   * parsed, or `TOO_LARGE` for an anonymous body over its limit (then it is not discovery, and is refused as
+   * unauthenticated); `undefined` once the request is answered (413, 400, or 503 when too many anonymous
+   * bodies are being read already).
+   */
+  async #body(
+    req: IncomingMessage,
+    res: ServerResponse,
+    authenticated: boolean,
+  ): Promise<RequestBody | typeof TOO_LARGE | undefined> {
+    if (req.method !== 'POST' || !isJson(req)) return NO_BODY
+    const { maxBodyBytes, maxAnonymousBodyBytes, maxAnonymousBodyReads } = this.#config.limits
+    if (!authenticated && this.#anonymousReads >= maxAnonymousBodyReads) {
+      res.setHeader('connection', 'close')
+      res.setHeader('retry-after', '5')
+      sendRpcError(res, 503, RPC.connectionClosed, 'too many requests without a token; try again later')
+      return undefined
+    }
+    let bytes: Buffer
+    if (!authenticated) this.#anonymousReads += 1
+    try {
+      bytes = await readBody(req, authenticated ? maxBodyBytes : maxAnonymousBodyBytes)
+    } catch (error) {
+      if (!(error instanceof BodyTooLarge)) throw error
+      res.setHeader('connection', 'close')
+      if (!authenticated) return TOO_LARGE
+      sendRpcError(res, 413, RPC.invalidRequest, `the request body exceeds ${maxBodyBytes} bytes`)
+      return undefined
+    } finally {
+      if (!authenticated) this.#anonymousReads -= 1
+    }
+    const parsed = parseJsonRpcBody(bytes)
+    // Refused before the upstream sees anything: the bytes that go on must read as authorized.
+    if (!parsed.ok) {
+      sendRpcError(res, 400, parsed.code, parsed.message)
+      return undefined
+    }
+    return { bytes, messages: parsed.messages, batch: parsed.batch }
+  }
+
+  /**
+   * The session the request belongs to (`undefined`: none, or an `initialize` admitted to open one), or
+   * `null` once refused: an id unknown or of another subject (404), no room or too fast for a new one
+   * (503 or 429 with Retry-After).
+   */
+  #sessionOf(
+    req: IncomingMessage,
+    res: ServerResponse,
+    owner: string | undefined,
+    messages: JsonRpcMessage[],
+  ): string | undefined | null {
     // The stateless era has no sessions: a stray Mcp-Session-Id is ignored, and never forwarded unchecked.
     const sessionId = isStatelessEra(req.headers['mcp-protocol-version'])
       ? undefined
       : req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
-      if (this.#sessions.use(sessionId, principal?.key) === 'unknown') {
-        sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
-        return undefined
-      }
-    } else if (
-      messages.some((m) => m.method === 'initialize') &&
-      !this.#sessions.admits(principal?.key, res)
-    ) {
-      res.setHeader('retry-after', '30')
-      sendRpcError(
-        res,
-        503,
-        RPC.connectionClosed,
-        'too many MCP sessions; try again later',
-        singleId(messages),
-      )
-      return undefined
+      if (this.#sessions.use(sessionId, owner) === 'ok') return sessionId
+      sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
+      return null
     }
-    return {
-      req,
-      res,
-      principal,
-      sessionId: typeof sessionId === 'string' ? sessionId : undefined,
-      body,
-      messages,
-      batch: parsed?.ok === true && parsed.batch,
-    }
+    if (!messages.some((m) => m.method === 'initialize')) return undefined
+    const refusal = this.#sessions.admit(owner, res)
+    if (refusal === undefined) return undefined
+    res.setHeader('retry-after', String(refusal.retryAfterSeconds))
+    sendRpcError(res, refusal.status, RPC.connectionClosed, refusal.message, singleId(messages))
+    return null
   }
 
   /**
@@ -469,6 +555,12 @@ class GatewayHandler {
     return req.socket.remoteAddress
   }
 }
+
+/** An anonymous body over `limits.max_anonymous_body_bytes`: not discovery, whatever it says. */
+const TOO_LARGE = Symbol('too large')
+
+const isJson = (req: IncomingMessage): boolean =>
+  (req.headers['content-type'] ?? '').startsWith('application/json')
 
 /** The `Host` values of a loopback-bound gateway: the public URL's, and each loopback name with the port. */
 function loopbackHosts(resource: URL, port: number): Set<string> {

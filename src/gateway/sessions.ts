@@ -14,7 +14,20 @@ export interface SessionLimits {
   maxSessionsPerUser: number
   /** Keeps anonymous discovery (no token, a child each on stdio) from taking the sessions signed-in users need. */
   maxAnonymousSessions: number
+  /** Sessions one owner may open a minute: on stdio each is a child process started. */
+  newSessionsPerUserPerMinute: number
+  /** Sessions the whole gateway may open a minute. */
+  newSessionsPerMinute: number
 }
+
+/** Why an `initialize` may not open a session: the HTTP status, when to retry, and the client's message. */
+export interface SessionRefusal {
+  status: 429 | 503
+  retryAfterSeconds: number
+  message: string
+}
+
+const MINUTE_MS = 60_000
 
 /**
  * Which subject each MCP session belongs to. A session id presented with another subject's token is
@@ -30,6 +43,9 @@ export class SessionRegistry {
   readonly #admitted = new Map<string | undefined, Set<symbol>>()
   readonly #metrics: GatewayMetrics
   readonly #limits: SessionLimits
+  /** When each owner's sessions of the last minute were admitted, oldest first. */
+  readonly #startsByOwner = new Map<string | undefined, number[]>()
+  readonly #starts: number[] = []
 
   constructor(limits: SessionLimits, metrics: GatewayMetrics) {
     this.#limits = limits
@@ -41,26 +57,47 @@ export class SessionRegistry {
   }
 
   /**
-   * Whether `owner` may open one more session: below the gateway's limit and below the per-user one, or for
-   * an anonymous one (`undefined`), below the anonymous limit. Sessions being created by admitted requests
-   * still running count too.
+   * Admits one more session for `owner` (`undefined`: anonymous), or says why not: the gateway's limit, the
+   * owner's (the anonymous one for `undefined`), counting sessions that admitted requests are still creating,
+   * then the owner's and the gateway's rate of new sessions per minute.
    */
-  admits(
+  admit(
     owner: string | undefined,
     request: { once(event: 'close', listener: () => void): unknown },
-  ): boolean {
+    now = Date.now(),
+  ): SessionRefusal | undefined {
+    const full = {
+      status: 503,
+      retryAfterSeconds: 30,
+      message: 'too many MCP sessions; try again later',
+    } as const
     let pending = 0
     for (const places of this.#admitted.values()) pending += places.size
-    if (this.#sessions.size + pending >= this.#limits.maxSessions) return false
+    if (this.#sessions.size + pending >= this.#limits.maxSessions) return full
     const places = this.#admitted.get(owner) ?? new Set<symbol>()
     let owned = places.size
     for (const entry of this.#sessions.values()) if (entry.owner === owner) owned += 1
     const limit = owner === undefined ? this.#limits.maxAnonymousSessions : this.#limits.maxSessionsPerUser
-    if (owned >= limit) return false
+    if (owned >= limit) return full
+    const ownerStarts = this.#startsByOwner.get(owner) ?? []
+    const ownerWait = waitForSlot(ownerStarts, this.#limits.newSessionsPerUserPerMinute, now)
+    if (ownerWait > 0) {
+      const perMinute = this.#limits.newSessionsPerUserPerMinute
+      return {
+        status: 429,
+        retryAfterSeconds: Math.ceil(ownerWait / 1000),
+        message: `too many new MCP sessions: at most ${perMinute} a minute per user; try again later`,
+      }
+    }
+    const wait = waitForSlot(this.#starts, this.#limits.newSessionsPerMinute, now)
+    if (wait > 0) return { ...full, retryAfterSeconds: Math.ceil(wait / 1000) }
+    this.#startsByOwner.set(owner, ownerStarts)
+    ownerStarts.push(now)
+    this.#starts.push(now)
     const place = Symbol('admitted')
     this.#admitted.set(owner, places.add(place))
     request.once('close', () => this.#free(owner, place))
-    return true
+    return undefined
   }
 
   bind(id: string, owner: string | undefined): void {
@@ -90,8 +127,22 @@ export class SessionRegistry {
     if (this.#sessions.delete(id)) this.#metrics.sessions.dec()
   }
 
-  /** Sessions unused for longer than `maxIdleMs`. */
+  /** Sessions unused for longer than `maxIdleMs`. Also forgets owners who opened none in the last minute. */
   idle(maxIdleMs: number, now = Date.now()): string[] {
+    for (const [owner, starts] of this.#startsByOwner)
+      if (waitForSlot(starts, 1, now) === 0) this.#startsByOwner.delete(owner)
     return [...this.#sessions].filter(([, e]) => now - e.lastSeen > maxIdleMs).map(([id]) => id)
   }
+}
+
+/**
+ * A sliding minute: drops the starts older than a minute from `starts` (oldest first), and returns how many
+ * milliseconds until fewer than `perMinute` remain (0: there is room now).
+ */
+function waitForSlot(starts: number[], perMinute: number, now: number): number {
+  let expired = 0
+  while (expired < starts.length && (starts[expired] as number) <= now - MINUTE_MS) expired += 1
+  starts.splice(0, expired)
+  if (starts.length < perMinute) return 0
+  return (starts[starts.length - perMinute] as number) + MINUTE_MS - now
 }

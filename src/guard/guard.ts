@@ -85,13 +85,29 @@ export class Guard {
    * the scopes. Never throws for bad input: a failure comes back with the challenge response to send.
    */
   async check(request: Request, options: CheckOptions = {}): Promise<GuardResult> {
-    let token: VerifiedToken
+    const result = await this.checkToken(request)
+    return result.ok ? this.checkScopes(request, result.token, options) : result
+  }
+
+  /**
+   * The first half of {@link check}, for a caller that learns the scopes an operation needs only after the
+   * token is known valid (from a request body it will not read for unknown callers): the token and its
+   * DPoP binding, no scopes.
+   */
+  async checkToken(request: Request): Promise<GuardResult> {
     try {
-      token = await this.authenticate(request)
+      return { ok: true, token: await this.authenticate(request) }
     } catch (error) {
       if (!(error instanceof GuardError)) throw error
       return this.#reject(error, request)
     }
+  }
+
+  /**
+   * The second half of {@link check}: the guard's `scopes` plus `options.scopes` on a token from
+   * {@link checkToken}, refused with the same 403 `insufficient_scope` challenge `check` sends.
+   */
+  checkScopes(request: Request, token: VerifiedToken, options: CheckOptions = {}): GuardResult {
     const required = options.scopes ? [...this.options.scopes, ...options.scopes] : this.options.scopes
     const missing = missingScopes(
       token.scopes,

@@ -164,6 +164,22 @@ describe('gateway configuration', () => {
       message: /^sessions.max_sessions_per_user must be an integer from 1 to/,
     },
     {
+      name: 'a spawn rate of zero',
+      file: { upstream: 'http://a/mcp', sessions: { new_sessions_per_user_per_minute: 0 } },
+      message: /^sessions.new_sessions_per_user_per_minute must be an integer from 1 to/,
+    },
+    {
+      name: 'a header timeout longer than the request timeout',
+      file: { upstream: 'http://a/mcp', limits: { headers_timeout_ms: 5000, request_timeout_ms: 1000 } },
+      message:
+        /^limits.headers_timeout_ms \(5000\) must not exceed limits.request_timeout_ms \(1000\): the request timeout covers the headers too$/,
+    },
+    {
+      name: 'an unknown limit',
+      file: { upstream: 'http://a/mcp', limits: { body_timeout_ms: 1000 } },
+      message: /body_timeout_ms/,
+    },
+    {
       name: 'a certificate without a key',
       file: { upstream: 'http://a/mcp', tls: { cert: 'c.pem' } },
       message: /TLS needs both/,
@@ -268,19 +284,50 @@ describe('gateway configuration', () => {
     assert.equal(await withSwitch(true), 'none')
   })
 
-  it('defaults the per-user session limit to a tenth of the total, and anonymous sessions to 16', async () => {
+  it('defaults the per-user session limit to 10, anonymous sessions to 16, and new sessions to 10 a minute per user and 120 in all', async () => {
     const load = async (sessions: Record<string, number>) =>
       (await loadGatewayConfig({ config: await fileWith({ upstream: 'http://a/mcp', sessions }) }, ENV))
         .sessions
     assert.deepEqual(await load({}), {
       idleTimeoutSeconds: 900,
       maxSessions: 1000,
-      maxSessionsPerUser: 100,
+      maxSessionsPerUser: 10,
       maxAnonymousSessions: 16,
+      newSessionsPerUserPerMinute: 10,
+      newSessionsPerMinute: 120,
     })
-    assert.equal((await load({ max_sessions: 5 })).maxSessionsPerUser, 1)
+    assert.equal((await load({ max_sessions: 5 })).maxSessionsPerUser, 5)
     assert.equal((await load({ max_sessions: 50, max_sessions_per_user: 20 })).maxSessionsPerUser, 20)
     assert.equal((await load({ max_anonymous_sessions: 0 })).maxAnonymousSessions, 0)
+    assert.equal((await load({ new_sessions_per_minute: 30 })).newSessionsPerMinute, 30)
+  })
+
+  it('defaults the connection limits to seconds: headers 10 s, request 30 s, keep-alive 5 s, anonymous bodies 64 KiB, 64 read at once', async () => {
+    const load = async (limits: Record<string, number>) =>
+      (await loadGatewayConfig({ config: await fileWith({ upstream: 'http://a/mcp', limits }) }, ENV)).limits
+    const defaults = await load({})
+    assert.equal(defaults.headersTimeoutMs, 10_000)
+    assert.equal(defaults.requestTimeoutMs, 30_000)
+    assert.equal(defaults.keepAliveTimeoutMs, 5_000)
+    assert.equal(defaults.maxAnonymousBodyBytes, 65_536)
+    assert.equal(defaults.maxAnonymousBodyReads, 64)
+    const set = await load({
+      headers_timeout_ms: 2000,
+      request_timeout_ms: 4000,
+      keep_alive_timeout_ms: 1000,
+      max_anonymous_body_bytes: 4096,
+      max_anonymous_body_reads: 8,
+    })
+    assert.deepEqual(
+      [
+        set.headersTimeoutMs,
+        set.requestTimeoutMs,
+        set.keepAliveTimeoutMs,
+        set.maxAnonymousBodyBytes,
+        set.maxAnonymousBodyReads,
+      ],
+      [2000, 4000, 1000, 4096, 8],
+    )
   })
 
   it('reads allowed_origins from the file or GATEHOUSE_ALLOWED_ORIGINS', async () => {

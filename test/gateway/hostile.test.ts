@@ -65,12 +65,14 @@ describe('gateway: hostile input and failing upstreams', () => {
     { name: 'an empty batch', body: '[]', code: -32600, message: 'the batch is empty' },
   ]
   for (const { name, body, code, message } of badBodies) {
-    it(`answers 400 to ${name}, before authentication`, async () => {
-      for (const headers of [{}, { authorization: `Bearer ${token}` }] as Record<string, string>[]) {
-        const response = await postRpc(gateways.record.resource, body, headers)
-        assert.equal(response.status, 400)
-        assert.deepEqual(await response.json(), { jsonrpc: '2.0', id: null, error: { code, message } })
-      }
+    it(`answers 400 to ${name} with a valid token, 401 without one, and the upstream sees neither`, async () => {
+      upstream.seen.length = 0
+      const anonymous = await postRpc(gateways.record.resource, body)
+      assert.equal(anonymous.status, 401)
+      const response = await postRpc(gateways.record.resource, body, { authorization: `Bearer ${token}` })
+      assert.equal(response.status, 400)
+      assert.deepEqual(await response.json(), { jsonrpc: '2.0', id: null, error: { code, message } })
+      assert.equal(upstream.seen.length, 0)
     })
   }
 

@@ -11,13 +11,16 @@ export interface DevServe {
   stop(): Promise<void>
 }
 
-/** `gatehouse serve --dev` in a child process on a random port, with server-everything over stdio behind it. */
-export async function startDevServe(): Promise<DevServe> {
+/**
+ * `gatehouse serve --dev` in a child process on a random port, with server-everything over stdio behind it;
+ * `env` adds to its environment (PATH only otherwise).
+ */
+export async function startDevServe(env: Record<string, string> = {}): Promise<DevServe> {
   const child = spawn(
     process.execPath,
     [MAIN, 'serve', '--dev', '--port', '0', '--', process.execPath, EVERYTHING_BIN],
     {
-      env: { PATH: process.env.PATH },
+      env: { PATH: process.env.PATH, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   )
