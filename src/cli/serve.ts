@@ -78,7 +78,8 @@ Configuration file (flags win over the environment, which wins over the file):
               max_sessions_per_user: 100,      # default max_sessions / 10 (at least 1)
               max_anonymous_sessions: 16 }     # sessions opened without a token (anonymous discovery)
   limits: { max_body_bytes: 1048576, upstream_timeout_ms: 30000, shutdown_grace_ms: 10000,
-            stream_idle_timeout_ms: 300000 }   # an idle GET stream is ended (0: never)
+            stream_idle_timeout_ms: 300000,    # an idle GET stream is ended (0: never)
+            max_batch_messages: 100 }          # messages in one JSON-RPC batch; more: 400
   tls: { cert: cert.pem, key: key.pem }
   trust_proxy: false                       # the client address (logs, rate limits) is the last
                                            # X-Forwarded-For entry, the one your proxy appended

@@ -58,6 +58,8 @@ export interface GatewayConfig {
   }
   limits: {
     maxBodyBytes: number
+    /** Messages in one JSON-RPC batch; a larger batch gets 400 before anything else. Default 100. */
+    maxBatchMessages: number
     upstreamTimeoutMs: number
     shutdownGraceMs: number
     /** A GET stream idle this long is ended; `undefined` (0 in the file) keeps idle streams open. */
@@ -105,6 +107,7 @@ const DEFAULTS = {
   maxSessions: 1000,
   maxAnonymousSessions: 16,
   maxBodyBytes: 1_048_576,
+  maxBatchMessages: 100,
   upstreamTimeoutMs: 30_000,
   shutdownGraceMs: 10_000,
   streamIdleTimeoutMs: 300_000,
@@ -233,6 +236,11 @@ export async function loadGatewayConfig(
         'limits.max_body_bytes',
         1,
       ),
+      maxBatchMessages: integer(
+        limits.max_batch_messages ?? DEFAULTS.maxBatchMessages,
+        'limits.max_batch_messages',
+        1,
+      ),
       upstreamTimeoutMs: integer(
         env.GATEHOUSE_UPSTREAM_TIMEOUT_MS ?? limits.upstream_timeout_ms ?? DEFAULTS.upstreamTimeoutMs,
         'limits.upstream_timeout_ms',
@@ -269,7 +277,13 @@ const SESSION_KEYS = [
   'max_sessions_per_user',
   'max_anonymous_sessions',
 ]
-const LIMIT_KEYS = ['max_body_bytes', 'upstream_timeout_ms', 'shutdown_grace_ms', 'stream_idle_timeout_ms']
+const LIMIT_KEYS = [
+  'max_body_bytes',
+  'max_batch_messages',
+  'upstream_timeout_ms',
+  'shutdown_grace_ms',
+  'stream_idle_timeout_ms',
+]
 
 /**
  * `upstream_credentials.mode`, and Apollo's `transport.auth.disable_auth_token_passthrough` when given:

@@ -327,7 +327,7 @@ class GatewayHandler {
         )
         return undefined
       }
-      parsed = parseJsonRpcBody(body)
+      parsed = parseJsonRpcBody(body, this.#config.limits.maxBatchMessages)
       // Refused before the guard and the upstream see anything: the bytes that go on must read as authorized.
       if (!parsed.ok) {
         sendRpcError(res, 400, parsed.code, parsed.message)
