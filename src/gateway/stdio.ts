@@ -606,7 +606,10 @@ class StdioChild {
   #progress(message: JsonRpcMessage): void {
     const childToken = message.params?.progressToken
     const p = typeof childToken === 'number' ? this.#byChildToken.get(childToken) : undefined
-    if (!p?.sink.open) return this.#unattributed(message)
+    if (!p?.sink.open) {
+      this.#unattributed(message)
+      return
+    }
     // Progress shows the server is alive: the request's timeout starts again, as the MCP SDK does.
     p.timer.refresh()
     this.#deliver(p.sink, { ...message, params: { ...message.params, progressToken: p.clientToken } })
@@ -638,7 +641,10 @@ class StdioChild {
       return
     }
     const session = this.#recipient()
-    if (session === undefined) return this.#unattributed(message)
+    if (session === undefined) {
+      this.#unattributed(message)
+      return
+    }
     if (isRequest(message)) this.#childRequests.set(idKey(message.id as JsonRpcId), session)
     const sink = session.standalone.attached
       ? undefined
