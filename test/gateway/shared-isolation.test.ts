@@ -50,9 +50,10 @@ async function listener(resource: string, token: string, name: string): Promise<
   return { client, received }
 }
 
-/** Ends the session (DELETE), so it no longer listens, and closes the client. */
+/** Ends the session (DELETE), so it no longer listens, and closes the client; once is enough. */
 async function end(...targets: Listener[]): Promise<void> {
   for (const { client } of targets) {
+    if (client.transport === undefined) continue
     await transportOf(client).terminateSession()
     await client.close()
   }
