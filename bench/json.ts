@@ -44,7 +44,7 @@ for (const [name, message] of Object.entries(BODIES)) {
   const [native, strict, whole] = await measureSideBySide([
     () => JSON.parse(body.toString('utf8')),
     () => parseStrictJsonRpc(body),
-    () => parseJsonRpcBody(body),
+    () => parseJsonRpcBody(body, 100),
   ])
   const micros = (m: { opsPerCpuSecond: number } | undefined) =>
     (1e6 / (m?.opsPerCpuSecond ?? NaN)).toFixed(2)

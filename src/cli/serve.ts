@@ -91,7 +91,8 @@ Configuration file (flags win over the environment, which wins over the file):
             max_anonymous_body_bytes: 65536,   # a body without a token (anonymous discovery) is read up to
                                                # this, larger is refused unread (401); with a token, the
                                                # token is checked before any of the body is read
-            max_anonymous_body_reads: 64 }     # bodies without a token read at once; more get 503
+            max_anonymous_body_reads: 64,      # bodies without a token read at once; more get 503
+            max_batch_messages: 100 }          # messages in one JSON-RPC batch; more: 400
   tls: { cert: cert.pem, key: key.pem }
   trust_proxy: false                       # the client address (logs, rate limits) is the last
                                            # X-Forwarded-For entry, the one your proxy appended

@@ -62,6 +62,8 @@ export interface GatewayConfig {
   }
   limits: {
     maxBodyBytes: number
+    /** Messages in one JSON-RPC batch; a larger batch gets 400 before anything else. Default 100. */
+    maxBatchMessages: number
     upstreamTimeoutMs: number
     shutdownGraceMs: number
     /** A GET stream idle this long is ended; `undefined` (0 in the file) keeps idle streams open. */
@@ -119,6 +121,7 @@ const DEFAULTS = {
   maxSessions: 1000,
   maxAnonymousSessions: 16,
   maxBodyBytes: 1_048_576,
+  maxBatchMessages: 100,
   upstreamTimeoutMs: 30_000,
   shutdownGraceMs: 10_000,
   streamIdleTimeoutMs: 300_000,
@@ -265,6 +268,11 @@ export async function loadGatewayConfig(
         'limits.max_body_bytes',
         1,
       ),
+      maxBatchMessages: integer(
+        limits.max_batch_messages ?? DEFAULTS.maxBatchMessages,
+        'limits.max_batch_messages',
+        1,
+      ),
       upstreamTimeoutMs: integer(
         env.GATEHOUSE_UPSTREAM_TIMEOUT_MS ?? limits.upstream_timeout_ms ?? DEFAULTS.upstreamTimeoutMs,
         'limits.upstream_timeout_ms',
@@ -304,7 +312,13 @@ const SESSION_KEYS = [
   'new_sessions_per_user_per_minute',
   'new_sessions_per_minute',
 ]
-const LIMIT_KEYS = ['max_body_bytes', 'upstream_timeout_ms', 'shutdown_grace_ms', 'stream_idle_timeout_ms']
+const LIMIT_KEYS = [
+  'max_body_bytes',
+  'max_batch_messages',
+  'upstream_timeout_ms',
+  'shutdown_grace_ms',
+  'stream_idle_timeout_ms',
+]
 
 /** What a peer may hold before it is known: time to send its request, and an anonymous body's size. */
 const CONNECTION_LIMIT_KEYS = [

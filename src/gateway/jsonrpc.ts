@@ -38,9 +38,9 @@ export type ParsedBody =
 
 /**
  * Parses a POST body, once, strictly (see {@link parseStrictJsonRpc}): one JSON-RPC message or a batch of
- * them, each checked for the 2.0 shape.
+ * at most `maxBatchMessages` of them, each checked for the 2.0 shape.
  */
-export function parseJsonRpcBody(body: Buffer): ParsedBody {
+export function parseJsonRpcBody(body: Buffer, maxBatchMessages: number): ParsedBody {
   let value: unknown
   try {
     value = parseStrictJsonRpc(body)
@@ -51,6 +51,13 @@ export function parseJsonRpcBody(body: Buffer): ParsedBody {
   const batch = Array.isArray(value)
   const items = batch ? (value as unknown[]) : [value]
   if (items.length === 0) return { ok: false, code: RPC.invalidRequest, message: 'the batch is empty' }
+  if (items.length > maxBatchMessages) {
+    return {
+      ok: false,
+      code: RPC.invalidRequest,
+      message: `the batch has ${items.length} messages, more than limits.max_batch_messages (${maxBatchMessages})`,
+    }
+  }
   for (const item of items) {
     if (!isMessage(item)) {
       return { ok: false, code: RPC.invalidRequest, message: 'the body is not a JSON-RPC 2.0 message' }

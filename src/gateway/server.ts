@@ -450,7 +450,7 @@ class GatewayHandler {
     } finally {
       if (!authenticated) this.#anonymousReads -= 1
     }
-    const parsed = parseJsonRpcBody(bytes)
+    const parsed = parseJsonRpcBody(bytes, this.#config.limits.maxBatchMessages)
     // Refused before the upstream sees anything: the bytes that go on must read as authorized.
     if (!parsed.ok) {
       sendRpcError(res, 400, parsed.code, parsed.message)

@@ -176,6 +176,11 @@ class PostSink implements Receiver {
     stream?.attach(res, sessionHeader)
   }
 
+  /** The client ids (as `idKey`) still without an answer. */
+  get waiting(): readonly string[] {
+    return [...this.#pending]
+  }
+
   /** Still waiting for answers that someone can receive: now, or after resuming the stream. */
   get open(): boolean {
     return this.#pending.size > 0 && (this.stream !== undefined || !this.#res.destroyed)
@@ -256,8 +261,15 @@ class InternalReceiver implements Receiver {
   }
 }
 
-/** The server's lists of tools, prompts or resources changed: news for every session of the child. */
-const LIST_CHANGED = /^notifications\/[a-z]+\/list_changed$/
+/**
+ * The server's lists of tools, prompts or resources changed: news for every session of the child. They are
+ * the same lists for everyone (a shared child has one), so telling all tells no one anything of another's.
+ */
+const LIST_CHANGED = new Set([
+  'notifications/tools/list_changed',
+  'notifications/prompts/list_changed',
+  'notifications/resources/list_changed',
+])
 
 /**
  * One MCP session of the bridge: its id, the child it talks to, and the streams it can resume. A session
@@ -321,6 +333,8 @@ class StdioChild {
   readonly sessions = new Set<BridgeSession>()
   /** Keyed by the id the child sees. */
   readonly #pending = new Map<string, Pending>()
+  /** The same, by session and client id (several when a stateless subject reuses an id), so no lookup scans all. */
+  readonly #bySession = new Map<BridgeSession | undefined, Map<string, Set<Pending>>>()
   readonly #byChildToken = new Map<number, Pending>()
   /** Requests the child sent to a session: only that session may answer them. */
   readonly #childRequests = new Map<string, BridgeSession>()
@@ -328,8 +342,11 @@ class StdioChild {
   readonly #log: Logger
   #nextChildId = 0
   #stdoutBuffer = ''
-  /** The bridge initialized the child: a client's `notifications/initialized` would be a second one. */
-  initializedByBridge = false
+  /**
+   * The child's `initialize` result when the bridge initialized it (a shared or stateless-era child): every
+   * client `initialize` is answered from it, and a client's `notifications/initialized` would be a second one.
+   */
+  initialized: Record<string, unknown> | undefined
   exited = false
   onExit: () => void = () => {}
 
@@ -358,13 +375,17 @@ class StdioChild {
   }
 
   inFlight(session: BridgeSession): boolean {
-    for (const p of this.#pending.values()) if (p.session === session) return true
-    return false
+    return this.#bySession.has(session)
+  }
+
+  #pendingOf(session: BridgeSession): Pending[] {
+    return [...(this.#bySession.get(session)?.values() ?? [])].flatMap((same) => [...same])
   }
 
   /**
    * Sends a session's messages to the child: requests under the bridge's own ids (answers go to `sink`),
    * cancellations translated to those ids, answers to the child's own requests only if it asked this session.
+   * An `initialize` of a child the bridge initialized is answered from its reply: it never reaches the child.
    */
   async forward(
     session: BridgeSession | undefined,
@@ -372,9 +393,13 @@ class StdioChild {
     messages: readonly JsonRpcMessage[],
   ): Promise<void> {
     const out: JsonRpcMessage[] = []
+    const cached: JsonRpcMessage[] = []
     for (const message of messages) {
-      if (isRequest(message) && sink !== undefined) out.push(this.#track(session, sink, message))
-      else if (message.method === 'notifications/cancelled') {
+      if (isRequest(message) && sink !== undefined) {
+        if (message.method === 'initialize' && this.initialized !== undefined)
+          cached.push({ jsonrpc: '2.0', id: message.id, result: this.initialized })
+        else out.push(this.#track(session, sink, message))
+      } else if (message.method === 'notifications/cancelled') {
         const cancelled = this.#cancelledByClient(session, message)
         if (cancelled) out.push(cancelled)
       } else if (isResponse(message)) {
@@ -383,7 +408,7 @@ class StdioChild {
           this.#childRequests.delete(key)
           out.push(message)
         }
-      } else if (!(message.method === 'notifications/initialized' && this.initializedByBridge))
+      } else if (!(message.method === 'notifications/initialized' && this.initialized !== undefined))
         out.push(message)
     }
     let lines: string[]
@@ -395,6 +420,7 @@ class StdioChild {
       throw error
     }
     await this.#writeLines(lines)
+    for (const answer of cached) sink?.send(answer)
   }
 
   /** The bridge's own request to the child; resolves with the answer (an error on timeout or exit). */
@@ -405,20 +431,22 @@ class StdioChild {
   }
 
   /** The client went away before its answers and cannot resume: tell the server to stop working on them. */
-  cancel(sink: Receiver): void {
-    for (const [key, p] of this.#pending) {
-      if (p.sink !== sink) continue
-      this.#settle(key)
-      void this.#cancelUpstream(p.childId, 'client disconnected')
+  cancel(session: BridgeSession, sink: PostSink): void {
+    const mine = this.#bySession.get(session)
+    for (const key of sink.waiting) {
+      for (const p of [...(mine?.get(key) ?? [])]) {
+        if (p.sink !== sink) continue
+        this.#settle(idKey(p.childId))
+        void this.#cancelUpstream(p.childId, 'client disconnected')
+      }
     }
   }
 
   /** The session ended while the child goes on: its requests are cancelled there and answered with an error. */
   detach(session: BridgeSession): void {
     this.sessions.delete(session)
-    for (const [key, p] of this.#pending) {
-      if (p.session !== session) continue
-      this.#settle(key)
+    for (const p of this.#pendingOf(session)) {
+      this.#settle(idKey(p.childId))
       p.sink.send(rpcError(p.clientId, RPC.connectionClosed, 'the MCP session ended'))
       void this.#cancelUpstream(p.childId, 'session ended')
     }
@@ -454,6 +482,14 @@ class StdioChild {
       childToken: clientToken === undefined ? undefined : childId,
     }
     this.#pending.set(idKey(childId), p)
+    let mine = this.#bySession.get(session)
+    if (mine === undefined) {
+      mine = new Map()
+      this.#bySession.set(session, mine)
+    }
+    const same = mine.get(idKey(p.clientId))
+    if (same === undefined) mine.set(idKey(p.clientId), new Set([p]))
+    else same.add(p)
     if (p.childToken === undefined) return { ...request, id: childId }
     this.#byChildToken.set(p.childToken, p)
     return {
@@ -469,13 +505,12 @@ class StdioChild {
     message: JsonRpcMessage,
   ): JsonRpcMessage | undefined {
     const requestId = message.params?.requestId
-    for (const [key, p] of this.#pending) {
-      if (p.session !== session || p.clientId !== requestId) continue
-      this.#settle(key)
-      p.sink.drop(idKey(p.clientId))
-      return { ...message, params: { ...message.params, requestId: p.childId } }
-    }
-    return undefined
+    if (typeof requestId !== 'string' && typeof requestId !== 'number') return undefined
+    const [p] = this.#bySession.get(session)?.get(idKey(requestId)) ?? []
+    if (p === undefined) return undefined
+    this.#settle(idKey(p.childId))
+    p.sink.drop(idKey(p.clientId))
+    return { ...message, params: { ...message.params, requestId: p.childId } }
   }
 
   #write(messages: readonly JsonRpcMessage[]): Promise<void> {
@@ -518,6 +553,11 @@ class StdioChild {
     clearTimeout(p.timer)
     this.#pending.delete(key)
     if (p.childToken !== undefined) this.#byChildToken.delete(p.childToken)
+    const mine = this.#bySession.get(p.session)
+    const same = mine?.get(idKey(p.clientId))
+    same?.delete(p)
+    if (same?.size === 0) mine?.delete(idKey(p.clientId))
+    if (mine?.size === 0) this.#bySession.delete(p.session)
     return p
   }
 
@@ -555,16 +595,24 @@ class StdioChild {
       if (p !== undefined) this.#deliver(p.sink, { ...message, id: p.clientId })
       return
     }
-    const childToken = (message.params as { progressToken?: unknown } | undefined)?.progressToken
-    const p =
-      message.method === 'notifications/progress' && typeof childToken === 'number'
-        ? this.#byChildToken.get(childToken)
-        : undefined
-    if (p?.sink.open) {
-      // Progress shows the server is alive: the request's timeout starts again, as the MCP SDK does.
-      p.timer.refresh()
-      this.#deliver(p.sink, { ...message, params: { ...message.params, progressToken: p.clientToken } })
-    } else if (isRequest(message) || isNotification(message)) this.#toClient(message)
+    if (message.method === 'notifications/progress') this.#progress(message)
+    else if (isRequest(message) || isNotification(message)) this.#toClient(message)
+  }
+
+  /**
+   * Progress names the request by the token the bridge gave it, so it goes to the one client that asked,
+   * under that client's token; progress for a token no request in flight holds goes nowhere.
+   */
+  #progress(message: JsonRpcMessage): void {
+    const childToken = message.params?.progressToken
+    const p = typeof childToken === 'number' ? this.#byChildToken.get(childToken) : undefined
+    if (!p?.sink.open) {
+      this.#unattributed(message)
+      return
+    }
+    // Progress shows the server is alive: the request's timeout starts again, as the MCP SDK does.
+    p.timer.refresh()
+    this.#deliver(p.sink, { ...message, params: { ...message.params, progressToken: p.clientToken } })
   }
 
   #deliver(sink: Receiver, message: JsonRpcMessage): void {
@@ -578,35 +626,50 @@ class StdioChild {
   }
 
   /**
-   * Messages not tied to a request. A list change is news for every listening session. The rest is meant
-   * for one client, which the bridge can only tell when there is one candidate: the only listening session,
-   * or else the only one with requests in flight. There it goes to the GET stream, or to a POST stream the
-   * client reads, or waits; with no candidate, notifications are dropped and requests answered with an
-   * error so the server does not wait forever.
+   * Messages the child sends on its own. Over stdio nothing in them names the request they belong to (the
+   * MCP SDK's `relatedRequestId` picks an HTTP stream and is not written to stdio), so the bridge knows whom
+   * they are for only when the child has one session, ever: a child of its own. A list change is news for
+   * every listening session. The rest of a shared child's (logging, resource updates, sampling, elicitation,
+   * roots, pings) could be any user's, whatever is in flight when it comes: it goes nowhere.
    */
   #toClient(message: JsonRpcMessage): void {
-    const listening = [...this.sessions].filter((s) => s.listening)
-    if (isNotification(message) && LIST_CHANGED.test(message.method ?? '')) {
-      for (const session of listening) session.standalone.write(message)
+    const method = message.method as string
+    if (isNotification(message) && LIST_CHANGED.has(method)) {
+      // Without the child's params: the news is the method, and nothing else goes to everyone.
+      for (const session of this.sessions)
+        if (session.listening) session.standalone.write({ jsonrpc: '2.0', method })
       return
     }
-    const candidates =
-      listening.length === 1 ? listening : listening.filter((session) => this.inFlight(session))
-    const [session] = candidates
-    if (candidates.length !== 1 || session === undefined) {
-      if (isRequest(message))
-        void this.#write([rpcError(message.id, RPC.methodNotFound, 'the client cannot be reached')])
+    const session = this.#recipient()
+    if (session === undefined) {
+      this.#unattributed(message)
       return
     }
     if (isRequest(message)) this.#childRequests.set(idKey(message.id as JsonRpcId), session)
     const sink = session.standalone.attached
       ? undefined
-      : [...this.#pending.values()]
-          .filter((p) => p.session === session)
+      : this.#pendingOf(session)
           .map((p) => p.sink)
           .find((s): s is PostSink => s instanceof PostSink && s.stream?.attached === true)
     if (sink !== undefined) this.#deliver(sink, message)
     else this.#pause(session.standalone.write(message), session.standalone)
+  }
+
+  /** The session a child's own message is for: the only one of a child of its own, if it listens. */
+  #recipient(): BridgeSession | undefined {
+    if (this.#o.shared || this.sessions.size !== 1) return undefined
+    const [session] = this.sessions
+    return session?.listening ? session : undefined
+  }
+
+  /** A message no session can be sent: dropped (its content is never logged); a request is refused. */
+  #unattributed(message: JsonRpcMessage): void {
+    this.#log.debug(
+      { method: message.method },
+      'a message of the MCP server that no session can take; dropped',
+    )
+    if (isRequest(message))
+      void this.#write([rpcError(message.id, RPC.methodNotFound, 'the client cannot be reached')])
   }
 
   #onExit(reason: string): void {
@@ -629,8 +692,8 @@ class StdioChild {
  * a fresh one.
  *
  * With `shared`, one child serves every session of every subject: started for the first session and
- * initialized with that client's `initialize`, whose reply answers every later session's; stopped with its
- * last session. A crash ends all its sessions, and the next `initialize` starts a fresh child.
+ * initialized by the bridge, whose reply answers every session's `initialize` (a first or a repeated one);
+ * stopped with its last session. A crash ends all its sessions, and the next `initialize` starts a fresh one.
  *
  * Stateless-era (2026-07-28) requests carry no session: each subject gets one child (the shared one, when
  * shared), which the bridge initializes itself (2025 servers know nothing else), and `server/discover` is
@@ -649,7 +712,10 @@ export class StdioUpstream implements Upstream {
     if (options.shared) {
       options.logger.warn(
         'stdio.shared is on: one MCP server process serves every user. Over stdio the server cannot tell ' +
-          'users apart: it sees every user’s requests and must be stateless, or trusted with all users’ data.',
+          'users apart: it sees every user’s requests and must be stateless, or trusted with all users’ data. ' +
+          'Answers and progress reach only the user who asked; nothing tells whom the server’s own messages ' +
+          'are for, so its logging, resource updates and requests (sampling, elicitation, roots) are dropped ' +
+          'or refused, and only tools/prompts/resources list changes reach every user.',
       )
     }
   }
@@ -800,10 +866,10 @@ export class StdioUpstream implements Upstream {
       this.#o.metrics.streams.dec()
     }
     this.#o.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-    if (sink.open && !(resumable && sink.stream !== undefined)) child.cancel(sink)
+    if (sink.open && !(resumable && sink.stream !== undefined)) child.cancel(session, sink)
   }
 
-  /** A new session on the shared child: the first one's `initialize` goes to it, the rest get its reply. */
+  /** A new session on the shared child: its `initialize` is answered with the bridge's own one's reply. */
   async #joinShared(x: McpExchange): Promise<void> {
     const [initialize] = x.messages
     if (x.messages.length !== 1 || initialize === undefined || !isRequest(initialize)) {
@@ -812,7 +878,7 @@ export class StdioUpstream implements Upstream {
     }
     let joined: InitializedSession
     try {
-      joined = await this.#sharedSession(initialize.params ?? {}, x.principal?.key, true)
+      joined = await this.#sharedSession(x.principal?.key, true)
     } catch (error) {
       this.#o.logger.warn({ detail: (error as Error).message }, 'the MCP server could not be initialized')
       sendRpcError(x.res, 502, RPC.internalError, 'the MCP server could not be initialized', initialize.id)
@@ -900,33 +966,29 @@ export class StdioUpstream implements Upstream {
   }
 
   async #statelessSession(owner: string | undefined): Promise<InitializedSession> {
-    if (this.#o.shared) return this.#sharedSession(BRIDGE_INITIALIZE, owner, false)
+    if (this.#o.shared) return this.#sharedSession(owner, false)
     const session = this.#spawn(owner, false)
     try {
-      return { session, initialized: await initializeChild(session.child, BRIDGE_INITIALIZE) }
+      return { session, initialized: await initializeChild(session.child) }
     } catch (error) {
       this.endSession(session.id)
       throw error
     }
   }
 
-  /** A session on the shared child, which is started and initialized with `params` if there is none. */
-  async #sharedSession(
-    params: Record<string, unknown>,
-    owner: string | undefined,
-    listening: boolean,
-  ): Promise<InitializedSession> {
-    this.#shared ??= this.#startShared(params)
+  /** A session on the shared child, which is started and initialized by the bridge if there is none. */
+  async #sharedSession(owner: string | undefined, listening: boolean): Promise<InitializedSession> {
+    this.#shared ??= this.#startShared()
     const { child, initialized } = this.#shared
     const result = await initialized
     if (child.exited) throw new Error('the shared MCP server process ended')
     return { session: this.#open(child, owner, listening), initialized: result }
   }
 
-  #startShared(params: Record<string, unknown>): SharedChild {
+  #startShared(): SharedChild {
     const child = this.#startChild()
     this.#o.logger.info({ shared: true, pid: child.process.pid }, 'MCP server process started')
-    const initialized = initializeChild(child, params).catch((error: unknown) => {
+    const initialized = initializeChild(child).catch((error: unknown) => {
       if (this.#shared?.child === child) this.#shared = undefined
       void child.stop(2000)
       throw error
@@ -967,7 +1029,11 @@ export class StdioUpstream implements Upstream {
 /** The session-era revisions the bridge offers a child it initializes itself, newest first. */
 const LEGACY_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26'] as const
 
-/** The `initialize` the bridge sends a child no client initializes (the stateless era has none). */
+/**
+ * The `initialize` the bridge sends a child no one client initializes: a stateless-era one (that era has
+ * none) or a shared one (no user's client information or capabilities may speak for all). No capabilities:
+ * the bridge cannot tell whom a shared child's sampling, elicitation or roots requests are for.
+ */
 const BRIDGE_INITIALIZE = {
   protocolVersion: LEGACY_VERSIONS[0],
   capabilities: {},
@@ -976,7 +1042,7 @@ const BRIDGE_INITIALIZE = {
 
 interface SharedChild {
   child: StdioChild
-  /** Its `initialize` result, once the first client's `initialize` is answered. */
+  /** Its `initialize` result, once the bridge's `initialize` is answered. */
   initialized: Promise<Record<string, unknown>>
 }
 
@@ -986,17 +1052,14 @@ interface InitializedSession {
   initialized: Record<string, unknown>
 }
 
-/** Initializes a child for its clients; resolves with its `initialize` result. */
-async function initializeChild(
-  child: StdioChild,
-  params: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
-  const reply = await child.request('initialize', params)
+/** Initializes a child for its clients, as the bridge; resolves with its `initialize` result. */
+async function initializeChild(child: StdioChild): Promise<Record<string, unknown>> {
+  const reply = await child.request('initialize', BRIDGE_INITIALIZE)
   if (reply.error !== undefined || typeof reply.result !== 'object' || reply.result === null)
     throw new Error(`initialize failed: ${reply.error?.message ?? 'no result'}`)
   await child.forward(undefined, undefined, [{ jsonrpc: '2.0', method: 'notifications/initialized' }])
-  child.initializedByBridge = true
-  return reply.result as Record<string, unknown>
+  child.initialized = reply.result as Record<string, unknown>
+  return child.initialized
 }
 
 /**

@@ -70,7 +70,7 @@ describe('gateway configuration', () => {
       env: { DEBUG: '1' },
       tools: { 'get-env': { scopes: ['admin'] } },
       default_tool_scopes: ['mcp'],
-      limits: { max_body_bytes: 4096 },
+      limits: { max_body_bytes: 4096, max_batch_messages: 7 },
     })
     const fromFile = await loadGatewayConfig({ config }, ENV)
     assert.deepEqual(fromFile.upstream, {
@@ -84,7 +84,9 @@ describe('gateway configuration', () => {
     assert.deepEqual(fromFile.tools, { 'get-env': ['admin'] })
     assert.deepEqual(fromFile.defaultToolScopes, ['mcp'])
     assert.equal(fromFile.limits.maxBodyBytes, 4096)
+    assert.equal(fromFile.limits.maxBatchMessages, 7)
     const fromFlags = await loadGatewayConfig({ command: ['python', 'server.py'] }, ENV)
+    assert.equal(fromFlags.limits.maxBatchMessages, 100)
     assert.equal(fromFlags.upstream.kind === 'stdio' && fromFlags.upstream.command, 'python')
     assert.equal(fromFlags.upstreamCredentials, 'none')
   })
@@ -183,6 +185,12 @@ describe('gateway configuration', () => {
       name: 'a certificate without a key',
       file: { upstream: 'http://a/mcp', tls: { cert: 'c.pem' } },
       message: /TLS needs both/,
+    },
+    {
+      name: 'a batch limit of 0',
+      file: { upstream: 'http://a/mcp', limits: { max_batch_messages: 0 } },
+      env: {},
+      message: /limits\.max_batch_messages/,
     },
     {
       name: 'a public URL without a path',

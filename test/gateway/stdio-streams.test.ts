@@ -15,6 +15,7 @@ import {
   processAlive,
   startIdp,
   startTestGateway,
+  tokenFor,
   transportOf,
 } from '../support/gateway-harness.ts'
 import type { TestIdp } from '../support/idp.ts'
@@ -67,7 +68,7 @@ describe('gateway: stdio bridge streams (resumption, cancellation, idle reaping)
         reapingLog,
       ),
     ])
-    token = await idp.issueToken({ scope: 'mcp' })
+    token = await tokenFor(idp, 'carol', 'mcp')
   })
 
   after(async () => {

@@ -33,7 +33,7 @@ describe('gateway: stdio bridge', () => {
       ),
       startTestGateway(idp, { command: [NODE, FRAGILE_CHILD] }, { limits: { upstream_timeout_ms: 2000 } }),
     ])
-    token = await idp.issueToken({ scope: 'mcp math' })
+    token = await tokenFor(idp, 'carol', 'mcp math')
   })
 
   after(async () => {
