@@ -8,15 +8,17 @@ const SRC = resolve(import.meta.dirname, '../src')
 /**
  * Which parts each part may import, and which packages at run time (`import type` is free: it is erased).
  * The guard stands alone: it is what other people embed, so it must never pull in the rest of Gatehouse.
+ * `errors` (the base of the registries) depends on nothing, so every other part may use it.
  */
 const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   guard: { parts: [], packages: ['jose'] },
-  config: { parts: ['guard'], packages: ['yaml'] },
+  errors: { parts: [], packages: [] },
+  config: { parts: ['guard', 'errors'], packages: ['yaml'] },
   dev: { parts: ['guard', 'auth-server'], packages: ['jose', 'oidc-provider'] },
   storage: { parts: [], packages: ['pg'] },
-  'auth-server': { parts: ['storage'], packages: ['jose', 'oidc-provider', 'openid-client'] },
-  gateway: { parts: ['guard', 'config'], packages: ['jose', 'pino', 'yaml'] },
-  cli: { parts: ['guard', 'config', 'gateway', 'dev', 'storage', 'auth-server'], packages: [] },
+  'auth-server': { parts: ['storage', 'errors'], packages: ['jose', 'oidc-provider', 'openid-client'] },
+  gateway: { parts: ['guard', 'config', 'errors'], packages: ['jose', 'pino', 'yaml'] },
+  cli: { parts: ['guard', 'config', 'gateway', 'dev', 'storage', 'auth-server', 'errors'], packages: [] },
 }
 
 function* sourceFiles(dir: string): Generator<string> {

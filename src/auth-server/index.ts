@@ -15,6 +15,11 @@ import { UserScopes } from './user_scopes.ts'
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
 export {
+  AUTH_SERVER_ERRORS,
+  AuthServerError,
+  type AuthServerErrorCode,
+} from './errors.ts'
+export {
   createLocalUser,
   type LoginAndConsentOptions,
   loginAndConsent,

@@ -8,6 +8,7 @@ import {
   randomUUID,
 } from 'node:crypto'
 import type { SigningKey, Store } from '../storage/store.ts'
+import { AuthServerError } from './errors.ts'
 import { resolveTtl } from './options.ts'
 
 export type SigningAlgorithm = 'ES256' | 'EdDSA' | 'RS256'
@@ -36,7 +37,7 @@ export function encryptJwk(jwk: PrivateJwk, secret: string): string {
 export function decryptJwk(key: SigningKey, secret: string): PrivateJwk {
   const [format, iv, tag, sealed] = key.encryptedJwk.split('.')
   if (format !== KEY_FORMAT || !iv || !tag || !sealed)
-    throw new Error(`signing key ${key.kid}: unknown format`)
+    throw new AuthServerError('signing_key_unreadable', `signing key ${key.kid}: unknown format`)
   try {
     const decipher = createDecipheriv(
       'aes-256-gcm',
@@ -48,7 +49,8 @@ export function decryptJwk(key: SigningKey, secret: string): PrivateJwk {
     const clear = Buffer.concat([decipher.update(Buffer.from(sealed, 'base64url')), decipher.final()])
     return JSON.parse(clear.toString()) as PrivateJwk
   } catch {
-    throw new Error(
+    throw new AuthServerError(
+      'signing_key_unreadable',
       `signing key ${key.kid} cannot be decrypted: the secret differs from the one it was stored with. ` +
         'Restore the previous secret, or rotate to a new key with the new secret once the old tokens have expired.',
     )
@@ -167,7 +169,8 @@ export async function rotateSigningKey(
 ): Promise<Rotation> {
   const existing = await store.keys.list()
   if (existing.length === 0) {
-    throw new Error(
+    throw new AuthServerError(
+      'signing_key_missing',
       'there is no signing key to rotate yet: the server creates the first one on its first start',
     )
   }

@@ -1,5 +1,6 @@
 import { decodeJwt } from 'jose'
 import type Provider from 'oidc-provider'
+import { sendOAuthError } from './errors.ts'
 import type { ResolvedOptions } from './options.ts'
 
 type Middleware = Parameters<Provider['use']>[0]
@@ -16,12 +17,11 @@ export function logoutRedirectMiddleware(options: ResolvedOptions, route: string
     if (ctx.path !== route || redirect === undefined) return next()
     const client = clientId ?? (typeof hint === 'string' ? audience(hint) : undefined)
     if (typeof client === 'string' && options.declaredClients.has(client)) return next()
-    ctx.status = 400
-    ctx.type = 'application/json'
-    ctx.body = {
-      error: 'invalid_request',
-      error_description: `post_logout_redirect_uri is honoured only for clients declared in authorization_server.clients, not for ${JSON.stringify(client ?? null)}; log out without it`,
-    }
+    sendOAuthError(
+      ctx,
+      'logout_redirect_refused',
+      `post_logout_redirect_uri is honoured only for clients declared in authorization_server.clients, not for ${JSON.stringify(client ?? null)}; log out without it`,
+    )
   }
 }
 

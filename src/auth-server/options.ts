@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
+import { AuthServerError } from './errors.ts'
 import type { SigningAlgorithm } from './keys.ts'
 import { checkUserScopes, type UserScopes, type UserScopesOptions } from './user_scopes.ts'
 
@@ -171,7 +172,7 @@ const DAY = 86_400
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 
 const fail = (message: string): never => {
-  throw new TypeError(`authorization server: ${message}`)
+  throw new AuthServerError('options_invalid', `authorization server: ${message}`)
 }
 
 /** Validates the options once, at start, with messages that name the setting, the value and the fix. */

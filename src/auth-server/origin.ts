@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { sendOAuthError } from './errors.ts'
 
 /** Methods that change nothing: a cross-site page can cause them anyway (a link, an image). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -15,10 +16,10 @@ export function refuseForeignOrigin(
 ): boolean {
   const origin = req.headers.origin
   if (origin === undefined || SAFE_METHODS.has(req.method ?? 'GET') || allowed.has(origin)) return false
-  const body = JSON.stringify({
-    error: 'invalid_request',
-    error_description: `requests from origin ${origin} are not allowed; the operator may add it to allowed_origins`,
-  })
-  res.writeHead(403, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body)
+  sendOAuthError(
+    res,
+    'origin_not_allowed',
+    `requests from origin ${origin} are not allowed; the operator may add it to allowed_origins`,
+  )
   return true
 }

@@ -1,6 +1,7 @@
 import type Provider from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import { clientAddress } from './client_address.ts'
+import { sendOAuthError } from './errors.ts'
 
 type KoaContext = Parameters<Parameters<Provider['use']>[0]>[0]
 
@@ -21,13 +22,12 @@ export async function refusedOverLimit(
   what: string,
 ): Promise<boolean> {
   if (await store.hit(bucket, limit, windowSeconds)) return false
-  ctx.set('retry-after', String(windowSeconds))
-  ctx.status = 429
-  ctx.type = 'application/json'
-  ctx.body = {
-    error: 'too_many_requests',
-    error_description: `at most ${limit} ${what} per ${windowSeconds} s from one address; retry later`,
-  }
+  sendOAuthError(
+    ctx,
+    'too_many_requests',
+    `at most ${limit} ${what} per ${windowSeconds} s from one address; retry later`,
+    { 'retry-after': String(windowSeconds) },
+  )
   return true
 }
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import type Provider from 'oidc-provider'
 import { clientAddress } from './client_address.ts'
+import { sendOAuthError } from './errors.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refusedOverLimit } from './rate_limit.ts'
 
@@ -61,6 +62,7 @@ export function registrationMiddleware(
       return
     }
     const raw = await readBody(ctx)
+    if (!raw) return sendOAuthError(ctx, 'registration_too_large')
     const body = parseObject(raw)
     const request = ctx.req as typeof ctx.req & { body?: unknown }
     if (!body) {
@@ -68,9 +70,9 @@ export function registrationMiddleware(
       return next()
     }
     const problem = redirectUriProblem(body.redirect_uris)
-    if (problem) return reply(ctx, 400, { error: 'invalid_redirect_uri', error_description: problem })
+    if (problem) return sendOAuthError(ctx, 'registration_redirect_uri_invalid', problem)
     const kind = userClientProblem(body)
-    if (kind) return reply(ctx, 400, { error: 'invalid_client_metadata', error_description: kind })
+    if (kind) return sendOAuthError(ctx, 'registration_metadata_invalid', kind)
     // With only `clientDefaults` saying `none`, the provider still issues a secret that then fails to authenticate.
     body.token_endpoint_auth_method ??= 'none'
     request.body = body
@@ -136,12 +138,13 @@ function reply(ctx: KoaContext, status: number, body: unknown) {
   ctx.body = body
 }
 
-async function readBody(ctx: KoaContext): Promise<Buffer> {
+/** The body, or undefined past {@link BODY_LIMIT}. */
+async function readBody(ctx: KoaContext): Promise<Buffer | undefined> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of ctx.req) {
     size += (chunk as Buffer).length
-    if (size > BODY_LIMIT) ctx.throw(413, 'registration request too large')
+    if (size > BODY_LIMIT) return undefined
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks)

@@ -1,5 +1,6 @@
 import type Provider from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
+import { AuthServerError } from './errors.ts'
 
 type Grant = InstanceType<Provider['Grant']>
 
@@ -42,7 +43,7 @@ interface ClaimsSnapshot {
 /** Checks a policy at start: known scopes only, every rule names someone, usernames as they are stored. */
 export function checkUserScopes(policy: UserScopesOptions, known: readonly string[]): UserScopesOptions {
   const fail = (message: string): never => {
-    throw new TypeError(`authorization server: userScopes: ${message}`)
+    throw new AuthServerError('options_invalid', `authorization server: userScopes: ${message}`)
   }
   if (!Array.isArray(policy.everyone)) fail('everyone must be a list of scopes')
   ;(policy.grants ?? []).forEach((rule, i) => {

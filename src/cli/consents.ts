@@ -1,6 +1,6 @@
 import { revokeConsent } from '../auth-server/index.ts'
-import { fail } from '../config/errors.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
+import { failWith } from './errors.ts'
 import { existingUser } from './users.ts'
 
 const HELP = `Usage:
@@ -17,7 +17,7 @@ export async function runConsents(argv: string[]): Promise<void> {
   if (!parsed) return
   const { values, action, rest } = parsed
   if (action !== 'revoke')
-    fail(`unknown action "${action}": gatehouse consents revoke <username> <client_id>`)
+    failWith('usage', `unknown action "${action}": gatehouse consents revoke <username> <client_id>`)
   const [username, clientId] = positionals(
     rest,
     ['username', 'client_id'],

@@ -1,9 +1,9 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util'
 import { type StorageSettings, storageSettings } from '../config/embedded.ts'
-import { fail } from '../config/errors.ts'
 import { readConfigFile } from '../gateway/config.ts'
 import type { Store } from '../storage/store.ts'
 import { openDataStore } from './embedded_server.ts'
+import { failWith } from './errors.ts'
 
 /** The flags every admin command takes to find the store `gatehouse serve` uses. */
 export const STORE_OPTIONS = {
@@ -72,6 +72,6 @@ export async function withStore<T>(
 
 /** The positional arguments a subcommand needs, or a usage error naming them. */
 export function positionals(given: string[], names: readonly string[], usage: string): string[] {
-  if (given.length !== names.length) fail(`usage: ${usage}`)
+  if (given.length !== names.length) failWith('usage', `usage: ${usage}`)
   return given
 }

@@ -11,12 +11,12 @@ import {
   upstreamRedirectUri,
 } from '../auth-server/index.ts'
 import { checkSecret, type EmbeddedAuthorizationConfig, type StorageSettings } from '../config/embedded.ts'
-import { fail } from '../config/errors.ts'
 import type { GatewayConfig } from '../gateway/config.ts'
 import { guardLogger } from '../gateway/logger.ts'
 import { type EmbeddedAuthorization, type Gateway, startGateway } from '../gateway/server.ts'
 import { openStore } from '../storage/index.ts'
 import type { Store } from '../storage/store.ts'
+import { failWith } from './errors.ts'
 import { storeRevocationCheck } from './revocation_check.ts'
 
 /**
@@ -110,7 +110,7 @@ export async function openDataStore(settings: StorageSettings) {
     store = await openStore(settings.url, { dataDir })
   } catch (error) {
     if (temporary) await rm(dataDir, { recursive: true, force: true })
-    return fail(`cannot open the store: ${(error as Error).message}`)
+    return failWith('store_unavailable', `cannot open the store: ${(error as Error).message}`)
   }
   return {
     store,
@@ -127,7 +127,7 @@ export async function readSecret(dataDir: string): Promise<string | undefined> {
   const path = join(dataDir, 'secret')
   const existing = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined
-    return fail(`cannot read the secret file ${path}: ${error.message}`)
+    return failWith('secret_unreadable', `cannot read the secret file ${path}: ${error.message}`)
   })
   return existing === undefined ? undefined : checkSecret(existing.trim(), path)
 }

@@ -1,15 +1,44 @@
-import { GatewayConfigError } from '../config/errors.ts'
+import { defineErrors, GatehouseError, isGatehouseError } from '../errors/index.ts'
 import { isGuardError } from '../guard/index.ts'
 
 /**
- * The one-line message for errors written for the operator (settings, discovery, option validation, unknown
- * flags); undefined for anything else, which is a bug worth its stack.
+ * The admin commands' own failures (settings are the config part's). Never on the wire: the status says what
+ * an HTTP answer would be; the `detail` is the line the operator reads.
+ */
+export const CLI_ERRORS = defineErrors('cli', {
+  usage: { status: 400, description: 'the command line is wrong' },
+  user_unknown: { status: 404, description: 'there is no user with this username' },
+  input_mismatch: { status: 400, description: 'the two passwords typed differ' },
+  input_cancelled: { status: 400, description: 'the input was cancelled' },
+  store_unavailable: { status: 503, description: 'the store cannot be opened' },
+  secret_missing: { status: 500, description: 'the secret of the authorization server is not available' },
+  secret_unreadable: { status: 500, description: 'the secret file cannot be read' },
+  key_rotation_failed: { status: 500, description: 'the signing key cannot be rotated' },
+})
+
+export type CliErrorCode = keyof typeof CLI_ERRORS.registry
+
+export class CliError extends GatehouseError<typeof CLI_ERRORS.registry> {
+  override name = 'CliError'
+
+  constructor(code: CliErrorCode, detail: string, options?: ErrorOptions) {
+    super(CLI_ERRORS, code, detail, options)
+  }
+}
+
+/** Throws a {@link CliError}; an expression, for `value ?? failWith(…)`. */
+export const failWith = (code: CliErrorCode, detail: string, options?: ErrorOptions): never => {
+  throw new CliError(code, detail, options)
+}
+
+/**
+ * The one-line message for errors written for the operator: every registry error (Gatehouse's and the
+ * guard's) and node's unknown-flag errors (usage); undefined for anything else, which is a bug worth its stack.
  */
 export function operatorMessage(error: unknown): string | undefined {
   const operator =
-    error instanceof GatewayConfigError ||
+    isGatehouseError(error) ||
     isGuardError(error) ||
-    error instanceof TypeError ||
     (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS_')
   return operator ? (error as Error).message : undefined
 }

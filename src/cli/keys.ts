@@ -5,9 +5,9 @@ import {
   signedTokenLifetimeSeconds,
 } from '../auth-server/index.ts'
 import { embeddedAuthorizationConfig } from '../config/embedded.ts'
-import { fail } from '../config/errors.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { readSecret } from './embedded_server.ts'
+import { failWith } from './errors.ts'
 
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 
@@ -32,15 +32,17 @@ export async function runKeys(argv: string[]): Promise<void> {
   if (action === 'rotate') {
     positionals(rest, [], 'gatehouse keys rotate [--alg ES256|EdDSA|RS256]')
     const alg = values.alg as SigningAlgorithm
-    if (!ALGORITHMS.includes(alg)) fail(`--alg ${alg} must be one of ${ALGORITHMS.join(', ')}`)
+    if (!ALGORITHMS.includes(alg)) failWith('usage', `--alg ${alg} must be one of ${ALGORITHMS.join(', ')}`)
     const keep = values['keep-previous']
-    if (keep !== undefined && !/^\d+$/.test(keep)) fail('--keep-previous must be a whole number of seconds')
+    if (keep !== undefined && !/^\d+$/.test(keep))
+      failWith('usage', '--keep-previous must be a whole number of seconds')
     await withStore(values, async (store, settings) => {
       // Never generate a secret here: a key encrypted with a secret the server does not have stops its next start.
       const secret =
         settings.secret ??
         (await readSecret(settings.dataDir)) ??
-        fail(
+        failWith(
+          'secret_missing',
           `no secret: ${settings.dataDir}/secret does not exist; give the GATEHOUSE_SECRET (or the secret in --config) that gatehouse serve uses`,
         )
       const ttl = resolveTtl(embeddedAuthorizationConfig({}, process.env, settings.file).ttl)
@@ -49,7 +51,9 @@ export async function runKeys(argv: string[]): Promise<void> {
         alg,
         minimumKeepSeconds: minimum,
         ...(keep === undefined ? {} : { keepPreviousForSeconds: Number(keep) }),
-      }).catch((error: Error) => fail(`cannot rotate: ${error.message}`))
+      }).catch((error: Error) =>
+        failWith('key_rotation_failed', `cannot rotate: ${error.message}`, { cause: error }),
+      )
       if (keep !== undefined && Number(keep) < minimum) {
         console.log(
           `--keep-previous ${keep} is shorter than the longest token lifetime (${minimum} s with skew): using ${minimum} s`,
@@ -77,5 +81,5 @@ export async function runKeys(argv: string[]): Promise<void> {
     })
     return
   }
-  fail(`unknown action "${action}": gatehouse keys rotate | gatehouse keys list`)
+  failWith('usage', `unknown action "${action}": gatehouse keys rotate | gatehouse keys list`)
 }

@@ -1,4 +1,4 @@
-import { fail } from '../config/errors.ts'
+import { CliError, failWith } from './errors.ts'
 
 /**
  * A secret from stdin: piped (the first line), or typed on a terminal without echo, twice so a typo does not
@@ -11,7 +11,7 @@ export async function readSecretInput(question: string): Promise<string> {
     return input.split(/\r?\n/)[0] ?? ''
   }
   const first = await typeHidden(question)
-  if ((await typeHidden('Again: ')) !== first) fail('the two passwords differ')
+  if ((await typeHidden('Again: ')) !== first) failWith('input_mismatch', 'the two passwords differ')
   return first
 }
 
@@ -33,7 +33,7 @@ function typeHidden(question: string): Promise<string> {
     const onData = (keys: string) => {
       for (const key of keys) {
         if (key === '\r' || key === '\n') return done(() => resolve(typed))
-        if (key === '\u0003') return done(() => reject(new TypeError('cancelled')))
+        if (key === '\u0003') return done(() => reject(new CliError('input_cancelled', 'cancelled')))
         if (key === '\u007f' || key === '\b') typed = typed.slice(0, -1)
         else typed += key
       }

@@ -1,13 +1,14 @@
 import {
+  AuthServerError,
   createLocalUser,
   deleteUser,
   disableUser,
   enableUser,
   setUserPassword,
 } from '../auth-server/index.ts'
-import { fail } from '../config/errors.ts'
 import type { Store, User } from '../storage/store.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
+import { failWith } from './errors.ts'
 import { readSecretInput } from './prompt.ts'
 
 const HELP = `Usage:
@@ -51,7 +52,7 @@ export async function runUsers(argv: string[]): Promise<void> {
     const password = await readSecretInput('Password for the new user: ')
     await withStore(values, async (store) => {
       if (await store.users.findByUsername(username.trim().toLowerCase()))
-        fail(`user ${username} already exists`)
+        throw new AuthServerError('user_exists', `user ${username} already exists`)
       const user = await createLocalUser(store, username, password)
       console.log(`created the local user ${user.username} (${user.id})`)
     })
@@ -82,7 +83,7 @@ export async function runUsers(argv: string[]): Promise<void> {
     return
   }
   const onUser = ON_USER[action]
-  if (!onUser) return fail(`unknown action "${action}": gatehouse users ${ACTIONS}`)
+  if (!onUser) return failWith('usage', `unknown action "${action}": gatehouse users ${ACTIONS}`)
   const [username] = positionals(rest, ['username'], `gatehouse users ${action} <username>`) as [string]
   await withStore(values, async (store) =>
     console.log(await onUser(store, await existingUser(store, username))),
@@ -92,5 +93,5 @@ export async function runUsers(argv: string[]): Promise<void> {
 /** The account named `username`, or an error naming it and the command that lists accounts. */
 export async function existingUser(store: Store, username: string): Promise<User> {
   const user = await store.users.findByUsername(username.trim().toLowerCase())
-  return user ?? fail(`no user ${username}: gatehouse users list shows them`)
+  return user ?? failWith('user_unknown', `no user ${username}: gatehouse users list shows them`)
 }

@@ -1,7 +1,6 @@
-import { GuardError } from '../guard/errors.ts'
 import type { AuthorizationServerOptions, GuardOptions } from '../guard/options.ts'
 import type { ScopeMode } from '../guard/scopes.ts'
-import { only } from './errors.ts'
+import { fail, only } from './errors.ts'
 
 /**
  * The `transport.auth` block of a configuration file. Apollo MCP Server's keys are accepted as they are
@@ -28,10 +27,6 @@ const GUARD_KEYS = [
 /** Read by the gateway, not the guard; listed so they are not reported as unknown. */
 const GATEWAY_KEYS = ['allow_anonymous_mcp_discovery', 'disable_auth_token_passthrough'] as const
 const SERVER_KEYS = ['issuer', 'jwks_uri', 'accept_plain_jwt', 'introspection'] as const
-
-const fail = (message: string): never => {
-  throw new GuardError('config_invalid', message)
-}
 
 /**
  * Guard options from an auth block. `resource` is the canonical MCP URL the gateway derived from its
@@ -112,7 +107,7 @@ function record(value: unknown, where: string): Record<string, unknown> {
 }
 
 const rejectUnknown = (block: Record<string, unknown>, known: readonly string[], where: string): void =>
-  only(block, known, where, fail)
+  only(block, known, where)
 
 function optionalString(value: unknown, where: string): string | undefined {
   if (value === undefined || value === null) return undefined

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parse } from 'yaml'
 import { guardOptionsFromAuthBlock } from '../../src/config/apollo.ts'
+import { GatewayConfigError } from '../../src/config/errors.ts'
 import { guardOptionsFromEnv } from '../../src/guard/env.ts'
 import { GuardError } from '../../src/guard/errors.ts'
 
@@ -100,7 +101,9 @@ transport:
       assert.throws(
         () => guardOptionsFromAuthBlock(block, RESOURCE),
         (error: unknown) =>
-          error instanceof GuardError && error.code === 'config_invalid' && error.detail.startsWith(message),
+          error instanceof GatewayConfigError &&
+          error.code === (message.includes('unknown setting') ? 'setting_unknown' : 'setting_invalid') &&
+          error.detail.startsWith(message),
       )
     })
   }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
 import { clientAddress } from '../client_address.ts'
+import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
 import type { InteractionsFactory } from '../options.ts'
 import { revokeGrants } from '../revocation.ts'
 import {
@@ -72,62 +73,6 @@ const UPSTREAM_STATE_TTL = 600
 const FORM_LIMIT = 16 * 1024
 const UID = /^[\w-]{1,64}$/
 
-type Failure = keyof typeof FAILURES
-const FAILURES = {
-  interaction_expired: {
-    status: 400,
-    title: 'Sign-in expired',
-    text: 'This sign-in request expired, was already completed, or was started in another browser. Start again from your app.',
-  },
-  csrf_invalid: {
-    status: 403,
-    title: 'Request refused',
-    text: 'This form did not come from the current sign-in page. Start again from your app.',
-  },
-  rate_limited: {
-    status: 429,
-    title: 'Too many attempts',
-    text: 'Too many sign-in attempts from this address. Wait a little (the wait grows with each wrong password), then try again.',
-  },
-  upstream_state_invalid: {
-    status: 400,
-    title: 'Sign-in failed',
-    text: 'This sign-in response does not belong to this browser, or it expired. Start again from your app.',
-  },
-  upstream_state_used: {
-    status: 400,
-    title: 'Sign-in failed',
-    text: 'This sign-in response was already used. Start again from your app.',
-  },
-  upstream_denied: {
-    status: 400,
-    title: 'Sign-in cancelled',
-    text: 'The identity provider did not sign you in.',
-  },
-  upstream_failed: {
-    status: 400,
-    title: 'Sign-in failed',
-    text: 'The answer of the identity provider could not be verified, so you were not signed in.',
-  },
-  upstream_unavailable: {
-    status: 502,
-    title: 'Sign-in unavailable',
-    text: 'The identity provider could not be reached. Try again later.',
-  },
-  not_found: { status: 404, title: 'Not found', text: 'There is no sign-in page here.' },
-  method_not_allowed: { status: 405, title: 'Not allowed', text: 'This page does not accept that request.' },
-  bad_request: {
-    status: 400,
-    title: 'Bad request',
-    text: 'The form could not be read. Start again from your app.',
-  },
-  server_error: {
-    status: 500,
-    title: 'Something went wrong',
-    text: 'The sign-in could not be completed. Start again from your app.',
-  },
-} as const
-
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>
 
 /**
@@ -140,7 +85,10 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
   const providers = checkUpstreamProviders(options.upstream ?? [])
   const localAccounts = options.localAccounts ?? providers.length === 0
   if (!localAccounts && providers.length === 0) {
-    throw new TypeError('login: enable local accounts or configure at least one upstream provider')
+    throw new AuthServerError(
+      'options_invalid',
+      'login: enable local accounts or configure at least one upstream provider',
+    )
   }
   const backoff = checkBackoff({
     freeFailures: 5,
@@ -156,7 +104,10 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
     const { issuer, interactionPath, store, logger, trustProxy, userScopes } = context
     const issuerUrl = new URL(issuer)
     if (issuerUrl.protocol !== 'https:' && !isLoopbackHost(issuerUrl.hostname)) {
-      throw new TypeError(`login pages need an https issuer (passwords and cookies); ${issuer} is plain http`)
+      throw new AuthServerError(
+        'options_invalid',
+        `login pages need an https issuer (passwords and cookies); ${issuer} is plain http`,
+      )
     }
     const upstreams = new Map(
       providers.map((p) => [p.id, new Upstream(p, upstreamRedirectUri(issuer, p.id, interactionPath))]),
@@ -167,8 +118,8 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
     const stateCookie = new InteractionCookie(issuer, 'gatehouse-upstream')
     const signInBackoff = new SignInBackoff(store, backoff)
 
-    const fail = (res: ServerResponse, failure: Failure, extra?: SafeHtml, retryAfter?: number) => {
-      const { status, title, text } = FAILURES[failure]
+    const fail = (res: ServerResponse, failure: PageErrorCode, extra?: SafeHtml, retryAfter?: number) => {
+      const { status, title, description: text } = pageError(failure)
       if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter))
       send(
         res,
@@ -493,7 +444,8 @@ function checkBackoff(value: BackoffOptions): BackoffOptions {
       maxDelaySeconds > 0
     )
   ) {
-    throw new TypeError(
+    throw new AuthServerError(
+      'options_invalid',
       `login: rateLimit.perUserAndAddress must be { freeFailures, maxDelaySeconds } with whole numbers (freeFailures 0 or more, maxDelaySeconds above 0), not ${JSON.stringify(value)}`,
     )
   }
@@ -509,7 +461,8 @@ function checkRate(value: RateLimit, name: string): RateLimit {
       value.windowSeconds > 0
     )
   ) {
-    throw new TypeError(
+    throw new AuthServerError(
+      'options_invalid',
       `login: rateLimit.${name} must be { limit, windowSeconds } with whole numbers above 0`,
     )
   }

@@ -1,5 +1,6 @@
 import { randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto'
 import type { Store, User } from '../../storage/store.ts'
+import { AuthServerError } from '../errors.ts'
 
 export const MIN_PASSWORD_LENGTH = 12
 /** Long enough for passphrases, short enough that hashing one is not a denial of service. */
@@ -61,10 +62,16 @@ export function normalizeUsername(username: string): string {
 /** The rules of a password an administrator sets (`users add`, `users passwd`). */
 export function checkNewPassword(password: string): void {
   if (typeof password !== 'string' || [...password].length < MIN_PASSWORD_LENGTH) {
-    throw new TypeError(`password must be at least ${MIN_PASSWORD_LENGTH} characters`)
+    throw new AuthServerError(
+      'password_invalid',
+      `password must be at least ${MIN_PASSWORD_LENGTH} characters`,
+    )
   }
   if (password.length > MAX_PASSWORD_LENGTH) {
-    throw new TypeError(`password must be at most ${MAX_PASSWORD_LENGTH} characters`)
+    throw new AuthServerError(
+      'password_invalid',
+      `password must be at most ${MAX_PASSWORD_LENGTH} characters`,
+    )
   }
 }
 
@@ -80,12 +87,14 @@ export async function createLocalUser(
 ): Promise<User> {
   const name = normalizeUsername(username)
   if (!USERNAME.test(name)) {
-    throw new TypeError(
+    throw new AuthServerError(
+      'username_invalid',
       `username ${JSON.stringify(username)} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
     )
   }
   checkNewPassword(password)
-  if (await store.users.findByUsername(name)) throw new Error(`user ${name} already exists`)
+  if (await store.users.findByUsername(name))
+    throw new AuthServerError('user_exists', `user ${name} already exists`)
   const user = await store.users.create({
     username: name,
     passwordHash: await hashPassword(password),

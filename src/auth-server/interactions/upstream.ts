@@ -1,5 +1,6 @@
 import * as oidc from 'openid-client'
 import type { Store, User } from '../../storage/store.ts'
+import { AuthServerError } from '../errors.ts'
 import { isLoopbackHost } from './security.ts'
 
 /** An operator's OpenID Connect provider that users sign in with (Auth0, Okta, Keycloak, Entra, Google, …). */
@@ -28,16 +29,19 @@ export function checkUpstreamProviders(providers: readonly UpstreamProvider[]): 
   for (const provider of providers) {
     const where = `upstream provider ${JSON.stringify(provider?.id)}`
     if (typeof provider?.id !== 'string' || !PROVIDER_ID.test(provider.id)) {
-      throw new TypeError(`${where}: id must be 1 to 32 of a-z, 0-9 and '-' (it is part of the callback URL)`)
+      throw new AuthServerError(
+        'options_invalid',
+        `${where}: id must be 1 to 32 of a-z, 0-9 and '-' (it is part of the callback URL)`,
+      )
     }
-    if (seen.has(provider.id)) throw new TypeError(`${where} is configured twice`)
+    if (seen.has(provider.id)) throw new AuthServerError('options_invalid', `${where} is configured twice`)
     seen.add(provider.id)
     const url = URL.parse(provider.issuer ?? '')
     if (!url || !(url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname)))) {
-      throw new TypeError(`${where}: issuer must be an https URL`)
+      throw new AuthServerError('options_invalid', `${where}: issuer must be an https URL`)
     }
     if (!provider.name || !provider.clientId || !provider.clientSecret) {
-      throw new TypeError(`${where}: name, clientId and clientSecret are required`)
+      throw new AuthServerError('options_invalid', `${where}: name, clientId and clientSecret are required`)
     }
   }
   return [...providers]
