@@ -3,7 +3,7 @@
  * status, the OAuth error and the public `error_description`; the `detail` of a {@link GuardError} carries
  * the specific values (issuer, audience, URL) and goes to logs only, never to the wire.
  *
- * `docs/errors.md` lists the same codes; `test/guard/errors.test.ts` keeps the two from drifting.
+ * `docs/errors.md` lists the same codes; `test/errors.test.ts` keeps the two from drifting.
  */
 export const GUARD_ERRORS = {
   token_missing: { status: 401, error: undefined, description: 'an access token is required' },
