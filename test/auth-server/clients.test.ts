@@ -29,7 +29,7 @@ describe('dynamic client registration', () => {
   before(async () => {
     h = await startAuthServer({
       overrides: {
-        registration: { rateLimit: { limit: 12, windowSeconds: 3600 } },
+        registration: { rateLimit: { limit: 20, windowSeconds: 3600 } },
         allowedOrigins: ['https://app.example'],
       },
     })
@@ -99,6 +99,17 @@ describe('dynamic client registration', () => {
     assert.equal(first.response.status, 201)
     assert.equal(typeof first.body.client_secret, 'string')
     assert.notEqual(second.body.client_id, first.body.client_id)
+  })
+
+  test('a registration over 56 KiB gets an OAuth JSON error, not a text/plain page', async () => {
+    const { response, body } = await register(h, { ...MCP_CLIENT, client_name: 'x'.repeat(57 * 1024) })
+    assert.equal(response.status, 413)
+    assert.equal(response.headers.get('content-type'), 'application/json; charset=utf-8')
+    assert.equal(response.headers.get('cache-control'), 'no-store')
+    assert.deepEqual(body, {
+      error: 'invalid_request',
+      error_description: 'the registration request is larger than 56 KiB',
+    })
   })
 
   const refused: [string, string][] = [

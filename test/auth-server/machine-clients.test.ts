@@ -233,7 +233,11 @@ describe('declaring a machine client', () => {
     })
 
   test('needs scope, a secret and known resources; Gatehouse keys never reach the provider', () => {
-    assert.throws(declare({ scope: undefined }), /client bot: a client_credentials client needs scope/)
+    assert.throws(declare({ scope: undefined }), {
+      name: 'AuthServerError',
+      code: 'options_invalid',
+      message: /^authorization server: client bot: a client_credentials client needs scope/,
+    })
     assert.throws(
       declare({ client_secret: undefined }),
       /client bot: a client_credentials client must authenticate: give it a client_secret/,

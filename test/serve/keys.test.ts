@@ -124,6 +124,20 @@ describe('the data directory: secret and signing keys across restarts', () => {
     assert.match(wrong.stderr, /cannot rotate: signing key .* cannot be decrypted/)
     assert.equal((await gatehouse(['keys', 'list', '--data-dir', dir])).stdout, keys.stdout)
 
+    // The server itself stops in one line too (a registry error, signing_key_unreadable), not with a stack.
+    const serve = await gatehouse(
+      ['serve', '--port', '0', '--data-dir', dir, '--', 'node', 'server.js'],
+      '',
+      {
+        GATEHOUSE_SECRET: 'not-the-secret-gatehouse-serve-was-given',
+      },
+    )
+    assert.equal(serve.code, 1)
+    assert.match(
+      serve.stderr,
+      /^gatehouse: signing key \S+ cannot be decrypted: the secret differs [^\n]+\n$/,
+    )
+
     const right = await gatehouse(['keys', 'rotate', '--data-dir', dir], '', { GATEHOUSE_SECRET: secret })
     assert.equal(right.code, 0, right.stderr)
     gateway = await startEmbeddedGateway({ dataDir: dir }, { ...FILE, secret })
