@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { stringify } from 'yaml'
 import { SERVE_HELP } from '../../src/cli/serve.ts'
-import { type GatewayFlags, loadGatewayConfig } from '../../src/gateway/config.ts'
+import { type GatewayFlags, guardOptionsFor, loadGatewayConfig } from '../../src/gateway/config.ts'
 
 const ENV = { OAUTH_ISSUER_URL: 'https://idp.example.com/' }
 
@@ -58,7 +58,8 @@ describe('gateway configuration', () => {
     assert.equal(gateway.port, 8123)
     assert.equal(gateway.publicUrl, 'https://mcp.example.com/mcp')
     assert.equal(gateway.allowAnonymousDiscovery, true)
-    const guard = gateway.guardOptions('https://mcp.example.com/mcp')
+    const guard = guardOptionsFor(gateway.guard, 'https://ignored.example/mcp')
+    assert.equal(guard.resource, 'https://mcp.example.com/mcp')
     assert.deepEqual(guard.authorizationServers, [{ issuer: 'https://tenant.auth0.com/' }])
     assert.deepEqual(guard.scopes, ['mcp'])
   })
@@ -141,7 +142,7 @@ describe('gateway configuration', () => {
     {
       name: 'a bad port',
       flags: { upstream: 'http://a/mcp', port: '70000' },
-      message: /^port must be an integer from 0 to 65535/,
+      message: /^--port must be an integer from 0 to 65535, got "70000"$/,
     },
     {
       name: 'another transport',
