@@ -117,7 +117,7 @@ describe('gateway configuration', () => {
       loadGatewayConfig({ command, config: await fileWith({ stdio: { shared: 'yes' } }) }, ENV),
       { message: 'stdio.shared must be true or false, got "yes"' },
     )
-    assert.match(SERVE_HELP, /--stdio-shared .*\n.*\(GATEHOUSE_STDIO_SHARED\)/)
+    assert.match(SERVE_HELP, /shared: false +--stdio-shared, GATEHOUSE_STDIO_SHARED\n/)
   })
 
   const invalid: {
