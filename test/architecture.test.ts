@@ -15,7 +15,8 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   config: { parts: ['guard'], packages: ['yaml', 'zod'] },
   dev: { parts: ['guard', 'auth-server'], packages: ['jose', 'oidc-provider'] },
   storage: { parts: [], packages: ['pg'] },
-  'auth-server': { parts: ['storage'], packages: ['jose', 'oidc-provider', 'openid-client'] },
+  // The guard's small helpers (loopback addresses) are shared, never the other way round.
+  'auth-server': { parts: ['storage', 'guard'], packages: ['jose', 'oidc-provider', 'openid-client'] },
   gateway: { parts: ['guard', 'config'], packages: ['jose', 'pino', 'yaml'] },
   cli: { parts: ['guard', 'config', 'gateway', 'dev', 'storage', 'auth-server'], packages: [] },
 }

@@ -18,7 +18,6 @@ export {
   createLocalUser,
   type LoginAndConsentOptions,
   loginAndConsent,
-  type RateLimit,
   revokeConsent,
   type UpstreamProvider,
   upstreamRedirectUri,
@@ -42,6 +41,7 @@ export type {
   StaticClient,
 } from './options.ts'
 export { resolveTtl } from './options.ts'
+export type { RateLimit } from './rate_limit.ts'
 export {
   deleteUser,
   disableUser,
