@@ -395,3 +395,89 @@ describe('gateway configuration', () => {
     }
   })
 })
+
+describe('one configuration schema (issue 8)', () => {
+  it('the guard settings are data validated once at load, not a closure run on a placeholder URL and again after listen', async () => {
+    const config = await loadGatewayConfig(
+      { upstream: 'http://a/mcp', config: await fileWith({ transport: { auth: { scopes: ['mcp'] } } }) },
+      ENV,
+    )
+    assert.equal(typeof config.guard, 'object')
+    assert.deepEqual(structuredClone(config.guard), config.guard)
+    assert.deepEqual(guardOptionsFor(config.guard, 'http://127.0.0.1:9/mcp'), {
+      resource: 'http://127.0.0.1:9/mcp',
+      authorizationServers: [{ issuer: 'https://idp.example.com/' }],
+      scopes: ['mcp'],
+    })
+  })
+
+  it('the embedded authorization server is trusted once, by the gateway that starts it: the settings trust none', async () => {
+    const config = await loadGatewayConfig(
+      { upstream: 'http://a/mcp', publicUrl: 'https://mcp.example.com/mcp' },
+      {},
+    )
+    assert.notEqual(config.authorizationServer, undefined)
+    assert.deepEqual(config.guard.authorizationServers, [])
+    assert.deepEqual(config.guard.scopes, ['mcp'])
+  })
+
+  it('a refused value from a flag or a variable is named as it was given', async () => {
+    await assert.rejects(
+      loadGatewayConfig({ upstream: 'http://a/mcp' }, { ...ENV, GATEHOUSE_PORT: 'eighty' }),
+      {
+        message: 'GATEHOUSE_PORT must be an integer from 0 to 65535, got "eighty"',
+      },
+    )
+    await assert.rejects(
+      loadGatewayConfig(
+        { upstream: 'http://a/mcp' },
+        { ...ENV, GATEHOUSE_ALLOWED_ORIGINS: 'https://a.example/x' },
+      ),
+      { message: /^GATEHOUSE_ALLOWED_ORIGINS entry "https:\/\/a.example\/x" must be an origin/ },
+    )
+  })
+
+  it('every variable wins over the file, upstream_credentials.mode included', async () => {
+    const config = await loadGatewayConfig(
+      { config: await fileWith({ upstream: 'http://a/mcp', upstream_credentials: { mode: 'none' } }) },
+      { ...ENV, GATEHOUSE_UPSTREAM_CREDENTIALS: 'passthrough' },
+    )
+    assert.equal(config.upstreamCredentials, 'passthrough')
+  })
+
+  it('OAUTH_ISSUER_URL fills transport.auth.servers, so a file may give the rest of the block', async () => {
+    const config = await loadGatewayConfig(
+      { upstream: 'http://a/mcp', config: await fileWith({ transport: { auth: { scopes: ['files'] } } }) },
+      { OAUTH_ISSUER_URL: 'https://idp.example.com/', OAUTH_AUDIENCE: 'api://mcp, other' },
+    )
+    assert.equal(config.authorizationServer, undefined)
+    assert.deepEqual(config.guard.authorizationServers, [{ issuer: 'https://idp.example.com/' }])
+    assert.deepEqual(config.guard.audiences, ['api://mcp', 'other'])
+    assert.deepEqual(config.guard.scopes, ['files'])
+  })
+
+  const refused: [string, Record<string, unknown>, string | RegExp][] = [
+    [
+      'a misspelt key of an upstream provider',
+      { authorization_server: { login: { upstream: [{ id: 'corp', clientid: 'x' }] } } },
+      'authorization_server.login.upstream[0]: unknown setting clientid; known: id, name, issuer, client_id, client_secret, scope',
+    ],
+    [
+      'a rate limit of zero',
+      { authorization_server: { registration: { rate_limit: { limit: 0, window_seconds: 60 } } } },
+      /^authorization_server\.registration\.rate_limit\.limit must be an integer from 1 to/,
+    ],
+    [
+      'a lifetime that is not a number',
+      { authorization_server: { ttl: { access_token: 'ten minutes' } } },
+      /^authorization_server\.ttl\.access_token must be an integer from 1 to \d+, got "ten minutes"$/,
+    ],
+    ['a block that is not a mapping', { sessions: 5 }, 'sessions must be a mapping'],
+  ]
+  for (const [name, file, message] of refused) {
+    it(`refuses ${name}, naming the setting`, async () => {
+      const config = await fileWith({ upstream: 'http://a/mcp', ...file })
+      await assert.rejects(loadGatewayConfig({ config }, {}), { message })
+    })
+  }
+})
