@@ -49,7 +49,7 @@ export async function loadSettings(flags: SettingsFlags, env: Env): Promise<Load
 }
 
 /** The YAML file as it is; the schema checks it. */
-export async function readConfigFile(path: string): Promise<unknown> {
+async function readConfigFile(path: string): Promise<unknown> {
   let text: string
   try {
     text = await readFile(path, 'utf8')

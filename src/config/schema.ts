@@ -20,7 +20,7 @@ export interface SettingDoc {
   defaultText?: string
 }
 
-export const SETTINGS = z.registry<SettingDoc>()
+const SETTINGS = z.registry<SettingDoc>()
 
 const setting = <T extends z.ZodMiniType>(schema: T, doc: SettingDoc): T => {
   SETTINGS.add(schema, doc)
@@ -29,10 +29,14 @@ const setting = <T extends z.ZodMiniType>(schema: T, doc: SettingDoc): T => {
 const withDefault = <T extends z.ZodMiniType>(schema: T, value: z.output<T>, doc: SettingDoc) =>
   setting(z._default(schema, value as never), doc)
 
+/** A whole-number setting from `min`, with its default and, when given, its variable. */
+const whole = (min: number, value: number, description: string, env?: string) =>
+  withDefault(integer(min), value, { description, ...(env ? { env } : {}) })
+
 const show = (value: unknown) => JSON.stringify(value)
 
 /** A non-empty string; "is required" when it is missing. */
-export const text = () =>
+const text = () =>
   z
     .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a non-empty string') })
     .check(z.minLength(1, { error: 'must be a non-empty string' }))
@@ -47,7 +51,7 @@ const asInteger = (value: unknown) =>
   typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value
 
 /** A whole number from `min` to `max`; digits in a string (flags, variables) are read as one. */
-export const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.pipe(
     z.custom<unknown>(
       (value) => {
@@ -69,7 +73,7 @@ const BOOLEANS = new Map<unknown, boolean>([
 ])
 
 /** true or false; `true`/`1`/`false`/`0` in a string (flags, variables) too. */
-export const boolean = () =>
+const boolean = () =>
   z.pipe(
     z.custom<unknown>((value) => BOOLEANS.has(value), {
       error: (issue) => `must be true or false, got ${show(issue.input)}`,
@@ -77,11 +81,11 @@ export const boolean = () =>
     z.transform((value) => BOOLEANS.get(value) as boolean),
   )
 
-const finite = () =>
-  z.number({ error: 'must be a number' }).check(z.refine(Number.isFinite, { error: 'must be a number' }))
+/** zod's numbers are finite. */
+const finite = () => z.number({ error: 'must be a number' })
 
 /** A strict mapping: a key it does not know stops the start, naming the known ones. Empty (null) is `{}`. */
-export const block = <S extends z.core.$ZodLooseShape>(shape: S) =>
+const block = <S extends z.core.$ZodLooseShape>(shape: S) =>
   z.pipe(
     z.transform((value: unknown) => value ?? {}),
     z.strictObject(shape, {
@@ -131,7 +135,7 @@ const server = z.pipe(
   }),
 )
 
-export const authBlock = block({
+const authBlock = block({
   servers: setting(
     z.optional(
       z
@@ -378,59 +382,45 @@ export const settingsSchema = block({
     }),
   }),
   sessions: block({
-    idle_timeout_seconds: withDefault(integer(1), 900, {
-      description: 'an idle session is closed after this',
-    }),
-    max_sessions: withDefault(integer(1), 1000, { description: 'sessions open at once' }),
+    idle_timeout_seconds: whole(1, 900, 'an idle session is closed after this'),
+    max_sessions: whole(1, 1000, 'sessions open at once'),
     max_sessions_per_user: setting(z.optional(integer(1)), {
       description: 'sessions of one subject (each a child process on stdio)',
       defaultText: '10, at most max_sessions',
     }),
-    max_anonymous_sessions: withDefault(integer(0), 16, {
-      description: 'sessions opened without a token (anonymous discovery)',
-    }),
-    new_sessions_per_user_per_minute: withDefault(integer(1), 10, {
-      description: 'above it 429 + Retry-After; anonymous callers count as one user',
-    }),
-    new_sessions_per_minute: withDefault(integer(1), 120, {
-      description: 'for everyone together; above it 503 + Retry-After',
-    }),
+    max_anonymous_sessions: whole(0, 16, 'sessions opened without a token (anonymous discovery)'),
+    new_sessions_per_user_per_minute: whole(
+      1,
+      10,
+      'above it 429 + Retry-After; anonymous callers count as one user',
+    ),
+    new_sessions_per_minute: whole(1, 120, 'for everyone together; above it 503 + Retry-After'),
   }),
   limits: block({
-    max_body_bytes: withDefault(integer(1), 1_048_576, {
-      description: 'largest request body',
-      env: 'GATEHOUSE_MAX_BODY_BYTES',
-    }),
-    max_batch_messages: withDefault(integer(1), 100, {
-      description: 'messages in one JSON-RPC batch; more: 400',
-    }),
-    upstream_timeout_ms: withDefault(integer(1), 30_000, {
-      description: 'the upstream must answer within this',
-      env: 'GATEHOUSE_UPSTREAM_TIMEOUT_MS',
-    }),
-    shutdown_grace_ms: withDefault(integer(0), 10_000, {
-      description: 'in-flight requests get this long at shutdown',
-    }),
-    stream_idle_timeout_ms: withDefault(integer(0), 300_000, {
-      description: 'an idle GET stream is ended (0: never)',
-      env: 'GATEHOUSE_STREAM_IDLE_TIMEOUT_MS',
-    }),
-    headers_timeout_ms: withDefault(integer(1), 10_000, {
-      description: 'request line and headers must arrive within it (else 408)',
-    }),
-    request_timeout_ms: withDefault(integer(1), 30_000, {
-      description: 'the whole request with its body; responses (SSE) are not cut',
-    }),
-    keep_alive_timeout_ms: withDefault(integer(1), 5_000, {
-      description: 'an idle connection between requests is closed',
-    }),
-    max_anonymous_body_bytes: withDefault(integer(1), 65_536, {
-      description:
-        'a body without a token (anonymous discovery) is read up to this, larger is refused unread (401); with a token, the token is checked before any of the body is read',
-    }),
-    max_anonymous_body_reads: withDefault(integer(1), 64, {
-      description: 'bodies without a token read at once; more get 503',
-    }),
+    max_body_bytes: whole(1, 1_048_576, 'largest request body', 'GATEHOUSE_MAX_BODY_BYTES'),
+    max_batch_messages: whole(1, 100, 'messages in one JSON-RPC batch; more: 400'),
+    upstream_timeout_ms: whole(
+      1,
+      30_000,
+      'the upstream must answer within this',
+      'GATEHOUSE_UPSTREAM_TIMEOUT_MS',
+    ),
+    shutdown_grace_ms: whole(0, 10_000, 'in-flight requests get this long at shutdown'),
+    stream_idle_timeout_ms: whole(
+      0,
+      300_000,
+      'an idle GET stream is ended (0: never)',
+      'GATEHOUSE_STREAM_IDLE_TIMEOUT_MS',
+    ),
+    headers_timeout_ms: whole(1, 10_000, 'request line and headers must arrive within it (else 408)'),
+    request_timeout_ms: whole(1, 30_000, 'the whole request with its body; responses (SSE) are not cut'),
+    keep_alive_timeout_ms: whole(1, 5_000, 'an idle connection between requests is closed'),
+    max_anonymous_body_bytes: whole(
+      1,
+      65_536,
+      'a body without a token (anonymous discovery) is read up to this, larger is refused unread (401); with a token, the token is checked before any of the body is read',
+    ),
+    max_anonymous_body_reads: whole(1, 64, 'bodies without a token read at once; more get 503'),
   }),
   tls: block({
     cert: setting(z.optional(text()), {
@@ -498,7 +488,6 @@ export const settingsSchema = block({
 
 export type Settings = z.output<typeof settingsSchema>
 export type AuthBlock = z.output<typeof authBlock>
-export type AuthorizationServerSettings = Settings['authorization_server']
 
 /** Given on the command line or in the environment only, not in the file. */
 export const COMMAND_LINE: (SettingDoc & { name: string })[] = [

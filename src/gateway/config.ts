@@ -5,8 +5,8 @@ import {
   embeddedGuardSettings,
   usesEmbeddedAuthorizationServer,
 } from '../config/embedded.ts'
-import { fail, GatewayConfigError } from '../config/errors.ts'
-import { loadSettings, readConfigFile, type SettingsFlags } from '../config/load.ts'
+import { fail } from '../config/errors.ts'
+import { loadSettings, type SettingsFlags } from '../config/load.ts'
 import type { Settings } from '../config/schema.ts'
 import { isLoopback } from '../guard/lib/http.ts'
 
@@ -95,7 +95,7 @@ export interface GatewayConfig {
 /** What the command line gave; `undefined` means "not given", so the environment and the file apply. */
 export type GatewayFlags = SettingsFlags
 
-export { GatewayConfigError, guardOptionsFor, readConfigFile }
+export { guardOptionsFor }
 
 /**
  * `gatehouse serve`'s configuration: the settings of src/config/schema.ts (flags over environment over file
