@@ -253,10 +253,7 @@ async function startBenchGateway(idp: TestIdp, flags: GatewayFlags, cacheSeconds
   // The gateway's settings have no cache knob; the guard options it builds take one.
   return startGateway({
     ...config,
-    guardOptions: (resource) => ({
-      ...config.guardOptions(resource),
-      ...(cacheSeconds === undefined ? {} : { cacheSeconds }),
-    }),
+    guard: { ...config.guard, ...(cacheSeconds === undefined ? {} : { cacheSeconds }) },
   })
 }
 

@@ -23,7 +23,6 @@ export {
   createLocalUser,
   type LoginAndConsentOptions,
   loginAndConsent,
-  type RateLimit,
   revokeConsent,
   type UpstreamProvider,
   upstreamRedirectUri,
@@ -47,6 +46,7 @@ export type {
   StaticClient,
 } from './options.ts'
 export { resolveTtl } from './options.ts'
+export type { RateLimit } from './rate_limit.ts'
 export {
   deleteUser,
   disableUser,

@@ -4,6 +4,7 @@ import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import { AuthServerError } from './errors.ts'
 import type { SigningAlgorithm } from './keys.ts'
+import { checkRate, type RateLimit } from './rate_limit.ts'
 import { checkUserScopes, type UserScopes, type UserScopesOptions } from './user_scopes.ts'
 
 /** Handles one request under the interaction path; resolves true when it answered it. */
@@ -103,7 +104,7 @@ export interface AuthorizationServerOptions {
    */
   userScopes?: UserScopesOptions
   /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
-  tokenRateLimit?: { limit: number; windowSeconds: number }
+  tokenRateLimit?: RateLimit
   registration?: {
     /** Default true. Dynamic client registration (RFC 7591), deprecated by MCP 2026-07-28 but used by 2025 clients. */
     enabled?: boolean
@@ -111,13 +112,13 @@ export interface AuthorizationServerOptions {
      * Registrations per client address and window, a client metadata document's first fetch counting as one;
      * default 20 per 60 s.
      */
-    rateLimit?: { limit: number; windowSeconds: number }
+    rateLimit?: RateLimit
   }
   cimd?: {
     /** Default true. Client ID Metadata Documents. */
     enabled?: boolean
     /** Fetches per `client_id` and window (failures are not cached by the provider); default 10 per 60 s. */
-    rateLimit?: { limit: number; windowSeconds: number }
+    rateLimit?: RateLimit
     /**
      * TESTS ONLY, never in production: `host:port`s whose documents are fetched past the SSRF guard (loopback
      * included), trusting `ca` instead of the system CAs. Logged as a warning at start.
@@ -154,11 +155,11 @@ export interface ResolvedOptions {
   declaredClients: ReadonlyMap<string, DeclaredClient>
   interactions: InteractionsFactory | undefined
   userScopes: UserScopesOptions | undefined
-  tokenRateLimit: { limit: number; windowSeconds: number }
-  registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
+  tokenRateLimit: RateLimit
+  registration: { enabled: boolean; rateLimit: RateLimit }
   cimd: {
     enabled: boolean
-    rateLimit: { limit: number; windowSeconds: number }
+    rateLimit: RateLimit
     unsafeAllowHosts: readonly string[]
     ca: string | undefined
   }
@@ -171,8 +172,9 @@ export interface ResolvedOptions {
 const DAY = 86_400
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 
+const PREFIX = 'authorization server: '
 const fail = (message: string): never => {
-  throw new AuthServerError('options_invalid', `authorization server: ${message}`)
+  throw new AuthServerError('options_invalid', `${PREFIX}${message}`)
 }
 
 /** Validates the options once, at start, with messages that name the setting, the value and the fix. */
@@ -215,17 +217,23 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
       checkUserScopes(options.userScopes, [
         ...new Set(['openid', 'offline_access', ...resources.flatMap((r) => r.scopes)]),
       ]),
-    tokenRateLimit: checkRate(options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 }, 'tokenRateLimit'),
+    tokenRateLimit: checkRate(
+      options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 },
+      `${PREFIX}tokenRateLimit`,
+    ),
     registration: {
       enabled: options.registration?.enabled ?? true,
       rateLimit: checkRate(
         options.registration?.rateLimit ?? { limit: 20, windowSeconds: 60 },
-        'registration.rateLimit',
+        `${PREFIX}registration.rateLimit`,
       ),
     },
     cimd: {
       enabled: options.cimd?.enabled ?? true,
-      rateLimit: checkRate(options.cimd?.rateLimit ?? { limit: 10, windowSeconds: 60 }, 'cimd.rateLimit'),
+      rateLimit: checkRate(
+        options.cimd?.rateLimit ?? { limit: 10, windowSeconds: 60 },
+        `${PREFIX}cimd.rateLimit`,
+      ),
       unsafeAllowHosts: options.cimd?.unsafeAllowHosts ?? [],
       ca: options.cimd?.ca,
     },
@@ -310,20 +318,6 @@ function checkResources(value: unknown): ProtectedResource[] {
   if (defaults.length > 1)
     fail(`only one resource may be the default; found ${defaults.map((r) => r.url).join(', ')}`)
   return value as ProtectedResource[]
-}
-
-function checkRate(value: { limit: number; windowSeconds: number }, what: string) {
-  if (
-    !(
-      Number.isInteger(value?.limit) &&
-      value.limit > 0 &&
-      Number.isInteger(value.windowSeconds) &&
-      value.windowSeconds > 0
-    )
-  ) {
-    fail(`${what} must be { limit, windowSeconds } with whole numbers above 0`)
-  }
-  return value
 }
 
 function staticClient(client: StaticClient, resources: readonly ProtectedResource[]) {

@@ -1,13 +1,30 @@
 import type Provider from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import { clientAddress } from './client_address.ts'
-import { sendOAuthError } from './errors.ts'
+import { AuthServerError, sendOAuthError } from './errors.ts'
 
 type KoaContext = Parameters<Parameters<Provider['use']>[0]>[0]
 
+/** At most `limit` requests per `windowSeconds`: every rate limit of the authorization server. */
 export interface RateLimit {
   limit: number
   windowSeconds: number
+}
+
+/** `what` names the option in the message, e.g. `authorization server: tokenRateLimit`. */
+export function checkRate(value: RateLimit, what: string): RateLimit {
+  const valid =
+    Number.isInteger(value?.limit) &&
+    value.limit > 0 &&
+    Number.isInteger(value.windowSeconds) &&
+    value.windowSeconds > 0
+  if (!valid) {
+    throw new AuthServerError(
+      'options_invalid',
+      `${what} must be { limit, windowSeconds } with whole numbers above 0`,
+    )
+  }
+  return value
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type Provider from 'oidc-provider'
+import { isLoopback } from '../guard/lib/http.ts'
 import { clientAddress } from './client_address.ts'
 import { sendOAuthError } from './errors.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -20,7 +21,6 @@ const REFUSED_SCHEMES = new Set([
   'wss:',
   'ftp:',
 ])
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
 /** What a self-registered client may ask for: to act for a signed-in user, nothing else. */
 const USER_CLIENT = {
   grant_types: new Set(['authorization_code', 'refresh_token']),
@@ -125,7 +125,7 @@ export function redirectUriProblem(uris: unknown): string | undefined {
     if ((uri as string).includes('#')) return `redirect URI ${uri} must not have a fragment`
     if (url.username || url.password) return `redirect URI ${uri} must not have userinfo`
     if (REFUSED_SCHEMES.has(url.protocol)) return `redirect URI scheme ${url.protocol} is not allowed`
-    if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
+    if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
       return `redirect URI ${uri} must use https, or http on a loopback address (127.0.0.1, [::1], localhost)`
     }
   }

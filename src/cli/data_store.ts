@@ -1,6 +1,7 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util'
 import { type StorageSettings, storageSettings } from '../config/embedded.ts'
-import { readConfigFile } from '../gateway/config.ts'
+import { loadSettings } from '../config/load.ts'
+import type { Settings } from '../config/schema.ts'
 import type { Store } from '../storage/store.ts'
 import { openDataStore } from './embedded_server.ts'
 import { failWith } from './errors.ts'
@@ -42,8 +43,8 @@ export function parseAdminArgs<const T extends ParseArgsOptionsConfig>(
 /** The admin command's view of `gatehouse serve`'s configuration: the file (read once) and the store settings. */
 export interface AdminSettings extends StorageSettings {
   dataDir: string
-  /** The configuration file's contents; empty without one. */
-  file: Record<string, unknown>
+  /** The validated settings of the file and the environment. */
+  settings: Settings
 }
 
 /** The store settings exactly as `gatehouse serve` resolves them: flags, then GATEHOUSE_*, then the file. */
@@ -51,9 +52,8 @@ async function adminSettings(
   values: { config?: string | undefined; 'data-dir'?: string | undefined },
   env: Record<string, string | undefined>,
 ) {
-  const path = values.config ?? env.GATEHOUSE_CONFIG
-  const file = path ? await readConfigFile(path) : {}
-  return { file, storage: storageSettings({ dataDir: values['data-dir'] }, env, file) }
+  const { settings } = await loadSettings({ config: values.config, dataDir: values['data-dir'] }, env)
+  return { settings, storage: storageSettings(settings, false) }
 }
 
 /** Runs `use` on the store of `gatehouse serve`, closing it afterwards. */
@@ -61,10 +61,10 @@ export async function withStore<T>(
   values: { config?: string | undefined; 'data-dir'?: string | undefined },
   use: (store: Store, settings: AdminSettings) => Promise<T>,
 ): Promise<T> {
-  const { file, storage } = await adminSettings(values, process.env)
+  const { settings, storage } = await adminSettings(values, process.env)
   const { store, dataDir, close } = await openDataStore(storage)
   try {
-    return await use(store, { ...storage, dataDir, file })
+    return await use(store, { ...storage, dataDir, settings })
   } finally {
     await close()
   }

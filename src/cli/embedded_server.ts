@@ -34,7 +34,7 @@ export async function startServe(config: GatewayConfig, logger: Logger): Promise
             proxy: config.trustProxy,
             allowedOrigins: config.allowedOrigins,
             // Basic use: the required scopes and the default tool scopes; other tool scopes need a grant.
-            everyone: [...(config.guardOptions(resource.url).scopes ?? []), ...config.defaultToolScopes],
+            everyone: [...(config.guard.scopes ?? []), ...config.defaultToolScopes],
           })
       : undefined,
   })

@@ -45,7 +45,7 @@ export async function runKeys(argv: string[]): Promise<void> {
           'secret_missing',
           `no secret: ${settings.dataDir}/secret does not exist; give the GATEHOUSE_SECRET (or the secret in --config) that gatehouse serve uses`,
         )
-      const ttl = resolveTtl(embeddedAuthorizationConfig({}, process.env, settings.file).ttl)
+      const ttl = resolveTtl(embeddedAuthorizationConfig(settings.settings, false).ttl)
       const minimum = signedTokenLifetimeSeconds(ttl)
       const rotation = await rotateSigningKey(store, secret, {
         alg,

@@ -1,133 +1,63 @@
 import type { AuthorizationServerOptions, GuardOptions } from '../guard/options.ts'
 import type { ScopeMode } from '../guard/scopes.ts'
-import { fail, only } from './errors.ts'
+import type { AuthBlock } from './schema.ts'
 
 /**
- * The `transport.auth` block of a configuration file. Apollo MCP Server's keys are accepted as they are
- * (`servers`, `audiences`, `allow_any_audience`, `scopes`, `scope_mode`, `resource`,
- * `resource_documentation`, and its gateway switches), so a team moving from it keeps its file; the rest
- * are Gatehouse's own.
+ * The guard's options but its resource, which is the canonical MCP URL and is known only once the gateway
+ * listens when no public URL is given: `guardOptionsFor` completes them.
  */
-const GUARD_KEYS = [
-  'servers',
-  'audiences',
-  'allow_any_audience',
-  'scopes',
-  'scope_mode',
-  'scope_implications',
-  'scopes_supported',
-  'resource',
-  'resource_name',
-  'resource_documentation',
-  'algorithms',
-  'clock_skew_seconds',
-  'max_token_lifetime_seconds',
-  'dpop_required',
-] as const
-/** Read by the gateway, not the guard; listed so they are not reported as unknown. */
-const GATEWAY_KEYS = ['allow_anonymous_mcp_discovery', 'disable_auth_token_passthrough'] as const
-const SERVER_KEYS = ['issuer', 'jwks_uri', 'accept_plain_jwt', 'introspection'] as const
+export type GuardSettings = Omit<GuardOptions, 'resource'> & {
+  /** `transport.auth.resource`, which replaces the derived MCP URL so there is still exactly one. */
+  resource: string | undefined
+}
+
+export const guardOptionsFor = (guard: GuardSettings, resource: string): GuardOptions => ({
+  ...guard,
+  resource: guard.resource ?? resource,
+})
 
 /**
- * Guard options from an auth block. `resource` is the canonical MCP URL the gateway derived from its
- * public URL; the block's own `resource` replaces it, so there is still exactly one.
+ * The guard's settings from a validated `transport.auth` block (Apollo MCP Server's keys as they are,
+ * see src/config/schema.ts). `authorizationServers` is the block's `servers`, or none when the embedded
+ * authorization server issues the tokens: the gateway then trusts the one it starts, and only that one.
  */
-export function guardOptionsFromAuthBlock(auth: unknown, resource: string): GuardOptions {
-  const block = record(auth, 'transport.auth')
-  rejectUnknown(block, [...GUARD_KEYS, ...GATEWAY_KEYS], 'transport.auth')
-  const servers = block.servers
-  if (!Array.isArray(servers) || servers.length === 0) {
-    fail('transport.auth.servers must list at least one authorization server issuer URL')
+export function guardSettings(block: AuthBlock): GuardSettings {
+  const settings: GuardSettings = {
+    resource: block.resource,
+    authorizationServers: (block.servers ?? []).map(serverOptions),
   }
-  const options: GuardOptions = {
-    resource: optionalString(block.resource, 'transport.auth.resource') ?? resource,
-    authorizationServers: (servers as unknown[]).map(serverOptions),
+  const set = <K extends keyof GuardSettings>(key: K, value: GuardSettings[K] | undefined) => {
+    if (value !== undefined) settings[key] = value
   }
-  const set = <K extends keyof GuardOptions>(key: K, value: GuardOptions[K] | undefined) => {
-    if (value !== undefined) options[key] = value
-  }
-  set('audiences', optionalStrings(block.audiences, 'transport.auth.audiences'))
-  set('allowAnyAudience', optionalBoolean(block.allow_any_audience, 'transport.auth.allow_any_audience'))
-  set('scopes', optionalStrings(block.scopes, 'transport.auth.scopes'))
-  set('scopeMode', optionalString(block.scope_mode, 'transport.auth.scope_mode') as ScopeMode | undefined)
-  set('scopesSupported', optionalStrings(block.scopes_supported, 'transport.auth.scopes_supported'))
-  set('resourceName', optionalString(block.resource_name, 'transport.auth.resource_name'))
-  set(
-    'resourceDocumentation',
-    optionalString(block.resource_documentation, 'transport.auth.resource_documentation'),
-  )
-  set('algorithms', optionalStrings(block.algorithms, 'transport.auth.algorithms'))
-  set('clockSkewSeconds', optionalNumber(block.clock_skew_seconds, 'transport.auth.clock_skew_seconds'))
-  set(
-    'maxTokenLifetimeSeconds',
-    optionalNumber(block.max_token_lifetime_seconds, 'transport.auth.max_token_lifetime_seconds'),
-  )
-  if (block.scope_implications !== undefined) {
-    const implications = record(block.scope_implications, 'transport.auth.scope_implications')
-    for (const [scope, implied] of Object.entries(implications)) {
-      optionalStrings(implied, `transport.auth.scope_implications.${scope}`)
-    }
-    options.scopeImplications = implications as Record<string, string[]>
-  }
-  if (optionalBoolean(block.dpop_required, 'transport.auth.dpop_required')) options.dpop = { required: true }
-  return options
+  set('audiences', block.audiences)
+  set('allowAnyAudience', block.allow_any_audience)
+  set('scopes', block.scopes)
+  set('scopeMode', block.scope_mode as ScopeMode | undefined)
+  set('scopeImplications', block.scope_implications)
+  set('scopesSupported', block.scopes_supported)
+  set('resourceName', block.resource_name)
+  set('resourceDocumentation', block.resource_documentation)
+  set('algorithms', block.algorithms)
+  set('clockSkewSeconds', block.clock_skew_seconds)
+  set('maxTokenLifetimeSeconds', block.max_token_lifetime_seconds)
+  if (block.dpop_required) settings.dpop = { required: true }
+  return settings
 }
 
-function serverOptions(entry: unknown, index: number): AuthorizationServerOptions {
-  const where = `transport.auth.servers[${index}]`
-  if (typeof entry === 'string') return { issuer: entry }
-  const server = record(entry, where)
-  rejectUnknown(server, SERVER_KEYS, where)
-  const issuer = optionalString(server.issuer, `${where}.issuer`) ?? fail(`${where}.issuer is required`)
-  const options: AuthorizationServerOptions = { issuer }
-  const jwksUri = optionalString(server.jwks_uri, `${where}.jwks_uri`)
-  if (jwksUri !== undefined) options.jwksUri = jwksUri
-  if (optionalBoolean(server.accept_plain_jwt, `${where}.accept_plain_jwt`)) options.acceptPlainJwt = true
-  if (server.introspection !== undefined) {
-    const i = record(server.introspection, `${where}.introspection`)
-    rejectUnknown(i, ['client_id', 'client_secret', 'endpoint'], `${where}.introspection`)
-    const endpoint = optionalString(i.endpoint, `${where}.introspection.endpoint`)
-    options.introspection = {
-      clientId:
-        optionalString(i.client_id, `${where}.introspection.client_id`) ??
-        fail(`${where}.introspection.client_id is required`),
-      clientSecret:
-        optionalString(i.client_secret, `${where}.introspection.client_secret`) ??
-        fail(`${where}.introspection.client_secret is required`),
-      ...(endpoint === undefined ? {} : { endpoint }),
-    }
+function serverOptions(server: NonNullable<AuthBlock['servers']>[number]): AuthorizationServerOptions {
+  const { issuer, jwks_uri, accept_plain_jwt, introspection } = server
+  return {
+    issuer,
+    ...(jwks_uri === undefined ? {} : { jwksUri: jwks_uri }),
+    ...(accept_plain_jwt ? { acceptPlainJwt: true } : {}),
+    ...(introspection
+      ? {
+          introspection: {
+            clientId: introspection.client_id,
+            clientSecret: introspection.client_secret,
+            ...(introspection.endpoint === undefined ? {} : { endpoint: introspection.endpoint }),
+          },
+        }
+      : {}),
   }
-  return options
-}
-
-function record(value: unknown, where: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    return fail(`${where} must be a mapping`)
-  return value as Record<string, unknown>
-}
-
-const rejectUnknown = (block: Record<string, unknown>, known: readonly string[], where: string): void =>
-  only(block, known, where)
-
-function optionalString(value: unknown, where: string): string | undefined {
-  if (value === undefined || value === null) return undefined
-  return typeof value === 'string' && value !== '' ? value : fail(`${where} must be a non-empty string`)
-}
-
-function optionalStrings(value: unknown, where: string): string[] | undefined {
-  if (value === undefined || value === null) return undefined
-  if (!Array.isArray(value) || !value.every((s) => typeof s === 'string' && s !== '')) {
-    return fail(`${where} must be a list of non-empty strings`)
-  }
-  return value
-}
-
-function optionalBoolean(value: unknown, where: string): boolean | undefined {
-  if (value === undefined || value === null) return undefined
-  return typeof value === 'boolean' ? value : fail(`${where} must be true or false`)
-}
-
-function optionalNumber(value: unknown, where: string): number | undefined {
-  if (value === undefined || value === null) return undefined
-  return typeof value === 'number' && Number.isFinite(value) ? value : fail(`${where} must be a number`)
 }

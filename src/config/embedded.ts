@@ -3,27 +3,16 @@ import { resolve } from 'node:path'
 import type {
   AuthServerTtl,
   LoginAndConsentOptions,
+  RateLimit,
   ScopeGrant,
   SigningAlgorithm,
   StaticClient,
 } from '../auth-server/index.ts'
-import type { GuardOptions } from '../guard/index.ts'
-import { guardOptionsFromAuthBlock } from './apollo.ts'
-import { fail, only } from './errors.ts'
+import { type GuardSettings, guardSettings } from './apollo.ts'
+import { fail } from './errors.ts'
+import { MIN_SECRET_LENGTH, type Settings, secretMessage } from './schema.ts'
 
-export const DEFAULT_DATA_DIR = './.gatehouse'
 const DEFAULT_SCOPES = ['mcp']
-const MIN_SECRET_LENGTH = 32
-const LOOPBACK = new Set(['127.0.0.1', '::1', '[::1]', 'localhost'])
-
-export const isLoopback = (host: string) => LOOPBACK.has(host)
-
-/** What the command line gave for the data directory; shared by `gatehouse serve` and the admin commands. */
-export interface StorageFlags {
-  config?: string | undefined
-  dataDir?: string | undefined
-  dev?: boolean | undefined
-}
 
 /** Where the embedded authorization server keeps its state. */
 export interface StorageSettings {
@@ -42,8 +31,8 @@ export interface EmbeddedAuthorizationConfig {
   signingAlgorithm: SigningAlgorithm | undefined
   ttl: AuthServerTtl
   login: LoginAndConsentOptions
-  registration: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
-  cimd: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
+  registration: { enabled?: boolean; rateLimit?: RateLimit }
+  cimd: { enabled?: boolean; rateLimit?: RateLimit }
   clients: StaticClient[]
   /**
    * `authorization_server.scope_grants`: who holds the scopes beyond the basic ones (the required scopes and
@@ -52,31 +41,17 @@ export interface EmbeddedAuthorizationConfig {
   scopeGrants: ScopeGrant[]
 }
 
-type Env = Record<string, string | undefined>
-type Mapping = Record<string, unknown>
-
-/** `data_dir`, `storage.url` and `secret`: flags over GATEHOUSE_* over the file over the defaults. */
-export function storageSettings(flags: StorageFlags, env: Env, file: Mapping): StorageSettings {
-  const storage = mapping(file.storage, 'storage')
-  only(storage, ['url'], 'storage')
-  if (flags.dev) return { dataDir: undefined, url: undefined, secret: randomBytes(32).toString('base64url') }
-  const dataDir =
-    flags.dataDir ?? env.GATEHOUSE_DATA_DIR ?? text(file.data_dir, 'data_dir') ?? DEFAULT_DATA_DIR
-  const url = env.GATEHOUSE_STORAGE_URL ?? text(storage.url, 'storage.url')
-  if (url !== undefined && !/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(url)) {
-    fail('storage.url must be sqlite:<file> or postgres://user:password@host/database')
-  }
-  const secret = env.GATEHOUSE_SECRET ?? text(file.secret, 'secret')
-  if (secret !== undefined) checkSecret(secret, 'GATEHOUSE_SECRET (or secret in the file)')
-  return { dataDir: resolve(dataDir), url, secret }
+/** `data_dir`, `storage.url` and `secret` as resolved; development mode has a throwaway store and secret. */
+export function storageSettings(settings: Settings, dev: boolean): StorageSettings {
+  if (dev) return { dataDir: undefined, url: undefined, secret: randomBytes(32).toString('base64url') }
+  return { dataDir: resolve(settings.data_dir), url: settings.storage.url, secret: settings.secret }
 }
 
 /** No external authorization server (OAUTH_ISSUER_URL, transport.auth.servers): the embedded one serves. */
-export function usesEmbeddedAuthorizationServer(env: Env, auth: unknown): boolean {
-  return !env.OAUTH_ISSUER_URL?.trim() && mapping(auth, 'transport.auth').servers === undefined
-}
+export const usesEmbeddedAuthorizationServer = (settings: Settings): boolean =>
+  settings.transport.auth?.servers === undefined
 
-const TTL_KEYS: Record<string, keyof AuthServerTtl> = {
+const TTL_KEYS = {
   access_token: 'accessToken',
   authorization_code: 'authorizationCode',
   refresh_token: 'refreshToken',
@@ -85,59 +60,29 @@ const TTL_KEYS: Record<string, keyof AuthServerTtl> = {
   interaction: 'interaction',
   id_token: 'idToken',
   registered_client: 'registeredClient',
-}
-const AS_KEYS = [
-  'scopes',
-  'signing_algorithm',
-  'ttl',
-  'login',
-  'registration',
-  'cimd',
-  'clients',
-  'scope_grants',
-]
-const UPSTREAM_KEYS = ['id', 'name', 'issuer', 'client_id', 'client_secret', 'scope']
+} as const satisfies Record<keyof Settings['authorization_server']['ttl'], keyof AuthServerTtl>
 
 /** The `authorization_server` block mapped onto the options of `createAuthorizationServer` and `loginAndConsent`. */
-export function embeddedAuthorizationConfig(
-  flags: StorageFlags,
-  env: Env,
-  file: Mapping,
-): EmbeddedAuthorizationConfig {
-  const block = mapping(file.authorization_server, 'authorization_server')
-  only(block, AS_KEYS, 'authorization_server')
-  const ttl = mapping(block.ttl, 'authorization_server.ttl')
-  only(ttl, Object.keys(TTL_KEYS), 'authorization_server.ttl')
-  const login = mapping(block.login, 'authorization_server.login')
-  only(login, ['local_accounts', 'upstream'], 'authorization_server.login')
-  const upstream = list(login.upstream, 'authorization_server.login.upstream').map((entry, i) => {
-    const where = `authorization_server.login.upstream[${i}]`
-    const provider = mapping(entry, where)
-    only(provider, UPSTREAM_KEYS, where)
-    return {
-      id: String(provider.id ?? ''),
-      name: String(provider.name ?? ''),
-      issuer: String(provider.issuer ?? ''),
-      clientId: String(provider.client_id ?? ''),
-      clientSecret: String(provider.client_secret ?? ''),
-      ...(provider.scope === undefined ? {} : { scope: String(provider.scope) }),
-    }
-  })
-  const localAccounts = login.local_accounts
-  if (localAccounts !== undefined && typeof localAccounts !== 'boolean') {
-    fail('authorization_server.login.local_accounts must be true or false')
-  }
+export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): EmbeddedAuthorizationConfig {
+  const block = settings.authorization_server
+  const { local_accounts: localAccounts } = block.login
+  const upstream = block.login.upstream.map(({ client_id, client_secret, scope, ...provider }) => ({
+    ...provider,
+    clientId: client_id,
+    clientSecret: client_secret,
+    ...(scope === undefined ? {} : { scope }),
+  }))
   return {
-    storage: storageSettings(flags, env, file),
-    dev: flags.dev === true,
-    signingAlgorithm: text(block.signing_algorithm, 'authorization_server.signing_algorithm') as
-      | SigningAlgorithm
-      | undefined,
-    ttl: Object.fromEntries(Object.entries(ttl).map(([key, value]) => [TTL_KEYS[key], value])),
-    login: { upstream, ...(typeof localAccounts === 'boolean' ? { localAccounts } : {}) },
-    registration: switchable(block.registration, 'authorization_server.registration'),
-    cimd: switchable(block.cimd, 'authorization_server.cimd'),
-    clients: list(block.clients, 'authorization_server.clients') as StaticClient[],
+    storage: storageSettings(settings, dev),
+    dev,
+    signingAlgorithm: block.signing_algorithm as SigningAlgorithm | undefined,
+    ttl: Object.fromEntries(
+      Object.entries(block.ttl).map(([key, value]) => [TTL_KEYS[key as keyof typeof TTL_KEYS], value]),
+    ),
+    login: { upstream, ...(localAccounts === undefined ? {} : { localAccounts }) },
+    registration: switchable(block.registration),
+    cimd: switchable(block.cimd),
+    clients: block.clients as unknown as StaticClient[],
     scopeGrants: scopeGrants(
       block.scope_grants,
       upstream.map((p) => p.id),
@@ -150,99 +95,56 @@ export function embeddedAuthorizationConfig(
  * value: admins, provider: corp } }]`: each rule gives its scopes to the users it names, or to the users of
  * an upstream provider whose claim (a string, or a list such as `groups`) has the value.
  */
-function scopeGrants(value: unknown, providers: readonly string[]): ScopeGrant[] {
-  return list(value, 'authorization_server.scope_grants').map((entry, i) => {
+function scopeGrants(
+  rules: Settings['authorization_server']['scope_grants'],
+  providers: readonly string[],
+): ScopeGrant[] {
+  return rules.map((rule, i) => {
     const where = `authorization_server.scope_grants[${i}]`
-    const rule = mapping(entry, where)
-    only(rule, ['scopes', 'users', 'claim'], where)
-    const scopes = words(rule.scopes, `${where}.scopes`)
-    if (scopes.length === 0) fail(`${where}.scopes must list at least one scope`)
     if (rule.users === undefined && rule.claim === undefined) {
       fail(`${where} names nobody: give users: [<username>, …] or claim: { name, value }`)
     }
-    const users = rule.users === undefined ? undefined : words(rule.users, `${where}.users`)
-    const claim = rule.claim === undefined ? undefined : mapping(rule.claim, `${where}.claim`)
-    if (claim) {
-      only(claim, ['name', 'value', 'provider'], `${where}.claim`)
-      text(claim.name, `${where}.claim.name`) ?? fail(`${where}.claim.name is required`)
-      text(claim.value, `${where}.claim.value`) ?? fail(`${where}.claim.value is required`)
-      const provider = text(claim.provider, `${where}.claim.provider`)
-      if (provider !== undefined && !providers.includes(provider)) {
-        fail(
-          `${where}.claim.provider ${provider} is not an upstream provider; known: ${providers.join(', ') || 'none'}`,
-        )
-      }
+    const provider = rule.claim?.provider
+    if (provider !== undefined && !providers.includes(provider)) {
+      fail(
+        `${where}.claim.provider ${provider} is not an upstream provider; known: ${providers.join(', ') || 'none'}`,
+      )
     }
     return {
-      scopes,
-      ...(users ? { users } : {}),
-      ...(claim ? { claim: claim as NonNullable<ScopeGrant['claim']> } : {}),
+      scopes: rule.scopes,
+      ...(rule.users ? { users: rule.users } : {}),
+      ...(rule.claim ? { claim: rule.claim } : {}),
     }
   })
 }
 
-function words(value: unknown, where: string): string[] {
-  const items = list(value, where)
-  if (!items.every((item) => typeof item === 'string' && item !== ''))
-    fail(`${where} must be a list of names`)
-  return items as string[]
-}
-
 /**
- * The guard's options when the embedded server issues the tokens: `transport.auth` as for any server, the
- * issuer being the origin of the MCP URL. The scopes are given once, in either block.
+ * The guard's settings when the embedded server issues the tokens: `transport.auth` as for any server, the
+ * scopes given once, in either block. It trusts no server yet: the gateway gives it the one it starts.
  */
-export function embeddedGuardOptions(auth: unknown, file: Mapping, resource: string): GuardOptions {
-  const block = mapping(auth, 'transport.auth')
-  const scopes = mapping(file.authorization_server, 'authorization_server').scopes
-  if (scopes !== undefined && block.scopes !== undefined) {
+export function embeddedGuardSettings(settings: Settings): GuardSettings {
+  const auth = settings.transport.auth
+  const scopes = settings.authorization_server.scopes
+  if (scopes !== undefined && auth?.scopes !== undefined) {
     fail('give the scopes once: authorization_server.scopes or transport.auth.scopes, not both')
   }
-  const options = guardOptionsFromAuthBlock(
-    { scopes: scopes ?? DEFAULT_SCOPES, ...block, servers: [new URL(resource).origin] },
-    resource,
-  )
-  return { ...options, authorizationServers: [{ issuer: new URL(options.resource).origin }] }
+  return guardSettings({ ...auth, scopes: auth?.scopes ?? scopes ?? DEFAULT_SCOPES })
 }
 
+/** The secret kept in a file, checked as the setting is. */
 export function checkSecret(secret: string, where: string): string {
-  if (secret.length < MIN_SECRET_LENGTH) {
-    fail(
-      `${where} must be at least ${MIN_SECRET_LENGTH} characters, e.g. the output of: openssl rand -base64 32`,
-    )
-  }
+  if (secret.length < MIN_SECRET_LENGTH) fail(`${where} ${secretMessage()}`)
   return secret
 }
 
-function switchable(value: unknown, where: string) {
-  const block = mapping(value, where)
-  only(block, ['enabled', 'rate_limit'], where)
-  if (block.enabled !== undefined && typeof block.enabled !== 'boolean')
-    fail(`${where}.enabled must be true or false`)
-  const rate = block.rate_limit === undefined ? undefined : mapping(block.rate_limit, `${where}.rate_limit`)
-  if (rate) only(rate, ['limit', 'window_seconds'], `${where}.rate_limit`)
+function switchable(block: {
+  enabled?: boolean | undefined
+  rate_limit?: { limit: number; window_seconds: number } | undefined
+}) {
   return {
-    ...(block.enabled === undefined ? {} : { enabled: block.enabled as boolean }),
-    ...(rate
-      ? { rateLimit: { limit: rate.limit as number, windowSeconds: rate.window_seconds as number } }
+    ...(block.enabled === undefined ? {} : { enabled: block.enabled }),
+    ...(block.rate_limit
+      ? { rateLimit: { limit: block.rate_limit.limit, windowSeconds: block.rate_limit.window_seconds } }
       : {}),
   }
-}
-
-function mapping(value: unknown, where: string): Mapping {
-  if (value === undefined || value === null) return {}
-  if (typeof value !== 'object' || Array.isArray(value)) return fail(`${where} must be a mapping`)
-  return value as Mapping
-}
-
-function list(value: unknown, where: string): unknown[] {
-  if (value === undefined || value === null) return []
-  if (!Array.isArray(value)) return fail(`${where} must be a list`)
-  return value
-}
-
-function text(value: unknown, where: string): string | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'string' || value === '') return fail(`${where} must be a non-empty string`)
-  return value
 }

@@ -9,7 +9,6 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { AuthorizationServer } from '../auth-server/index.ts'
-import { isLoopback } from '../config/embedded.ts'
 import {
   createGuard,
   type Guard,
@@ -18,8 +17,9 @@ import {
   type AuthorizationServerOptions as TrustedServer,
   type VerifiedToken,
 } from '../guard/index.ts'
+import { isLoopback, LOOPBACK_HOSTNAMES } from '../guard/lib/http.ts'
 import type { Store } from '../storage/store.ts'
-import type { GatewayConfig } from './config.ts'
+import { type GatewayConfig, guardOptionsFor } from './config.ts'
 import {
   BodyTooLarge,
   guardRequest,
@@ -141,7 +141,7 @@ export async function startGateway(
     const port = (server.address() as AddressInfo).port
     const host = config.address.includes(':') ? `[${config.address}]` : config.address
     const resource = config.publicUrl ?? `${config.tls ? 'https' : 'http'}://${host}:${port}/mcp`
-    const guardOptions = config.guardOptions(resource)
+    const guardOptions = guardOptionsFor(config.guard, resource)
     // Default tool scopes are basic use: published, and kept in step-up challenges for other tools.
     const scopesSupported = guardOptions.scopesSupported ?? [
       ...new Set([...(guardOptions.scopes ?? []), ...config.defaultToolScopes]),
@@ -567,7 +567,7 @@ function loopbackHosts(resource: URL, port: number): Set<string> {
   const hosts = new Set([resource.host])
   // A client leaves a default port out of Host.
   const omitted = port === (resource.protocol === 'https:' ? 443 : 80)
-  for (const name of ['127.0.0.1', 'localhost', '[::1]']) {
+  for (const name of LOOPBACK_HOSTNAMES) {
     hosts.add(`${name}:${port}`)
     if (omitted) hosts.add(name)
   }

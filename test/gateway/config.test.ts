@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { stringify } from 'yaml'
 import { SERVE_HELP } from '../../src/cli/serve.ts'
-import { type GatewayFlags, loadGatewayConfig } from '../../src/gateway/config.ts'
+import { type GatewayFlags, guardOptionsFor, loadGatewayConfig } from '../../src/gateway/config.ts'
 
 const ENV = { OAUTH_ISSUER_URL: 'https://idp.example.com/' }
 
@@ -58,7 +58,8 @@ describe('gateway configuration', () => {
     assert.equal(gateway.port, 8123)
     assert.equal(gateway.publicUrl, 'https://mcp.example.com/mcp')
     assert.equal(gateway.allowAnonymousDiscovery, true)
-    const guard = gateway.guardOptions('https://mcp.example.com/mcp')
+    const guard = guardOptionsFor(gateway.guard, 'https://ignored.example/mcp')
+    assert.equal(guard.resource, 'https://mcp.example.com/mcp')
     assert.deepEqual(guard.authorizationServers, [{ issuer: 'https://tenant.auth0.com/' }])
     assert.deepEqual(guard.scopes, ['mcp'])
   })
@@ -116,7 +117,7 @@ describe('gateway configuration', () => {
       loadGatewayConfig({ command, config: await fileWith({ stdio: { shared: 'yes' } }) }, ENV),
       { message: 'stdio.shared must be true or false, got "yes"' },
     )
-    assert.match(SERVE_HELP, /--stdio-shared .*\n.*\(GATEHOUSE_STDIO_SHARED\)/)
+    assert.match(SERVE_HELP, /shared: false +--stdio-shared, GATEHOUSE_STDIO_SHARED\n/)
   })
 
   const invalid: {
@@ -141,7 +142,7 @@ describe('gateway configuration', () => {
     {
       name: 'a bad port',
       flags: { upstream: 'http://a/mcp', port: '70000' },
-      message: /^port must be an integer from 0 to 65535/,
+      message: /^--port must be an integer from 0 to 65535, got "70000"$/,
     },
     {
       name: 'another transport',
@@ -393,4 +394,90 @@ describe('gateway configuration', () => {
       assert.ok(SERVE_HELP.includes(documented), `${documented} is missing from the help`)
     }
   })
+})
+
+describe('one configuration schema (issue 8)', () => {
+  it('the guard settings are data validated once at load, not a closure run on a placeholder URL and again after listen', async () => {
+    const config = await loadGatewayConfig(
+      { upstream: 'http://a/mcp', config: await fileWith({ transport: { auth: { scopes: ['mcp'] } } }) },
+      ENV,
+    )
+    assert.equal(typeof config.guard, 'object')
+    assert.deepEqual(structuredClone(config.guard), config.guard)
+    assert.deepEqual(guardOptionsFor(config.guard, 'http://127.0.0.1:9/mcp'), {
+      resource: 'http://127.0.0.1:9/mcp',
+      authorizationServers: [{ issuer: 'https://idp.example.com/' }],
+      scopes: ['mcp'],
+    })
+  })
+
+  it('the embedded authorization server is trusted once, by the gateway that starts it: the settings trust none', async () => {
+    const config = await loadGatewayConfig(
+      { upstream: 'http://a/mcp', publicUrl: 'https://mcp.example.com/mcp' },
+      {},
+    )
+    assert.notEqual(config.authorizationServer, undefined)
+    assert.deepEqual(config.guard.authorizationServers, [])
+    assert.deepEqual(config.guard.scopes, ['mcp'])
+  })
+
+  it('a refused value from a flag or a variable is named as it was given', async () => {
+    await assert.rejects(
+      loadGatewayConfig({ upstream: 'http://a/mcp' }, { ...ENV, GATEHOUSE_PORT: 'eighty' }),
+      {
+        message: 'GATEHOUSE_PORT must be an integer from 0 to 65535, got "eighty"',
+      },
+    )
+    await assert.rejects(
+      loadGatewayConfig(
+        { upstream: 'http://a/mcp' },
+        { ...ENV, GATEHOUSE_ALLOWED_ORIGINS: 'https://a.example/x' },
+      ),
+      { message: /^GATEHOUSE_ALLOWED_ORIGINS entry "https:\/\/a.example\/x" must be an origin/ },
+    )
+  })
+
+  it('every variable wins over the file, upstream_credentials.mode included', async () => {
+    const config = await loadGatewayConfig(
+      { config: await fileWith({ upstream: 'http://a/mcp', upstream_credentials: { mode: 'none' } }) },
+      { ...ENV, GATEHOUSE_UPSTREAM_CREDENTIALS: 'passthrough' },
+    )
+    assert.equal(config.upstreamCredentials, 'passthrough')
+  })
+
+  it('OAUTH_ISSUER_URL fills transport.auth.servers, so a file may give the rest of the block', async () => {
+    const config = await loadGatewayConfig(
+      { upstream: 'http://a/mcp', config: await fileWith({ transport: { auth: { scopes: ['files'] } } }) },
+      { OAUTH_ISSUER_URL: 'https://idp.example.com/', OAUTH_AUDIENCE: 'api://mcp, other' },
+    )
+    assert.equal(config.authorizationServer, undefined)
+    assert.deepEqual(config.guard.authorizationServers, [{ issuer: 'https://idp.example.com/' }])
+    assert.deepEqual(config.guard.audiences, ['api://mcp', 'other'])
+    assert.deepEqual(config.guard.scopes, ['files'])
+  })
+
+  const refused: [string, Record<string, unknown>, string | RegExp][] = [
+    [
+      'a misspelt key of an upstream provider',
+      { authorization_server: { login: { upstream: [{ id: 'corp', clientid: 'x' }] } } },
+      'authorization_server.login.upstream[0]: unknown setting clientid; known: id, name, issuer, client_id, client_secret, scope',
+    ],
+    [
+      'a rate limit of zero',
+      { authorization_server: { registration: { rate_limit: { limit: 0, window_seconds: 60 } } } },
+      /^authorization_server\.registration\.rate_limit\.limit must be an integer from 1 to/,
+    ],
+    [
+      'a lifetime that is not a number',
+      { authorization_server: { ttl: { access_token: 'ten minutes' } } },
+      /^authorization_server\.ttl\.access_token must be an integer from 1 to \d+, got "ten minutes"$/,
+    ],
+    ['a block that is not a mapping', { sessions: 5 }, 'sessions must be a mapping'],
+  ]
+  for (const [name, file, message] of refused) {
+    it(`refuses ${name}, naming the setting`, async () => {
+      const config = await fileWith({ upstream: 'http://a/mcp', ...file })
+      await assert.rejects(loadGatewayConfig({ config }, {}), { message })
+    })
+  }
 })

@@ -4,6 +4,7 @@ import type { Store } from '../../storage/store.ts'
 import { clientAddress } from '../client_address.ts'
 import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
 import type { InteractionsFactory } from '../options.ts'
+import { checkRate, type RateLimit } from '../rate_limit.ts'
 import { revokeGrants } from '../revocation.ts'
 import {
   type Access,
@@ -36,11 +37,6 @@ import {
 
 export { createLocalUser, hashPassword, MIN_PASSWORD_LENGTH, verifyPassword } from './passwords.ts'
 export { type UpstreamProvider, upstreamRedirectUri } from './upstream.ts'
-
-export interface RateLimit {
-  limit: number
-  windowSeconds: number
-}
 
 export interface LoginAndConsentOptions {
   /** Offered as one "Continue with <name>" button each. */
@@ -97,7 +93,7 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
   })
   const perAddress = checkRate(
     options.rateLimit?.perAddress ?? { limit: 50, windowSeconds: 900 },
-    'perAddress',
+    'login: rateLimit.perAddress',
   )
 
   return (provider, context) => {
@@ -447,23 +443,6 @@ function checkBackoff(value: BackoffOptions): BackoffOptions {
     throw new AuthServerError(
       'options_invalid',
       `login: rateLimit.perUserAndAddress must be { freeFailures, maxDelaySeconds } with whole numbers (freeFailures 0 or more, maxDelaySeconds above 0), not ${JSON.stringify(value)}`,
-    )
-  }
-  return value
-}
-
-function checkRate(value: RateLimit, name: string): RateLimit {
-  if (
-    !(
-      Number.isInteger(value?.limit) &&
-      value.limit > 0 &&
-      Number.isInteger(value.windowSeconds) &&
-      value.windowSeconds > 0
-    )
-  ) {
-    throw new AuthServerError(
-      'options_invalid',
-      `login: rateLimit.${name} must be { limit, windowSeconds } with whole numbers above 0`,
     )
   }
   return value

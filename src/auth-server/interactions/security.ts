@@ -2,8 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Store } from '../../storage/store.ts'
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]'])
-export const isLoopbackHost = (hostname: string) => LOOPBACK.has(hostname)
+export { isLoopback as isLoopbackHost } from '../../guard/lib/http.ts'
 
 /**
  * Headers of every interaction response, redirects included. `form-action` must list every origin a form's

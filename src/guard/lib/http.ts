@@ -16,12 +16,18 @@ export class FetchFailure extends Error {
   }
 }
 
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
+/** This machine's names, as URL hostnames: the one list of loopback addresses in Gatehouse. */
+export const LOOPBACK_HOSTNAMES: readonly string[] = ['localhost', '127.0.0.1', '[::1]']
+const LOOPBACK_HOSTS = new Set(LOOPBACK_HOSTNAMES)
+
+/** A loopback hostname or listen address (`::1` as given to `listen`, `[::1]` as in a URL). */
+export const isLoopback = (host: string): boolean =>
+  LOOPBACK_HOSTS.has(host) || LOOPBACK_HOSTS.has(`[${host}]`)
 
 /** https everywhere; plain http only to this machine, for development and tests. */
 export function assertSecureUrl(url: URL, what: string): void {
   if (url.protocol === 'https:') return
-  if (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)) return
+  if (url.protocol === 'http:' && isLoopback(url.hostname)) return
   throw new FetchFailure(`${what} ${url.href} must use https (plain http is allowed only on loopback)`)
 }
 
