@@ -45,21 +45,19 @@ export function accountAwarePolicy(): interactionPolicy.Prompt[] {
         (ctx) => ctx.oidc.session?.accountId !== undefined && ctx.oidc.account === undefined,
       ),
     )
-  policy
-    .get('login')
-    ?.checks.add(
-      new interactionPolicy.Check(
-        ACCOUNT_UNCONFIRMED,
-        'the account of the session has not been confirmed for this client in this browser',
-        'account_selection_required',
-        (ctx) => {
-          const { session, client, result } = ctx.oidc
-          // Reading `authorizations` directly: `session.grantIdFor` would create an empty entry.
-          const used = client && session?.authorizations?.[client.clientId]?.grantId !== undefined
-          return session?.accountId !== undefined && result?.login === undefined && !used
-        },
-      ),
-    )
+  policy.get('login')?.checks.add(
+    new interactionPolicy.Check(
+      ACCOUNT_UNCONFIRMED,
+      'the account of the session has not been confirmed for this client in this browser',
+      'account_selection_required',
+      (ctx) => {
+        const { session, client, result } = ctx.oidc
+        // Reading `authorizations` directly: `session.grantIdFor` would create an empty entry.
+        const used = client && session?.authorizations?.[client.clientId]?.grantId !== undefined
+        return session?.accountId !== undefined && result?.login === undefined && !used
+      },
+    ),
+  )
   return policy
 }
 

@@ -2,8 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
 import { clientAddress } from '../client_address.ts'
-import type { InteractionsFactory } from '../options.ts'
 import { ROUTES } from '../mount.ts'
+import type { InteractionsFactory } from '../options.ts'
 import { ACCOUNT_UNCONFIRMED, revokeGrants } from '../revocation.ts'
 import { SessionBinding } from './binding.ts'
 import {
@@ -409,7 +409,12 @@ ${localAccounts ? local : ''}`,
     async function continueAs(req: IncomingMessage, res: ServerResponse, details: Details) {
       const accountId = (details.session as NonNullable<Details['session']>).accountId
       await audit('login.confirmed', { userId: accountId, clientId: details.params.client_id })
-      await provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false })
+      await provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId } },
+        { mergeWithLastSubmission: false },
+      )
     }
 
     /**

@@ -77,7 +77,8 @@ export function rootPathCookies(provider: Provider): Middleware {
   return (ctx, next) => {
     const cookies = ctx.cookies
     const set = cookies.set.bind(cookies)
-    cookies.set = (name, value, options) => set(name, value, name === resume ? { ...options, path: '/' } : options)
+    cookies.set = (name, value, options) =>
+      set(name, value, name === resume ? { ...options, path: '/' } : options)
     return next()
   }
 }
