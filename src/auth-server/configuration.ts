@@ -2,6 +2,7 @@ import type { Configuration, KoaContextWithOIDC } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import { adapterFactory } from './adapter.ts'
 import { clientIdMetadataDocument } from './cimd.ts'
+import { providerCookies } from './interactions/security.ts'
 import { deriveKey, type PrivateJwk } from './keys.ts'
 import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -45,7 +46,7 @@ export function providerConfiguration(
     responseTypes: ['code'],
     pkce: { required: () => true },
     routes: ROUTES,
-    cookies: { keys: [deriveKey(options.secret, 'cookies').toString('base64url')] },
+    cookies: providerCookies(options.issuer, [deriveKey(options.secret, 'cookies').toString('base64url')]),
     interactions: {
       policy: accountAwarePolicy(),
       url: (_ctx, interaction) => `${interactionPath}${interaction.uid}`,

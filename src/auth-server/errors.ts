@@ -64,7 +64,7 @@ const REGISTRY = {
     status: 400,
     title: 'Sign-in expired',
     description:
-      'This sign-in request expired, was already completed, or was started in another browser. Start again from your app.',
+      'This sign-in request expired, was already completed, was started in another browser, or another sign-in was started in this browser since. Start again from your app.',
   },
   csrf_invalid: {
     status: 403,

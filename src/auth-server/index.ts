@@ -4,7 +4,8 @@ import Provider from 'oidc-provider'
 import { providerConfiguration } from './configuration.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
-import { loadSigningKeys, retainWhileSigning, signedTokenLifetimeSeconds } from './keys.ts'
+import { rootPathCookies } from './interactions/security.ts'
+import { deriveKey, loadSigningKeys, retainWhileSigning, signedTokenLifetimeSeconds } from './keys.ts'
 import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
@@ -101,6 +102,7 @@ export async function createAuthorizationServer(
   provider.on('server_error', (_ctx, error) =>
     options.logger.warn('authorization server error', { error: error.message }),
   )
+  provider.use(rootPathCookies(provider))
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
   provider.use(logoutRedirectMiddleware(options, ROUTES.end_session))
@@ -112,6 +114,8 @@ export async function createAuthorizationServer(
     logger: options.logger,
     trustProxy: options.proxy,
     userScopes,
+    sessionBindingKey: deriveKey(options.secret, 'session binding'),
+    sessionTtl: options.ttl.session,
   })
   const publicJwks = keys.map(({ kid, alg, use, ...jwk }) => ({
     ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }),

@@ -20,6 +20,10 @@ export interface InteractionContext {
   trustProxy: boolean
   /** What each user may be granted: consent grants only that. */
   userScopes: UserScopes
+  /** An HMAC key derived from the server secret, for the cookie that binds a browser session to its account. */
+  sessionBindingKey: Buffer
+  /** How long a browser session lasts (`ttl.session`), in seconds. */
+  sessionTtl: number
 }
 
 /** Login and consent, given the provider: finish with `provider.interactionFinished`. */

@@ -23,10 +23,15 @@ export async function revokeGrants(store: Store, userId: string, clientId?: stri
   return grants
 }
 
+/** The login prompt's reason when a browser session exists but has not been used for this client yet. */
+export const ACCOUNT_UNCONFIRMED = 'account_unconfirmed'
+
 /**
- * `oidc-provider`'s prompts, with one more reason to sign in: the browser session's account is gone
- * (`findAccount` gives nothing for a disabled or deleted user). Without it, that session fails with a
- * server error instead of showing the sign-in page.
+ * `oidc-provider`'s prompts, with two more reasons to sign in. The browser session's account is gone
+ * (`findAccount` gives nothing for a disabled or deleted user): without it, that session fails with a
+ * server error instead of showing the sign-in page. And the session has not authorized this client yet:
+ * the user confirms the account ("Continue as alice?") rather than a session completing it unseen, since a
+ * session may have been planted in this browser (login CSRF).
  */
 export function accountAwarePolicy(): interactionPolicy.Prompt[] {
   const policy = interactionPolicy.base()
@@ -40,6 +45,19 @@ export function accountAwarePolicy(): interactionPolicy.Prompt[] {
         (ctx) => ctx.oidc.session?.accountId !== undefined && ctx.oidc.account === undefined,
       ),
     )
+  policy.get('login')?.checks.add(
+    new interactionPolicy.Check(
+      ACCOUNT_UNCONFIRMED,
+      'the account of the session has not been confirmed for this client in this browser',
+      'account_selection_required',
+      (ctx) => {
+        const { session, client, result } = ctx.oidc
+        // Reading `authorizations` directly: `session.grantIdFor` would create an empty entry.
+        const used = client && session?.authorizations?.[client.clientId]?.grantId !== undefined
+        return session?.accountId !== undefined && result?.login === undefined && !used
+      },
+    ),
+  )
   return policy
 }
 

@@ -1,5 +1,5 @@
 import type Provider from 'oidc-provider'
-import type { Store } from '../storage/store.ts'
+import { normalizeUsername, type Store } from '../storage/store.ts'
 import { AuthServerError } from './errors.ts'
 
 type Grant = InstanceType<Provider['Grant']>
@@ -9,7 +9,8 @@ export interface ScopeGrant {
   scopes: readonly string[]
   /**
    * Gatehouse usernames, as `gatehouse users list` shows them: a local account's lowercase name, or
-   * `<provider id>:<sub>` for a user of an upstream identity provider.
+   * `<provider id>:<sub>` for a user of an upstream identity provider (compared case-insensitively, like
+   * every username).
    */
   users?: readonly string[]
   /**
@@ -94,7 +95,8 @@ export class UserScopes {
     const user = await this.#store.users.findById(accountId)
     const snapshot = (await this.#snapshots.find(accountId)) as ClaimsSnapshot | undefined
     for (const rule of this.#policy.grants ?? []) {
-      const named = user !== undefined && (rule.users ?? []).includes(user.username)
+      const named =
+        user !== undefined && (rule.users ?? []).some((u) => normalizeUsername(u) === user.username)
       if (named || (rule.claim && snapshot && claimMatches(rule.claim, snapshot))) {
         for (const scope of rule.scopes) held.add(scope)
       }

@@ -51,7 +51,7 @@ export async function runUsers(argv: string[]): Promise<void> {
     const [username] = positionals(rest, ['username'], 'gatehouse users add <username>') as [string]
     const password = await readSecretInput('Password for the new user: ')
     await withStore(values, async (store) => {
-      if (await store.users.findByUsername(username.trim().toLowerCase()))
+      if (await store.users.findByUsername(username))
         throw new AuthServerError('user_exists', `user ${username} already exists`)
       const user = await createLocalUser(store, username, password)
       console.log(`created the local user ${user.username} (${user.id})`)
@@ -90,8 +90,15 @@ export async function runUsers(argv: string[]): Promise<void> {
   )
 }
 
-/** The account named `username`, or an error naming it and the command that lists accounts. */
+/**
+ * The account named `username` (compared as the store normalizes names), or with that id (the way to name
+ * one of two older accounts whose names differ only in case), or an error naming it and `users list`.
+ */
 export async function existingUser(store: Store, username: string): Promise<User> {
-  const user = await store.users.findByUsername(username.trim().toLowerCase())
+  const user =
+    (await store.users.findByUsername(username)) ??
+    (UUID.test(username) ? await store.users.findById(username) : undefined)
   return user ?? failWith('user_unknown', `no user ${username}: gatehouse users list shows them`)
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/

@@ -5,18 +5,24 @@ export interface Dialect {
   autoIncrementKey: string
   /** The string at the top-level `key` of a JSON text column, null when absent. */
   jsonText(column: string, key: string): string
+  /** The column with A-Z folded to a-z and nothing else changed: `normalizeUsername` in SQL. */
+  foldCase(column: string): string
 }
 
 export const SQLITE_DIALECT: Dialect = {
   integer: 'INTEGER',
   autoIncrementKey: 'INTEGER PRIMARY KEY AUTOINCREMENT',
   jsonText: (column, key) => `json_extract(${column}, '$.${key}')`,
+  // SQLite's lower() folds ASCII letters only (no ICU).
+  foldCase: (column) => `lower(${column})`,
 }
 
 export const POSTGRES_DIALECT: Dialect = {
   integer: 'BIGINT',
   autoIncrementKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
   jsonText: (column, key) => `(${column}::json ->> '${key}')`,
+  // lower() would follow the database's locale (É to é); translate() folds ASCII only.
+  foldCase: (column) => `translate(${column}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`,
 }
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -105,6 +111,18 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
         PRIMARY KEY (subject, client_key)
       )`,
       'CREATE INDEX token_revocations_expires_at ON token_revocations (expires_at)',
+    ],
+  },
+  {
+    // One username rule (`normalizeUsername`): federated names kept their subject's capitals before it.
+    // A name whose folded form another user also has stays as it is: lookups of it are refused as ambiguous.
+    version: 3,
+    statements: (d) => [
+      `UPDATE users SET username = ${d.foldCase('username')}
+       WHERE username <> ${d.foldCase('username')}
+       AND NOT EXISTS (SELECT 1 FROM users other WHERE other.id <> users.id
+         AND ${d.foldCase('other.username')} = ${d.foldCase('users.username')})`,
+      `CREATE INDEX users_username_folded ON users (${d.foldCase('username')})`,
     ],
   },
 ]

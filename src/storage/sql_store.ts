@@ -1,17 +1,20 @@
 import { createHash, randomUUID } from 'node:crypto'
-import type {
-  AuditEvent,
-  AuditRecords,
-  Consent,
-  ConsentRecords,
-  KeyRecords,
-  OidcAdapter,
-  OidcPayload,
-  RevocationRecords,
-  SigningKey,
-  Store,
-  User,
-  UserRecords,
+import { POSTGRES_DIALECT, SQLITE_DIALECT } from './migrations.ts'
+import {
+  AmbiguousUsernameError,
+  type AuditEvent,
+  type AuditRecords,
+  type Consent,
+  type ConsentRecords,
+  type KeyRecords,
+  normalizeUsername,
+  type OidcAdapter,
+  type OidcPayload,
+  type RevocationRecords,
+  type SigningKey,
+  type Store,
+  type User,
+  type UserRecords,
 } from './store.ts'
 
 export type SqlValue = string | number | null
@@ -272,25 +275,47 @@ export class SqlStore implements Store {
       const [row] = await db.query(`SELECT * FROM users WHERE ${column} = ?`, [value])
       return row ? toUser(row) : undefined
     }
+    const folded = (db.kind === 'postgres' ? POSTGRES_DIALECT : SQLITE_DIALECT).foldCase('username')
     return {
       create: async (user) => {
-        const created: User = { ...user, id: randomUUID(), createdAt: this.#seconds(), disabledAt: undefined }
-        await db.execute(
+        const username = normalizeUsername(user.username)
+        const created: User = {
+          ...user,
+          username,
+          id: randomUUID(),
+          createdAt: this.#seconds(),
+          disabledAt: undefined,
+        }
+        // A row older than the rule may hold the name in other case: that is the same name.
+        const inserted = await db.execute(
           `INSERT INTO users (id, username, password_hash, external_id, claims, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`,
+           SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users WHERE ${folded} = ?)`,
           [
             created.id,
-            text('username', created.username),
+            text('username', username),
             optionalText('passwordHash', created.passwordHash),
             optionalText('externalId', created.externalId),
             JSON.stringify(created.claims),
             created.createdAt,
+            username,
           ],
         )
+        if (inserted === 0) throw new Error(`storage: a user named ${username} already exists`)
         return created
       },
       findById: (id) => findOne('id', id),
-      findByUsername: (username) => findOne('username', username),
+      findByUsername: async (username) => {
+        const name = normalizeUsername(username)
+        if (!storable(name)) return undefined
+        const rows = await db.query(`SELECT * FROM users WHERE ${folded} = ? LIMIT 2`, [name])
+        if (rows.length > 1) {
+          const names = rows.map((row) => JSON.stringify(String(row.username))).join(' and ')
+          throw new AmbiguousUsernameError(
+            `username ${name} is ambiguous: users ${names} were stored before usernames were case-folded; name the user by its id instead (gatehouse users list shows ids), e.g. to delete one`,
+          )
+        }
+        return rows[0] ? toUser(rows[0]) : undefined
+      },
       findByExternalId: (externalId) => findOne('external_id', externalId),
       list: async () => (await db.query('SELECT * FROM users ORDER BY created_at, username', [])).map(toUser),
       setPassword: async (id, passwordHash) =>

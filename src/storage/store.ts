@@ -62,9 +62,23 @@ export interface User {
   disabledAt: number | undefined
 }
 
+/**
+ * The one rule for usernames, on write and on lookup: surrounding whitespace removed, A-Z folded to a-z
+ * (ASCII only, so the databases fold exactly the same way). Local names are `a-z 0-9 . _ -`; federated ones
+ * are `<provider id>:<subject>`, and upstream subjects (Okta's `00uAbC…`) have capitals.
+ */
+export function normalizeUsername(username: string): string {
+  return username.trim().replace(/[A-Z]+/g, (letters) => letters.toLowerCase())
+}
+
+/** Two stored usernames fold to the one asked for (rows older than the rule): refused rather than guessed. */
+export class AmbiguousUsernameError extends Error {}
+
 export interface UserRecords {
+  /** Stores the username normalized; throws when a user already has that name, in any case. */
   create(user: Omit<User, 'id' | 'createdAt' | 'disabledAt'>): Promise<User>
   findById(id: string): Promise<User | undefined>
+  /** By {@link normalizeUsername}; throws {@link AmbiguousUsernameError} when two users match. */
   findByUsername(username: string): Promise<User | undefined>
   findByExternalId(externalId: string): Promise<User | undefined>
   list(): Promise<User[]>

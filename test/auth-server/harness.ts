@@ -21,6 +21,8 @@ export interface Harness {
   resource: string
   other: string
   store: Store
+  /** The store's URL, for the admin CLI (`GATEHOUSE_STORAGE_URL`). */
+  storeUrl: string
   server: Server
   auth: AuthorizationServer
   logger: ReturnType<typeof capturingLogger>
@@ -37,7 +39,8 @@ export async function startAuthServer(
   options: { path?: string; overrides?: Partial<AuthorizationServerOptions> } = {},
 ): Promise<Harness> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-as-'))
-  const store = await openStore(`sqlite:${join(dataDir, 'as.db')}`, { dataDir })
+  const storeUrl = `sqlite:${join(dataDir, 'as.db')}`
+  const store = await openStore(storeUrl, { dataDir })
   const logger = capturingLogger()
   let auth: AuthorizationServer | undefined
   const server = createServer(async (req, res) => {
@@ -88,6 +91,7 @@ export async function startAuthServer(
     resource,
     other,
     store,
+    storeUrl,
     server,
     logger,
     get auth() {

@@ -63,6 +63,8 @@ describe('gatehouse serve at debug level: no credential reaches the log', () => 
       '{"headers":{"dpop":"x"}}',
       '"Bearer abcdefghijkl"',
       '_session=abcdef',
+      '__Host-gatehouse-session=abcdef',
+      'gatehouse-login=abcdef',
       'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln',
       `${SECRET}`,
     ]
@@ -125,7 +127,7 @@ describe('gatehouse serve at debug level: no credential reaches the log', () => 
     const cookieValues = jar
       .header()
       .split('; ')
-      .filter((pair) => !/^_interaction(_resume)?=/.test(pair))
+      .filter((pair) => !/^gatehouse-(interaction|resume)=/.test(pair))
       .map((pair) => pair.slice(pair.indexOf('=') + 1))
     assert.deepEqual(scanForSecrets(log.lines, [SECRET, PASSWORD, ...seen, ...cookieValues]), [])
   })

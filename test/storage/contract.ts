@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomUUID } from 'node:crypto'
 import { afterEach, test } from 'node:test'
-import { OidcConsumeConflictError } from '../../src/storage/index.ts'
+import { AmbiguousUsernameError, OidcConsumeConflictError } from '../../src/storage/index.ts'
 import { type Dialect, MIGRATIONS, MIGRATIONS_TABLE } from '../../src/storage/migrations.ts'
 import type { StoreOptions } from '../../src/storage/sql_store.ts'
 import type { SigningKey, Store } from '../../src/storage/store.ts'
@@ -60,6 +60,42 @@ export function version1Statements(dialect: Dialect): string[] {
     row('RefreshToken', 'rt1', { jti: 'rt1', grantId: 'g1', accountId: 'alice', clientId: 'c' }),
     row('Client', 'c', { client_id: 'c', client_name: 'says "accountId":"alice"' }),
   ]
+}
+
+/**
+ * A database as version 2 left it, with usernames written before the one rule: an Okta-style federated name
+ * with capitals, and two names that differ only in case.
+ */
+export function version2Statements(dialect: Dialect): string[] {
+  const user = (id: string, username: string) =>
+    `INSERT INTO users (id, username, external_id, claims, created_at) VALUES ('${id}', '${username}', 'https://idp|${id}', '{}', 0)`
+  return [
+    ...version1Statements(dialect),
+    ...(MIGRATIONS[1]?.statements(dialect) ?? []),
+    'INSERT INTO schema_migrations (version, applied_at) VALUES (2, 0)',
+    user('u-okta', 'okta:00uAbC123XyZ'),
+    user('u-upper', 'corp:Dup'),
+    user('u-lower', 'corp:dup'),
+  ]
+}
+
+/** Version 3 folded the names it could; two that fold alike stay as they were, and naming them is refused. */
+export async function assertUsernamesFolded(store: Store): Promise<void> {
+  const okta = await store.users.findByUsername('okta:00uAbC123XyZ')
+  assert.equal(okta?.id, 'u-okta')
+  assert.equal(okta?.username, 'okta:00uabc123xyz')
+  assert.equal((await store.users.findByUsername('OKTA:00UABC123XYZ'))?.id, 'u-okta')
+  for (const name of ['corp:Dup', 'corp:dup', 'CORP:DUP'])
+    await assert.rejects(store.users.findByUsername(name), (error: Error) => {
+      assert.ok(error instanceof AmbiguousUsernameError)
+      assert.match(error.message, /"corp:Dup" and "corp:dup"|"corp:dup" and "corp:Dup"/)
+      return true
+    })
+  assert.equal((await store.users.findById('u-upper'))?.username, 'corp:Dup')
+  await assert.rejects(
+    store.users.create({ username: 'corp:DUP', passwordHash: undefined, externalId: undefined, claims: {} }),
+    { message: 'storage: a user named corp:dup already exists' },
+  )
 }
 
 /** Version 2 found the account of the records written before it. */
@@ -355,6 +391,38 @@ export function storeContract(harness: StoreHarness): void {
       store.users.create({ username: 'alice', passwordHash: undefined, externalId: undefined, claims: {} }),
     )
     assert.equal((await store.users.list()).length, 2)
+  })
+
+  test('users: one username rule on write and lookup (A-Z folded, surrounding space trimmed)', async () => {
+    const { store } = await stores(1)
+    const okta = await store.users.create({
+      username: 'okta:00uAbC123XyZ',
+      passwordHash: undefined,
+      externalId: 'https://okta|00uAbC123XyZ',
+      claims: {},
+    })
+    assert.equal(okta.username, 'okta:00uabc123xyz')
+    assert.deepEqual(await store.users.findByUsername(' okta:00uAbC123XyZ '), okta)
+    assert.deepEqual(await store.users.findByUsername('OKTA:00UABC123XYZ'), okta)
+    // Only ASCII letters fold: the databases and the code agree on every other character.
+    const accented = await store.users.create({
+      username: 'corp:Élodie',
+      passwordHash: undefined,
+      externalId: undefined,
+      claims: {},
+    })
+    assert.equal(accented.username, 'corp:Élodie')
+    assert.deepEqual(await store.users.findByUsername('CORP:Élodie'), accented)
+    assert.equal(await store.users.findByUsername('corp:élodie'), undefined)
+    await assert.rejects(
+      store.users.create({
+        username: 'OKTA:00UABC123XYZ',
+        passwordHash: undefined,
+        externalId: undefined,
+        claims: {},
+      }),
+      { message: 'storage: a user named okta:00uabc123xyz already exists' },
+    )
   })
 
   test('users: NUL is refused in stored text and finds nothing in lookups', async () => {

@@ -4,7 +4,13 @@ import { after, test } from 'node:test'
 import pg from 'pg'
 import { POSTGRES_DIALECT } from '../../src/storage/migrations.ts'
 import { openStore } from '../../src/storage/open.ts'
-import { assertBackfilled, storeContract, version1Statements } from './contract.ts'
+import {
+  assertBackfilled,
+  assertUsernamesFolded,
+  storeContract,
+  version1Statements,
+  version2Statements,
+} from './contract.ts'
 
 const BASE_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -62,6 +68,25 @@ test('postgres: migration 2 finds the account of records written by version 1', 
   const store = await openStore(url, { dataDir: '/nonexistent' })
   try {
     await assertBackfilled(store)
+  } finally {
+    await store.close()
+  }
+})
+
+test('postgres: migration 3 folds usernames written before the rule; two that fold alike are refused by name', async () => {
+  const url = freshUrl()
+  const schema = new URL(url).searchParams.get('schema')
+  const client = new pg.Client({ connectionString: BASE_URL })
+  await client.connect()
+  try {
+    await client.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}`)
+    for (const sql of version2Statements(POSTGRES_DIALECT)) await client.query(sql)
+  } finally {
+    await client.end()
+  }
+  const store = await openStore(url, { dataDir: '/nonexistent' })
+  try {
+    await assertUsernamesFolded(store)
   } finally {
     await store.close()
   }

@@ -6,9 +6,16 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
+import { normalizeUsername } from '../../src/storage/index.ts'
 import { SQLITE_DIALECT } from '../../src/storage/migrations.ts'
 import { openStore } from '../../src/storage/open.ts'
-import { assertBackfilled, storeContract, version1Statements } from './contract.ts'
+import {
+  assertBackfilled,
+  assertUsernamesFolded,
+  storeContract,
+  version1Statements,
+  version2Statements,
+} from './contract.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'gatehouse-storage-'))
 after(() => rmSync(root, { recursive: true, force: true }))
@@ -37,7 +44,7 @@ test('sqlite: the default file is <dataDir>/gatehouse.db, owner-only, in WAL mod
         .prepare('SELECT version FROM schema_migrations')
         .all()
         .map((row) => row.version),
-      [1, 2],
+      [1, 2, 3],
     )
     db.close()
   } finally {
@@ -73,7 +80,10 @@ test('sqlite: sqlite:<path> URLs, relative to the data directory or absolute', a
     await store.users.create({ username: url, passwordHash: undefined, externalId: undefined, claims: {} })
     await store.close()
     const db = new DatabaseSync(file, { readOnly: true })
-    assert.deepEqual({ ...db.prepare('SELECT username FROM users').get() }, { username: url })
+    assert.deepEqual(
+      { ...db.prepare('SELECT username FROM users').get() },
+      { username: normalizeUsername(url) },
+    )
     db.close()
   }
 })
@@ -118,4 +128,18 @@ test('sqlite: four threads with their own connections migrate, consume and count
   )
   assert.equal(typeof (await store.oidcAdapter('RefreshToken').find('raced'))?.consumed, 'number')
   await store.close()
+})
+
+test('sqlite: migration 3 folds usernames written before the rule; two that fold alike are refused by name', async () => {
+  const dataDir = freshDir()
+  mkdirSync(dataDir, { recursive: true })
+  const db = new DatabaseSync(join(dataDir, 'gatehouse.db'))
+  for (const sql of version2Statements(SQLITE_DIALECT)) db.exec(sql)
+  db.close()
+  const store = await openStore(undefined, { dataDir })
+  try {
+    await assertUsernamesFolded(store)
+  } finally {
+    await store.close()
+  }
 })

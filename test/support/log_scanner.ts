@@ -10,7 +10,8 @@ const PATTERNS: Record<string, RegExp> = {
   'credential field or header':
     /"(access_token|refresh_token|id_token|client_secret|password|secret|authorization|proxy-authorization|dpop|cookie|set-cookie)"\s*:\s*(?!"\[redacted\]")["[]/i,
   'authorization scheme': /\b(Bearer|DPoP|Basic)\s+[\w.~+/-]{8,}/,
-  cookie: /\b_(session|interaction|interaction_resume|state\.[\w-]+)(\.legacy)?(\.sig)?=[^;\s"[]/,
+  cookie:
+    /\b(_(session|interaction|interaction_resume|state\.[\w-]+)|gatehouse-(session|interaction|resume|login|upstream))(\.legacy)?(\.sig)?=[^;\s"[]/,
 }
 
 export interface Finding {

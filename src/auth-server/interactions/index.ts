@@ -3,9 +3,11 @@ import type Provider from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
 import { clientAddress } from '../client_address.ts'
 import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
+import { ROUTES } from '../mount.ts'
 import type { InteractionsFactory } from '../options.ts'
 import { checkRate, type RateLimit } from '../rate_limit.ts'
-import { revokeGrants } from '../revocation.ts'
+import { ACCOUNT_UNCONFIRMED, revokeGrants } from '../revocation.ts'
+import { SessionBinding } from './binding.ts'
 import {
   type Access,
   consentPage,
@@ -98,6 +100,8 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
 
   return (provider, context) => {
     const { issuer, interactionPath, store, logger, trustProxy, userScopes } = context
+    const binding = new SessionBinding(issuer, context.sessionBindingKey, context.sessionTtl)
+    provider.use(binding.middleware(provider, ROUTES.authorization, logger))
     const issuerUrl = new URL(issuer)
     if (issuerUrl.protocol !== 'https:' && !isLoopbackHost(issuerUrl.hostname)) {
       throw new AuthServerError(
@@ -160,8 +164,6 @@ ${localAccounts ? local : ''}`,
       const token = await csrf.issue(details.uid, details.exp - now())
       const clientId = details.params.client_id as string
       const client = await clientName(provider, clientId)
-      const user = await store.users.findById(details.session?.accountId ?? '')
-      const email = user?.claims.email
       send(
         res,
         200,
@@ -171,7 +173,7 @@ ${localAccounts ? local : ''}`,
           csrf: token,
           clientId,
           clientName: client.name,
-          account: typeof email === 'string' && email ? email : (user?.username ?? ''),
+          account: await accountLabel(details.session?.accountId),
           // The provider fills it in when a client with one registered URI omits it.
           redirectUri: details.params.redirect_uri as string,
           access,
@@ -181,7 +183,38 @@ ${localAccounts ? local : ''}`,
       )
     }
 
+    async function chooserPage(res: ServerResponse, details: Details) {
+      const token = await csrf.issue(details.uid, details.exp - now())
+      const base = `${interactionPath}${details.uid}`
+      const client = await clientName(provider, details.params.client_id as string)
+      const hidden = html`<input type="hidden" name="csrf" value="${token}">`
+      send(
+        res,
+        200,
+        'Continue?',
+        html`<p>Continue to <strong class="client-name">${client.name}</strong> as <strong class="account">${await accountLabel(details.session?.accountId)}</strong>?</p>
+<div class="actions">
+<form method="post" action="${base}/continue">${hidden}<button type="submit" class="primary">Continue</button></form>
+<form method="post" action="${base}/switch">${hidden}<button type="submit">Use another account</button></form>
+</div>`,
+      )
+    }
+
+    /** The account as the user knows it: the email when there is one, else the username. */
+    async function accountLabel(accountId: string | undefined): Promise<string> {
+      const user = await store.users.findById(accountId ?? '')
+      const email = user?.claims.email
+      return typeof email === 'string' && email ? email : (user?.username ?? '')
+    }
+
+    /** Only the confirmation of an existing session is asked for, not a new sign-in (max_age, prompt=login…). */
+    const confirming = (details: Details) =>
+      details.session !== undefined &&
+      details.prompt.name === 'login' &&
+      details.prompt.reasons.every((reason) => reason === ACCOUNT_UNCONFIRMED)
+
     async function show(req: IncomingMessage, res: ServerResponse, details: Details) {
+      if (confirming(details)) return chooserPage(res, details)
       if (details.prompt.name === 'login' || !details.session) return loginPage(res, details)
       if (details.prompt.name !== 'consent') return fail(res, 'interaction_expired')
       const holds = await userScopes.held(details.session.accountId)
@@ -236,6 +269,7 @@ ${localAccounts ? local : ''}`,
         return loginPage(res, details, 401, 'Wrong username or password.')
       }
       await audit('login.succeeded', { userId: user.id, method: 'local' })
+      binding.set(res, user.id)
       await provider.interactionFinished(
         req,
         res,
@@ -304,14 +338,53 @@ ${localAccounts ? local : ''}`,
       }
       const interaction = await provider.Interaction.find(pending.uid)
       if (!interaction) return fail(res, 'interaction_expired')
+      // Another authorization started in this browser since holds the (Path=/) resume cookie now: resuming
+      // would finish that one instead.
+      const current = await provider.interactionDetails(req, res).catch(() => undefined)
+      if (current?.uid !== pending.uid) return fail(res, 'interaction_expired')
       const user = await federatedUser(store, upstream.provider.id, identity.issuer, identity.claims)
       await userScopes.rememberUpstreamClaims(user.id, upstream.provider.id, identity.claims)
       await audit('login.succeeded', { userId: user.id, method: upstream.provider.id })
-      // The callback path does not receive the interaction cookie (scoped to the interaction's path), so the
-      // result is written directly; the provider's resume step still requires this browser's resume cookie.
+      binding.set(res, user.id)
+      // The result is written directly (the interaction is the one found by `state`, checked above against
+      // this browser's interaction cookie); the provider's resume step still requires the resume cookie.
       interaction.result = { login: { accountId: user.id } }
       await interaction.save(interaction.exp - now())
       redirect(res, interaction.returnTo)
+    }
+
+    async function continueAs(req: IncomingMessage, res: ServerResponse, details: Details) {
+      const accountId = (details.session as NonNullable<Details['session']>).accountId
+      await audit('login.confirmed', { userId: accountId, clientId: details.params.client_id })
+      await provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId } },
+        { mergeWithLastSubmission: false },
+      )
+    }
+
+    /**
+     * Ends this browser's session and starts the same authorization again: the binding cleared, the start
+     * drops the session cookie too, and the user signs in afresh (no account switch inside the interaction).
+     */
+    async function switchAccount(res: ServerResponse, details: Details) {
+      const session = details.session as NonNullable<Details['session']>
+      const existing = session.cookie ? await provider.Session.find(session.cookie) : undefined
+      await existing?.destroy()
+      await audit('login.switch_account', { userId: session.accountId })
+      binding.clear(res)
+      redirect(res, restartUrl(details.params))
+    }
+
+    function restartUrl(params: Details['params']): string {
+      const url = new URL(`${issuer.replace(/\/$/, '')}${ROUTES.authorization}`)
+      for (const [key, value] of Object.entries(params)) {
+        for (const item of Array.isArray(value) ? value : [value]) {
+          if (item !== undefined && item !== null) url.searchParams.append(key, String(item))
+        }
+      }
+      return url.href
     }
 
     async function decide(
@@ -366,6 +439,10 @@ ${localAccounts ? local : ''}`,
       const form = await readForm(req)
       if (!form) return fail(res, 'bad_request')
       if (!(await csrf.check(uid, form.get('csrf')))) return fail(res, 'csrf_invalid')
+      if (action === 'continue' || action === 'switch') {
+        if (!confirming(details)) return fail(res, 'interaction_expired')
+        return action === 'continue' ? continueAs(req, res, details) : switchAccount(res, details)
+      }
       // Signing in again in the middle of consent would swap the account under the pending grant.
       const signingIn = details.prompt.name === 'login' || !details.session
       if ((action === 'login' || action === 'federate') && !signingIn) return fail(res, 'interaction_expired')

@@ -1,6 +1,8 @@
 import { randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto'
-import type { Store, User } from '../../storage/store.ts'
+import { normalizeUsername, type Store, type User } from '../../storage/store.ts'
 import { AuthServerError } from '../errors.ts'
+
+export { normalizeUsername }
 
 export const MIN_PASSWORD_LENGTH = 12
 /** Long enough for passphrases, short enough that hashing one is not a denial of service. */
@@ -52,11 +54,6 @@ let decoyHash: Promise<string> | undefined
 export function decoy(): Promise<string> {
   decoyHash ??= hashPassword(randomBytes(16).toString('hex'))
   return decoyHash
-}
-
-/** Usernames are compared case-insensitively: stored lowercased. */
-export function normalizeUsername(username: string): string {
-  return username.trim().toLowerCase()
 }
 
 /** The rules of a password an administrator sets (`users add`, `users passwd`). */

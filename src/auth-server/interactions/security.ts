@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type Provider from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
 
 export { isLoopback as isLoopbackHost } from '../../guard/lib/http.ts'
@@ -30,17 +31,64 @@ export function cspSource(uri: string): string | undefined {
   return /^[a-z][a-z0-9+.-]*:$/.test(url.protocol) ? url.protocol : undefined
 }
 
+const isHttps = (issuer: string) => new URL(issuer).protocol === 'https:'
+
 /**
- * A cookie the interaction pages set. On https it is `__Host-` (Secure, Path=/, no Domain: it cannot be
- * planted by a sibling subdomain nor read over http). `__Host-` requires `Secure`, which user agents other
- * than browsers refuse to send over plain http, so a loopback http issuer (development) uses the bare name.
+ * The name of a cookie of the authorization server. On https it is `__Host-` (Secure, Path=/, no Domain: it
+ * cannot be planted by a sibling subdomain nor by a plain-http page). `__Host-` requires `Secure`, which user
+ * agents other than browsers refuse to send over plain http, so a loopback http issuer (development) uses the
+ * bare name.
  */
+export function cookieName(issuer: string, base: string): string {
+  return isHttps(issuer) ? `__Host-${base}` : base
+}
+
+/**
+ * oidc-provider's cookies (browser session, interaction, resume) under Gatehouse's names, each host-only on
+ * Path=/ so that the `__Host-` prefix holds on https. The resume cookie's path is forced by the provider:
+ * {@link rootPathCookies} sets it to `/`. So one browser runs one authorization at a time: starting another
+ * replaces the first's cookies, and the first then ends on "Sign-in expired".
+ */
+export function providerCookies(issuer: string, keys: string[]) {
+  const options = {
+    httpOnly: true,
+    sameSite: 'lax' as const,
+    path: '/',
+    ...(isHttps(issuer) ? { secure: true } : {}),
+  }
+  return {
+    keys,
+    names: {
+      session: cookieName(issuer, 'gatehouse-session'),
+      interaction: cookieName(issuer, 'gatehouse-interaction'),
+      resume: cookieName(issuer, 'gatehouse-resume'),
+    },
+    long: options,
+    short: { ...options },
+  }
+}
+
+type Middleware = Parameters<Provider['use']>[0]
+
+/** The provider sets its resume cookie on the resume URL's path; a `__Host-` cookie must be on `/`. */
+export function rootPathCookies(provider: Provider): Middleware {
+  const resume = provider.cookieName('resume')
+  return (ctx, next) => {
+    const cookies = ctx.cookies
+    const set = cookies.set.bind(cookies)
+    cookies.set = (name, value, options) =>
+      set(name, value, name === resume ? { ...options, path: '/' } : options)
+    return next()
+  }
+}
+
+/** A cookie the interaction pages set, named by {@link cookieName}. */
 export class InteractionCookie {
   readonly name: string
   readonly #secure: boolean
   constructor(issuer: string, base: string) {
-    this.#secure = new URL(issuer).protocol === 'https:'
-    this.name = this.#secure ? `__Host-${base}` : base
+    this.#secure = isHttps(issuer)
+    this.name = cookieName(issuer, base)
   }
 
   set(res: ServerResponse, value: string, maxAgeSeconds: number) {

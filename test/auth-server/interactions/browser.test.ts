@@ -8,13 +8,14 @@ import {
 } from '../../../src/auth-server/interactions/index.ts'
 import { createGuard } from '../../../src/guard/index.ts'
 import { launchBrowser, withContext } from '../../support/browser.ts'
+import { gatehouse } from '../../support/embedded-gateway.ts'
 import {
   type AuthorizationRequest,
   authorizationRequest,
   startClientCallback,
 } from '../../support/login-flow.ts'
 import { startUpstreamIdp } from '../../support/upstream-idp.ts'
-import { type Harness, registerPublicClient, startAuthServer, token } from '../harness.ts'
+import { type Harness, registerPublicClient, SECRET, startAuthServer, token } from '../harness.ts'
 
 const PASSWORD = 'correct horse battery staple'
 const CLIENT_NAME = 'Inspector (browser test)'
@@ -241,6 +242,59 @@ test('Chromium: a federated user whose upstream groups claim has the value holds
       refused: ['mcp:write'],
       scope: 'mcp:read',
     })
+  } finally {
+    await client.close()
+    await idp.close()
+    await h.close()
+  }
+})
+
+test('Chromium + CLI: a federated user with an Okta-style subject (capitals) is found by `gatehouse consents revoke`', async () => {
+  const h = await startAuthServer()
+  const idp = await startUpstreamIdp(upstreamRedirectUri(h.issuer, 'okta'))
+  const client = await startClientCallback()
+  try {
+    await h.restart({
+      interactions: loginAndConsent({
+        upstream: [
+          {
+            id: 'okta',
+            name: 'Okta',
+            issuer: idp.issuer,
+            clientId: idp.clientId,
+            clientSecret: idp.clientSecret,
+          },
+        ],
+      }),
+    })
+    const clientId = await registerPublicClient(h, {
+      client_name: CLIENT_NAME,
+      redirect_uris: [client.redirectUri],
+    })
+    const request = authorizationRequest(h, clientId, client.redirectUri, 'mcp:read mcp:write')
+    const callback = await withContext(browser, async (context) => {
+      const page = await context.newPage()
+      await page.goto(request.url)
+      await page.getByRole('button', { name: 'Continue with Okta' }).click()
+      await page.locator('input[name="login"]').fill('00uAbC123XyZ')
+      await page.locator('input[name="password"]').fill('anything')
+      await page.getByRole('button', { name: 'Sign-in' }).click()
+      await page.getByRole('button', { name: 'Continue' }).click()
+      return approveConsent(page, h, client)
+    })
+    await redeemAndVerify(h, clientId, request, callback)
+    const user = await h.store.users.findByExternalId(`${idp.issuer}|00uAbC123XyZ`)
+    assert.equal(user?.username, 'okta:00uabc123xyz')
+    assert.ok(await h.store.consents.find(user.id, clientId))
+
+    // The administrator copies the subject as the provider's console shows it.
+    const run = await gatehouse(['consents', 'revoke', 'okta:00uAbC123XyZ', clientId], '', {
+      GATEHOUSE_STORAGE_URL: h.storeUrl,
+      GATEHOUSE_SECRET: SECRET,
+    })
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(run.stdout, `revoked the consent of okta:00uabc123xyz for ${clientId}\n`)
+    assert.equal(await h.store.consents.find(user.id, clientId), undefined)
   } finally {
     await client.close()
     await idp.close()
