@@ -1,3 +1,3 @@
 export { openStore } from './open.ts'
-export { OidcConsumeConflictError } from './sql_store.ts'
+export { OidcConsumeConflictError, StoreUnavailableError } from './sql_store.ts'
 export type * from './store.ts'
