@@ -8,8 +8,10 @@ import { loadSigningKeys, retainWhileSigning, signedTokenLifetimeSeconds } from 
 import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
+import { StoreOutage } from './outage.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
+import { rotationScopeMiddleware } from './rotation.ts'
 import { UserScopes } from './user_scopes.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
@@ -41,7 +43,7 @@ export type {
   ProtectedResource,
   StaticClient,
 } from './options.ts'
-export { resolveTtl } from './options.ts'
+export { MAX_REFRESH_REUSE_INTERVAL, resolveTtl } from './options.ts'
 export {
   deleteUser,
   disableUser,
@@ -93,9 +95,14 @@ export async function createAuthorizationServer(
   // The mount sets X-Forwarded-Host and -Proto from the issuer on every request it forwards (URLs follow the
   // issuer); the client address never comes from Koa (`ctx.ip` is the first, client-written, entry).
   provider.proxy = true
-  provider.on('server_error', (_ctx, error) =>
-    options.logger.warn('authorization server error', { error: error.message }),
-  )
+  const outage = new StoreOutage(options.logger)
+  provider.on('server_error', (ctx, error) => {
+    if (!outage.serverError(ctx, error)) {
+      options.logger.warn('authorization server error', { error: error.message })
+    }
+  })
+  provider.use(outage.middleware(ROUTES.token))
+  provider.use(rotationScopeMiddleware(ROUTES.token))
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
   provider.use(logoutRedirectMiddleware(options, ROUTES.end_session))

@@ -103,6 +103,12 @@ export interface AuthorizationServerOptions {
   userScopes?: UserScopesOptions
   /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
   tokenRateLimit?: { limit: number; windowSeconds: number }
+  /**
+   * Seconds after a refresh during which the client may present the refresh token it just used again (its
+   * answer was lost): it gets a fresh set that replaces the one it never received. Later, or once the new
+   * refresh token was used, reuse revokes the grant. Default 30; 0 turns it off; at most 300.
+   */
+  refreshReuseIntervalSeconds?: number
   registration?: {
     /** Default true. Dynamic client registration (RFC 7591), deprecated by MCP 2026-07-28 but used by 2025 clients. */
     enabled?: boolean
@@ -154,6 +160,7 @@ export interface ResolvedOptions {
   interactions: InteractionsFactory | undefined
   userScopes: UserScopesOptions | undefined
   tokenRateLimit: { limit: number; windowSeconds: number }
+  refreshReuseIntervalSeconds: number
   registration: { enabled: boolean; rateLimit: { limit: number; windowSeconds: number } }
   cimd: {
     enabled: boolean
@@ -215,6 +222,7 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
         ...new Set(['openid', 'offline_access', ...resources.flatMap((r) => r.scopes)]),
       ]),
     tokenRateLimit: checkRate(options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 }, 'tokenRateLimit'),
+    refreshReuseIntervalSeconds: checkReuseInterval(options.refreshReuseIntervalSeconds ?? 30),
     registration: {
       enabled: options.registration?.enabled ?? true,
       rateLimit: checkRate(
@@ -321,6 +329,18 @@ function checkRate(value: { limit: number; windowSeconds: number }, what: string
     )
   ) {
     fail(`${what} must be { limit, windowSeconds } with whole numbers above 0`)
+  }
+  return value
+}
+
+/** Longer would let a stolen refresh token outrun reuse detection for longer. */
+export const MAX_REFRESH_REUSE_INTERVAL = 300
+
+function checkReuseInterval(value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_REFRESH_REUSE_INTERVAL) {
+    fail(
+      `refreshReuseIntervalSeconds ${JSON.stringify(value)} must be a whole number of seconds from 0 (off) to ${MAX_REFRESH_REUSE_INTERVAL}`,
+    )
   }
   return value
 }

@@ -103,6 +103,9 @@ Configuration file (flags win over the environment, which wins over the file):
     signing_algorithm: ES256               # ES256, EdDSA or RS256, for the key generated on first start
     ttl: { access_token: 600, refresh_token: 1209600 }  # seconds; also authorization_code, session, grant,
                                            # interaction, id_token, registered_client
+    refresh_reuse_interval: 30             # seconds (0: off, at most 300) a client may present the refresh
+                                           # token it just used again (its answer was lost) and get a new set;
+                                           # later, or once the new one was used, reuse revokes the grant
     login:
       local_accounts: true                 # default when no upstream is given; gatehouse users add <name>
       upstream:                            # "Continue with <name>"; the redirect URI to register is printed at start

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
-import type {
-  AuthServerTtl,
-  LoginAndConsentOptions,
-  ScopeGrant,
-  SigningAlgorithm,
-  StaticClient,
+import {
+  type AuthServerTtl,
+  type LoginAndConsentOptions,
+  MAX_REFRESH_REUSE_INTERVAL,
+  type ScopeGrant,
+  type SigningAlgorithm,
+  type StaticClient,
 } from '../auth-server/index.ts'
 import type { GuardOptions } from '../guard/index.ts'
 import { guardOptionsFromAuthBlock } from './apollo.ts'
@@ -41,6 +42,8 @@ export interface EmbeddedAuthorizationConfig {
   dev: boolean
   signingAlgorithm: SigningAlgorithm | undefined
   ttl: AuthServerTtl
+  /** `authorization_server.refresh_reuse_interval`; undefined: the server's default (30 s). */
+  refreshReuseIntervalSeconds: number | undefined
   login: LoginAndConsentOptions
   registration: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
   cimd: { enabled?: boolean; rateLimit?: { limit: number; windowSeconds: number } }
@@ -90,6 +93,7 @@ const AS_KEYS = [
   'scopes',
   'signing_algorithm',
   'ttl',
+  'refresh_reuse_interval',
   'login',
   'registration',
   'cimd',
@@ -134,6 +138,7 @@ export function embeddedAuthorizationConfig(
       | SigningAlgorithm
       | undefined,
     ttl: Object.fromEntries(Object.entries(ttl).map(([key, value]) => [TTL_KEYS[key], value])),
+    refreshReuseIntervalSeconds: reuseInterval(block.refresh_reuse_interval),
     login: { upstream, ...(typeof localAccounts === 'boolean' ? { localAccounts } : {}) },
     registration: switchable(block.registration, 'authorization_server.registration'),
     cimd: switchable(block.cimd, 'authorization_server.cimd'),
@@ -179,6 +184,16 @@ function scopeGrants(value: unknown, providers: readonly string[]): ScopeGrant[]
       ...(claim ? { claim: claim as NonNullable<ScopeGrant['claim']> } : {}),
     }
   })
+}
+
+function reuseInterval(value: unknown): number | undefined {
+  if (value === undefined) return undefined
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > MAX_REFRESH_REUSE_INTERVAL) {
+    fail(
+      `authorization_server.refresh_reuse_interval must be a whole number of seconds from 0 (off) to ${MAX_REFRESH_REUSE_INTERVAL}, not ${JSON.stringify(value)}`,
+    )
+  }
+  return value as number
 }
 
 function words(value: unknown, where: string): string[] {
