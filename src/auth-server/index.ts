@@ -43,7 +43,7 @@ export type {
   ProtectedResource,
   StaticClient,
 } from './options.ts'
-export { MAX_REFRESH_REUSE_INTERVAL, resolveTtl } from './options.ts'
+export { resolveTtl } from './options.ts'
 export {
   deleteUser,
   disableUser,

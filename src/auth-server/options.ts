@@ -333,8 +333,8 @@ function checkRate(value: { limit: number; windowSeconds: number }, what: string
   return value
 }
 
-/** Longer would let a stolen refresh token outrun reuse detection for longer. */
-export const MAX_REFRESH_REUSE_INTERVAL = 300
+/** Longer would let a stolen refresh token outrun reuse detection for longer; src/config/embedded.ts too. */
+const MAX_REFRESH_REUSE_INTERVAL = 300
 
 function checkReuseInterval(value: number): number {
   if (!Number.isInteger(value) || value < 0 || value > MAX_REFRESH_REUSE_INTERVAL) {

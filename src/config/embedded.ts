@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
-import {
-  type AuthServerTtl,
-  type LoginAndConsentOptions,
-  MAX_REFRESH_REUSE_INTERVAL,
-  type ScopeGrant,
-  type SigningAlgorithm,
-  type StaticClient,
+import type {
+  AuthServerTtl,
+  LoginAndConsentOptions,
+  ScopeGrant,
+  SigningAlgorithm,
+  StaticClient,
 } from '../auth-server/index.ts'
 import type { GuardOptions } from '../guard/index.ts'
 import { guardOptionsFromAuthBlock } from './apollo.ts'
@@ -15,6 +14,8 @@ import { fail, only } from './errors.ts'
 export const DEFAULT_DATA_DIR = './.gatehouse'
 const DEFAULT_SCOPES = ['mcp']
 const MIN_SECRET_LENGTH = 32
+/** The authorization server's own limit (`refreshReuseIntervalSeconds`, src/auth-server/options.ts). */
+const MAX_REFRESH_REUSE_INTERVAL = 300
 const LOOPBACK = new Set(['127.0.0.1', '::1', '[::1]', 'localhost'])
 
 export const isLoopback = (host: string) => LOOPBACK.has(host)
