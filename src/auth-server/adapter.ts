@@ -1,26 +1,35 @@
 import { errors } from 'oidc-provider'
 import { OidcConsumeConflictError } from '../storage/index.ts'
 import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
+import { rotatingWrites } from './rotation.ts'
 
 /** How often one instance re-extends the lifetime of a registered client that is in use. */
 const EXTEND_EVERY_MS = 3_600_000
 
 /**
  * The `oidc-provider` adapter over the store. A lost compare-and-set on `consume` (a concurrent redemption
- * of the same code or refresh token) becomes `invalid_grant`, so exactly one racer gets tokens. Registered
+ * of the same code or refresh token) becomes `invalid_grant`, so exactly one racer gets tokens. A refresh
+ * token's rotation is one transaction, and a retry within `refreshReuseInterval` seconds continues the grant
+ * (see rotation.ts). Registered
  * clients expire after `clientTtl` seconds without use; each use pushes the expiry back.
  *
  * A registered client's record keeps the ID token algorithm of the key that signed when it registered (the
  * provider stores its defaults); once a rotation to another algorithm has taken that key out of the JWKS, the
  * provider would refuse the client. The value is dropped on load so the current default applies.
  */
-export function adapterFactory(store: Store, clientTtl: number, publishedAlgs: ReadonlySet<string>) {
+export function adapterFactory(
+  store: Store,
+  clientTtl: number,
+  publishedAlgs: ReadonlySet<string>,
+  refreshReuseInterval: number,
+) {
   const extendedAt = new Map<string, number>()
   return (model: string) => {
     const inner = store.oidcAdapter(model)
+    const writes = model === 'RefreshToken' ? rotatingWrites(store, inner, refreshReuseInterval) : inner
     const adapter: OidcAdapter = {
-      upsert: (id, payload, expiresIn) => {
-        if (model !== 'Client') return inner.upsert(id, payload, expiresIn)
+      upsert: async (id, payload, expiresIn) => {
+        if (model !== 'Client') return lostRaceIsInvalidGrant(writes.upsert(id, payload, expiresIn))
         extendedAt.set(id, Date.now())
         return inner.upsert(id, payload, clientTtl)
       },
@@ -34,15 +43,7 @@ export function adapterFactory(store: Store, clientTtl: number, publishedAlgs: R
       },
       findByUid: (uid) => inner.findByUid(uid),
       findByUserCode: (code) => inner.findByUserCode(code),
-      consume: async (id) => {
-        try {
-          await inner.consume(id)
-        } catch (error) {
-          // Only a lost race becomes invalid_grant; a database failure stays a server error.
-          if (error instanceof OidcConsumeConflictError) throw new errors.InvalidGrant('grant already used')
-          throw error
-        }
-      },
+      consume: (id) => lostRaceIsInvalidGrant(writes.consume(id)),
       destroy: (id) => inner.destroy(id),
       revokeByGrantId: (grantId) => inner.revokeByGrantId(grantId),
     }
@@ -55,5 +56,15 @@ export function adapterFactory(store: Store, clientTtl: number, publishedAlgs: R
       await inner.upsert(id, payload, clientTtl)
     }
     return adapter
+  }
+}
+
+async function lostRaceIsInvalidGrant(write: Promise<void>): Promise<void> {
+  try {
+    await write
+  } catch (error) {
+    // Only a lost race becomes invalid_grant; a database failure stays a server error.
+    if (error instanceof OidcConsumeConflictError) throw new errors.InvalidGrant('grant already used')
+    throw error
   }
 }

@@ -9,6 +9,7 @@ import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
+import { continueRetry } from './rotation.ts'
 import { createSafeFetch } from './safe_fetch.ts'
 import type { UserScopes } from './user_scopes.ts'
 
@@ -31,6 +32,7 @@ export function providerConfiguration(
       store,
       ttl.registeredClient,
       new Set(keys.map((k) => k.alg)),
+      options.refreshReuseIntervalSeconds,
     ) as unknown as Configuration['adapter'],
     jwks: { keys: keys as NonNullable<Configuration['jwks']>['keys'] },
     clients: options.clients,
@@ -58,10 +60,12 @@ export function providerConfiguration(
       if (grant) await userScopes.align(grant)
       return grant
     },
-    findAccount: async (_ctx, sub) => {
+    findAccount: async (_ctx, sub, token) => {
       const user = await store.users.findById(sub)
       // Undefined ends what the account holds: refresh fails (invalid_grant), and so do userinfo and sign-in.
       if (!user || user.disabledAt !== undefined) return undefined
+      // The provider's one hook between its checks of a presented refresh token and its reuse detection.
+      if (token) await continueRetry(store, token)
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
     // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.

@@ -9,8 +9,10 @@ import { deriveKey, loadSigningKeys, retainWhileSigning, signedTokenLifetimeSeco
 import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
+import { StoreOutage } from './outage.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
+import { rotationScopeMiddleware } from './rotation.ts'
 import { UserScopes } from './user_scopes.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
@@ -99,10 +101,15 @@ export async function createAuthorizationServer(
   // The mount sets X-Forwarded-Host and -Proto from the issuer on every request it forwards (URLs follow the
   // issuer); the client address never comes from Koa (`ctx.ip` is the first, client-written, entry).
   provider.proxy = true
-  provider.on('server_error', (_ctx, error) =>
-    options.logger.warn('authorization server error', { error: error.message }),
-  )
+  const outage = new StoreOutage(options.logger)
+  provider.on('server_error', (ctx, error) => {
+    if (!outage.serverError(ctx, error)) {
+      options.logger.warn('authorization server error', { error: error.message })
+    }
+  })
+  provider.use(outage.middleware(ROUTES.token))
   provider.use(rootPathCookies(provider))
+  provider.use(rotationScopeMiddleware(ROUTES.token))
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
   provider.use(logoutRedirectMiddleware(options, ROUTES.end_session))

@@ -109,6 +109,12 @@ export interface AuthorizationServerOptions {
   userScopes?: UserScopesOptions
   /** Token requests per client address and window, shared by the instances of a store; default 300 per 60 s. */
   tokenRateLimit?: RateLimit
+  /**
+   * Seconds after a refresh during which the client may present the refresh token it just used again (its
+   * answer was lost): it gets a fresh set that replaces the one it never received. Later, or once the new
+   * refresh token was used, reuse revokes the grant. Default 30; 0 turns it off; at most 300.
+   */
+  refreshReuseIntervalSeconds?: number
   registration?: {
     /** Default true. Dynamic client registration (RFC 7591), deprecated by MCP 2026-07-28 but used by 2025 clients. */
     enabled?: boolean
@@ -160,6 +166,7 @@ export interface ResolvedOptions {
   interactions: InteractionsFactory | undefined
   userScopes: UserScopesOptions | undefined
   tokenRateLimit: RateLimit
+  refreshReuseIntervalSeconds: number
   registration: { enabled: boolean; rateLimit: RateLimit }
   cimd: {
     enabled: boolean
@@ -225,6 +232,7 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
       options.tokenRateLimit ?? { limit: 300, windowSeconds: 60 },
       `${PREFIX}tokenRateLimit`,
     ),
+    refreshReuseIntervalSeconds: checkReuseInterval(options.refreshReuseIntervalSeconds ?? 30),
     registration: {
       enabled: options.registration?.enabled ?? true,
       rateLimit: checkRate(
@@ -322,6 +330,18 @@ function checkResources(value: unknown): ProtectedResource[] {
   if (defaults.length > 1)
     fail(`only one resource may be the default; found ${defaults.map((r) => r.url).join(', ')}`)
   return value as ProtectedResource[]
+}
+
+/** Longer would let a stolen refresh token outrun reuse detection for longer; src/config/embedded.ts too. */
+const MAX_REFRESH_REUSE_INTERVAL = 300
+
+function checkReuseInterval(value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_REFRESH_REUSE_INTERVAL) {
+    fail(
+      `refreshReuseIntervalSeconds ${JSON.stringify(value)} must be a whole number of seconds from 0 (off) to ${MAX_REFRESH_REUSE_INTERVAL}`,
+    )
+  }
+  return value
 }
 
 function staticClient(client: StaticClient, resources: readonly ProtectedResource[]) {

@@ -65,6 +65,9 @@ export async function startEmbeddedAuthorizationServer(
       resources: [{ url: resource.url, scopes: [...new Set(resource.scopes)], default: true }],
       ...(config.signingAlgorithm ? { signingAlgorithm: config.signingAlgorithm } : {}),
       ttl: config.ttl,
+      ...(config.refreshReuseIntervalSeconds === undefined
+        ? {}
+        : { refreshReuseIntervalSeconds: config.refreshReuseIntervalSeconds }),
       clients: config.clients,
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),
       // The development test user holds every scope.

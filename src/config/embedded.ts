@@ -30,6 +30,8 @@ export interface EmbeddedAuthorizationConfig {
   dev: boolean
   signingAlgorithm: SigningAlgorithm | undefined
   ttl: AuthServerTtl
+  /** `authorization_server.refresh_reuse_interval`; undefined: the server's default (30 s). */
+  refreshReuseIntervalSeconds: number | undefined
   login: LoginAndConsentOptions
   registration: { enabled?: boolean; rateLimit?: RateLimit }
   cimd: { enabled?: boolean; rateLimit?: RateLimit }
@@ -79,6 +81,7 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
     ttl: Object.fromEntries(
       Object.entries(block.ttl).map(([key, value]) => [TTL_KEYS[key as keyof typeof TTL_KEYS], value]),
     ),
+    refreshReuseIntervalSeconds: block.refresh_reuse_interval,
     login: { upstream, ...(localAccounts === undefined ? {} : { localAccounts }) },
     registration: switchable(block.registration),
     cimd: switchable(block.cimd),

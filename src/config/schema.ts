@@ -221,6 +221,12 @@ const authorizationServer = block({
     }),
     { description: 'lifetimes in seconds' },
   ),
+  // The authorization server's own limit is 300 too (refreshReuseIntervalSeconds in src/auth-server/options.ts).
+  refresh_reuse_interval: setting(z.optional(integer(0, 300)), {
+    description:
+      'seconds in which a client may retry a refresh whose answer it lost and get a fresh set instead of losing the grant (0: off)',
+    defaultText: '30',
+  }),
   login: block({
     local_accounts: setting(z.optional(boolean()), {
       description: 'the username and password form (gatehouse users add <name>)',

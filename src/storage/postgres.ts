@@ -7,9 +7,47 @@ import {
   SqlStore,
   type SqlValue,
   type StoreOptions,
+  StoreUnavailableError,
 } from './sql_store.ts'
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+/** A database that takes longer to accept a connection counts as unavailable (the request gets 503). */
+const CONNECT_TIMEOUT_MS = 5_000
+/** Socket errors of a database that is down or unreachable. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+])
+/** What `pg` says when a connection is lost or cannot be made in time. */
+const CONNECTION_LOST =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/
+
+/**
+ * The database is down or refuses work for now: a socket error, a lost connection, SQLSTATE class 08
+ * (connection exception), 53 (insufficient resources: too many connections, disk full) or 57P01-57P03
+ * (shutting down, crashed, starting up).
+ */
+function isUnavailable(error: unknown): boolean {
+  if (error instanceof AggregateError && error.errors.some(isUnavailable)) return true
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string' && (NETWORK_CODES.has(code) || /^(08|53|57P0[123])/.test(code))) return true
+  return CONNECTION_LOST.test(error.message)
+}
+
+async function classified<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work
+  } catch (error) {
+    throw isUnavailable(error) ? new StoreUnavailableError(error) : error
+  }
+}
 
 /** The store's SQL uses `?` placeholders (none appear in literals); PostgreSQL numbers them. */
 function numbered(sql: string): string {
@@ -26,20 +64,22 @@ class PostgresDriver implements SqlDriver {
   }
 
   async query(sql: string, params: SqlValue[]): Promise<Row[]> {
-    return (await this.#pool.query(numbered(sql), params)).rows
+    return (await classified(this.#pool.query(numbered(sql), params))).rows
   }
 
   async execute(sql: string, params: SqlValue[]): Promise<number> {
-    return (await this.#pool.query(numbered(sql), params)).rowCount ?? 0
+    return (await classified(this.#pool.query(numbered(sql), params))).rowCount ?? 0
   }
 
   async transaction(statements: SqlStatement[]): Promise<void> {
-    await inTransaction(this.#pool, async (client) => {
-      for (const { sql, params, orFail } of statements) {
-        const result = await client.query(numbered(sql), params)
-        if (result.rowCount === 0 && orFail) throw new Error(orFail)
-      }
-    })
+    await classified(
+      inTransaction(this.#pool, async (client) => {
+        for (const { sql, params, orFail } of statements) {
+          const result = await client.query(numbered(sql), params)
+          if (result.rowCount === 0 && orFail) throw orFail
+        }
+      }),
+    )
   }
 
   close(): Promise<void> {
@@ -80,6 +120,7 @@ export async function openPostgresStore(url: string, options: StoreOptions = {})
   const { connectionString, schema } = parseUrl(url)
   const pool = new pg.Pool({
     connectionString,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
   })
   // A connection dropped while idle is replaced by the next query; without a listener it would crash the process.

@@ -10,6 +10,7 @@ import {
   normalizeUsername,
   type OidcAdapter,
   type OidcPayload,
+  type OidcWrite,
   type RevocationRecords,
   type SigningKey,
   type Store,
@@ -23,8 +24,8 @@ export type Row = Record<string, unknown>
 export interface SqlStatement {
   sql: string
   params: SqlValue[]
-  /** When the statement changes no row, the transaction is rolled back and this message thrown. */
-  orFail?: string
+  /** When the statement changes no row, the transaction is rolled back and this error thrown. */
+  orFail?: Error
 }
 
 /** What the store needs from a database: SQL with `?` placeholders, run by SQLite or PostgreSQL. */
@@ -47,6 +48,18 @@ export class OidcConsumeConflictError extends Error {
   constructor(model: string) {
     super(`${model} record already consumed, expired or not found`)
     this.name = 'OidcConsumeConflictError'
+  }
+}
+
+/**
+ * Thrown by the drivers when the database cannot be reached or refuses work for now (connection refused or
+ * lost, server shutting down or starting, too many connections, a lock held past the timeout): the caller
+ * answers "retry later" instead of a server error.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super(`storage unavailable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+    this.name = 'StoreUnavailableError'
   }
 }
 
@@ -129,6 +142,46 @@ function toSigningKey(row: Row): SigningKey {
   }
 }
 
+/** `OidcAdapter.upsert`: replaces the whole row; `consumed_at` follows `payload.consumed`. */
+function upsertStatement(
+  model: string,
+  id: string,
+  payload: OidcPayload,
+  expiresIn: number,
+  now: number,
+): SqlStatement {
+  return {
+    sql: `INSERT INTO oidc_records
+            (model, id, payload, grant_id, uid, user_code, account_id, expires_at, consumed_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+          ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+            uid = excluded.uid, user_code = excluded.user_code, account_id = excluded.account_id,
+            expires_at = excluded.expires_at, consumed_at = excluded.consumed_at`,
+    params: [
+      model,
+      lookupKey(id),
+      JSON.stringify(payload),
+      optionalLookupKey(payload.grantId),
+      optionalLookupKey(payload.uid),
+      optionalLookupKey(payload.userCode),
+      typeof payload.accountId === 'string' && storable(payload.accountId) ? payload.accountId : null,
+      // Clients registered without an expiry come with no expiresIn.
+      Number.isFinite(expiresIn) ? now + expiresIn : null,
+      typeof payload.consumed === 'number' ? payload.consumed : null,
+    ],
+  }
+}
+
+/** `OidcAdapter.consume`: a compare-and-set that changes no row when the record is consumed, expired or absent. */
+function consumeStatement(model: string, id: string, now: number): SqlStatement {
+  return {
+    sql: `UPDATE oidc_records SET consumed_at = ?
+          WHERE model = ? AND id = ? AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
+    params: [now, model, lookupKey(id), now],
+    orFail: new OidcConsumeConflictError(model),
+  }
+}
+
 /** The one implementation of `Store`; the backends differ only in their `SqlDriver` and DDL. */
 export class SqlStore implements Store {
   readonly kind: Store['kind']
@@ -185,38 +238,15 @@ export class SqlStore implements Store {
       async upsert(id, payload, expiresIn) {
         const now = seconds()
         await purgeExpired(now)
-        await db.execute(
-          `INSERT INTO oidc_records
-             (model, id, payload, grant_id, uid, user_code, account_id, expires_at, consumed_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-             uid = excluded.uid, user_code = excluded.user_code, account_id = excluded.account_id,
-             expires_at = excluded.expires_at, consumed_at = excluded.consumed_at`,
-          [
-            model,
-            lookupKey(id),
-            JSON.stringify(payload),
-            optionalLookupKey(payload.grantId),
-            optionalLookupKey(payload.uid),
-            optionalLookupKey(payload.userCode),
-            typeof payload.accountId === 'string' && storable(payload.accountId) ? payload.accountId : null,
-            // Clients registered without an expiry come with no expiresIn.
-            Number.isFinite(expiresIn) ? now + expiresIn : null,
-            typeof payload.consumed === 'number' ? payload.consumed : null,
-          ],
-        )
+        const { sql, params } = upsertStatement(model, id, payload, expiresIn, now)
+        await db.execute(sql, params)
       },
       find: (id) => findBy('id', id),
       findByUid: (uid) => findBy('uid', uid),
       findByUserCode: (userCode) => findBy('user_code', userCode),
       async consume(id) {
-        const now = seconds()
-        const changed = await db.execute(
-          `UPDATE oidc_records SET consumed_at = ?
-           WHERE model = ? AND id = ? AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
-          [now, model, lookupKey(id), now],
-        )
-        if (changed === 0) throw new OidcConsumeConflictError(model)
+        const { sql, params, orFail } = consumeStatement(model, id, seconds())
+        if ((await db.execute(sql, params)) === 0) throw orFail
       },
       async destroy(id) {
         await db.execute('DELETE FROM oidc_records WHERE model = ? AND id = ?', [model, lookupKey(id)])
@@ -248,6 +278,18 @@ export class SqlStore implements Store {
       statements.push({ sql: 'DELETE FROM oidc_records WHERE account_id = ?', params: [accountId] })
     if (statements.length > 0) await this.#db.transaction(statements)
     return grants.size
+  }
+
+  async oidcTransaction(writes: readonly OidcWrite[]): Promise<void> {
+    const now = this.#seconds()
+    await this.#purgeExpired(now)
+    await this.#db.transaction(
+      writes.map((write) =>
+        write.kind === 'consume'
+          ? consumeStatement(write.model, write.id, now)
+          : upsertStatement(write.model, write.id, write.payload, write.expiresIn, now),
+      ),
+    )
   }
 
   async hit(bucket: string, limit: number, windowSeconds: number): Promise<boolean> {
@@ -412,7 +454,7 @@ export class SqlStore implements Store {
           {
             sql: `UPDATE signing_keys SET state = 'active', retire_after = NULL WHERE kid = ?`,
             params: [kid],
-            orFail: 'storage: no signing key with this kid',
+            orFail: new Error('storage: no signing key with this kid'),
           },
         ])
       },

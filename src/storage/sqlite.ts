@@ -9,10 +9,26 @@ import {
   SqlStore,
   type SqlValue,
   type StoreOptions,
+  StoreUnavailableError,
 } from './sql_store.ts'
 
 /** How long a writer waits for another connection (another process on the same file) to finish. */
 const BUSY_TIMEOUT_MS = 10_000
+/** SQLite's primary result codes for a file that is locked past the timeout or cannot be read or written. */
+const UNAVAILABLE_CODES = new Set([
+  5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */,
+])
+
+function classified<T>(work: () => T): T {
+  try {
+    return work()
+  } catch (error) {
+    const code = (error as { errcode?: unknown }).errcode
+    throw typeof code === 'number' && UNAVAILABLE_CODES.has(code & 0xff)
+      ? new StoreUnavailableError(error)
+      : error
+  }
+}
 
 /**
  * `node:sqlite` is synchronous: each call runs to completion before the returned promise settles, so no
@@ -42,19 +58,21 @@ class SqliteDriver implements SqlDriver {
   }
 
   async query(sql: string, params: SqlValue[]): Promise<Row[]> {
-    return this.#prepare(sql).all(...params) as Row[]
+    return classified(() => this.#prepare(sql).all(...params) as Row[])
   }
 
   async execute(sql: string, params: SqlValue[]): Promise<number> {
-    return this.#run(sql, params)
+    return classified(() => this.#run(sql, params))
   }
 
   async transaction(statements: SqlStatement[]): Promise<void> {
-    this.immediately(() => {
-      for (const { sql, params, orFail } of statements) {
-        if (this.#run(sql, params) === 0 && orFail) throw new Error(orFail)
-      }
-    })
+    classified(() =>
+      this.immediately(() => {
+        for (const { sql, params, orFail } of statements) {
+          if (this.#run(sql, params) === 0 && orFail) throw orFail
+        }
+      }),
+    )
   }
 
   immediately<T>(work: () => T): T {

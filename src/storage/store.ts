@@ -14,6 +14,12 @@ export interface Store {
    * its browser sessions included. Returns how many grants there were.
    */
   revokeAccountGrants(accountId: string, clientId?: string): Promise<number>
+  /**
+   * `oidc-provider` writes in one transaction, in order, all or none: each `consume` is the compare-and-set
+   * of {@link OidcAdapter.consume} (when it changes nothing, nothing is written and it throws
+   * `OidcConsumeConflictError`), each `upsert` that of {@link OidcAdapter.upsert}. A refresh token's rotation.
+   */
+  oidcTransaction(writes: readonly OidcWrite[]): Promise<void>
   readonly users: UserRecords
   readonly consents: ConsentRecords
   readonly keys: KeyRecords
@@ -41,6 +47,10 @@ export interface OidcAdapter {
   destroy(id: string): Promise<void>
   revokeByGrantId(grantId: string): Promise<void>
 }
+
+export type OidcWrite =
+  | { kind: 'consume'; model: string; id: string }
+  | { kind: 'upsert'; model: string; id: string; payload: OidcPayload; expiresIn: number }
 
 export type OidcPayload = Record<string, unknown> & {
   grantId?: string

@@ -32,14 +32,15 @@ export interface Harness {
 }
 
 /**
- * A real authorization server on a random loopback port over a real SQLite store, mounted the way the gateway
- * mounts it: its `handle` first, a 404 for what it leaves. Two resources: `/mcp` (the default) and `/other`.
+ * A real authorization server on a random loopback port over a real SQLite store (or the store at
+ * `storageUrl`), mounted the way the gateway mounts it: its `handle` first, a 404 for what it leaves. Two
+ * resources: `/mcp` (the default) and `/other`.
  */
 export async function startAuthServer(
-  options: { path?: string; overrides?: Partial<AuthorizationServerOptions> } = {},
+  options: { path?: string; overrides?: Partial<AuthorizationServerOptions>; storageUrl?: string } = {},
 ): Promise<Harness> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-as-'))
-  const storeUrl = `sqlite:${join(dataDir, 'as.db')}`
+  const storeUrl = options.storageUrl ?? `sqlite:${join(dataDir, 'as.db')}`
   const store = await openStore(storeUrl, { dataDir })
   const logger = capturingLogger()
   let auth: AuthorizationServer | undefined

@@ -29,6 +29,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
           scopes: ['mcp', 'files'],
           signing_algorithm: 'EdDSA',
           ttl: { access_token: 300, refresh_token: 86400 },
+          refresh_reuse_interval: 0,
           login: {
             local_accounts: true,
             upstream: [
@@ -59,6 +60,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
     })
     assert.equal(embedded?.signingAlgorithm, 'EdDSA')
     assert.deepEqual(embedded?.ttl, { accessToken: 300, refreshToken: 86400 })
+    assert.equal(embedded?.refreshReuseIntervalSeconds, 0)
     assert.deepEqual(embedded?.login, {
       localAccounts: true,
       upstream: [
@@ -123,13 +125,18 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
-        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, login, registration, cimd, clients, scope_grants',
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, scope_grants',
     },
     {
       name: 'an unknown lifetime',
       file: { authorization_server: { ttl: { access: 60 } } },
       message: /^authorization_server.ttl: unknown setting access; known: access_token, /,
     },
+    ...[-1, 1.5, 301, 'thirty'].map((value) => ({
+      name: `a refresh reuse interval of ${JSON.stringify(value)}`,
+      file: { authorization_server: { refresh_reuse_interval: value } },
+      message: `authorization_server.refresh_reuse_interval must be an integer from 0 to 300, got ${JSON.stringify(value)}`,
+    })),
     {
       name: 'a scope grant with an unknown key',
       file: { authorization_server: { scope_grants: [{ scopes: ['admin'], user: ['alice'] }] } },
@@ -186,6 +193,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       'authorization_server:',
       'signing_algorithm:',
       'ttl:',
+      'refresh_reuse_interval:',
       'local_accounts:',
       'upstream:',
       'registration:',

@@ -305,6 +305,98 @@ export function storeContract(harness: StoreHarness): void {
     }
   })
 
+  test('oidcTransaction: consumes and upserts in order, in one step', async () => {
+    const { store, clock } = await stores(1)
+    const tokens = store.oidcAdapter('RefreshToken')
+    await tokens.upsert('rt-0', { jti: 'rt-0', grantId: 'g' }, 600)
+    clock.advance(7)
+    await store.oidcTransaction([
+      { kind: 'consume', model: 'RefreshToken', id: 'rt-0' },
+      {
+        kind: 'upsert',
+        model: 'RefreshToken',
+        id: 'rt-1',
+        payload: { jti: 'rt-1', grantId: 'g' },
+        expiresIn: 60,
+      },
+      {
+        kind: 'upsert',
+        model: 'Link',
+        id: 'rt-0',
+        payload: { successor: 'rt-1', grantId: 'g' },
+        expiresIn: 30,
+      },
+    ])
+    assert.deepEqual(await tokens.find('rt-0'), { jti: 'rt-0', grantId: 'g', consumed: seconds(START) + 7 })
+    assert.deepEqual(await tokens.find('rt-1'), { jti: 'rt-1', grantId: 'g' })
+    clock.advance(30)
+    assert.equal(
+      await store.oidcAdapter('Link').find('rt-0'),
+      undefined,
+      'each upsert keeps its own lifetime',
+    )
+    assert.deepEqual(await tokens.find('rt-1'), { jti: 'rt-1', grantId: 'g' })
+    await tokens.revokeByGrantId('g')
+    assert.equal(await tokens.find('rt-1'), undefined)
+  })
+
+  test('oidcTransaction: a consume that changes nothing throws and writes nothing, earlier writes included', async () => {
+    const { store, clock } = await stores(1)
+    const tokens = store.oidcAdapter('RefreshToken')
+    await tokens.upsert('used', { jti: 'used' }, 600)
+    await tokens.upsert('open', { jti: 'open' }, 600)
+    await tokens.upsert('expiring', { jti: 'expiring' }, 5)
+    await tokens.consume('used')
+    clock.advance(5)
+    for (const failing of ['used', 'expiring', 'never-issued']) {
+      await assert.rejects(
+        store.oidcTransaction([
+          { kind: 'consume', model: 'RefreshToken', id: 'open' },
+          { kind: 'upsert', model: 'RefreshToken', id: 'next', payload: { jti: 'next' }, expiresIn: 60 },
+          { kind: 'consume', model: 'RefreshToken', id: failing },
+        ]),
+        isConsumeConflict('RefreshToken'),
+        failing,
+      )
+      assert.deepEqual(await tokens.find('open'), { jti: 'open' }, failing)
+      assert.equal(await tokens.find('next'), undefined, failing)
+    }
+  })
+
+  test('oidcTransaction: 20 concurrent rotations of one token over two stores: exactly one is stored', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.oidcAdapter('RefreshToken').upsert('raced', { jti: 'raced' }, 60)
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 ? first : second).oidcTransaction([
+          { kind: 'consume', model: 'RefreshToken', id: 'raced' },
+          {
+            kind: 'upsert',
+            model: 'RefreshToken',
+            id: `next-${i}`,
+            payload: { jti: `next-${i}` },
+            expiresIn: 60,
+          },
+        ]),
+      ),
+    )
+    const won = results.flatMap((result, i) => (result.status === 'fulfilled' ? [i] : []))
+    assert.equal(won.length, 1)
+    for (const result of results.filter((result) => result.status === 'rejected')) {
+      assert.ok(isConsumeConflict('RefreshToken')(result.reason), String(result.reason))
+    }
+    const stored = await Promise.all(
+      results.map((_, i) => first.oidcAdapter('RefreshToken').find(`next-${i}`)),
+    )
+    assert.deepEqual(
+      stored.flatMap((payload, i) => (payload ? [i] : [])),
+      won,
+    )
+  })
+
   test('oidc: hostile ids and payloads are stored and returned intact', async () => {
     const { store } = await stores(1)
     const adapter = store.oidcAdapter('RefreshToken')

@@ -204,7 +204,7 @@ test('behind the trusted proxy the address is the one it appended, not what the 
   const h = await startAuthServer({
     overrides: {
       proxy: true,
-      interactions: loginAndConsent({ rateLimit: { perAddress: { limit: 2, windowSeconds: 60 } } }),
+      interactions: loginAndConsent({ rateLimit: { perAddress: { limit: 2, windowSeconds: 3600 } } }),
     },
   })
   const client = await startClientCallback()
