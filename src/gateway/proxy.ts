@@ -8,8 +8,8 @@ import { request as httpsRequest } from 'node:https'
 import { pipeline } from 'node:stream/promises'
 import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
+import type { CredentialMode } from './credentials/index.ts'
 import { readBody, sendJson, sendRpcError, singleId } from './http.ts'
-import type { UpstreamIdentity } from './identity.ts'
 import { isRequest, type JsonRpcId, type JsonRpcMessage, RPC } from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import type { ToolPolicy } from './policy.ts'
@@ -24,8 +24,8 @@ import {
 
 export interface HttpUpstreamOptions {
   url: URL
-  mode: 'none' | 'passthrough'
-  identity: UpstreamIdentity
+  /** How the upstream learns who is calling. */
+  credentials: CredentialMode
   policy: ToolPolicy
   sessions: SessionRegistry
   metrics: GatewayMetrics
@@ -139,11 +139,7 @@ export class HttpUpstream implements Upstream {
     if (x.sessionId !== undefined) headers['mcp-session-id'] = x.sessionId
     if (x.body.length > 0) headers['content-length'] = String(x.body.length)
     if (x.principal === undefined) return headers
-    if (this.#o.mode === 'passthrough') {
-      headers.authorization = `Bearer ${x.principal.token.token}`
-      return headers
-    }
-    return { ...headers, ...(await this.#o.identity.headers(x.principal.token)) }
+    return Object.assign(headers, await this.#o.credentials.headers(x.principal))
   }
 
   #send(

@@ -20,6 +20,7 @@ import {
 } from '../guard/index.ts'
 import type { Store } from '../storage/store.ts'
 import type { GatewayConfig } from './config.ts'
+import { type CredentialMode, credentialMode } from './credentials/index.ts'
 import {
   BodyTooLarge,
   guardRequest,
@@ -29,14 +30,14 @@ import {
   sendWebResponse,
   singleId,
 } from './http.ts'
-import { principalOf, UPSTREAM_JWKS_PATH, UpstreamIdentity } from './identity.ts'
+import { principalOf } from './identity.ts'
 import { isStatelessEra, type JsonRpcMessage, parseJsonRpcBody, RPC } from './jsonrpc.ts'
 import { createGatewayLogger, guardLogger, redactUrl } from './logger.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
 import { HttpUpstream } from './proxy.ts'
 import { SessionRegistry } from './sessions.ts'
-import { StdioUpstream } from './stdio.ts'
+import { StdioUpstream } from './stdio/bridge.ts'
 import type { McpExchange, Upstream } from './upstream.ts'
 
 /** A POST's JSON-RPC body, strictly parsed; empty for other requests. */
@@ -197,7 +198,7 @@ class GatewayHandler {
   readonly #mcpPath: string
   readonly #sessions: SessionRegistry
   readonly #policy: ToolPolicy
-  readonly #identity: UpstreamIdentity
+  readonly #credentials: CredentialMode
   readonly #upstream: Upstream
   readonly #authorizationServer: EmbeddedAuthorization | undefined
   readonly #reaper: NodeJS.Timeout
@@ -228,10 +229,10 @@ class GatewayHandler {
     this.#sessions = new SessionRegistry(config.sessions, this.metrics)
     this.#policy = new ToolPolicy(config, guard)
     const upstream = config.upstream
-    this.#identity = new UpstreamIdentity(
-      guard.resource,
-      upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
-    )
+    this.#credentials = credentialMode(config.upstreamCredentials, {
+      resource: guard.resource,
+      upstream: upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
+    })
     const shared = {
       policy: this.#policy,
       sessions: this.#sessions,
@@ -245,18 +246,11 @@ class GatewayHandler {
         ? new HttpUpstream({
             ...shared,
             url: upstream.url,
-            mode: config.upstreamCredentials,
-            identity: this.#identity,
+            credentials: this.#credentials,
             maxBodyBytes: config.limits.maxBodyBytes * 16,
           })
         : new StdioUpstream({ ...shared, ...upstream, maxMessageBytes: config.limits.maxBodyBytes * 16 })
-    if (config.upstreamCredentials === 'passthrough') {
-      logger.warn(
-        'upstream_credentials.mode is passthrough: the client access token is forwarded to the upstream. ' +
-          'This violates the MCP authorization spec (tokens must not be passed through) and lets the upstream ' +
-          'replay the token; use mode none unless the upstream cannot work without it.',
-      )
-    }
+    if (this.#credentials.startupWarning) logger.warn(this.#credentials.startupWarning)
     const idleMs = config.sessions.idleTimeoutSeconds * 1000
     this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs, 30_000))
     this.#reaper.unref()
@@ -313,9 +307,9 @@ class GatewayHandler {
       res.end(this.metrics.render())
       return
     }
-    if (path === UPSTREAM_JWKS_PATH && this.#config.upstreamCredentials === 'none') {
-      return sendJson(res, 200, this.#identity.jwks, { 'cache-control': 'public, max-age=60' })
-    }
+    const published = this.#credentials.published.get(path)
+    if (published !== undefined)
+      return sendJson(res, 200, published, { 'cache-control': 'public, max-age=60' })
     const metadata = this.#guard.metadataResponse(guardRequest(req, this.#origin))
     if (metadata) return sendWebResponse(res, metadata)
     sendJson(res, 404, { error: 'not_found' })
