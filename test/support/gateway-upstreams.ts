@@ -6,14 +6,19 @@ import type { AddressInfo } from 'node:net'
 /**
  * A real HTTP server playing misbehaving or inspectable MCP upstreams, one per path: `/record` answers
  * every request and keeps its headers, `/hang` never answers, `/garbage` answers 200 with broken JSON.
+ * `received` lists every request that reached it, on any path, as it arrives: a refusal test asserts it
+ * stayed empty.
  */
 export async function startOddUpstream(): Promise<{
   url(path: 'record' | 'hang' | 'garbage'): string
   seen: IncomingHttpHeaders[]
+  received: { method: string; path: string }[]
   close(): Promise<void>
 }> {
   const seen: IncomingHttpHeaders[] = []
+  const received: { method: string; path: string }[] = []
   const server = createServer(async (req, res) => {
+    received.push({ method: req.method ?? '', path: req.url ?? '' })
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     if (req.url === '/hang') return
@@ -33,6 +38,7 @@ export async function startOddUpstream(): Promise<{
   return {
     url: (path) => `http://127.0.0.1:${port}/${path}`,
     seen,
+    received,
     close: async () => {
       server.closeAllConnections()
       server.close()

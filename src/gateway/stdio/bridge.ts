@@ -1,9 +1,10 @@
-import { acceptsEventStream, sendJson, sendRpcError, sendStatus, singleId } from '../http.ts'
-import { isRequest, isStatelessEra, RPC, STATELESS_VERSIONS } from '../jsonrpc.ts'
+import { GatewayError } from '../errors.ts'
+import { accepts, acceptsEventStream, sendError, sendJson, sendStatus, singleId } from '../http.ts'
+import { isRequest, isStatelessEra, STATELESS_VERSIONS } from '../jsonrpc.ts'
 import type { ToolPolicy } from '../policy.ts'
 import type { SessionRegistry } from '../sessions.ts'
 import type { McpExchange, Upstream } from '../upstream.ts'
-import { type ChildOptions, initializeChild, LEGACY_VERSIONS, StdioChild } from './child.ts'
+import { type ChildOptions, commandRunnable, initializeChild, LEGACY_VERSIONS, StdioChild } from './child.ts'
 import { EventStream } from './event-stream.ts'
 import { BridgeSession } from './session.ts'
 import { type AnswerRewrite, PostSink } from './sinks.ts'
@@ -57,7 +58,7 @@ export class StdioUpstream implements Upstream {
     let session: BridgeSession | undefined
     if (exchange.sessionId === undefined) {
       if (!exchange.messages.some((m) => m.method === 'initialize')) {
-        sendRpcError(res, 400, RPC.connectionClosed, 'Bad Request: no Mcp-Session-Id; send initialize first')
+        sendError(res, new GatewayError('session_required'))
         return
       }
       if (this.#options.shared) return this.#joinShared(exchange)
@@ -65,7 +66,7 @@ export class StdioUpstream implements Upstream {
     } else {
       session = this.#sessions.get(exchange.sessionId)
       if (session === undefined) {
-        sendRpcError(res, 404, RPC.connectionClosed, 'Session not found')
+        sendError(res, new GatewayError('session_not_found'))
         return
       }
     }
@@ -85,14 +86,9 @@ export class StdioUpstream implements Upstream {
       this.#options.streamIdleTimeoutMs,
     )
     if (opened === 'conflict') {
-      sendRpcError(exchange.res, 409, RPC.connectionClosed, 'Conflict: this session already has a GET stream')
+      sendError(exchange.res, new GatewayError('stream_conflict'))
     } else if (opened === 'unknown_event') {
-      sendRpcError(
-        exchange.res,
-        400,
-        RPC.connectionClosed,
-        'Bad Request: Last-Event-ID names no stream this session keeps',
-      )
+      sendError(exchange.res, new GatewayError('event_id_unknown'))
     } else {
       this.#options.metrics.streams.inc()
       exchange.res.on('close', () => this.#options.metrics.streams.dec())
@@ -111,12 +107,8 @@ export class StdioUpstream implements Upstream {
   #existingSession(exchange: McpExchange): BridgeSession | undefined {
     const session = exchange.sessionId === undefined ? undefined : this.#sessions.get(exchange.sessionId)
     if (session === undefined) {
-      sendRpcError(
-        exchange.res,
-        exchange.sessionId === undefined ? 400 : 404,
-        RPC.connectionClosed,
-        'Session not found',
-      )
+      const code = exchange.sessionId === undefined ? 'session_required' : 'session_not_found'
+      sendError(exchange.res, new GatewayError(code))
     }
     return session
   }
@@ -137,8 +129,8 @@ export class StdioUpstream implements Upstream {
     void child.stop(2000)
   }
 
-  ready(): boolean {
-    return true
+  ready(): Promise<boolean> {
+    return commandRunnable(this.#options)
   }
 
   async close(graceMs: number): Promise<void> {
@@ -170,7 +162,7 @@ export class StdioUpstream implements Upstream {
     const sse =
       acceptsEventStream(exchange.req) &&
       (exchange.messages.some((m) => m.method === 'tools/call') ||
-        !(exchange.req.headers.accept ?? '').includes('application/json'))
+        !accepts(exchange.req.headers.accept, 'application/json'))
     const stream = !sse ? undefined : resumable ? session.newStream() : new EventStream()
     const { policy } = this.#options
     const sink = new PostSink({
@@ -208,7 +200,7 @@ export class StdioUpstream implements Upstream {
   async #joinShared(exchange: McpExchange): Promise<void> {
     const [initialize] = exchange.messages
     if (exchange.messages.length !== 1 || initialize === undefined || !isRequest(initialize)) {
-      sendRpcError(exchange.res, 400, RPC.invalidRequest, 'Bad Request: initialize must be sent alone')
+      sendError(exchange.res, new GatewayError('initialize_not_alone'))
       return
     }
     let joined: InitializedSession
@@ -219,13 +211,7 @@ export class StdioUpstream implements Upstream {
         { detail: (error as Error).message },
         'the MCP server could not be initialized',
       )
-      sendRpcError(
-        exchange.res,
-        502,
-        RPC.internalError,
-        'the MCP server could not be initialized',
-        initialize.id,
-      )
+      sendError(exchange.res, new GatewayError('upstream_not_initialized'), initialize.id)
       return
     }
     sendJson(
@@ -241,20 +227,14 @@ export class StdioUpstream implements Upstream {
     const version = exchange.req.headers['mcp-protocol-version'] as string
     const id = singleId(exchange.messages)
     if (!STATELESS_VERSIONS.includes(version)) {
-      sendJson(res, 400, {
-        jsonrpc: '2.0',
-        id,
-        error: {
-          code: RPC.unsupportedProtocolVersion,
-          message: `unsupported protocol version ${version}`,
-          data: { supported: [...STATELESS_VERSIONS, ...LEGACY_VERSIONS], requested: version },
-        },
-      })
+      const data = { supported: [...STATELESS_VERSIONS, ...LEGACY_VERSIONS], requested: version }
+      const reason = `unsupported protocol version ${version}`
+      sendError(res, new GatewayError('unsupported_protocol_version', { reason, data }), id)
       return
     }
     const mismatch = statelessHeaderMismatch(exchange, version)
     if (mismatch) {
-      sendRpcError(res, 400, RPC.headerMismatch, mismatch, id)
+      sendError(res, new GatewayError('header_mismatch', { reason: mismatch }), id)
       return
     }
     let child: InitializedSession
@@ -265,7 +245,7 @@ export class StdioUpstream implements Upstream {
         { detail: (error as Error).message },
         'the MCP server could not be initialized',
       )
-      sendRpcError(res, 502, RPC.internalError, 'the MCP server could not be initialized', id)
+      sendError(res, new GatewayError('upstream_not_initialized'), id)
       return
     }
     this.#options.sessions.use(child.session.id, exchange.principal?.key)
@@ -281,12 +261,7 @@ export class StdioUpstream implements Upstream {
   #refuseStateless(exchange: McpExchange): boolean {
     if (!isStatelessEra(exchange.req.headers['mcp-protocol-version'])) return false
     exchange.res.setHeader('allow', 'POST')
-    sendRpcError(
-      exchange.res,
-      405,
-      RPC.connectionClosed,
-      'Method Not Allowed: the stateless protocol has no sessions',
-    )
+    sendError(exchange.res, new GatewayError('stateless_no_sessions'))
     return true
   }
 

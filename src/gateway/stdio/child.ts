@@ -1,4 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { constants } from 'node:fs'
+import { access, stat } from 'node:fs/promises'
+import { delimiter, isAbsolute, join, resolve, sep } from 'node:path'
 import type { Logger } from 'pino'
 import { childEnvironment } from '../child_env.ts'
 import {
@@ -27,6 +30,28 @@ export interface ChildOptions {
   timeoutMs: number
   /** Longest line a child may write before it is treated as broken. */
   maxMessageBytes: number
+}
+
+/**
+ * Whether the command can be started: an executable file, at its path (from `cwd`) or found on the PATH the
+ * child is given, as `spawn` looks it up.
+ */
+export async function commandRunnable(options: ChildOptions): Promise<boolean> {
+  const { command, cwd } = options
+  const candidates =
+    command.includes('/') || command.includes(sep)
+      ? [isAbsolute(command) ? command : resolve(cwd ?? process.cwd(), command)]
+      : (childEnvironment(process.env, options.env).PATH ?? '')
+          .split(delimiter)
+          .filter((dir) => dir !== '')
+          .map((dir) => join(dir, command))
+  for (const path of candidates) {
+    try {
+      await access(path, constants.X_OK)
+      if ((await stat(path)).isFile()) return true
+    } catch {}
+  }
+  return false
 }
 
 /** One newline-delimited message for a child. */

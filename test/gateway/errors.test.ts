@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { describe, it } from 'node:test'
+import { GATEWAY_ERRORS, GatewayError, type GatewayErrorCode } from '../../src/gateway/errors.ts'
+
+// The "Gateway errors" section of docs/errors.md and the registry must say the same thing.
+
+const page = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
+const section = page.split(/^# /m).find((part) => part.startsWith('Gateway errors\n')) ?? ''
+
+const documented = section
+  .split(/^## /m)
+  .slice(1)
+  .map((text) => {
+    const field = (pattern: RegExp) => pattern.exec(text)?.[1]
+    const status = field(/^- Status: (\d{3})$/m)
+    const rpc = field(/^- JSON-RPC code: (-\d+)$/m)
+    return {
+      code: field(/^`([a-z_]+)`\n/) ?? text.split('\n', 1)[0] ?? '',
+      status: status === undefined ? undefined : Number(status),
+      rpc: rpc === undefined ? undefined : Number(rpc),
+      description: field(/^- Description: `(.+)`$/m),
+      when: /^\*\*When:\*\* \S/m.test(text),
+      check: /^\*\*Check:\*\* \S/m.test(text),
+    }
+  })
+const codes = Object.keys(GATEWAY_ERRORS) as GatewayErrorCode[]
+
+describe('docs/errors.md "Gateway errors" matches GATEWAY_ERRORS', () => {
+  it('documents every code once, in registry order, and nothing else', () => {
+    assert.deepEqual(
+      documented.map((d) => d.code),
+      codes,
+    )
+  })
+
+  for (const code of codes) {
+    it(code, () => {
+      const doc = documented.find((d) => d.code === code)
+      assert.ok(doc, `${code} is not documented`)
+      const { status, rpc, description } = GATEWAY_ERRORS[code]
+      assert.deepEqual(
+        { status: doc.status, rpc: doc.rpc, description: doc.description, when: doc.when, check: doc.check },
+        { status, rpc, description, when: true, check: true },
+      )
+    })
+  }
+})
+
+describe('GatewayError reads the registry; the detail never reaches the public text', () => {
+  for (const code of codes) {
+    it(code, () => {
+      const error = new GatewayError(code, { detail: 'the detail' })
+      const entry = GATEWAY_ERRORS[code]
+      assert.deepEqual(
+        [error.status, error.rpcCode, error.publicText, error.message, error.detail],
+        [entry.status, entry.rpc, entry.description, `${entry.description}: the detail`, 'the detail'],
+      )
+    })
+  }
+
+  it('a reason about the client’s own request replaces the description on the wire', () => {
+    const error = new GatewayError('body_too_large', { reason: 'the request body exceeds 10 bytes' })
+    assert.equal(error.publicText, 'the request body exceeds 10 bytes')
+  })
+
+  it('the JSON-RPC codes MCP clients see are the ones they saw before the registry', () => {
+    // The MCP SDK's client recognises a lost session by the 404; its server words it the same way.
+    assert.deepEqual(GATEWAY_ERRORS.session_not_found, {
+      status: 404,
+      rpc: -32_000,
+      description: 'Session not found',
+    })
+  })
+})
