@@ -10,7 +10,7 @@ import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
 import type { CredentialMode } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
-import { mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
+import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
 import { isRequest, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import type { ToolPolicy } from './policy.ts'
@@ -220,8 +220,10 @@ export class HttpUpstream implements Upstream {
       x.messages.filter((m) => isRequest(m) && m.method === 'tools/list').map((m) => m.id as JsonRpcId),
     )
     if (type === 'application/json' && x.req.method === 'POST') {
-      const body = await readBody(response, this.#o.maxBodyBytes).catch(() => {
+      const body = await readBody(response, this.#o.maxBodyBytes).catch((error: unknown) => {
+        // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
         response.destroy()
+        if (!(error instanceof BodyTooLarge)) throw error
         throw new GatewayError('upstream_too_large', {
           detail: `a JSON response above ${this.#o.maxBodyBytes} bytes`,
         })
