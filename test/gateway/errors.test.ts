@@ -1,29 +1,11 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { GATEWAY_ERRORS, GatewayError, type GatewayErrorCode } from '../../src/gateway/errors.ts'
+import { documentedErrors } from '../support/errors-doc.ts'
 
 // The "Gateway errors" section of docs/errors.md and the registry must say the same thing.
 
-const page = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
-const section = page.split(/^# /m).find((part) => part.startsWith('Gateway errors\n')) ?? ''
-
-const documented = section
-  .split(/^## /m)
-  .slice(1)
-  .map((text) => {
-    const field = (pattern: RegExp) => pattern.exec(text)?.[1]
-    const status = field(/^- Status: (\d{3})$/m)
-    const rpc = field(/^- JSON-RPC code: (-\d+)$/m)
-    return {
-      code: field(/^`([a-z_]+)`\n/) ?? text.split('\n', 1)[0] ?? '',
-      status: status === undefined ? undefined : Number(status),
-      rpc: rpc === undefined ? undefined : Number(rpc),
-      description: field(/^- Description: `(.+)`$/m),
-      when: /^\*\*When:\*\* \S/m.test(text),
-      check: /^\*\*Check:\*\* \S/m.test(text),
-    }
-  })
+const documented = documentedErrors('Gateway errors')
 const codes = Object.keys(GATEWAY_ERRORS) as GatewayErrorCode[]
 
 describe('docs/errors.md "Gateway errors" matches GATEWAY_ERRORS', () => {
