@@ -76,6 +76,8 @@ const exchangeOf = (a: Admission): McpExchange => ({
 
 const NO_BODY: RequestBody = { bytes: Buffer.alloc(0), messages: [], batch: false }
 const MAX_HEADERS = 100
+/** How long one readiness answer of the upstream is reused. */
+const READINESS_TTL_MS = 1000
 /** Node's default, set explicitly so that `--max-http-header-size` in NODE_OPTIONS cannot raise it. */
 const MAX_HEADER_BYTES = 16_384
 
@@ -234,6 +236,7 @@ class GatewayHandler {
   /** On a loopback bind, the `Host` values this gateway answers to; `undefined` elsewhere (any). */
   readonly #allowedHosts: ReadonlySet<string> | undefined
   #closing = false
+  #readiness: { at: number; ready: Promise<boolean> } | undefined
   /** Anonymous request bodies being read now, against `limits.max_anonymous_body_reads`. */
   #anonymousReads = 0
 
@@ -327,7 +330,7 @@ class GatewayHandler {
     const path = url.pathname
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' })
     if (path === '/readyz') {
-      const ready = !this.#closing && (await this.#upstream.ready())
+      const ready = !this.#closing && (await this.#upstreamReady())
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' })
     }
     if (path === '/metrics') {
@@ -341,6 +344,18 @@ class GatewayHandler {
     const metadata = this.#guard.metadataResponse(guardRequest(req, url))
     if (metadata) return sendWebResponse(res, metadata)
     sendJson(res, 404, { error: 'not_found' })
+  }
+
+  /**
+   * The upstream's readiness, asked at most once a second however often `/readyz` is called: the endpoint is
+   * public, and each answer may cost the upstream a request.
+   */
+  #upstreamReady(): Promise<boolean> {
+    const now = Date.now()
+    if (this.#readiness === undefined || now - this.#readiness.at >= READINESS_TTL_MS) {
+      this.#readiness = { at: now, ready: this.#upstream.ready() }
+    }
+    return this.#readiness.ready
   }
 
   async #mcp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

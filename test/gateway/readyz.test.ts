@@ -54,4 +54,12 @@ describe('gateway: /readyz says whether the upstream can serve', () => {
     // Port 9 (discard) on loopback: nothing listens there.
     assert.deepEqual(await readyz(await start({ upstream: 'http://127.0.0.1:9/mcp' })), NOT_READY)
   })
+
+  it('http: asks the upstream at most once a second, however often it is probed', async () => {
+    const gateway = await start({ upstream: upstream.url('record') })
+    upstream.received.length = 0
+    const answers = await Promise.all(Array.from({ length: 20 }, () => readyz(gateway)))
+    assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]))
+    assert.equal(upstream.received.filter((r) => r.method === 'OPTIONS').length, 1)
+  })
 })
