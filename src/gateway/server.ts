@@ -381,7 +381,11 @@ class GatewayHandler {
         body: NO_BODY,
         sessionId: undefined,
       }
-      for (const step of this.#admission) if (!(await step(admission))) return
+      for (const step of this.#admission) {
+        const result = step(admission)
+        // Most steps are synchronous: awaiting them would cost a turn of the microtask queue each.
+        if (!(typeof result === 'boolean' ? result : await result)) return
+      }
     } catch (error) {
       if (!(error instanceof GatewayError)) throw error
       if (error.detail) this.#logger.info({ code: error.code, detail: error.detail }, 'request refused')
