@@ -5,6 +5,7 @@ import { AUTH_SERVER_ERRORS, AuthServerError } from '../src/auth-server/errors.t
 import { CLI_ERRORS, CliError, operatorMessage } from '../src/cli/errors.ts'
 import { CONFIG_ERRORS, GatewayConfigError } from '../src/config/errors.ts'
 import { defineErrors, GatehouseError, type Registry } from '../src/errors/index.ts'
+import { GATEWAY_ERRORS, GatewayError, type GatewayErrorCode } from '../src/gateway/errors.ts'
 import { GUARD_ERRORS, GuardError } from '../src/guard/index.ts'
 
 // docs/errors.md and every registry must say the same thing (a drift test, as fastify does for Errors.md).
@@ -15,6 +16,11 @@ const PARTS: { heading: string; registry: Registry; make: (code: string, detail:
     heading: 'Guard',
     registry: GUARD_ERRORS,
     make: (code, detail) => new GuardError(code as keyof typeof GUARD_ERRORS, detail),
+  },
+  {
+    heading: 'Gateway',
+    registry: GATEWAY_ERRORS,
+    make: (code, detail) => new GatewayError(code as GatewayErrorCode, { detail }),
   },
   {
     heading: 'Configuration',
@@ -41,6 +47,7 @@ const LABELS: Record<string, { label: string; show: (value: unknown) => string }
   status: { label: 'Status', show: String },
   error: { label: 'OAuth error', show: (value) => (value === undefined ? 'none' : `\`${value}\``) },
   title: { label: 'Page title', show: (value) => `\`${value}\`` },
+  rpc: { label: 'JSON-RPC code', show: String },
   description: { label: 'Description', show: (value) => `\`${value}\`` },
   detailIsPublic: { label: 'Detail', show: (value) => (value ? 'public' : 'private') },
 }

@@ -1,18 +1,27 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pathOf } from '../guard/adapters/node_http.ts'
+import type { GatewayError } from './errors.ts'
 import { type JsonRpcId, type JsonRpcMessage, rpcError } from './jsonrpc.ts'
 
 /**
- * A web `Request` carrying the headers of `req`, for the guard. The body is left in `req`; the URL is the
- * canonical origin plus the request target, so checks such as DPoP's `htu` see what the client addressed.
+ * The URL a request addresses: the canonical origin plus the request target, put together as the guard's
+ * node adapter does, so `//evil.example/mcp` stays a path on this origin instead of naming another host.
  */
-export function guardRequest(req: IncomingMessage, origin: string): Request {
+export const requestUrl = (req: IncomingMessage, origin: string): URL =>
+  new URL(`${origin}${pathOf(req.url ?? '/')}`)
+
+/**
+ * A web `Request` carrying the headers of `req`, for the guard. The body is left in `req`; the URL is
+ * {@link requestUrl}, so checks such as DPoP's `htu` see what the client addressed.
+ */
+export function guardRequest(req: IncomingMessage, url: URL): Request {
   const headers = new Headers()
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i] as string
     // HTTP/2 pseudo-headers are not valid Fetch header names.
     if (!name.startsWith(':')) headers.append(name, req.rawHeaders[i + 1] as string)
   }
-  return new Request(new URL(req.url ?? '/', origin), { method: req.method ?? 'GET', headers })
+  return new Request(url, { method: req.method ?? 'GET', headers })
 }
 
 export class BodyTooLarge extends Error {
@@ -108,8 +117,32 @@ export function sendRpcError(
   sendJson(res, status, rpcError(id, code, message))
 }
 
+/** A gateway refusal as its registry entry says: status, JSON-RPC code, public text (never the detail). */
+export function sendError(res: ServerResponse, error: GatewayError, id?: JsonRpcId | null): void {
+  if (error.data === undefined) {
+    sendRpcError(res, error.status, error.rpcCode, error.publicText, id)
+    return
+  }
+  const body = rpcError(id, error.rpcCode, error.publicText)
+  sendJson(res, error.status, { ...body, error: { ...body.error, data: error.data } })
+}
+
 export const singleId = (messages: readonly JsonRpcMessage[]): JsonRpcId | null =>
   messages.length === 1 ? (messages[0]?.id ?? null) : null
 
+/**
+ * The media type of a `Content-Type` value, lower-cased, without parameters (`application/JSON; charset=utf-8`
+ * is `application/json`); `undefined` without one. Types are compared whole: `application/jsonx` is not JSON.
+ */
+export function mediaType(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const semicolon = value.indexOf(';')
+  return (semicolon === -1 ? value : value.slice(0, semicolon)).trim().toLowerCase() || undefined
+}
+
+/** Whether an `Accept` value lists `type` (exactly, or through a parameterised entry). */
+export const accepts = (accept: string | undefined, type: string): boolean =>
+  (accept ?? '').split(',').some((entry) => mediaType(entry) === type)
+
 export const acceptsEventStream = (req: IncomingMessage): boolean =>
-  (req.headers.accept ?? '').includes('text/event-stream')
+  accepts(req.headers.accept, 'text/event-stream')

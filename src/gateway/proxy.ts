@@ -8,9 +8,10 @@ import { request as httpsRequest } from 'node:https'
 import { pipeline } from 'node:stream/promises'
 import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
-import { readBody, sendJson, sendRpcError, singleId } from './http.ts'
-import type { UpstreamIdentity } from './identity.ts'
-import { isRequest, type JsonRpcId, type JsonRpcMessage, RPC } from './jsonrpc.ts'
+import type { CredentialMode } from './credentials/index.ts'
+import { GatewayError, type GatewayErrorCode } from './errors.ts'
+import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
+import { isRequest, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import type { ToolPolicy } from './policy.ts'
 import type { SessionRegistry } from './sessions.ts'
@@ -24,8 +25,8 @@ import {
 
 export interface HttpUpstreamOptions {
   url: URL
-  mode: 'none' | 'passthrough'
-  identity: UpstreamIdentity
+  /** How the upstream learns who is calling. */
+  credentials: CredentialMode
   policy: ToolPolicy
   sessions: SessionRegistry
   metrics: GatewayMetrics
@@ -36,16 +37,17 @@ export interface HttpUpstreamOptions {
   streamIdleTimeoutMs: number | undefined
 }
 
-class UpstreamFailure extends Error {
-  override name = 'UpstreamFailure'
-  readonly status: number
-  readonly kind: string
+/** How long `/readyz` waits for the upstream's answer. */
+const READY_TIMEOUT_MS = 2000
 
-  constructor(status: number, kind: string, message: string) {
-    super(message)
-    this.status = status
-    this.kind = kind
-  }
+/** The `gatehouse_upstream_errors_total` kind of each upstream failure, as dashboards know them. */
+const METRIC_KIND: Partial<Record<GatewayErrorCode, string>> = {
+  upstream_timeout: 'timeout',
+  upstream_unreachable: 'unreachable',
+  upstream_garbage: 'garbage',
+  upstream_too_large: 'too_large',
+  upstream_refused: 'upstream_refused',
+  upstream_stream_failed: 'stream',
 }
 
 /**
@@ -86,8 +88,21 @@ export class HttpUpstream implements Upstream {
     // The upstream keeps its own session state; forgetting the binding is enough to refuse the id.
   }
 
-  ready(): boolean {
-    return true
+  /** Any HTTP answer will do (an MCP endpoint may well refuse OPTIONS): the upstream is up and reachable. */
+  ready(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const send = this.#o.url.protocol === 'https:' ? httpsRequest : httpRequest
+      const request = send({ ...this.#target, method: 'OPTIONS', timeout: READY_TIMEOUT_MS })
+      request.on('response', (response) => {
+        response.resume()
+        resolve(true)
+        request.destroy()
+      })
+      request.on('timeout', () => request.destroy())
+      request.on('error', () => resolve(false))
+      request.on('close', () => resolve(false))
+      request.end()
+    })
   }
 
   /** GET streams carry only unsolicited messages and never end by themselves: they close now; the rest drain. */
@@ -116,13 +131,14 @@ export class HttpUpstream implements Upstream {
       await this.#relay(x, response)
     } catch (error) {
       const failure =
-        error instanceof UpstreamFailure
+        error instanceof GatewayError
           ? error
-          : new UpstreamFailure(502, 'stream', (error as Error).message)
+          : new GatewayError('upstream_stream_failed', { detail: (error as Error).message })
       if (res.destroyed) return
-      this.#o.metrics.upstreamErrors.inc({ kind: failure.kind })
-      this.#o.logger.warn({ kind: failure.kind, detail: failure.message }, 'upstream request failed')
-      sendRpcError(res, failure.status, RPC.internalError, publicMessage(failure), id)
+      const kind = METRIC_KIND[failure.code] ?? failure.code
+      this.#o.metrics.upstreamErrors.inc({ kind })
+      this.#o.logger.warn({ kind, detail: failure.detail }, 'upstream request failed')
+      sendError(res, failure, id)
     } finally {
       res.off('close', onClientClose)
     }
@@ -139,11 +155,7 @@ export class HttpUpstream implements Upstream {
     if (x.sessionId !== undefined) headers['mcp-session-id'] = x.sessionId
     if (x.body.length > 0) headers['content-length'] = String(x.body.length)
     if (x.principal === undefined) return headers
-    if (this.#o.mode === 'passthrough') {
-      headers.authorization = `Bearer ${x.principal.token.token}`
-      return headers
-    }
-    return { ...headers, ...(await this.#o.identity.headers(x.principal.token)) }
+    return Object.assign(headers, await this.#o.credentials.headers(x.principal))
   }
 
   #send(
@@ -158,7 +170,7 @@ export class HttpUpstream implements Upstream {
       this.#inFlight.add(request)
       request.on('close', () => this.#inFlight.delete(request))
       const timer = setTimeout(() => {
-        request.destroy(new UpstreamFailure(504, 'timeout', `no answer within ${timeoutMs} ms`))
+        request.destroy(new GatewayError('upstream_timeout', { detail: `no answer within ${timeoutMs} ms` }))
       }, timeoutMs)
       request.on('response', (response) => {
         clearTimeout(timer)
@@ -167,13 +179,11 @@ export class HttpUpstream implements Upstream {
       request.on('error', (error) => {
         clearTimeout(timer)
         reject(
-          error instanceof UpstreamFailure
+          error instanceof GatewayError
             ? error
-            : new UpstreamFailure(
-                502,
-                'unreachable',
-                `${url.origin}: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
-              ),
+            : new GatewayError('upstream_unreachable', {
+                detail: `${url.origin}: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+              }),
         )
       })
       request.end(body.length > 0 ? body : undefined)
@@ -196,43 +206,43 @@ export class HttpUpstream implements Upstream {
     if (status === 401 || status === 403) {
       response.resume()
       // The client authenticated to the gateway; an upstream refusal is the operator's to fix, not the client's.
-      throw new UpstreamFailure(
-        502,
-        'upstream_refused',
-        `the upstream answered ${status} to an authorized request`,
-      )
+      throw new GatewayError('upstream_refused', {
+        detail: `the upstream answered ${status} to an authorized request`,
+      })
     }
     const headers: Record<string, string> = {}
     for (const name of FORWARDED_RESPONSE_HEADERS) {
       const value = response.headers[name]
       if (typeof value === 'string') headers[name] = value
     }
-    const type = response.headers['content-type'] ?? ''
+    const type = mediaType(response.headers['content-type'])
     const listIds = new Set(
       x.messages.filter((m) => isRequest(m) && m.method === 'tools/list').map((m) => m.id as JsonRpcId),
     )
-    if (type.startsWith('application/json') && x.req.method === 'POST') {
-      const body = await readBody(response, this.#o.maxBodyBytes).catch(() => {
+    if (type === 'application/json' && x.req.method === 'POST') {
+      const body = await readBody(response, this.#o.maxBodyBytes).catch((error: unknown) => {
+        // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
         response.destroy()
-        throw new UpstreamFailure(502, 'too_large', `a JSON response above ${this.#o.maxBodyBytes} bytes`)
+        if (!(error instanceof BodyTooLarge)) throw error
+        throw new GatewayError('upstream_too_large', {
+          detail: `a JSON response above ${this.#o.maxBodyBytes} bytes`,
+        })
       })
       let parsed: unknown
       try {
         parsed = JSON.parse(body.toString('utf8'))
       } catch {
-        throw new UpstreamFailure(502, 'garbage', 'the upstream answered invalid JSON')
+        throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
       }
       sendJson(res, status, this.#filter(parsed, listIds, x), headers)
       return
     }
-    const streaming = type.startsWith('text/event-stream')
+    const streaming = type === 'text/event-stream'
     if (x.req.method === 'POST' && status === 200 && !streaming) {
       response.resume()
-      throw new UpstreamFailure(
-        502,
-        'garbage',
-        `the upstream answered a POST with content-type ${JSON.stringify(type)}`,
-      )
+      throw new GatewayError('upstream_garbage', {
+        detail: `the upstream answered a POST with content-type ${JSON.stringify(response.headers['content-type'])}`,
+      })
     }
     res.writeHead(status, headers)
     res.flushHeaders()
@@ -288,12 +298,3 @@ export class HttpUpstream implements Upstream {
     return { ...m, result: this.#o.policy.filterToolsList(m.result, x.principal?.token) }
   }
 }
-
-const publicMessage = (failure: UpstreamFailure): string =>
-  ({
-    timeout: 'the MCP server did not answer in time',
-    unreachable: 'the MCP server cannot be reached',
-    garbage: 'the MCP server answered with something that is not JSON-RPC',
-    too_large: 'the MCP server answer is too large',
-    upstream_refused: 'the MCP server refused the request the gateway authorized; check upstream_credentials',
-  })[failure.kind] ?? 'the MCP server connection failed'

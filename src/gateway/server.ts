@@ -15,28 +15,31 @@ import {
   type GuardOptions,
   type GuardResult,
   type AuthorizationServerOptions as TrustedServer,
-  type VerifiedToken,
 } from '../guard/index.ts'
 import { isLoopback, LOOPBACK_HOSTNAMES } from '../guard/lib/http.ts'
 import type { Store } from '../storage/store.ts'
 import { type GatewayConfig, guardOptionsFor } from './config.ts'
+import { type CredentialMode, credentialMode } from './credentials/index.ts'
+import { GatewayError } from './errors.ts'
 import {
   BodyTooLarge,
   guardRequest,
+  mediaType,
   readBody,
+  requestUrl,
+  sendError,
   sendJson,
-  sendRpcError,
   sendWebResponse,
   singleId,
 } from './http.ts'
-import { principalOf, UPSTREAM_JWKS_PATH, UpstreamIdentity } from './identity.ts'
+import { type Principal, principalOf } from './identity.ts'
 import { isStatelessEra, type JsonRpcMessage, parseJsonRpcBody, RPC } from './jsonrpc.ts'
 import { createGatewayLogger, guardLogger, redactUrl } from './logger.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
 import { HttpUpstream } from './proxy.ts'
 import { SessionRegistry } from './sessions.ts'
-import { StdioUpstream } from './stdio.ts'
+import { StdioUpstream } from './stdio/bridge.ts'
 import type { McpExchange, Upstream } from './upstream.ts'
 
 /** A POST's JSON-RPC body, strictly parsed; empty for other requests. */
@@ -46,8 +49,35 @@ interface RequestBody {
   batch: boolean
 }
 
+/** A request to the MCP endpoint as the admission steps learn it. */
+interface Admission {
+  req: IncomingMessage
+  res: ServerResponse
+  /** Its headers and URL as the guard reads them. */
+  request: Request
+  /** Known once a token is verified; `undefined` for anonymous discovery. */
+  principal: Principal | undefined
+  body: RequestBody
+  sessionId: string | undefined
+}
+
+/** Goes on (true), answers the request itself (false), or throws the GatewayError it is refused with. */
+type AdmissionStep = (admission: Admission) => boolean | Promise<boolean>
+
+const exchangeOf = (a: Admission): McpExchange => ({
+  req: a.req,
+  res: a.res,
+  principal: a.principal,
+  sessionId: a.sessionId,
+  body: a.body.bytes,
+  messages: a.body.messages,
+  batch: a.body.batch,
+})
+
 const NO_BODY: RequestBody = { bytes: Buffer.alloc(0), messages: [], batch: false }
 const MAX_HEADERS = 100
+/** How long one readiness answer of the upstream is reused. */
+const READINESS_TTL_MS = 1000
 /** Node's default, set explicitly so that `--max-http-header-size` in NODE_OPTIONS cannot raise it. */
 const MAX_HEADER_BYTES = 16_384
 
@@ -197,7 +227,7 @@ class GatewayHandler {
   readonly #mcpPath: string
   readonly #sessions: SessionRegistry
   readonly #policy: ToolPolicy
-  readonly #identity: UpstreamIdentity
+  readonly #credentials: CredentialMode
   readonly #upstream: Upstream
   readonly #authorizationServer: EmbeddedAuthorization | undefined
   readonly #reaper: NodeJS.Timeout
@@ -206,6 +236,7 @@ class GatewayHandler {
   /** On a loopback bind, the `Host` values this gateway answers to; `undefined` elsewhere (any). */
   readonly #allowedHosts: ReadonlySet<string> | undefined
   #closing = false
+  #readiness: { at: number; ready: Promise<boolean> } | undefined
   /** Anonymous request bodies being read now, against `limits.max_anonymous_body_reads`. */
   #anonymousReads = 0
 
@@ -228,10 +259,10 @@ class GatewayHandler {
     this.#sessions = new SessionRegistry(config.sessions, this.metrics)
     this.#policy = new ToolPolicy(config, guard)
     const upstream = config.upstream
-    this.#identity = new UpstreamIdentity(
-      guard.resource,
-      upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
-    )
+    this.#credentials = credentialMode(config.upstreamCredentials, {
+      resource: guard.resource,
+      upstream: upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
+    })
     const shared = {
       policy: this.#policy,
       sessions: this.#sessions,
@@ -245,25 +276,18 @@ class GatewayHandler {
         ? new HttpUpstream({
             ...shared,
             url: upstream.url,
-            mode: config.upstreamCredentials,
-            identity: this.#identity,
+            credentials: this.#credentials,
             maxBodyBytes: config.limits.maxBodyBytes * 16,
           })
         : new StdioUpstream({ ...shared, ...upstream, maxMessageBytes: config.limits.maxBodyBytes * 16 })
-    if (config.upstreamCredentials === 'passthrough') {
-      logger.warn(
-        'upstream_credentials.mode is passthrough: the client access token is forwarded to the upstream. ' +
-          'This violates the MCP authorization spec (tokens must not be passed through) and lets the upstream ' +
-          'replay the token; use mode none unless the upstream cannot work without it.',
-      )
-    }
+    if (this.#credentials.startupWarning) logger.warn(this.#credentials.startupWarning)
     const idleMs = config.sessions.idleTimeoutSeconds * 1000
     this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs, 30_000))
     this.#reaper.unref()
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', this.#origin).pathname
+    const url = requestUrl(req, this.#origin)
     // Checked first: the log object would otherwise be built on every request for nothing.
     if (this.#logger.isLevelEnabled('debug'))
       this.#logger.debug(
@@ -278,17 +302,17 @@ class GatewayHandler {
       // The authorization server owns its paths on this origin (the 2025-03-26 /authorize, /token, /register
       // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
       if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
-      if (path === this.#mcpPath) {
+      if (url.pathname === this.#mcpPath) {
         res.on('close', () =>
           this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }),
         )
-        await this.#mcp(req, res)
+        await this.#mcp(req, res, url)
         return
       }
-      await this.#other(req, res, path)
+      await this.#other(req, res, url)
     } catch (error) {
       this.#logger.error({ err: error }, 'request failed')
-      sendRpcError(res, 500, RPC.internalError, 'internal error in the gateway')
+      sendError(res, new GatewayError('internal_error'))
     }
   }
 
@@ -302,10 +326,11 @@ class GatewayHandler {
     await closed
   }
 
-  async #other(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  async #other(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const path = url.pathname
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' })
     if (path === '/readyz') {
-      const ready = !this.#closing && this.#upstream.ready()
+      const ready = !this.#closing && (await this.#upstreamReady())
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' })
     }
     if (path === '/metrics') {
@@ -313,104 +338,127 @@ class GatewayHandler {
       res.end(this.metrics.render())
       return
     }
-    if (path === UPSTREAM_JWKS_PATH && this.#config.upstreamCredentials === 'none') {
-      return sendJson(res, 200, this.#identity.jwks, { 'cache-control': 'public, max-age=60' })
-    }
-    const metadata = this.#guard.metadataResponse(guardRequest(req, this.#origin))
+    const published = this.#credentials.published.get(path)
+    if (published !== undefined)
+      return sendJson(res, 200, published, { 'cache-control': 'public, max-age=60' })
+    const metadata = this.#guard.metadataResponse(guardRequest(req, url))
     if (metadata) return sendWebResponse(res, metadata)
     sendJson(res, 404, { error: 'not_found' })
   }
 
-  async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * The upstream's readiness, asked at most once a second however often `/readyz` is called: the endpoint is
+   * public, and each answer may cost the upstream a request.
+   */
+  #upstreamReady(): Promise<boolean> {
+    const now = Date.now()
+    if (this.#readiness === undefined || now - this.#readiness.at >= READINESS_TTL_MS) {
+      this.#readiness = { at: now, ready: this.#upstream.ready() }
+    }
+    return this.#readiness.ready
+  }
+
+  async #mcp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET'
-    if (this.#refusedOrigin(req, res)) return
-    if (method === 'OPTIONS') {
-      res.writeHead(204, { 'access-control-max-age': '86400' }).end()
-      return
-    }
-    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
-      return sendRpcError(
+    let admission: Admission | undefined
+    try {
+      if (this.#refusedOrigin(req, res)) return
+      if (method === 'OPTIONS') {
+        res.writeHead(204, { 'access-control-max-age': '86400' }).end()
+        return
+      }
+      if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+        throw new GatewayError('method_not_allowed', {
+          reason: `method ${method} is not allowed on the MCP endpoint`,
+        })
+      }
+      if (this.#closing) throw new GatewayError('shutting_down')
+      admission = {
+        req,
         res,
-        405,
-        RPC.connectionClosed,
-        `method ${method} is not allowed on the MCP endpoint`,
-      )
+        request: guardRequest(req, url),
+        principal: undefined,
+        body: NO_BODY,
+        sessionId: undefined,
+      }
+      for (const step of this.#admission) {
+        const result = step(admission)
+        // Most steps are synchronous: awaiting them would cost a turn of the microtask queue each.
+        if (!(typeof result === 'boolean' ? result : await result)) return
+      }
+    } catch (error) {
+      if (!(error instanceof GatewayError)) throw error
+      if (error.detail) this.#logger.info({ code: error.code, detail: error.detail }, 'request refused')
+      return sendError(res, error, singleId(admission?.body.messages ?? []))
     }
-    if (this.#closing) return sendRpcError(res, 503, RPC.connectionClosed, 'the gateway is shutting down')
-    const exchange = await this.#readExchange(req, res)
-    if (exchange === undefined) return
+    const exchange = exchangeOf(admission)
     if (method === 'POST') await this.#upstream.post(exchange)
     else if (method === 'GET') await this.#upstream.get(exchange)
     else await this.#upstream.delete(exchange)
   }
 
   /**
-   * Authorizes and reads a request, in the order that keeps unknown callers cheap: the token, from the
-   * headers, before the body, so the body of a caller without a valid token is never read; then the body
-   * (bounded) and its strict parse; then the scopes its tool calls need; then the session. With anonymous
-   * discovery on, a request without any Authorization header has its body read within the much smaller
-   * anonymous limit, to learn whether it is discovery only.
+   * The admission of a request to the MCP endpoint, in the order that keeps unknown callers cheap: the token,
+   * from the headers, before the body, so the body of a caller without a valid token is never read; then the
+   * body (bounded) and its strict parse; then the scopes its tool calls need; then the media type, the routing
+   * headers and the session. With anonymous discovery on, a request without any Authorization header has its
+   * body read within the much smaller anonymous limit, to learn whether it is discovery only. Each step goes
+   * on (true), answers the request itself (false) or throws the {@link GatewayError} it is refused with.
    */
-  async #readExchange(req: IncomingMessage, res: ServerResponse): Promise<McpExchange | undefined> {
-    const request = guardRequest(req, this.#origin)
-    const maybeAnonymous = this.#config.allowAnonymousDiscovery && req.headers.authorization === undefined
-    let token = maybeAnonymous ? undefined : await this.#authenticate(request, req, res)
-    if (!maybeAnonymous && token === undefined) return undefined
-    const read = await this.#body(req, res, token !== undefined)
-    if (read === undefined) return undefined
-    const body = read === TOO_LARGE ? NO_BODY : read
-    const { messages } = body
-    if (token === undefined && !isDiscoveryOnly(messages)) {
-      token = await this.#authenticate(request, req, res)
-      if (token === undefined) return undefined
-    }
-    if (token !== undefined && !(await this.#authorized(request, token, messages, res))) return undefined
-    if (req.method === 'POST' && !isJson(req)) {
-      sendRpcError(res, 415, RPC.invalidRequest, 'Unsupported Media Type: the body must be application/json')
-      return undefined
-    }
-    const headerMismatch = this.#routingHeaderMismatch(req, messages)
-    if (headerMismatch) {
-      sendRpcError(res, 400, RPC.headerMismatch, headerMismatch, singleId(messages))
-      return undefined
-    }
-    const principal = token === undefined ? undefined : principalOf(token)
-    const sessionId = this.#sessionOf(req, res, principal?.key, messages)
-    if (sessionId === null) return undefined
-    return { req, res, principal, sessionId, body: body.bytes, messages, batch: body.batch }
+  readonly #admission: readonly AdmissionStep[] = [
+    (a) => this.#tokenBeforeBody(a),
+    (a) => this.#readBody(a),
+    (a) => this.#tokenUnlessDiscovery(a),
+    (a) => this.#scopes(a),
+    (a) => this.#machineClients(a),
+    (a) => this.#mediaType(a),
+    (a) => this.#routingHeaders(a),
+    (a) => this.#session(a),
+  ]
+
+  /** The token, from the headers, unless the request may be anonymous discovery (then its body decides). */
+  async #tokenBeforeBody(a: Admission): Promise<boolean> {
+    if (this.#config.allowAnonymousDiscovery && a.req.headers.authorization === undefined) return true
+    return this.#authenticate(a)
   }
 
-  /** The verified token of the request, or `undefined` once it is refused (401, or 403 for DPoP and the like). */
-  async #authenticate(
-    request: Request,
-    req: IncomingMessage,
-    res: ServerResponse,
-  ): Promise<VerifiedToken | undefined> {
-    const result = await this.#guard.checkToken(request)
-    if (result.ok) return result.token
+  /** An anonymous request that is more than discovery needs a token after all. */
+  async #tokenUnlessDiscovery(a: Admission): Promise<boolean> {
+    if (a.principal !== undefined || isDiscoveryOnly(a.body.messages)) return true
+    return this.#authenticate(a)
+  }
+
+  /** Verifies the request's token; a refusal (401, or 403 for DPoP and the like) is the guard's answer. */
+  async #authenticate(a: Admission): Promise<boolean> {
+    const result = await this.#guard.checkToken(a.request)
+    if (result.ok) {
+      a.principal = principalOf(result.token)
+      return true
+    }
     // The body is not read for an unknown caller: the connection ends with the answer instead.
-    if (!req.complete) res.setHeader('connection', 'close')
-    await this.#refuse(res, result)
-    return undefined
+    if (!a.req.complete) a.res.setHeader('connection', 'close')
+    await this.#refuse(a.res, result)
+    return false
   }
 
-  /** Whether the token holds the scopes of the guard and of every tool the body calls, and may call them. */
-  async #authorized(
-    request: Request,
-    token: VerifiedToken,
-    messages: JsonRpcMessage[],
-    res: ServerResponse,
-  ): Promise<boolean> {
-    const result = this.#guard.checkScopes(request, token, { scopes: this.#policy.requiredScopes(messages) })
-    if (!result.ok) {
-      await this.#refuse(res, result)
-      return false
-    }
-    const refusal = this.#policy.machineRefusal(messages, token)
-    if (refusal === undefined) return true
-    this.metrics.authFailures.inc({ reason: 'machine_client_refused' })
-    sendRpcError(res, 403, RPC.invalidRequest, refusal, singleId(messages))
+  /** The token holds the scopes of the guard and of every tool the body calls. */
+  async #scopes(a: Admission): Promise<boolean> {
+    if (a.principal === undefined) return true
+    const { messages } = a.body
+    const result = this.#guard.checkScopes(a.request, a.principal.token, {
+      scopes: this.#policy.requiredScopes(messages),
+    })
+    if (result.ok) return true
+    await this.#refuse(a.res, result)
     return false
+  }
+
+  /** A client acting for itself (client credentials) calls only what machine clients may. */
+  #machineClients(a: Admission): boolean {
+    const refusal = a.principal && this.#policy.machineRefusal(a.body.messages, a.principal.token)
+    if (!refusal) return true
+    this.metrics.authFailures.inc({ reason: 'machine_client_refused' })
+    throw new GatewayError('machine_client_refused', { reason: refusal })
   }
 
   async #refuse(res: ServerResponse, result: GuardResult & { ok: false }): Promise<void> {
@@ -419,72 +467,45 @@ class GatewayHandler {
   }
 
   /**
-   * The body of a JSON POST, read within the caller's limit (`authenticated`: the token is valid) and strictly
-   * parsed, or `TOO_LARGE` for an anonymous body over its limit (then it is not discovery, and is refused as
-   * unauthenticated); `undefined` once the request is answered (413, 400, or 503 when too many anonymous
-   * bodies are being read already).
+   * The body of a JSON POST, read within the caller's limit (the token is valid, or the anonymous one) and
+   * strictly parsed. An anonymous body over its limit is not discovery, whatever it says: it is left unread
+   * and the request goes on to need a token. At most `limits.max_anonymous_body_reads` anonymous bodies are
+   * read at once.
    */
-  async #body(
-    req: IncomingMessage,
-    res: ServerResponse,
-    authenticated: boolean,
-  ): Promise<RequestBody | typeof TOO_LARGE | undefined> {
-    if (req.method !== 'POST' || !isJson(req)) return NO_BODY
+  async #readBody(a: Admission): Promise<boolean> {
+    if (a.req.method !== 'POST' || !isJson(a.req)) return true
     const { maxBodyBytes, maxAnonymousBodyBytes, maxAnonymousBodyReads } = this.#config.limits
+    const authenticated = a.principal !== undefined
     if (!authenticated && this.#anonymousReads >= maxAnonymousBodyReads) {
-      res.setHeader('connection', 'close')
-      res.setHeader('retry-after', '5')
-      sendRpcError(res, 503, RPC.connectionClosed, 'too many requests without a token; try again later')
-      return undefined
+      a.res.setHeader('connection', 'close')
+      a.res.setHeader('retry-after', '5')
+      throw new GatewayError('anonymous_reads_full')
     }
     let bytes: Buffer
     if (!authenticated) this.#anonymousReads += 1
     try {
-      bytes = await readBody(req, authenticated ? maxBodyBytes : maxAnonymousBodyBytes)
+      bytes = await readBody(a.req, authenticated ? maxBodyBytes : maxAnonymousBodyBytes)
     } catch (error) {
       if (!(error instanceof BodyTooLarge)) throw error
-      res.setHeader('connection', 'close')
-      if (!authenticated) return TOO_LARGE
-      sendRpcError(res, 413, RPC.invalidRequest, `the request body exceeds ${maxBodyBytes} bytes`)
-      return undefined
+      a.res.setHeader('connection', 'close')
+      if (!authenticated) return true
+      throw new GatewayError('body_too_large', { reason: `the request body exceeds ${maxBodyBytes} bytes` })
     } finally {
       if (!authenticated) this.#anonymousReads -= 1
     }
     const parsed = parseJsonRpcBody(bytes, this.#config.limits.maxBatchMessages)
     // Refused before the upstream sees anything: the bytes that go on must read as authorized.
     if (!parsed.ok) {
-      sendRpcError(res, 400, parsed.code, parsed.message)
-      return undefined
+      const code = parsed.code === RPC.parseError ? 'body_not_json' : 'body_not_jsonrpc'
+      throw new GatewayError(code, { reason: parsed.message })
     }
-    return { bytes, messages: parsed.messages, batch: parsed.batch }
+    a.body = { bytes, messages: parsed.messages, batch: parsed.batch }
+    return true
   }
 
-  /**
-   * The session the request belongs to (`undefined`: none, or an `initialize` admitted to open one), or
-   * `null` once refused: an id unknown or of another subject (404), no room or too fast for a new one
-   * (503 or 429 with Retry-After).
-   */
-  #sessionOf(
-    req: IncomingMessage,
-    res: ServerResponse,
-    owner: string | undefined,
-    messages: JsonRpcMessage[],
-  ): string | undefined | null {
-    // The stateless era has no sessions: a stray Mcp-Session-Id is ignored, and never forwarded unchecked.
-    const sessionId = isStatelessEra(req.headers['mcp-protocol-version'])
-      ? undefined
-      : req.headers['mcp-session-id']
-    if (typeof sessionId === 'string') {
-      if (this.#sessions.use(sessionId, owner) === 'ok') return sessionId
-      sendRpcError(res, 404, RPC.connectionClosed, 'Session not found', singleId(messages))
-      return null
-    }
-    if (!messages.some((m) => m.method === 'initialize')) return undefined
-    const refusal = this.#sessions.admit(owner, res)
-    if (refusal === undefined) return undefined
-    res.setHeader('retry-after', String(refusal.retryAfterSeconds))
-    sendRpcError(res, refusal.status, RPC.connectionClosed, refusal.message, singleId(messages))
-    return null
+  #mediaType(a: Admission): boolean {
+    if (a.req.method === 'POST' && !isJson(a.req)) throw new GatewayError('unsupported_media_type')
+    return true
   }
 
   /**
@@ -492,17 +513,42 @@ class GatewayHandler {
    * body. The gateway authorizes on the body, so the two must agree or an upstream routing on the header
    * could run what was not authorized.
    */
-  #routingHeaderMismatch(req: IncomingMessage, messages: readonly JsonRpcMessage[]): string | undefined {
-    const method = req.headers['mcp-method']
-    const name = req.headers['mcp-name']
-    if (method === undefined && name === undefined) return undefined
+  #routingHeaders(a: Admission): boolean {
+    const method = a.req.headers['mcp-method']
+    const name = a.req.headers['mcp-name']
+    if (method === undefined && name === undefined) return true
+    const { messages } = a.body
     const [message] = messages
-    if (messages.length !== 1 || message === undefined) return 'Mcp-Method and Mcp-Name need a single message'
+    const mismatch = (reason: string) => new GatewayError('header_mismatch', { reason })
+    if (messages.length !== 1 || message === undefined)
+      throw mismatch('Mcp-Method and Mcp-Name need a single message')
     if (method !== undefined && method !== message.method)
-      return 'the Mcp-Method header does not match the body'
+      throw mismatch('the Mcp-Method header does not match the body')
     const bodyName = message.params?.name ?? message.params?.uri
-    if (name !== undefined && name !== bodyName) return 'the Mcp-Name header does not match the body'
-    return undefined
+    if (name !== undefined && name !== bodyName) throw mismatch('the Mcp-Name header does not match the body')
+    return true
+  }
+
+  /**
+   * The session the request belongs to (none, or an `initialize` admitted to open one): an id unknown or of
+   * another subject is refused (404), as is a new one without room or too fast (503 or 429 with Retry-After).
+   */
+  #session(a: Admission): boolean {
+    const owner = a.principal?.key
+    // The stateless era has no sessions: a stray Mcp-Session-Id is ignored, and never forwarded unchecked.
+    const sessionId = isStatelessEra(a.req.headers['mcp-protocol-version'])
+      ? undefined
+      : a.req.headers['mcp-session-id']
+    if (typeof sessionId === 'string') {
+      if (this.#sessions.use(sessionId, owner) !== 'ok') throw new GatewayError('session_not_found')
+      a.sessionId = sessionId
+      return true
+    }
+    if (!a.body.messages.some((m) => m.method === 'initialize')) return true
+    const refusal = this.#sessions.admit(owner, a.res)
+    if (refusal === undefined) return true
+    a.res.setHeader('retry-after', String(refusal.retryAfterSeconds))
+    throw refusal.error
   }
 
   #reap(idleMs: number): void {
@@ -525,8 +571,7 @@ class GatewayHandler {
     res.setHeader('vary', 'origin')
     if (!this.#allowedOrigins.has(origin)) {
       this.#logger.info({ origin }, 'request from a foreign origin refused')
-      sendRpcError(res, 403, RPC.connectionClosed, `Forbidden: origin ${origin} is not allowed`)
-      return true
+      throw new GatewayError('origin_forbidden', { reason: `Forbidden: origin ${origin} is not allowed` })
     }
     res.setHeader('access-control-allow-origin', origin)
     for (const [name, value] of Object.entries(CORS)) res.setHeader(name, value)
@@ -556,11 +601,8 @@ class GatewayHandler {
   }
 }
 
-/** An anonymous body over `limits.max_anonymous_body_bytes`: not discovery, whatever it says. */
-const TOO_LARGE = Symbol('too large')
-
 const isJson = (req: IncomingMessage): boolean =>
-  (req.headers['content-type'] ?? '').startsWith('application/json')
+  mediaType(req.headers['content-type']) === 'application/json'
 
 /** The `Host` values of a loopback-bound gateway: the public URL's, and each loopback name with the port. */
 function loopbackHosts(resource: URL, port: number): Set<string> {

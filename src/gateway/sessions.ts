@@ -1,3 +1,4 @@
+import { GatewayError } from './errors.ts'
 import type { GatewayMetrics } from './metrics.ts'
 
 interface SessionEntry {
@@ -22,9 +23,8 @@ export interface SessionLimits {
 
 /** Why an `initialize` may not open a session: the HTTP status, when to retry, and the client's message. */
 export interface SessionRefusal {
-  status: 429 | 503
+  error: GatewayError
   retryAfterSeconds: number
-  message: string
 }
 
 const MINUTE_MS = 60_000
@@ -66,31 +66,31 @@ export class SessionRegistry {
     request: { once(event: 'close', listener: () => void): unknown },
     now = Date.now(),
   ): SessionRefusal | undefined {
-    const full = {
-      status: 503,
-      retryAfterSeconds: 30,
-      message: 'too many MCP sessions; try again later',
-    } as const
+    const full = (retryAfterSeconds = 30): SessionRefusal => ({
+      error: new GatewayError('too_many_sessions'),
+      retryAfterSeconds,
+    })
     let pending = 0
     for (const places of this.#admitted.values()) pending += places.size
-    if (this.#sessions.size + pending >= this.#limits.maxSessions) return full
+    if (this.#sessions.size + pending >= this.#limits.maxSessions) return full()
     const places = this.#admitted.get(owner) ?? new Set<symbol>()
     let owned = places.size
     for (const entry of this.#sessions.values()) if (entry.owner === owner) owned += 1
     const limit = owner === undefined ? this.#limits.maxAnonymousSessions : this.#limits.maxSessionsPerUser
-    if (owned >= limit) return full
+    if (owned >= limit) return full()
     const ownerStarts = this.#startsByOwner.get(owner) ?? []
     const ownerWait = waitForSlot(ownerStarts, this.#limits.newSessionsPerUserPerMinute, now)
     if (ownerWait > 0) {
       const perMinute = this.#limits.newSessionsPerUserPerMinute
       return {
-        status: 429,
+        error: new GatewayError('too_many_new_sessions', {
+          reason: `too many new MCP sessions: at most ${perMinute} a minute per user; try again later`,
+        }),
         retryAfterSeconds: Math.ceil(ownerWait / 1000),
-        message: `too many new MCP sessions: at most ${perMinute} a minute per user; try again later`,
       }
     }
     const wait = waitForSlot(this.#starts, this.#limits.newSessionsPerMinute, now)
-    if (wait > 0) return { ...full, retryAfterSeconds: Math.ceil(wait / 1000) }
+    if (wait > 0) return full(Math.ceil(wait / 1000))
     this.#startsByOwner.set(owner, ownerStarts)
     ownerStarts.push(now)
     this.#starts.push(now)

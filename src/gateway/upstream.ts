@@ -25,7 +25,8 @@ export interface Upstream {
   busy(sessionId: string): boolean
   /** Ends a session the gateway reaps (idle) or forgets. */
   endSession(sessionId: string): void
-  ready(): boolean
+  /** Whether requests can be served now: the HTTP upstream answers, the stdio command can be started. */
+  ready(): Promise<boolean>
   close(graceMs: number): Promise<void>
 }
 

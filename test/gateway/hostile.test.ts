@@ -19,7 +19,7 @@ const LIST = { jsonrpc: '2.0', id: 7, method: 'tools/list' }
 describe('gateway: hostile input and failing upstreams', () => {
   let idp: TestIdp
   let upstream: Awaited<ReturnType<typeof startOddUpstream>>
-  let gateways: Record<'record' | 'hang' | 'garbage' | 'unreachable', Gateway>
+  let gateways: Record<'record' | 'hang' | 'garbage' | 'truncated' | 'unreachable', Gateway>
   let log: LogCapture
   let token: string
 
@@ -27,7 +27,7 @@ describe('gateway: hostile input and failing upstreams', () => {
     ;[idp, upstream] = await Promise.all([startIdp(), startOddUpstream()])
     log = logCapture()
     const limits = { max_body_bytes: 2048, upstream_timeout_ms: 300 }
-    const [record, hang, garbage, unreachable] = await Promise.all([
+    const [record, hang, garbage, truncated, unreachable] = await Promise.all([
       startTestGateway(
         idp,
         { upstream: upstream.url('record') },
@@ -36,10 +36,11 @@ describe('gateway: hostile input and failing upstreams', () => {
       ),
       startTestGateway(idp, { upstream: upstream.url('hang') }, { limits }),
       startTestGateway(idp, { upstream: upstream.url('garbage') }, { limits }),
+      startTestGateway(idp, { upstream: upstream.url('truncated') }, { limits }),
       // Port 9 (discard) on loopback: nothing listens there.
       startTestGateway(idp, { upstream: 'http://127.0.0.1:9/mcp' }, { limits }),
     ])
-    gateways = { record, hang, garbage, unreachable } as typeof gateways
+    gateways = { record, hang, garbage, truncated, unreachable } as typeof gateways
     token = await tokenFor(idp, 'alice', 'mcp')
   })
 
@@ -151,6 +152,8 @@ describe('gateway: hostile input and failing upstreams', () => {
       message: 'the MCP server answered with something that is not JSON-RPC',
     },
     { upstream: 'unreachable', status: 502, message: 'the MCP server cannot be reached' },
+    // A JSON answer cut short is a broken connection, not one too large.
+    { upstream: 'truncated', status: 502, message: 'the MCP server connection failed' },
   ] as const
   for (const { upstream: kind, status, message } of failing) {
     it(`answers ${status} when the upstream is ${kind}, and stays up`, async () => {

@@ -27,7 +27,7 @@ export function toGuardRequest(guard: Guard, req: IncomingMessage, target: strin
 }
 
 // Concatenated, not resolved against a base: "//evil.example/x" must stay a path on the resource's origin.
-function pathOf(target: string): string {
+export function pathOf(target: string): string {
   if (target.startsWith('/')) return target
   // Absolute-form (sent to proxies) or "*": keep only the path and query.
   if (!URL.canParse(target)) return '/'

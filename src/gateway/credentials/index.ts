@@ -1,0 +1,15 @@
+import type { UpstreamCredentialsMode } from '../config.ts'
+import type { CredentialMode, ModeContext } from './mode.ts'
+import { noneMode } from './none.ts'
+import { passthroughMode } from './passthrough.ts'
+
+export type { CredentialMode, ModeContext } from './mode.ts'
+
+/** Every `upstream_credentials.mode`, by name. */
+export const MODES: Record<UpstreamCredentialsMode, (context: ModeContext) => CredentialMode> = {
+  none: noneMode,
+  passthrough: passthroughMode,
+}
+
+export const credentialMode = (name: UpstreamCredentialsMode, context: ModeContext): CredentialMode =>
+  MODES[name](context)

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { describe, it } from 'node:test'
+import { accepts, mediaType, requestUrl } from '../../src/gateway/http.ts'
+import { toGuardRequest } from '../../src/guard/adapters/node_http.ts'
+import type { Guard } from '../../src/guard/index.ts'
+
+const ORIGIN = 'https://mcp.gatehouse.test'
+const incoming = (url: string) => ({ url, method: 'POST', headers: {} }) as unknown as IncomingMessage
+
+describe('gateway: the request target becomes a URL as the guard’s node adapter makes it', () => {
+  const guard = { resource: `${ORIGIN}/mcp` } as Guard
+  for (const target of [
+    '/mcp',
+    '/mcp?x=1',
+    '//evil.example/mcp',
+    '///evil.example/mcp',
+    '/a/../mcp',
+    'http://evil.example/mcp?q',
+    '*',
+  ]) {
+    it(JSON.stringify(target), () => {
+      const gateway = requestUrl(incoming(target), ORIGIN)
+      const adapter = toGuardRequest(guard, incoming(target), target)?.url
+      assert.equal(gateway.href, adapter)
+      assert.equal(gateway.origin, ORIGIN)
+    })
+  }
+
+  it('`//evil.example/mcp` is not the MCP path', () => {
+    assert.equal(requestUrl(incoming('//evil.example/mcp'), ORIGIN).pathname, '//evil.example/mcp')
+  })
+})
+
+describe('gateway: one media-type parser', () => {
+  for (const [value, expected] of [
+    ['application/json', 'application/json'],
+    ['application/JSON; charset=utf-8', 'application/json'],
+    [' Application/Json ;charset=UTF-8', 'application/json'],
+    ['application/jsonx', 'application/jsonx'],
+    ['application/json-seq', 'application/json-seq'],
+    ['', undefined],
+    [undefined, undefined],
+  ] as const) {
+    it(`${JSON.stringify(value)} is ${expected}`, () => assert.equal(mediaType(value), expected))
+  }
+
+  it('reads Accept lists entry by entry', () => {
+    assert.equal(accepts('application/json, Text/Event-Stream;q=0.9', 'text/event-stream'), true)
+    assert.equal(accepts('application/json', 'text/event-stream'), false)
+    assert.equal(accepts('text/event-streamx', 'text/event-stream'), false)
+    assert.equal(accepts(undefined, 'application/json'), false)
+  })
+})
