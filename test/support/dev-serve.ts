@@ -11,12 +11,16 @@ export interface DevServe {
   stop(): Promise<void>
 }
 
-/** `gatehouse serve --dev` in a child process on a random port, with server-everything over stdio behind it. */
-export async function startDevServe(): Promise<DevServe> {
+/**
+ * `gatehouse serve --dev` in a child process on a random port, with server-everything over stdio behind it;
+ * `main` is the script that runs the command (the clone's sources by default, or an installed bin).
+ */
+export async function startDevServe(main: string = MAIN, cwd?: string): Promise<DevServe> {
   const child = spawn(
     process.execPath,
-    [MAIN, 'serve', '--dev', '--port', '0', '--', process.execPath, EVERYTHING_BIN],
+    [main, 'serve', '--dev', '--port', '0', '--', process.execPath, EVERYTHING_BIN],
     {
+      cwd,
       env: { PATH: process.env.PATH },
       stdio: ['ignore', 'ignore', 'pipe'],
     },
