@@ -38,7 +38,8 @@ Environment:
   GATEHOUSE_SECRET     32+ characters encrypting the signing keys and signing cookies; default generated
                        into <data_dir>/secret (0600) on first start: several instances must share it
   GATEHOUSE_UPSTREAM_CREDENTIALS   none (default) or passthrough
-  GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY, GATEHOUSE_TRUST_PROXY          true or false
+  GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY, GATEHOUSE_TRUST_PROXY,
+  GATEHOUSE_ALLOW_MACHINE_CLIENTS                                         true or false
   GATEHOUSE_MAX_BODY_BYTES, GATEHOUSE_UPSTREAM_TIMEOUT_MS                 integers
   GATEHOUSE_TLS_CERT, GATEHOUSE_TLS_KEY                                   PEM file paths
   GATEHOUSE_ALLOWED_ORIGINS   allowed_origins, comma-separated
@@ -68,8 +69,11 @@ Configuration file (flags win over the environment, which wins over the file):
   public_url: https://mcp.example.com/mcp
   tools:                                   # a tools/call needs the tool's scopes: 403 insufficient_scope
     delete_file: { scopes: [files:write] } # otherwise; tools/list shows only the callable tools
+    drop_table: { users_only: true }       # never called by a machine client, even with the scopes
   default_tool_scopes: []                  # for tools not listed
   allow_anonymous_mcp_discovery: false     # initialize and tools/list without a token
+  allow_machine_clients: false             # accept tokens a client got for itself (client credentials,
+                                           # no user: gty client_credentials, or sub = client_id); 403 otherwise
   upstream_credentials:
     mode: none                             # none: the token is stripped and the upstream gets the identity
                                            # as X-Gatehouse-* headers and a signed X-Gatehouse-Identity JWT;

@@ -224,6 +224,16 @@ describe('gateway configuration', () => {
       file: { upstream: 'http://a/mcp', tools: { echo: { scopes: 'mcp' } } },
       message: /tools.echo.scopes must be a list/,
     },
+    {
+      name: 'users_only that is not true or false',
+      file: { upstream: 'http://a/mcp', tools: { echo: { users_only: 'yes' } } },
+      message: /^tools.echo.users_only must be true or false, got "yes"/,
+    },
+    {
+      name: 'allow_machine_clients that is not true or false',
+      file: { upstream: 'http://a/mcp', allow_machine_clients: 'maybe' },
+      message: /^allow_machine_clients must be true or false, got "maybe"/,
+    },
   ]
   for (const { name, flags = {}, file, env = ENV, message } of invalid) {
     it(`refuses ${name} with a message that names the setting`, async () => {
@@ -320,6 +330,9 @@ describe('gateway configuration', () => {
       'allowed_origins:',
       'max_anonymous_sessions',
       'GATEHOUSE_ALLOWED_ORIGINS',
+      'allow_machine_clients:',
+      'GATEHOUSE_ALLOW_MACHINE_CLIENTS',
+      'users_only',
     ]
     for (const documented of [...settings, ...keys, 'OAUTH_ISSUER_URL', 'OAUTH_AUDIENCE']) {
       assert.ok(SERVE_HELP.includes(documented), `${documented} is missing from the help`)

@@ -41,7 +41,12 @@ describe('gatehouse serve -- <stdio command>', () => {
         EVERYTHING_BIN,
       ],
       {
-        env: { ...process.env, OAUTH_ISSUER_URL: idp.issuer, OAUTH_AUDIENCE: AUDIENCE },
+        env: {
+          ...process.env,
+          OAUTH_ISSUER_URL: idp.issuer,
+          OAUTH_AUDIENCE: AUDIENCE,
+          GATEHOUSE_ALLOW_MACHINE_CLIENTS: 'true',
+        },
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     )

@@ -71,7 +71,8 @@ export async function startTestGateway(
   await writeFile(path, stringify({ transport: { type: 'streamable_http', port: 0 }, ...file }))
   const config = await loadGatewayConfig(
     { ...flags, config: path },
-    { OAUTH_ISSUER_URL: idp.issuer, OAUTH_AUDIENCE: AUDIENCE },
+    // The test IdP's tokens come from client credentials (no user): these tests are about proxying.
+    { OAUTH_ISSUER_URL: idp.issuer, OAUTH_AUDIENCE: AUDIENCE, GATEHOUSE_ALLOW_MACHINE_CLIENTS: 'true' },
   )
   const logger = createGatewayLogger(log ? 'debug' : 'silent', log)
   return startGateway(config, { logger })
