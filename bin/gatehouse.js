@@ -6,7 +6,7 @@ const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {
   console.error(
     `gatehouse needs Node.js 22.18 or later (this is ${process.version}). ` +
-      'Install a newer Node; in a clone, `npx gatehouse` and `npm start` use the Node pinned in node_modules.',
+      'Install a newer Node; in a clone, `npx mcp-gatehouse` and `npm start` use the Node pinned in node_modules.',
   )
   process.exit(1)
 }
