@@ -40,7 +40,7 @@ async function startLog(upstream: string): Promise<{ lines: { level: number; msg
     output += chunk
   })
   // The probe runs after the listening line and the authorization-server line; give it its 3 s at most.
-  const deadline = Date.now() + 8000
+  const deadline = Date.now() + 20_000
   while (!/own authorization server/.test(output) && Date.now() < deadline) await sleep(50)
   await sleep(1000)
   child.kill('SIGTERM')
@@ -54,7 +54,7 @@ async function startLog(upstream: string): Promise<{ lines: { level: number; msg
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-describe('gatehouse serve: the first run', { timeout: 30_000 }, () => {
+describe('gatehouse serve: the first run', { timeout: 120_000 }, () => {
   const servers: Server[] = []
   after(() => {
     for (const server of servers) server.close()
