@@ -35,6 +35,8 @@ Authorization server:
 Environment:
   OAUTH_ISSUER_URL     the issuer of an external identity provider (or transport.auth.servers in the file)
   OAUTH_AUDIENCE       accepted token audiences, comma-separated; default the canonical MCP URL
+  OAUTH_ACCEPT_PLAIN_JWT  true: accept typ JWT tokens (Auth0, Okta, Entra, Keycloak) of any accepted
+                       audience; default false, which accepts them only when their aud is the MCP URL
   GATEHOUSE_STORAGE_URL   storage.url: postgres://user:password@host/db for several instances
   GATEHOUSE_SECRET     32+ characters encrypting the signing keys and signing cookies; default generated
                        into <data_dir>/secret (0600) on first start: several instances must share it
