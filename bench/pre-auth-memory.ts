@@ -20,9 +20,9 @@ const rssOf = async (pid: number): Promise<number> => {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) * 1024
 }
 
-const serve = await startDevServe(
-  process.env.ANONYMOUS === '1' ? { GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY: 'true' } : {},
-)
+const serve = await startDevServe({
+  env: process.env.ANONYMOUS === '1' ? { GATEHOUSE_ALLOW_ANONYMOUS_MCP_DISCOVERY: 'true' } : {},
+})
 const pid = serve.child.pid as number
 const url = new URL(serve.resource)
 await sleep(1000)

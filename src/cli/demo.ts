@@ -68,7 +68,7 @@ Press Ctrl+C to stop.`)
 async function demoUser(store: Store, dataDir: string): Promise<string> {
   if (await store.users.findByUsername(DEMO_USER)) {
     return `Sign in as "${DEMO_USER}" with the password printed on the first start.
-  Lost it? Add another user: npx gatehouse users add <name> --data-dir ${dataDir}
+  Lost it? Add another user: npx mcp-gatehouse users add <name> --data-dir ${dataDir}
   or start over by deleting ${dataDir} (users, consents and keys are forgotten).`
   }
   const password = randomBytes(12).toString('base64url')

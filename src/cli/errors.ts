@@ -36,9 +36,9 @@ export const failWith = (code: CliErrorCode, detail: string, options?: ErrorOpti
  * guard's) and node's unknown-flag errors (usage); undefined for anything else, which is a bug worth its stack.
  */
 export function operatorMessage(error: unknown): string | undefined {
-  const operator =
-    isGatehouseError(error) ||
-    isGuardError(error) ||
-    (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS_')
+  const { code, address, port } = (error ?? {}) as { code?: string; address?: string; port?: number }
+  if (code === 'EADDRINUSE')
+    return `port ${port} on ${address} is in use: choose another with --port (GATEHOUSE_PORT), or stop what listens there`
+  const operator = isGatehouseError(error) || isGuardError(error) || code?.startsWith('ERR_PARSE_ARGS_')
   return operator ? (error as Error).message : undefined
 }

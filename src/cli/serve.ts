@@ -5,6 +5,7 @@ import { loadGatewayConfig } from '../gateway/config.ts'
 import { createGatewayLogger } from '../gateway/logger.ts'
 import type { Gateway } from '../gateway/server.ts'
 import { startServe } from './embedded_server.ts'
+import { checkStdioCommand, probeUpstream } from './preflight.ts'
 
 export const SERVE_HELP = `Usage:
   gatehouse serve --upstream <url> [options]        protect an MCP server that speaks Streamable HTTP
@@ -67,8 +68,17 @@ export async function runServe(argv: string[]): Promise<void> {
     },
     process.env,
   )
-  const gateway = await startServe(config, createGatewayLogger(config.logLevel))
+  await checkStdioCommand(config.upstream, process.env)
+  const logger = createGatewayLogger(config.logLevel)
+  const gateway = await startServe(config, logger)
   if (config.authorizationServer?.dev) process.stderr.write(developmentBanner(gateway))
+  const issuer = gateway.authorizationServer?.auth.issuer
+  if (issuer)
+    logger.info(
+      `no OAUTH_ISSUER_URL: gatehouse runs its own authorization server at ${issuer} (accounts: gatehouse users add <name>); set OAUTH_ISSUER_URL to use your identity provider instead`,
+    )
+  const unanswered = await probeUpstream(config.upstream)
+  if (unanswered) logger.warn(unanswered)
   await untilStopped(gateway)
 }
 

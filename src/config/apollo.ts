@@ -24,7 +24,9 @@ export const guardOptionsFor = (guard: GuardSettings, resource: string): GuardOp
 export function guardSettings(block: AuthBlock): GuardSettings {
   const settings: GuardSettings = {
     resource: block.resource,
-    authorizationServers: (block.servers ?? []).map(serverOptions),
+    authorizationServers: (block.servers ?? []).map((server) =>
+      serverOptions(server, block.accept_plain_jwt),
+    ),
   }
   const set = <K extends keyof GuardSettings>(key: K, value: GuardSettings[K] | undefined) => {
     if (value !== undefined) settings[key] = value
@@ -44,12 +46,16 @@ export function guardSettings(block: AuthBlock): GuardSettings {
   return settings
 }
 
-function serverOptions(server: NonNullable<AuthBlock['servers']>[number]): AuthorizationServerOptions {
+/** One server of `transport.auth.servers`; its own `accept_plain_jwt` wins over the block's. */
+function serverOptions(
+  server: NonNullable<AuthBlock['servers']>[number],
+  acceptPlainJwt: boolean | undefined,
+): AuthorizationServerOptions {
   const { issuer, jwks_uri, accept_plain_jwt, introspection } = server
   return {
     issuer,
     ...(jwks_uri === undefined ? {} : { jwksUri: jwks_uri }),
-    ...(accept_plain_jwt ? { acceptPlainJwt: true } : {}),
+    ...((accept_plain_jwt ?? acceptPlainJwt) ? { acceptPlainJwt: true } : {}),
     ...(introspection
       ? {
           introspection: {

@@ -157,6 +157,13 @@ const authBlock = block({
     defaultText: 'the canonical MCP URL',
   }),
   allow_any_audience: setting(z.optional(boolean()), { description: 'accept tokens for any audience' }),
+  accept_plain_jwt: setting(z.optional(boolean()), {
+    description:
+      'accept typ JWT access tokens (the default of Auth0, Okta, Entra, Keycloak) of any accepted audience from ' +
+      'every server; without it they pass only when their aud is the MCP URL itself',
+    env: 'OAUTH_ACCEPT_PLAIN_JWT',
+    defaultText: 'false',
+  }),
   scopes: setting(z.optional(names()), { description: 'scopes every request needs' }),
   scope_mode: setting(z.optional(text()), {
     description: 'require_all, require_any or disabled',

@@ -30,6 +30,8 @@ export interface DevIdpOptions {
   client?: { id: string; secret: string }
   /** Default 0: a random free port. */
   port?: number
+  /** The access tokens' `typ`; default `at+jwt` (RFC 9068). `JWT` is what Auth0, Okta, Entra and Keycloak issue. */
+  accessTokenTyp?: string
 }
 
 /**
@@ -82,6 +84,15 @@ export async function startDevIdp(options: DevIdpOptions): Promise<DevIdp> {
         },
       },
     },
+    ...(options.accessTokenTyp && {
+      formats: {
+        customizers: {
+          jwt: (_ctx, _token, jwt) => {
+            jwt.header = { typ: options.accessTokenTyp }
+          },
+        },
+      },
+    }),
     clientDefaults: { id_token_signed_response_alg: alg },
     ttl: { ClientCredentials: options.accessTokenTtl ?? 300 },
   })

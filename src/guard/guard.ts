@@ -26,6 +26,11 @@ export interface CheckOptions {
 
 const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'PS256', 'RS256'] as const
 
+const OPAQUE_DETAIL =
+  'the provider issued an opaque (not JWT) access token: tell the provider the API identifier so that it ' +
+  'issues a JWT for it (Auth0: the audience parameter, or a default audience on the tenant; then OAUTH_AUDIENCE ' +
+  'set to that identifier), or configure introspection for the authorization server'
+
 /**
  * The resource-server side of MCP authorization. Built by {@link createGuard}, which discovers every
  * trusted authorization server and loads its keys before returning, so a guard that exists can verify.
@@ -69,6 +74,7 @@ export class Guard {
     )
     this.#jwt = {
       issuers,
+      resource: normalizeAudience(options.resource),
       audiences: options.allowAnyAudience ? undefined : new Set(options.audiences.map(normalizeAudience)),
       algorithms: new Set(options.algorithms),
       clockSkewSeconds: options.clockSkewSeconds,
@@ -245,7 +251,9 @@ export class Guard {
     token?: VerifiedToken,
     scopes?: string[],
   ): GuardResult & { ok: false } {
-    this.options.logger.info('request refused', {
+    // A request without a token is the first step of every client's discovery; anything else is worth a look.
+    const level = error.code === 'token_missing' ? 'info' : 'warn'
+    this.options.logger[level]('request refused', {
       code: error.code,
       detail: error.detail,
       method: request.method,
@@ -256,7 +264,7 @@ export class Guard {
   }
 
   async #introspect(token: string, now: number): Promise<VerifiedToken> {
-    if (!this.#introspection) throw new GuardError('token_opaque')
+    if (!this.#introspection) throw new GuardError('token_opaque', OPAQUE_DETAIL)
     return introspect(token, this.#introspection, this.#jwt.audiences, now)
   }
 

@@ -15,9 +15,10 @@ export interface AuthorizationServerOptions {
    */
   jwks?: () => Promise<unknown>
   /**
-   * Also accept JWTs with `typ: JWT` or no `typ` from this issuer. Off by default: RFC 9068 access tokens
-   * carry `typ: at+jwt`, and the check is what stops an ID token being replayed as an access token. Auth0,
-   * Keycloak, Okta and Entra still issue `typ: JWT`.
+   * Accept JWTs with `typ: JWT` or no `typ` from this issuer whatever their (accepted) audience. Off by
+   * default: RFC 9068 access tokens carry `typ: at+jwt`, and a plain JWT is then accepted only when its `aud`
+   * names the resource itself, which an ID token's (the client_id) never does. Auth0, Keycloak, Okta and
+   * Entra still issue `typ: JWT`; set this when their audience is an API identifier other than the resource.
    */
   acceptPlainJwt?: boolean
   /** Credentials for RFC 7662 introspection of opaque tokens; the endpoint defaults to the discovered one. */

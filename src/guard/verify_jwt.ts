@@ -9,6 +9,7 @@ import {
   checkOptionalString,
   checkScopeClaims,
   checkTimes,
+  normalizeAudience,
 } from './lib/claims.ts'
 import { decodeCompactJws } from './lib/compact.ts'
 
@@ -21,6 +22,8 @@ export interface TrustedIssuer {
 
 export interface JwtPolicy {
   issuers: ReadonlyMap<string, TrustedIssuer>
+  /** The normalized canonical resource: a plain `typ: JWT` naming it in `aud` is an access token for it. */
+  resource: string
   /** Normalized accepted audiences, or `undefined` when any audience is accepted. */
   audiences: ReadonlySet<string> | undefined
   algorithms: ReadonlySet<JwsAlgorithm>
@@ -49,7 +52,7 @@ export async function verifyJwtAccessToken(
   const { header, payload, signingInput, signature } = decodeCompactJws(token, policy.maxTokenBytes)
   const alg = checkHeader(header, policy)
   const trusted = checkIssuer(payload.iss, policy.issuers)
-  checkType(header.typ, trusted)
+  const plain = checkType(header.typ, trusted)
   const kid = header.kid
   if (kid !== undefined && typeof kid !== 'string')
     throw new GuardError('token_malformed', '"kid" is not a string')
@@ -62,6 +65,7 @@ export async function verifyJwtAccessToken(
     maxLifetimeSeconds: policy.maxLifetimeSeconds,
   })
   const audience = policy.audiences ? checkAudience(payload, policy.audiences) : audiencesOf(payload)
+  if (plain) checkPlainJwtAudience(header.typ, audience, policy.resource)
   checkScopeClaims(payload)
   const subject = checkOptionalString(payload, 'sub')
   const clientId = checkOptionalString(payload, 'client_id') ?? checkOptionalString(payload, 'azp')
@@ -121,14 +125,29 @@ function checkIssuer(iss: unknown, issuers: ReadonlyMap<string, TrustedIssuer>):
   )
 }
 
-function checkType(typ: unknown, trusted: TrustedIssuer): void {
+/**
+ * `at+jwt` passes; a plain `JWT` (or no `typ`) passes when the issuer is set to accept plain JWTs, and
+ * otherwise is returned as `true`: it passes later only if its audience is this resource, which an ID token's
+ * (the client_id) never is. Any other `typ` is refused here.
+ */
+function checkType(typ: unknown, trusted: TrustedIssuer): boolean {
   if (typ !== undefined && typeof typ !== 'string')
     throw new GuardError('token_type_invalid', '"typ" is not a string')
   const type = typ?.toLowerCase()
-  if (type !== undefined && ACCESS_TOKEN_TYPES.has(type)) return
-  if (trusted.acceptPlainJwt && (type === undefined || PLAIN_TYPES.has(type))) return
+  if (type !== undefined && ACCESS_TOKEN_TYPES.has(type)) return false
+  if (type === undefined || PLAIN_TYPES.has(type)) return !trusted.acceptPlainJwt
   throw new GuardError(
     'token_type_invalid',
-    `typ ${JSON.stringify(typ)}${trusted.acceptPlainJwt ? '' : ' (set accept_plain_jwt for providers that issue typ JWT)'}`,
+    `typ ${JSON.stringify(typ)} is not an access token type (at+jwt)`,
+  )
+}
+
+function checkPlainJwtAudience(typ: unknown, audience: readonly string[], resource: string): void {
+  if (audience.some((aud) => normalizeAudience(aud) === resource)) return
+  throw new GuardError(
+    'token_type_invalid',
+    `typ ${JSON.stringify(typ)} with aud ${JSON.stringify(audience)}, not this resource ${resource}: ` +
+      'a plain JWT is accepted only for this resource, or from an issuer set to accept them ' +
+      '(OAUTH_ACCEPT_PLAIN_JWT=true, acceptPlainJwt, accept_plain_jwt)',
   )
 }

@@ -456,6 +456,26 @@ describe('one configuration schema (issue 8)', () => {
     assert.deepEqual(config.guard.scopes, ['files'])
   })
 
+  it('OAUTH_ACCEPT_PLAIN_JWT accepts typ JWT tokens from every server, unless a server says otherwise', async () => {
+    const config = await loadGatewayConfig(
+      {
+        upstream: 'http://a/mcp',
+        config: await fileWith({
+          transport: {
+            auth: {
+              servers: ['https://a.example/', { issuer: 'https://b.example/', accept_plain_jwt: false }],
+            },
+          },
+        }),
+      },
+      { OAUTH_ACCEPT_PLAIN_JWT: 'true' },
+    )
+    assert.deepEqual(config.guard.authorizationServers, [
+      { issuer: 'https://a.example/', acceptPlainJwt: true },
+      { issuer: 'https://b.example/' },
+    ])
+  })
+
   const refused: [string, Record<string, unknown>, string | RegExp][] = [
     [
       'a misspelt key of an upstream provider',

@@ -272,9 +272,9 @@ describe('createGuard: JWKS faults at start', () => {
 })
 
 // Keys from Project Wycheproof, testvectors_v1/json_web_key_test.json (C2SP/wycheproof), Apache-2.0:
-// copied with its licence to test/support/wycheproof/.
+// copied with its licence to test/vectors/wycheproof/.
 const wycheproof = JSON.parse(
-  readFileSync(new URL('../support/wycheproof/json_web_key_test.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../vectors/wycheproof/json_web_key_test.json', import.meta.url), 'utf8'),
 ) as { testGroups: { public?: { keys: object[] }; private: { keys: object[] }; tests: { tcId: number }[] }[] }
 
 function wycheproofKey(tcId: number, which: 'public' | 'private' = 'public'): Record<string, unknown> {

@@ -17,7 +17,10 @@ let rs: TestIdp
 let jkuListener: Server
 let jkuRequests = 0
 let jkuUrl: string
-const guards = {} as Record<'default' | 'esOnly' | 'plainJwt' | 'largeTokens', Guard>
+const guards = {} as Record<'default' | 'esOnly' | 'plainJwt' | 'largeTokens' | 'otherAudiences', Guard>
+/** An API identifier (Auth0's audience) and a client_id (Entra's v2 audience), accepted beside the resource. */
+const API_AUDIENCE = 'https://api.example.com'
+const CLIENT_ID = 'test-client'
 
 before(async () => {
   ;[es, rs] = await Promise.all([
@@ -33,12 +36,14 @@ before(async () => {
   const both = [{ issuer: es.issuer }, { issuer: rs.issuer }]
   const make = (options: Partial<GuardOptions>) =>
     createGuard({ resource: RESOURCE, authorizationServers: both, cacheSeconds: 0, ...options })
-  ;[guards.default, guards.esOnly, guards.plainJwt, guards.largeTokens] = await Promise.all([
-    make({}),
-    make({ algorithms: ['ES256'] }),
-    make({ authorizationServers: [{ issuer: es.issuer, acceptPlainJwt: true }] }),
-    make({ maxTokenBytes: 65_536 }),
-  ])
+  ;[guards.default, guards.esOnly, guards.plainJwt, guards.largeTokens, guards.otherAudiences] =
+    await Promise.all([
+      make({}),
+      make({ algorithms: ['ES256'] }),
+      make({ authorizationServers: [{ issuer: es.issuer, acceptPlainJwt: true }] }),
+      make({ maxTokenBytes: 65_536 }),
+      make({ audiences: [RESOURCE, API_AUDIENCE, CLIENT_ID] }),
+    ])
 })
 
 after(async () => {
@@ -258,19 +263,10 @@ describe('RS-2 crit', () => {
 })
 
 describe('RS-2 typ', () => {
-  const idTokenClaims = { aud: 'test-client', nonce: 'n' }
+  const idTokenClaims = { aud: CLIENT_ID, nonce: 'n' }
+  const PLAIN = [undefined, 'JWT', 'jwt', 'application/jwt']
   runCases([
-    ...[
-      undefined,
-      'JWT',
-      'jwt',
-      'application/jwt',
-      'dpop+jwt',
-      'secevent+jwt',
-      'at+jwt ',
-      'at-jwt',
-      'JOSE',
-    ].map(
+    ...['dpop+jwt', 'secevent+jwt', 'at+jwt ', 'at-jwt', 'JOSE'].map(
       (typ): Case => ({
         name: `typ ${JSON.stringify(typ)}`,
         token: () => forge(es, { typ }),
@@ -280,6 +276,21 @@ describe('RS-2 typ', () => {
     { name: 'typ not a string', token: () => forge(es, { typ: ['at+jwt'] }), code: 'token_type_invalid' },
     ...['at+jwt', 'AT+JWT', 'At+Jwt', 'application/at+jwt', 'Application/AT+JWT'].map(
       (typ): Case => ({ name: `typ ${typ} accepted`, token: () => forge(es, { typ }), code: 'accepted' }),
+    ),
+    ...PLAIN.map(
+      (typ): Case => ({
+        name: `typ ${JSON.stringify(typ)} accepted when its aud is this resource (Auth0, Okta, Keycloak)`,
+        token: () => forge(es, { typ }),
+        code: 'accepted',
+      }),
+    ),
+    ...PLAIN.map(
+      (typ): Case => ({
+        name: `typ ${JSON.stringify(typ)} refused for another accepted audience without acceptPlainJwt`,
+        token: () => forge(es, { typ }, { aud: API_AUDIENCE }),
+        code: 'token_type_invalid',
+        guard: 'otherAudiences',
+      }),
     ),
     ...[undefined, 'JWT', 'application/jwt', 'at+jwt'].map(
       (typ): Case => ({
@@ -298,9 +309,15 @@ describe('RS-2 typ', () => {
       }),
     ),
     {
-      name: 'an ID token (typ JWT, aud = client_id) replayed as an access token',
+      name: 'an ID token (typ JWT, aud = client_id) replayed as an access token fails on its audience',
+      token: () => forge(es, { typ: 'JWT' }, idTokenClaims),
+      code: 'audience_mismatch',
+    },
+    {
+      name: 'an ID token fails on its type even where the client_id is an accepted audience',
       token: () => forge(es, { typ: 'JWT' }, idTokenClaims),
       code: 'token_type_invalid',
+      guard: 'otherAudiences',
     },
     {
       name: 'the same ID token with acceptPlainJwt still fails on its audience',
@@ -309,6 +326,24 @@ describe('RS-2 typ', () => {
       guard: 'plainJwt',
     },
   ])
+
+  it('the refusal of a plain JWT names OAUTH_ACCEPT_PLAIN_JWT and the audience it carries', async () => {
+    const warnings: string[] = []
+    const guard = await createGuard({
+      resource: RESOURCE,
+      authorizationServers: [{ issuer: es.issuer }],
+      audiences: [RESOURCE, API_AUDIENCE],
+      cacheSeconds: 0,
+      logger: { warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields)}`), info() {} },
+    })
+    await expectCheck(
+      guard,
+      bearerRequest(RESOURCE, await forge(es, { typ: 'JWT' }, { aud: API_AUDIENCE })),
+      'token_type_invalid',
+    )
+    assert.match(warnings.join('\n'), /OAUTH_ACCEPT_PLAIN_JWT=true/)
+    assert.match(warnings.join('\n'), /https:\/\/api\.example\.com/)
+  })
 })
 
 describe('RS-2 structures that are not plain JWS', () => {

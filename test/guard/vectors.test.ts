@@ -2,10 +2,10 @@
  * Public JOSE test vectors against the guard's signature layer: decodeCompactJws -> importVerificationKey ->
  * keyFitsAlgorithm + verifySignature, composed as verify_jwt.ts composes them, without the JWT claim checks.
  *
- * Data (read from the shared corpus, unchanged):
+ * Data (copied unchanged with their licences into test/vectors/, see its README):
  * - Project Wycheproof, C2SP/wycheproof testvectors_v1 (commit dac1dd4): json_web_signature_test.json and
  *   json_web_key_test.json. Copyright Google LLC and the Wycheproof authors, Apache License 2.0
- *   (wycheproof/WYCHEPROOF-LICENSE next to the data).
+ *   (wycheproof/LICENSE next to the data).
  * - The RFC 7520 examples, ietf-jose/cookbook (commit 13692b6): jws/, curve25519/jws.json, rfc7797/.
  *   Unlicense (public domain).
  *
@@ -30,7 +30,7 @@ import {
 import { type DecodedJws, decodeCompactJws } from '../../src/guard/lib/compact.ts'
 import { importVerificationKey, type VerificationKey } from '../../src/guard/lib/jwk.ts'
 
-const TEST_DATA = new URL('../../../shared/test-data/', import.meta.url)
+const TEST_DATA = new URL('../vectors/', import.meta.url)
 const readJson = (path: string): unknown => JSON.parse(readFileSync(new URL(path, TEST_DATA), 'utf8'))
 
 /** The guard's default `maxTokenBytes`. */

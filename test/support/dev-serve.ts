@@ -13,13 +13,18 @@ export interface DevServe {
 
 /**
  * `gatehouse serve --dev` in a child process on a random port, with server-everything over stdio behind it;
- * `env` adds to its environment (PATH only otherwise).
+ * `env` adds to its environment (PATH only otherwise); `main` is the script that runs the command (the clone's
+ * sources by default, or an installed bin), run in `cwd`.
  */
-export async function startDevServe(env: Record<string, string> = {}): Promise<DevServe> {
+export async function startDevServe(
+  options: { env?: Record<string, string>; main?: string; cwd?: string } = {},
+): Promise<DevServe> {
+  const { env = {}, main = MAIN, cwd } = options
   const child = spawn(
     process.execPath,
-    [MAIN, 'serve', '--dev', '--port', '0', '--', process.execPath, EVERYTHING_BIN],
+    [main, 'serve', '--dev', '--port', '0', '--', process.execPath, EVERYTHING_BIN],
     {
+      cwd,
       env: { PATH: process.env.PATH, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     },

@@ -64,7 +64,8 @@ export function checkAudience(claims: Record<string, unknown>, accepted: Readonl
   if (!list.some((a) => accepted.has(normalizeAudience(a)))) {
     throw new GuardError(
       'audience_mismatch',
-      `token aud ${JSON.stringify(aud)}, accepted ${JSON.stringify([...accepted])}`,
+      `token aud ${JSON.stringify(aud)}, accepted ${JSON.stringify([...accepted])}: if this resource should accept ` +
+        'that audience, add it to OAUTH_AUDIENCE (audiences); otherwise have the client request the resource',
     )
   }
   return list
