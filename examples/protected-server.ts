@@ -63,7 +63,16 @@ function createMcpServer(toolCalls: ProtectedServer['toolCalls']): McpServer {
 
 export async function startProtectedServer(options: ProtectedServerOptions): Promise<ProtectedServer> {
   const server = createServer()
-  await new Promise<void>((resolve) => server.listen(options.port, resolve))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new Error(`port ${options.port} is in use: set PORT to a free port (PORT=0 picks one)`)
+          : error,
+      ),
+    )
+    server.listen(options.port, resolve)
+  })
   const url = options.url ?? `http://localhost:${(server.address() as AddressInfo).port}/mcp`
   const toolCalls = { whoami: 0, echo: 0 }
   const close = () =>
@@ -103,12 +112,12 @@ export async function startProtectedServer(options: ProtectedServerOptions): Pro
 
 if (import.meta.main) {
   const port = Number(process.env.PORT ?? 3000)
-  const url = process.env.MCP_URL ?? `http://localhost:${port}/mcp`
   try {
+    // Without MCP_URL the URL has the port actually bound, so PORT=0 (any free port) names a reachable one.
     const running = await startProtectedServer({
       port,
-      url,
-      guardOptions: guardOptionsFromEnv(process.env, url),
+      ...(process.env.MCP_URL ? { url: process.env.MCP_URL } : {}),
+      guardOptions: (url) => guardOptionsFromEnv(process.env, url),
     })
     console.log(`MCP server on ${running.url}, metadata on ${resourceMetadataUrl(running.url)}`)
   } catch (error) {

@@ -7,6 +7,7 @@ import { deriveKey, type PrivateJwk } from './keys.ts'
 import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
+import { selfRegisteredScopeOpen } from './registration.ts'
 import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
 import { continueRetry } from './rotation.ts'
@@ -44,6 +45,7 @@ export function providerConfiguration(
       token_endpoint_auth_method: 'none',
       id_token_signed_response_alg: signingKey.alg,
     },
+    extraClientMetadata: selfRegisteredScopeOpen(options.declaredClients),
     scopes: [...new Set(['openid', 'offline_access', ...resourceScopes])],
     responseTypes: ['code'],
     pkce: { required: () => true },

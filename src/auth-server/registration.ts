@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type Provider from 'oidc-provider'
+import type { Configuration } from 'oidc-provider'
 import { isLoopback } from '../guard/lib/http.ts'
 import { clientAddress } from './client_address.ts'
 import { sendOAuthError } from './errors.ts'
@@ -113,6 +114,25 @@ export function userClientProblem(metadata: Record<string, unknown>): string | u
     }
   }
   return undefined
+}
+
+/**
+ * A client that registered itself (a registration or a metadata document) may ask for any scope the server
+ * knows. oidc-provider reads a client's `scope` as an allow-list, and MCP clients register with the scope of
+ * their first challenge, so a later step-up for a tool's scope would fail with `invalid_scope`. The `scope`
+ * they named is dropped whenever such a client is built (registered, loaded from the store, fetched); the
+ * user's scope policy and consent decide what is granted. A declared client keeps its `scope` as its
+ * allow-list: for a machine client it is all the client may have.
+ */
+export function selfRegisteredScopeOpen(
+  declared: ReadonlyMap<string, unknown>,
+): NonNullable<Configuration['extraClientMetadata']> {
+  return {
+    properties: ['scope'],
+    validator: (_ctx, key, _value, metadata) => {
+      if (key === 'scope' && !declared.has(metadata.client_id)) delete metadata.scope
+    },
+  }
 }
 
 /** MCP: redirect URIs are https or loopback; private-use schemes (`cursor://…`) stay allowed for native apps (RFC 8252 §7.1). */

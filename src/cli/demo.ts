@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createLocalUser } from '../auth-server/index.ts'
 import { DEFAULT_DATA_DIR } from '../config/schema.ts'
@@ -7,15 +9,17 @@ import { loadGatewayConfig } from '../gateway/config.ts'
 import { createGatewayLogger } from '../gateway/logger.ts'
 import type { Store } from '../storage/store.ts'
 import { startServe } from './embedded_server.ts'
+import { failWith } from './errors.ts'
 import { untilStopped } from './serve.ts'
 
 const HELP = `Usage: gatehouse demo [--port 8000] [--data-dir ${DEFAULT_DATA_DIR}]
 
 Runs gatehouse serve with its embedded authorization server (local accounts, SQLite in the data directory)
-in front of the MCP "everything" example server over stdio, on 127.0.0.1. On first start it creates the
+in front of the MCP "everything" example server over stdio, on 127.0.0.1 (the package
+@modelcontextprotocol/server-everything, installed next to mcp-gatehouse). On first start it creates the
 local user "demo" and prints its password once.`
 
-const EVERYTHING = fileURLToPath(new URL('../../node_modules/.bin/mcp-server-everything', import.meta.url))
+const EVERYTHING = '@modelcontextprotocol/server-everything'
 const DEMO_USER = 'demo'
 
 export async function runDemo(argv: string[]): Promise<void> {
@@ -38,7 +42,7 @@ export async function runDemo(argv: string[]): Promise<void> {
       address: '127.0.0.1',
       dataDir: values['data-dir'],
       logLevel: 'warn',
-      command: [process.execPath, EVERYTHING],
+      command: [process.execPath, everythingBin()],
     },
     {},
   )
@@ -62,6 +66,24 @@ Without a token the endpoint answers 401 with the way to the authorization serve
 
 Press Ctrl+C to stop.`)
   await untilStopped(gateway)
+}
+
+/**
+ * The example server's script, found the way Node finds packages from here: in a clone (a development
+ * dependency) or next to an installed mcp-gatehouse. The package does not depend on it, so it may be absent.
+ */
+function everythingBin(): string {
+  let manifest: string
+  try {
+    manifest = createRequire(import.meta.url).resolve(`${EVERYTHING}/package.json`)
+  } catch {
+    return failWith(
+      'demo_server_missing',
+      `gatehouse demo serves the MCP example server ${EVERYTHING}, which is not installed: install it next to mcp-gatehouse (npm install ${EVERYTHING}), or run npx -p mcp-gatehouse -p ${EVERYTHING} gatehouse demo`,
+    )
+  }
+  const { bin } = JSON.parse(readFileSync(manifest, 'utf8')) as { bin: Record<string, string> }
+  return join(dirname(manifest), bin['mcp-server-everything'] as string)
 }
 
 /** Creates the demo user on first start; its password is shown once and stored only as a hash. */

@@ -14,6 +14,7 @@ export const CLI_ERRORS = defineErrors('cli', {
   secret_missing: { status: 500, description: 'the secret of the authorization server is not available' },
   secret_unreadable: { status: 500, description: 'the secret file cannot be read' },
   key_rotation_failed: { status: 500, description: 'the signing key cannot be rotated' },
+  demo_server_missing: { status: 500, description: 'the MCP example server of the demo is not installed' },
 })
 
 export type CliErrorCode = keyof typeof CLI_ERRORS.registry

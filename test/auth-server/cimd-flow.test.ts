@@ -114,6 +114,23 @@ describe('a CIMD client against the authorization server', () => {
     assert.equal(claims.aud, h.resource)
   })
 
+  test("the document's scope is no limit: a later authorization for a wider scope gets it (step-up)", async () => {
+    const clientId = documents.url('/narrow.json')
+    const body = clientDocument(clientId, { scope: 'mcp:read' })
+    documents.documents.set('/narrow.json', () => ({ status: 200, body }))
+    const { code, redirectUri, verifier } = await authorize(h, clientId, { scope: 'mcp:read mcp:write' })
+    const tokens = await token(h, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+      client_id: clientId,
+      resource: h.resource,
+    })
+    assert.equal(tokens.response.status, 200)
+    assert.equal(tokens.body.scope, 'mcp:read mcp:write')
+  })
+
   const refused: [string, string, () => { status: number; body: string }][] = [
     [
       'client_id in the document differs from the URL',

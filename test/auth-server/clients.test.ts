@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { createGuard } from '../../src/guard/index.ts'
 import {
+  authorize,
   authorizeUrl,
   basic,
   browse,
@@ -110,6 +111,42 @@ describe('dynamic client registration', () => {
       error: 'invalid_request',
       error_description: 'the registration request is larger than 56 KiB',
     })
+  })
+
+  /** A code and tokens for `scope`: what a client does when a tool's 403 asks for more (step-up). */
+  async function stepUp(clientId: string, scope: string) {
+    const { code, redirectUri, verifier } = await authorize(h, clientId, { scope })
+    return token(h, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+      client_id: clientId,
+      resource: h.resource,
+    })
+  }
+
+  test("a registration's scope is no limit: the client later gets a wider scope (step-up)", async () => {
+    const { response, body } = await register(h, { ...MCP_CLIENT, client_name: 'narrow', scope: 'mcp:read' })
+    assert.equal(response.status, 201)
+    assert.equal(body.scope, undefined)
+    const wider = await stepUp(body.client_id as string, 'mcp:read mcp:write')
+    assert.equal(wider.response.status, 200)
+    assert.equal(wider.body.scope, 'mcp:read mcp:write')
+  })
+
+  test('a client stored with a scope before that rule is not limited by it either', async () => {
+    const clientId = randomUUID()
+    await h.store
+      .oidcAdapter('Client')
+      .upsert(
+        clientId,
+        { ...MCP_CLIENT, client_id: clientId, application_type: 'native', scope: 'mcp:read' },
+        3600,
+      )
+    const wider = await stepUp(clientId, 'mcp:read mcp:write')
+    assert.equal(wider.response.status, 200)
+    assert.equal(wider.body.scope, 'mcp:read mcp:write')
   })
 
   const refused: [string, string][] = [

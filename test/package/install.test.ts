@@ -4,10 +4,12 @@
  * the guard type-checked from a TypeScript file, and the installed command run.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { startDevServe } from '../support/dev-serve.ts'
@@ -153,6 +155,55 @@ describe('the npm package, installed from its tarball', { timeout: 90_000 }, () 
       )
     } finally {
       await serve.stop()
+    }
+  })
+
+  it('runs `gatehouse demo`: one line naming what to install, then, with it installed, a protected MCP URL', async () => {
+    const EVERYTHING = '@modelcontextprotocol/server-everything'
+    const dataDir = join(project, 'demo-data')
+    const demo = () =>
+      spawn(
+        process.execPath,
+        [join(installed, 'bin/gatehouse.js'), 'demo', '--port', '0', '--data-dir', dataDir],
+        {
+          cwd: project,
+          env: { PATH: ENV.PATH },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      )
+    const missing = demo()
+    let stderr = ''
+    missing.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk
+    })
+    const [code] = await once(missing, 'exit')
+    assert.equal(code, 1)
+    assert.equal(
+      stderr,
+      `gatehouse: gatehouse demo serves the MCP example server ${EVERYTHING}, which is not installed: install it next to mcp-gatehouse (npm install ${EVERYTHING}), or run npx -p mcp-gatehouse -p ${EVERYTHING} gatehouse demo\n`,
+    )
+
+    // Installed next to mcp-gatehouse (linked from the clone: no download in the test).
+    await mkdir(join(project, 'node_modules/@modelcontextprotocol'), { recursive: true })
+    await symlink(join(REPO, 'node_modules', EVERYTHING), join(project, 'node_modules', EVERYTHING))
+    const running = demo()
+    try {
+      const mcpUrl = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: running.stdout }).on('line', (line) => {
+          const url = /^ {2}MCP URL: {2}(\S+)$/.exec(line)?.[1]
+          if (url) resolve(url)
+        })
+        running.once('exit', (status) => reject(new Error(`gatehouse demo exited with ${status}`)))
+      })
+      const response = await fetch(mcpUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      })
+      assert.equal(response.status, 401)
+    } finally {
+      running.kill('SIGTERM')
+      if (running.exitCode === null) await once(running, 'exit')
     }
   })
 })
