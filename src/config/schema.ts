@@ -418,7 +418,11 @@ export const settingsSchema = block({
       'the upstream must answer within this',
       'GATEHOUSE_UPSTREAM_TIMEOUT_MS',
     ),
-    shutdown_grace_ms: whole(0, 10_000, 'in-flight requests get this long at shutdown'),
+    shutdown_grace_ms: whole(
+      0,
+      10_000,
+      'in-flight requests get this long at shutdown; those still running then are answered shutting_down',
+    ),
     stream_idle_timeout_ms: whole(
       0,
       300_000,

@@ -59,14 +59,15 @@ export function parseJsonRpcBody(body: Buffer, maxBatchMessages: number): Parsed
     }
   }
   for (const item of items) {
-    if (!isMessage(item)) {
+    if (!isJsonRpcMessage(item)) {
       return { ok: false, code: RPC.invalidRequest, message: 'the body is not a JSON-RPC 2.0 message' }
     }
   }
   return { ok: true, messages: items as JsonRpcMessage[], batch }
 }
 
-function isMessage(value: unknown): value is JsonRpcMessage {
+/** Whether `value` has the JSON-RPC 2.0 shape of a request, notification or response. */
+export function isJsonRpcMessage(value: unknown): value is JsonRpcMessage {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
   const m = value as Record<string, unknown>
   if (m.jsonrpc !== '2.0') return false

@@ -11,16 +11,25 @@ import type { Logger } from 'pino'
 import type { CredentialMode } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
 import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
-import { isRequest, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts'
+import {
+  isJsonRpcMessage,
+  isRequest,
+  isResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  rpcError,
+} from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import type { ToolPolicy } from './policy.ts'
 import type { SessionRegistry } from './sessions.ts'
-import { SseRewriter } from './sse.ts'
+import { formatSseEvent, SseRelay } from './sse.ts'
 import {
   FORWARDED_REQUEST_HEADERS,
   FORWARDED_RESPONSE_HEADERS,
+  LAST_WORD_MS,
   type McpExchange,
   type Upstream,
+  waitUntil,
 } from './upstream.ts'
 
 export interface HttpUpstreamOptions {
@@ -51,33 +60,61 @@ const METRIC_KIND: Partial<Record<GatewayErrorCode, string>> = {
 }
 
 /**
+ * One request through the proxy, so that the gateway can end it itself (an idle stream, shutdown) and still
+ * answer the client: with the reason it ended it, instead of the upstream failure its abort causes.
+ */
+class ProxyCall {
+  readonly exchange: McpExchange
+  request: ClientRequest | undefined
+  /** Why the gateway ended the call: an error the client is told, or `idle` for a stream that just ends. */
+  endedBy: GatewayError | 'idle' | undefined
+  /** Whether the client's answer is an SSE stream (its headers sent), which can still carry error events. */
+  eventStream = false
+  /** The ids of the POST's requests whose answer has not gone to the client yet. */
+  readonly unanswered: Set<JsonRpcId>
+
+  constructor(exchange: McpExchange) {
+    this.exchange = exchange
+    this.unanswered = new Set(exchange.messages.filter(isRequest).map((m) => m.id as JsonRpcId))
+  }
+
+  end(reason: GatewayError | 'idle'): void {
+    this.endedBy ??= reason
+    this.request?.destroy()
+  }
+}
+
+/**
  * The Streamable HTTP reverse proxy. Responses stream through as they arrive (`pipeline`, so a slow
  * client slows the upstream read, never the gateway's memory); only JSON bodies, which are bounded, are
- * read whole, to validate them and filter `tools/list`. A client that goes away aborts the upstream request.
+ * read whole, to validate them and filter `tools/list`. SSE events are read one by one: each must be
+ * JSON-RPC, and the answers are counted, so that a stream that fails or is ended at shutdown still gets an
+ * error for each request left without an answer. A client that goes away aborts the upstream request.
  */
 export class HttpUpstream implements Upstream {
-  readonly #o: HttpUpstreamOptions
-  readonly #inFlight = new Set<ClientRequest>()
+  readonly #options: HttpUpstreamOptions
+  readonly #calls = new Set<ProxyCall>()
   readonly #streams = new Map<string, number>()
   /** The upstream URL as request options, converted once instead of on every request. */
   readonly #target: RequestOptions
 
   constructor(options: HttpUpstreamOptions) {
-    this.#o = options
+    this.#options = options
     this.#target = urlToHttpOptions(options.url)
   }
 
-  post(x: McpExchange): Promise<void> {
-    return this.#forward(x)
+  post(exchange: McpExchange): Promise<void> {
+    return this.#forward(exchange)
   }
 
-  get(x: McpExchange): Promise<void> {
-    return this.#forward(x)
+  get(exchange: McpExchange): Promise<void> {
+    return this.#forward(exchange)
   }
 
-  async delete(x: McpExchange): Promise<void> {
-    await this.#forward(x)
-    if (x.sessionId !== undefined && x.res.statusCode < 300) this.#o.sessions.delete(x.sessionId)
+  async delete(exchange: McpExchange): Promise<void> {
+    await this.#forward(exchange)
+    if (exchange.sessionId !== undefined && exchange.res.statusCode < 300)
+      this.#options.sessions.delete(exchange.sessionId)
   }
 
   busy(sessionId: string): boolean {
@@ -91,7 +128,7 @@ export class HttpUpstream implements Upstream {
   /** Any HTTP answer will do (an MCP endpoint may well refuse OPTIONS): the upstream is up and reachable. */
   ready(): Promise<boolean> {
     return new Promise((resolve) => {
-      const send = this.#o.url.protocol === 'https:' ? httpsRequest : httpRequest
+      const send = this.#options.url.protocol === 'https:' ? httpsRequest : httpRequest
       const request = send({ ...this.#target, method: 'OPTIONS', timeout: READY_TIMEOUT_MS })
       request.on('response', (response) => {
         response.resume()
@@ -105,76 +142,116 @@ export class HttpUpstream implements Upstream {
     })
   }
 
-  /** GET streams carry only unsolicited messages and never end by themselves: they close now; the rest drain. */
+  /**
+   * GET streams carry only unsolicited messages and never end by themselves: they end now. The rest get
+   * `graceMs` to finish; what is left is answered `shutting_down` (an error event per unanswered request on
+   * an SSE stream), never cut off.
+   */
   async close(graceMs: number): Promise<void> {
-    for (const request of this.#inFlight) if (request.method === 'GET') request.destroy()
-    const deadline = Date.now() + graceMs
-    while (this.#inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    for (const request of this.#inFlight) request.destroy()
+    const stopped = (detail: string) => new GatewayError('shutting_down', { detail })
+    for (const call of this.#calls)
+      if (call.exchange.req.method === 'GET') call.end(stopped('GET streams end at shutdown'))
+    await waitUntil(() => this.#calls.size === 0, graceMs)
+    const late = stopped(`still running after limits.shutdown_grace_ms (${graceMs} ms)`)
+    for (const call of this.#calls) call.end(late)
+    await waitUntil(() => this.#calls.size === 0, LAST_WORD_MS)
   }
 
-  async #forward(x: McpExchange): Promise<void> {
-    const { req, res } = x
-    const id = singleId(x.messages)
+  async #forward(exchange: McpExchange): Promise<void> {
+    const { req, res } = exchange
+    const call = new ProxyCall(exchange)
+    this.#calls.add(call)
     const started = performance.now()
-    let upstreamReq: ClientRequest | undefined
+    let response: IncomingMessage | undefined
     const onClientClose = () => {
-      if (!res.writableFinished) upstreamReq?.destroy()
+      if (!res.writableFinished) call.request?.destroy()
     }
     res.on('close', onClientClose)
     try {
-      const headers = await this.#requestHeaders(x)
-      const { request, response } = await this.#send(req.method ?? 'GET', headers, x.body)
-      upstreamReq = request
-      this.#o.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-      this.#learnSession(x, response)
-      await this.#relay(x, response)
+      const headers = await this.#requestHeaders(exchange)
+      if (call.endedBy !== undefined) throw call.endedBy
+      response = await this.#send(call, req.method ?? 'GET', headers, exchange.body)
+      this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
+      this.#learnSession(exchange, response)
+      await this.#relay(call, response)
     } catch (error) {
-      const failure =
-        error instanceof GatewayError
-          ? error
-          : new GatewayError('upstream_stream_failed', { detail: (error as Error).message })
       if (res.destroyed) return
-      const kind = METRIC_KIND[failure.code] ?? failure.code
-      this.#o.metrics.upstreamErrors.inc({ kind })
-      this.#o.logger.warn({ kind, detail: failure.detail }, 'upstream request failed')
-      sendError(res, failure, id)
+      this.#lastWord(call, this.#failure(call, error))
     } finally {
       res.off('close', onClientClose)
+      this.#calls.delete(call)
     }
   }
 
-  async #requestHeaders(x: McpExchange): Promise<Record<string, string>> {
+  /** What the client is told about a call that failed: why the gateway ended it, or the upstream failure (logged). */
+  #failure(call: ProxyCall, error: unknown): GatewayError | undefined {
+    if (call.endedBy !== undefined) return call.endedBy === 'idle' ? undefined : call.endedBy
+    const failure =
+      error instanceof GatewayError
+        ? error
+        : new GatewayError('upstream_stream_failed', { detail: (error as Error).message })
+    const kind = METRIC_KIND[failure.code] ?? failure.code
+    this.#options.metrics.upstreamErrors.inc({ kind })
+    this.#options.logger.warn({ kind, detail: failure.detail }, 'upstream request failed')
+    return failure
+  }
+
+  /**
+   * Answers a call that failed, whatever was sent of it: an error response if nothing was; on an SSE stream,
+   * an error event for each request without an answer, then the end of the stream. Only a body that is not
+   * a stream is cut off, as a truncated body must look truncated.
+   */
+  #lastWord(call: ProxyCall, failure: GatewayError | undefined): void {
+    const { res } = call.exchange
+    if (!res.headersSent) {
+      if (failure) sendError(res, failure, singleId(call.exchange.messages))
+      else res.end()
+      return
+    }
+    if (res.writableEnded) return
+    if (!call.eventStream) {
+      res.destroy()
+      return
+    }
+    if (failure)
+      for (const id of call.unanswered) {
+        const data = JSON.stringify(rpcError(id, failure.rpcCode, failure.publicText))
+        res.write(formatSseEvent({ event: 'message', data }))
+      }
+    res.end()
+  }
+
+  async #requestHeaders(exchange: McpExchange): Promise<Record<string, string>> {
     const headers: Record<string, string> = {}
     for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = x.req.headers[name]
+      const value = exchange.req.headers[name]
       if (typeof value === 'string') headers[name] = value
     }
     // Only a session id the gateway checked against its owner goes on (none in the stateless era).
     delete headers['mcp-session-id']
-    if (x.sessionId !== undefined) headers['mcp-session-id'] = x.sessionId
-    if (x.body.length > 0) headers['content-length'] = String(x.body.length)
-    if (x.principal === undefined) return headers
-    return Object.assign(headers, await this.#o.credentials.headers(x.principal))
+    if (exchange.sessionId !== undefined) headers['mcp-session-id'] = exchange.sessionId
+    if (exchange.body.length > 0) headers['content-length'] = String(exchange.body.length)
+    if (exchange.principal === undefined) return headers
+    return Object.assign(headers, await this.#options.credentials.headers(exchange.principal))
   }
 
   #send(
+    call: ProxyCall,
     method: string,
     headers: Record<string, string>,
     body: Buffer,
-  ): Promise<{ request: ClientRequest; response: IncomingMessage }> {
-    const { url, timeoutMs } = this.#o
+  ): Promise<IncomingMessage> {
+    const { url, timeoutMs } = this.#options
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
       const request = send({ ...this.#target, method, headers })
-      this.#inFlight.add(request)
-      request.on('close', () => this.#inFlight.delete(request))
+      call.request = request
       const timer = setTimeout(() => {
         request.destroy(new GatewayError('upstream_timeout', { detail: `no answer within ${timeoutMs} ms` }))
       }, timeoutMs)
       request.on('response', (response) => {
         clearTimeout(timer)
-        resolve({ request, response })
+        resolve(response)
       })
       request.on('error', (error) => {
         clearTimeout(timer)
@@ -191,17 +268,19 @@ export class HttpUpstream implements Upstream {
   }
 
   /** Binds the session the upstream creates on `initialize` to the caller; forgets one the upstream ended. */
-  #learnSession(x: McpExchange, response: IncomingMessage): void {
+  #learnSession(exchange: McpExchange, response: IncomingMessage): void {
     const created = response.headers['mcp-session-id']
-    const initialize = x.messages.some((m) => m.method === 'initialize')
+    const initialize = exchange.messages.some((m) => m.method === 'initialize')
     if (initialize && typeof created === 'string' && response.statusCode === 200) {
-      this.#o.sessions.bind(created, x.principal?.key)
+      this.#options.sessions.bind(created, exchange.principal?.key)
     }
-    if (response.statusCode === 404 && x.sessionId !== undefined) this.#o.sessions.delete(x.sessionId)
+    if (response.statusCode === 404 && exchange.sessionId !== undefined)
+      this.#options.sessions.delete(exchange.sessionId)
   }
 
-  async #relay(x: McpExchange, response: IncomingMessage): Promise<void> {
-    const { res } = x
+  async #relay(call: ProxyCall, response: IncomingMessage): Promise<void> {
+    const { exchange } = call
+    const { res } = exchange
     const status = response.statusCode ?? 502
     if (status === 401 || status === 403) {
       response.resume()
@@ -217,15 +296,17 @@ export class HttpUpstream implements Upstream {
     }
     const type = mediaType(response.headers['content-type'])
     const listIds = new Set(
-      x.messages.filter((m) => isRequest(m) && m.method === 'tools/list').map((m) => m.id as JsonRpcId),
+      exchange.messages
+        .filter((m) => isRequest(m) && m.method === 'tools/list')
+        .map((m) => m.id as JsonRpcId),
     )
-    if (type === 'application/json' && x.req.method === 'POST') {
-      const body = await readBody(response, this.#o.maxBodyBytes).catch((error: unknown) => {
+    if (type === 'application/json' && exchange.req.method === 'POST') {
+      const body = await readBody(response, this.#options.maxBodyBytes).catch((error: unknown) => {
         // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
         response.destroy()
         if (!(error instanceof BodyTooLarge)) throw error
         throw new GatewayError('upstream_too_large', {
-          detail: `a JSON response above ${this.#o.maxBodyBytes} bytes`,
+          detail: `a JSON response above ${this.#options.maxBodyBytes} bytes`,
         })
       })
       let parsed: unknown
@@ -234,11 +315,11 @@ export class HttpUpstream implements Upstream {
       } catch {
         throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
       }
-      sendJson(res, status, this.#filter(parsed, listIds, x), headers)
+      sendJson(res, status, this.#filter(parsed, listIds, exchange), headers)
       return
     }
     const streaming = type === 'text/event-stream'
-    if (x.req.method === 'POST' && status === 200 && !streaming) {
+    if (exchange.req.method === 'POST' && status === 200 && !streaming) {
       response.resume()
       throw new GatewayError('upstream_garbage', {
         detail: `the upstream answered a POST with content-type ${JSON.stringify(response.headers['content-type'])}`,
@@ -246,55 +327,61 @@ export class HttpUpstream implements Upstream {
     }
     res.writeHead(status, headers)
     res.flushHeaders()
-    const sessionId = x.sessionId
-    const idleMs = this.#o.streamIdleTimeoutMs
+    const sessionId = exchange.sessionId
+    const idleMs = this.#options.streamIdleTimeoutMs
     // No heartbeat: the gateway keeping a stream busy would keep its session from ever being reaped.
     const idle =
-      streaming && x.req.method === 'GET' && idleMs !== undefined
-        ? setTimeout(() => response.destroy(), idleMs)
+      streaming && exchange.req.method === 'GET' && idleMs !== undefined
+        ? setTimeout(() => call.end('idle'), idleMs)
         : undefined
     if (idle) response.on('data', () => idle.refresh())
+    call.eventStream = streaming
     if (streaming) {
-      this.#o.metrics.streams.inc()
+      this.#options.metrics.streams.inc()
       if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
     }
     try {
-      if (streaming && listIds.size > 0) {
-        const rewriter = new SseRewriter((data) => this.#rewriteEvent(data, listIds, x), this.#o.maxBodyBytes)
-        await pipeline(response, rewriter, res)
+      if (streaming) {
+        const rewrite = (data: string) => this.#rewriteEvent(data, listIds, call)
+        await pipeline(response, new SseRelay(res, rewrite, this.#options.maxBodyBytes))
+        // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
+        res.end()
       } else {
         await pipeline(response, res)
       }
-    } catch (error) {
-      // Headers are gone: all that is left is to end the stream, which the client sees as a disconnect.
-      if (!res.destroyed) res.destroy()
-      this.#o.logger.debug({ detail: (error as Error).message }, 'stream ended early')
     } finally {
       clearTimeout(idle)
       if (streaming) {
-        this.#o.metrics.streams.dec()
+        this.#options.metrics.streams.dec()
         if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
       }
     }
   }
 
-  #rewriteEvent(data: string, listIds: Set<JsonRpcId>, x: McpExchange): string {
+  /** Checks that an event is JSON-RPC, notes the answers it carries, and filters `tools/list` results. */
+  #rewriteEvent(data: string, listIds: Set<JsonRpcId>, call: ProxyCall): string {
     let message: unknown
     try {
       message = JSON.parse(data)
     } catch {
-      return data
+      message = undefined
     }
-    const filtered = this.#filter(message, listIds, x)
+    const messages = Array.isArray(message) ? message : [message]
+    if (messages.length === 0 || !messages.every(isJsonRpcMessage))
+      throw new GatewayError('upstream_garbage', {
+        detail: `an event of the upstream's stream is not JSON-RPC: ${JSON.stringify(data.slice(0, 100))}`,
+      })
+    for (const m of messages) if (isResponse(m)) call.unanswered.delete(m.id as JsonRpcId)
+    const filtered = this.#filter(message, listIds, call.exchange)
     return filtered === message ? data : JSON.stringify(filtered)
   }
 
-  #filter(message: unknown, listIds: Set<JsonRpcId>, x: McpExchange): unknown {
-    if (Array.isArray(message)) return message.map((m) => this.#filter(m, listIds, x))
+  #filter(message: unknown, listIds: Set<JsonRpcId>, exchange: McpExchange): unknown {
+    if (Array.isArray(message)) return message.map((m) => this.#filter(m, listIds, exchange))
     const m = message as JsonRpcMessage
     if (listIds.size === 0 || typeof m !== 'object' || m === null || !listIds.has(m.id as JsonRpcId))
       return message
     if (m.result === undefined) return message
-    return { ...m, result: this.#o.policy.filterToolsList(m.result, x.principal?.token) }
+    return { ...m, result: this.#options.policy.filterToolsList(m.result, exchange.principal?.token) }
   }
 }

@@ -40,7 +40,7 @@ import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
 import { HttpUpstream } from './proxy.ts'
 import { SessionRegistry } from './sessions.ts'
 import { StdioUpstream } from './stdio/bridge.ts'
-import type { McpExchange, Upstream } from './upstream.ts'
+import { LAST_WORD_MS, type McpExchange, type Upstream, waitUntil } from './upstream.ts'
 
 /** A POST's JSON-RPC body, strictly parsed; empty for other requests. */
 interface RequestBody {
@@ -236,6 +236,8 @@ class GatewayHandler {
   /** On a loopback bind, the `Host` values this gateway answers to; `undefined` elsewhere (any). */
   readonly #allowedHosts: ReadonlySet<string> | undefined
   #closing = false
+  /** Responses of the MCP endpoint not finished yet: shutdown answers each one, never cuts it off. */
+  readonly #open = new Set<ServerResponse>()
   #readiness: { at: number; ready: Promise<boolean> } | undefined
   /** Anonymous request bodies being read now, against `limits.max_anonymous_body_reads`. */
   #anonymousReads = 0
@@ -303,9 +305,11 @@ class GatewayHandler {
       // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
       if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
       if (url.pathname === this.#mcpPath) {
-        res.on('close', () =>
-          this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }),
-        )
+        this.#open.add(res)
+        res.on('close', () => {
+          this.#open.delete(res)
+          this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) })
+        })
         await this.#mcp(req, res, url)
         return
       }
@@ -322,6 +326,12 @@ class GatewayHandler {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
     server.closeIdleConnections()
     await this.#upstream.close(this.#config.limits.shutdownGraceMs)
+    // What the upstream did not answer (a request still being admitted) is refused; a stream still open ends.
+    for (const res of this.#open) {
+      if (!res.headersSent) sendError(res, new GatewayError('shutting_down'))
+      else res.end()
+    }
+    await waitUntil(() => this.#open.size === 0, LAST_WORD_MS)
     server.closeAllConnections()
     await closed
   }

@@ -1,4 +1,6 @@
-import { Transform, type TransformCallback } from 'node:stream'
+import type { ServerResponse } from 'node:http'
+import { Writable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 
 export interface SseEvent {
   id?: string | undefined
@@ -17,39 +19,72 @@ export function formatSseEvent(event: SseEvent): string {
 }
 
 /**
- * Rewrites an event stream event by event, as bytes arrive: nothing waits for the end of the stream, and
- * `pipeline` carries backpressure through. `rewrite` returns the new data of an event, or the same string.
- * Comments and unchanged events pass byte for byte apart from line endings.
+ * The last hop of an upstream event stream to the client's `res`, event by event, as bytes arrive: nothing
+ * waits for the end of the stream, and backpressure reaches the upstream read. `rewrite` returns the new data
+ * of an event (or the same string) and may throw to fail the stream: the events before it are written, and
+ * `res` is neither ended nor destroyed, so the caller can still write its last word (errors for the requests
+ * left without an answer) and end it. Comments and unchanged events pass byte for byte apart from line endings.
  */
-export class SseRewriter extends Transform {
+export class SseRelay extends Writable {
+  readonly #res: ServerResponse
   readonly #rewrite: (data: string) => string
   readonly #maxEventBytes: number
+  readonly #decoder = new StringDecoder('utf8')
   #buffer = ''
 
-  constructor(rewrite: (data: string) => string, maxEventBytes: number) {
+  constructor(res: ServerResponse, rewrite: (data: string) => string, maxEventBytes: number) {
     super()
+    this.#res = res
     this.#rewrite = rewrite
     this.#maxEventBytes = maxEventBytes
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#buffer += chunk.toString('utf8').replace(/\r\n?/g, '\n')
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#buffer += this.#decoder.write(chunk).replace(/\r\n?/g, '\n')
+    let out = ''
     let end = this.#buffer.indexOf('\n\n')
-    while (end !== -1) {
-      this.push(this.#transformEvent(this.#buffer.slice(0, end)))
-      this.#buffer = this.#buffer.slice(end + 2)
-      end = this.#buffer.indexOf('\n\n')
-    }
-    if (this.#buffer.length > this.#maxEventBytes) {
-      callback(new Error(`an upstream event exceeds ${this.#maxEventBytes} bytes`))
+    try {
+      while (end !== -1) {
+        out += this.#transformEvent(this.#buffer.slice(0, end))
+        this.#buffer = this.#buffer.slice(end + 2)
+        end = this.#buffer.indexOf('\n\n')
+      }
+      if (this.#buffer.length > this.#maxEventBytes)
+        throw new Error(`an upstream event exceeds ${this.#maxEventBytes} bytes`)
+    } catch (error) {
+      this.#send(out, () => callback(error as Error))
       return
     }
-    callback()
+    this.#send(out, callback)
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (this.#buffer.trim() !== '') this.push(this.#transformEvent(this.#buffer))
-    callback()
+  override _final(callback: (error?: Error | null) => void): void {
+    let out: string
+    try {
+      out = this.#buffer.trim() === '' ? '' : this.#transformEvent(this.#buffer)
+    } catch (error) {
+      callback(error as Error)
+      return
+    }
+    this.#send(out, callback)
+  }
+
+  /** Writes to the client; calls back once it took the text, or with an error once it is gone. */
+  #send(text: string, callback: (error?: Error | null) => void): void {
+    const res = this.#res
+    if (res.destroyed) {
+      callback(new Error('the client went away'))
+      return
+    }
+    if (text === '' || res.write(text)) {
+      callback()
+      return
+    }
+    const done = () => {
+      res.off('drain', done).off('close', done)
+      callback()
+    }
+    res.on('drain', done).on('close', done)
   }
 
   #transformEvent(block: string): string {
@@ -62,7 +97,8 @@ export class SseRewriter extends Transform {
       if (field === 'data') data.push(value)
       else if (field === 'id' || field === 'event' || field === 'retry') event[field] = value
     }
-    if (data.length === 0) return `${block}\n\n`
+    // No data, or empty data (the priming event of a resumable stream): nothing to read.
+    if (data.join('').trim() === '') return `${block}\n\n`
     event.data = data.join('\n')
     const rewritten = this.#rewrite(event.data)
     return rewritten === event.data ? `${block}\n\n` : formatSseEvent({ ...event, data: rewritten })

@@ -52,3 +52,12 @@ export const FORWARDED_RESPONSE_HEADERS = [
   'retry-after',
   'allow',
 ] as const
+
+/** Resolves once `done()` holds, or after `ms`: how upstreams wait out the shutdown grace. */
+export async function waitUntil(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+}
+
+/** How long what is ended at shutdown gets to write its last word before the gateway closes connections. */
+export const LAST_WORD_MS = 1000

@@ -45,11 +45,8 @@ describe('gateway: GET streams that carry nothing are closed after limits.stream
     await idp?.close()
   })
 
-  const cases = [
-    { kind: 'stdio', end: 'ended' },
-    { kind: 'http', end: 'closed' },
-  ] as const
-  for (const { kind, end } of cases) {
+  // Both bridges end the stream as a stream ends: no reset (the HTTP proxy used to cut the connection).
+  for (const kind of ['stdio', 'http'] as const) {
     it(`${kind}: the idle GET stream ends, and the session goes on`, { timeout: 10_000 }, async () => {
       const gateway = gateways[kind]
       const headers = { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-06-18' }
@@ -63,7 +60,7 @@ describe('gateway: GET streams that carry nothing are closed after limits.stream
       })
       assert.equal(stream.status, 200)
       assert.equal(stream.headers.get('content-type'), 'text/event-stream')
-      assert.equal(await readToEnd(stream), end)
+      assert.equal(await readToEnd(stream), 'ended')
       const list = await postRpc(gateway.resource, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, session)
       assert.equal(list.status, 200)
       await list.body?.cancel()

@@ -1,7 +1,8 @@
 /**
  * A deliberately fragile stdio MCP server for the gateway's failure tests. Run as a child process:
  * `tools/call` of `crash` exits, of `hang` never answers (after one progress notification when asked for
- * progress), of `garbage` writes a non-JSON line first. A `notifications/cancelled` is reported on stderr,
+ * progress), of `garbage` writes a non-JSON line first, of `slow` (not listed) answers after `arguments.ms`.
+ * Each call is reported on stderr as `started <name>` when it arrives. A `notifications/cancelled` is reported on stderr,
  * which the gateway logs, so tests can see what reached the child.
  */
 import { createInterface } from 'node:readline'
@@ -14,7 +15,12 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   const message = JSON.parse(line) as {
     id?: number | string
     method?: string
-    params?: { name?: string; requestId?: number | string; _meta?: { progressToken?: unknown } }
+    params?: {
+      name?: string
+      arguments?: { ms?: number }
+      requestId?: number | string
+      _meta?: { progressToken?: unknown }
+    }
   }
   if (message.method === 'notifications/cancelled')
     process.stderr.write(`cancelled ${message.params?.requestId}\n`)
@@ -30,7 +36,15 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     reply({ tools })
   } else if (message.method === 'tools/call') {
     const name = message.params?.name
+    process.stderr.write(`started ${name}\n`)
     if (name === 'crash') process.exit(3)
+    if (name === 'slow') {
+      setTimeout(
+        () => reply({ content: [{ type: 'text', text: 'slow done' }] }),
+        message.params?.arguments?.ms,
+      )
+      return
+    }
     const progressToken = message.params?._meta?.progressToken
     if (name === 'hang' && progressToken !== undefined)
       send({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken, progress: 1 } })

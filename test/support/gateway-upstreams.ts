@@ -52,3 +52,69 @@ export async function startOddUpstream(): Promise<{
     },
   }
 }
+
+/**
+ * A small Streamable HTTP MCP upstream whose tools misbehave on purpose, by name: `slow` answers on an SSE
+ * stream after `arguments.ms`, `hang` opens an SSE stream and never answers, `silent` never sends even
+ * headers, `garbage` sends an SSE event that is not JSON-RPC and keeps the stream open. `started(name)`
+ * resolves once a call of that tool has arrived.
+ */
+export async function startToolUpstream(): Promise<{
+  url: string
+  started(name: string): Promise<void>
+  close(): Promise<void>
+}> {
+  const arrived: string[] = []
+  const waiters: [string, () => void][] = []
+  const server = createServer(async (req, res) => {
+    if (req.method === 'DELETE') return void res.writeHead(200).end()
+    if (req.method !== 'POST') return void res.writeHead(405, { allow: 'POST, DELETE' }).end()
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const message = JSON.parse(Buffer.concat(chunks).toString()) as {
+      id?: number | string
+      method?: string
+      params?: { name?: string; arguments?: { ms?: number } }
+    }
+    if (message.id === undefined) return void res.writeHead(202).end()
+    const answer = (result: unknown) => JSON.stringify({ jsonrpc: '2.0', id: message.id, result })
+    if (message.method !== 'tools/call') {
+      const result =
+        message.method === 'initialize'
+          ? {
+              protocolVersion: '2025-06-18',
+              capabilities: { tools: {} },
+              serverInfo: { name: 'odd', version: '1' },
+            }
+          : { tools: [] }
+      const headers: Record<string, string> = { 'content-type': 'application/json' }
+      if (message.method === 'initialize') headers['mcp-session-id'] = randomUUID()
+      return void res.writeHead(200, headers).end(answer(result))
+    }
+    const name = message.params?.name ?? ''
+    arrived.push(name)
+    for (const [wanted, resolve] of waiters) if (wanted === name) resolve()
+    if (name === 'silent') return
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.flushHeaders()
+    if (name === 'slow') {
+      const text = answer({ content: [{ type: 'text', text: 'slow done' }] })
+      setTimeout(() => res.end(`event: message\ndata: ${text}\n\n`), message.params?.arguments?.ms)
+    } else if (name === 'garbage') {
+      res.write('event: message\ndata: this is not JSON-RPC\n\n')
+    }
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    started: (name) =>
+      arrived.includes(name) ? Promise.resolve() : new Promise((resolve) => waiters.push([name, resolve])),
+    close: async () => {
+      server.closeAllConnections()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+}

@@ -3,12 +3,15 @@ import { accepts, acceptsEventStream, sendError, sendJson, sendStatus, singleId 
 import { isRequest, isStatelessEra, STATELESS_VERSIONS } from '../jsonrpc.ts'
 import type { ToolPolicy } from '../policy.ts'
 import type { SessionRegistry } from '../sessions.ts'
-import type { McpExchange, Upstream } from '../upstream.ts'
+import { type McpExchange, type Upstream, waitUntil } from '../upstream.ts'
 import { type ChildOptions, commandRunnable, initializeChild, LEGACY_VERSIONS, StdioChild } from './child.ts'
 import { EventStream } from './event-stream.ts'
 import { BridgeSession } from './session.ts'
 import { type AnswerRewrite, PostSink } from './sinks.ts'
 import { discoverResult, statelessHeaderMismatch, statelessResult } from './stateless.ts'
+
+/** How long a child gets to exit after SIGTERM before it is killed. */
+const CHILD_STOP_MS = 2000
 
 export interface StdioUpstreamOptions extends ChildOptions {
   policy: ToolPolicy
@@ -126,17 +129,25 @@ export class StdioUpstream implements Upstream {
     child.detach(session)
     if (child.sessions.size > 0) return
     if (this.#shared?.child === child) this.#shared = undefined
-    void child.stop(2000)
+    void child.stop(CHILD_STOP_MS)
   }
 
   ready(): Promise<boolean> {
     return commandRunnable(this.#options)
   }
 
+  /**
+   * GET streams end now; requests in flight get `graceMs` to be answered, and what is left then is answered
+   * `shutting_down` (an error event on an SSE stream, which then ends). Only then are the children stopped.
+   */
   async close(graceMs: number): Promise<void> {
-    const children = new Set([...this.#sessions.values()].map((s) => s.child))
-    if (this.#shared) children.add(this.#shared.child)
-    await Promise.all([...children].map((child) => child.stop(graceMs)))
+    const children = [...new Set([...this.#sessions.values()].map((s) => s.child))]
+    if (this.#shared && !children.includes(this.#shared.child)) children.push(this.#shared.child)
+    for (const session of this.#sessions.values()) session.standalone.finish()
+    await waitUntil(() => !children.some((child) => child.busy), graceMs)
+    const late = new GatewayError('shutting_down')
+    for (const child of children) child.failPending(late.rpcCode, late.publicText)
+    await Promise.all(children.map((child) => child.stop(CHILD_STOP_MS)))
   }
 
   /**
@@ -312,7 +323,7 @@ export class StdioUpstream implements Upstream {
     this.#options.logger.info({ shared: true, pid: child.process.pid }, 'MCP server process started')
     const initialized = initializeChild(child).catch((error: unknown) => {
       if (this.#shared?.child === child) this.#shared = undefined
-      void child.stop(2000)
+      void child.stop(CHILD_STOP_MS)
       throw error
     })
     return { child, initialized }

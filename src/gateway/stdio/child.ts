@@ -54,6 +54,26 @@ export async function commandRunnable(options: ChildOptions): Promise<boolean> {
   return false
 }
 
+/**
+ * Children run in a process group of their own (POSIX): a signal to the gateway's group (Ctrl-C in a shell,
+ * `npm`/`docker stop` passing SIGTERM on) must not stop them before the gateway has drained their requests.
+ * The gateway signals the whole group, so the processes a command starts (`npx` starts node) stop with it.
+ */
+const OWN_GROUP = process.platform !== 'win32'
+
+/** Children still running, stopped with the gateway however it exits (a crash included). */
+const running = new Set<StdioChild>()
+let reaperInstalled = false
+
+function reapOnExit(child: StdioChild): void {
+  running.add(child)
+  if (reaperInstalled) return
+  reaperInstalled = true
+  process.once('exit', () => {
+    for (const left of running) left.signal('SIGKILL')
+  })
+}
+
 /** One newline-delimited message for a child. */
 const frame = (message: JsonRpcMessage): string => `${JSON.stringify(message)}\n`
 
@@ -115,7 +135,9 @@ export class StdioChild {
       cwd: options.cwd,
       env: childEnvironment(process.env, options.env),
       stdio: ['pipe', 'pipe', 'pipe'],
+      detached: OWN_GROUP,
     })
+    reapOnExit(this)
     this.#log = options.logger.child({ pid: this.process.pid })
     this.process.stdout.setEncoding('utf8')
     this.process.stdout.on('data', (chunk: string) => this.#onStdout(chunk))
@@ -131,6 +153,11 @@ export class StdioChild {
       this.#onExit('could not be started')
     })
     this.process.on('exit', (code, signal) => this.#onExit(`exited with ${signal ?? `code ${code}`}`))
+  }
+
+  /** Whether any request is in flight at the child. */
+  get busy(): boolean {
+    return this.#byChildId.size > 0
   }
 
   inFlight(session: BridgeSession): boolean {
@@ -213,17 +240,42 @@ export class StdioChild {
     session.standalone.finish()
   }
 
+  /** Answers every request in flight with this error (the gateway stops), and cancels it at the child. */
+  failPending(code: number, message: string): void {
+    for (const key of [...this.#byChildId.keys()]) {
+      const pending = this.#settle(key)
+      if (pending === undefined) continue
+      pending.sink.send(rpcError(pending.clientId, code, message))
+      void this.#cancelUpstream(pending.childId, message)
+    }
+  }
+
+  /** Stops the child: SIGTERM, and SIGKILL if it is still there after `graceMs`. */
   stop(graceMs: number): Promise<void> {
     if (this.exited) return Promise.resolve()
     return new Promise((resolve) => {
-      const kill = setTimeout(() => this.process.kill('SIGKILL'), graceMs)
+      const kill = setTimeout(() => this.signal('SIGKILL'), graceMs)
       this.process.once('exit', () => {
         clearTimeout(kill)
         resolve()
       })
       this.process.stdin.end()
-      this.process.kill('SIGTERM')
+      this.signal('SIGTERM')
     })
+  }
+
+  /** Signals the child's process group (the child alone where it has none). */
+  signal(signal: NodeJS.Signals): void {
+    const { pid } = this.process
+    if (!OWN_GROUP || pid === undefined) {
+      this.process.kill(signal)
+      return
+    }
+    try {
+      process.kill(-pid, signal)
+    } catch {
+      // The group is gone already.
+    }
   }
 
   #track(session: BridgeSession | undefined, sink: Receiver, request: JsonRpcMessage): JsonRpcMessage {
@@ -334,7 +386,7 @@ export class StdioChild {
         { bytes: this.#stdoutBuffer.length },
         'the MCP server wrote an over-long line; stopping it',
       )
-      this.process.kill('SIGKILL')
+      this.signal('SIGKILL')
     }
   }
 
@@ -437,6 +489,7 @@ export class StdioChild {
   #onExit(reason: string): void {
     if (this.exited) return
     this.exited = true
+    running.delete(this)
     this.#log.warn({ reason }, 'MCP server process ended')
     for (const key of [...this.#byChildId.keys()]) {
       const pending = this.#settle(key)
