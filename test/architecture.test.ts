@@ -15,7 +15,6 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   errors: { parts: [], packages: [] },
   // zod is the configuration schema's: the guard, which others embed, never loads it.
   config: { parts: ['guard', 'errors'], packages: ['yaml', 'zod'] },
-  dev: { parts: ['guard', 'auth-server'], packages: ['jose', 'oidc-provider'] },
   storage: { parts: [], packages: ['pg'] },
   // The guard's small helpers (loopback addresses) are shared, never the other way round.
   'auth-server': {
@@ -23,7 +22,7 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
     packages: ['jose', 'oidc-provider', 'openid-client'],
   },
   gateway: { parts: ['guard', 'config', 'errors'], packages: ['jose', 'pino', 'yaml'] },
-  cli: { parts: ['guard', 'config', 'gateway', 'dev', 'storage', 'auth-server', 'errors'], packages: [] },
+  cli: { parts: ['guard', 'config', 'gateway', 'storage', 'auth-server', 'errors'], packages: [] },
 }
 
 function* sourceFiles(dir: string): Generator<string> {
