@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { test } from 'node:test'
 
@@ -72,4 +72,12 @@ test('each part imports only what the architecture allows', () => {
     }
   }
   assert.deepEqual(violations, [])
+})
+
+test('docs/architecture.md names only folders and files that exist', () => {
+  const page = readFileSync(resolve(import.meta.dirname, '../docs/architecture.md'), 'utf8')
+  const paths = [...page.matchAll(/`((?:src|test)\/[\w./-]+?)\/?`/g)].map((match) => match[1] as string)
+  assert.ok(paths.length > 10)
+  const missing = paths.filter((path) => !existsSync(resolve(import.meta.dirname, '..', path)))
+  assert.deepEqual(missing, [])
 })
