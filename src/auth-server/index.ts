@@ -24,11 +24,11 @@ export {
 } from './errors.ts'
 export {
   createLocalUser,
+  type IdentityProvider,
+  identityProviderRedirectUri,
   type LoginAndConsentOptions,
   loginAndConsent,
   revokeConsent,
-  type UpstreamProvider,
-  upstreamRedirectUri,
 } from './interactions/index.ts'
 export {
   type RotateOptions,
@@ -88,7 +88,7 @@ export async function createAuthorizationServer(
   const options = resolveOptions(input)
   const keys = await loadSigningKeys(options.store, options.secret, options.signingAlgorithm)
   const interactionPath = `${options.issuerPath}/interaction/`
-  // An upstream sign-in's claims count as long as a grant made during its session.
+  // The claims of a sign-in at an identity provider count as long as a grant made during its session.
   const userScopes = new UserScopes(
     options.userScopes,
     options.store,

@@ -103,7 +103,7 @@ export interface AuthorizationServerOptions {
   /** Login and consent; default: the development handler that signs in a test user and approves everything. */
   interactions?: InteractionsFactory
   /**
-   * Which scopes each user may hold (`everyone`, plus rules by username or upstream claim); consent, a
+   * Which scopes each user may hold (`everyone`, plus rules by username or identity provider claim); consent, a
    * remembered grant and each refresh give only those. Default: every user may approve every scope.
    */
   userScopes?: UserScopesOptions

@@ -100,7 +100,7 @@ export function createSafeFetch(unsafe: UnsafeTestFetchOptions = {}) {
         (res) => {
           const headers = new Headers()
           for (const [name, value] of Object.entries(res.headers)) {
-            for (const v of [value ?? []].flat()) headers.append(name, v)
+            for (const item of [value ?? []].flat()) headers.append(name, item)
           }
           const body = Readable.toWeb(res) as ReadableStream<Uint8Array>
           resolve(new Response(body, { status: res.statusCode ?? 502, headers }))

@@ -9,14 +9,14 @@ export interface ScopeGrant {
   scopes: readonly string[]
   /**
    * Gatehouse usernames, as `gatehouse users list` shows them: a local account's lowercase name, or
-   * `<provider id>:<sub>` for a user of an upstream identity provider (compared case-insensitively, like
+   * `<provider id>:<sub>` for a user of an identity provider (compared case-insensitively, like
    * every username).
    */
   users?: readonly string[]
   /**
-   * Users of an upstream identity provider whose ID token or userinfo claim `name` equals `value` or, when it
+   * Users of an identity provider whose ID token or userinfo claim `name` equals `value` or, when it
    * is a list (`groups`, `roles`), contains it; only from the provider with id `provider` when given. Read at
-   * each upstream sign-in: a change at the provider counts from the user's next sign-in there.
+   * each sign-in there: a change at the provider counts from the user's next sign-in there.
    */
   claim?: { name: string; value: string; provider?: string }
 }
@@ -33,7 +33,8 @@ export interface UserScopesOptions {
 export type Holds = (scope: string) => boolean
 
 const ALWAYS = ['openid', 'offline_access']
-const UPSTREAM_CLAIMS = 'GatehouseUpstreamClaims'
+// The stored model's name predates the word "identity provider"; renaming it would orphan stored claims.
+const PROVIDER_CLAIMS = 'GatehouseUpstreamClaims'
 const holdsEverything: Holds = () => true
 
 interface ClaimsSnapshot {
@@ -80,11 +81,11 @@ export class UserScopes {
   readonly #snapshotTtl: number
   readonly #claimNames: Set<string>
 
-  /** `snapshotTtl`: how long an upstream sign-in's claims count; at least as long as a grant made after it. */
+  /** `snapshotTtl`: how long the claims of a sign-in at an identity provider count; at least as long as a grant made after it. */
   constructor(policy: UserScopesOptions | undefined, store: Store, snapshotTtl: number) {
     this.#policy = policy
     this.#store = store
-    this.#snapshots = store.oidcAdapter(UPSTREAM_CLAIMS)
+    this.#snapshots = store.oidcAdapter(PROVIDER_CLAIMS)
     this.#snapshotTtl = snapshotTtl
     this.#claimNames = new Set((policy?.grants ?? []).flatMap((r) => (r.claim ? [r.claim.name] : [])))
   }
@@ -104,8 +105,8 @@ export class UserScopes {
     return (scope) => held.has(scope)
   }
 
-  /** Keeps, from an upstream sign-in, the claims the rules read (and nothing else). */
-  async rememberUpstreamClaims(userId: string, provider: string, claims: Record<string, unknown>) {
+  /** Keeps, from a sign-in at an identity provider, the claims the rules read (and nothing else). */
+  async rememberProviderClaims(userId: string, provider: string, claims: Record<string, unknown>) {
     if (this.#claimNames.size === 0) return
     const kept = Object.fromEntries(Object.entries(claims).filter(([name]) => this.#claimNames.has(name)))
     await this.#snapshots.upsert(userId, { provider, claims: kept }, this.#snapshotTtl)

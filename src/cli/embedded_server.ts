@@ -7,8 +7,8 @@ import {
   type AuthServerLogger,
   createAuthorizationServer,
   devInteractions,
+  identityProviderRedirectUri,
   loginAndConsent,
-  upstreamRedirectUri,
 } from '../auth-server/index.ts'
 import { checkSecret, type EmbeddedAuthorizationConfig, type StorageSettings } from '../config/embedded.ts'
 import type { GatewayConfig } from '../gateway/config.ts'
@@ -78,10 +78,10 @@ export async function startEmbeddedAuthorizationServer(
       allowedOrigins: options.allowedOrigins ?? [],
       logger: options.logger,
     })
-    for (const provider of config.dev ? [] : (config.login.upstream ?? [])) {
-      options.logger.info('register this redirect URI at the upstream identity provider', {
+    for (const provider of config.dev ? [] : (config.login.identityProviders ?? [])) {
+      options.logger.info('register this redirect URI at the identity provider', {
         provider: provider.id,
-        redirect_uri: upstreamRedirectUri(issuer, provider.id),
+        redirect_uri: identityProviderRedirectUri(issuer, provider.id),
       })
     }
     return {

@@ -68,7 +68,8 @@ const TTL_KEYS = {
 export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): EmbeddedAuthorizationConfig {
   const block = settings.authorization_server
   const { local_accounts: localAccounts } = block.login
-  const upstream = block.login.upstream.map(({ client_id, client_secret, scope, ...provider }) => ({
+  // `login.upstream` is the YAML key (kept for existing files); in the code it is an identity provider.
+  const identityProviders = block.login.upstream.map(({ client_id, client_secret, scope, ...provider }) => ({
     ...provider,
     clientId: client_id,
     clientSecret: client_secret,
@@ -82,13 +83,13 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
       Object.entries(block.ttl).map(([key, value]) => [TTL_KEYS[key as keyof typeof TTL_KEYS], value]),
     ),
     refreshReuseIntervalSeconds: block.refresh_reuse_interval,
-    login: { upstream, ...(localAccounts === undefined ? {} : { localAccounts }) },
+    login: { identityProviders, ...(localAccounts === undefined ? {} : { localAccounts }) },
     registration: switchable(block.registration),
     cimd: switchable(block.cimd),
     clients: block.clients as unknown as StaticClient[],
     scopeGrants: scopeGrants(
       block.scope_grants,
-      upstream.map((p) => p.id),
+      identityProviders.map((provider) => provider.id),
     ),
   }
 }
@@ -96,7 +97,7 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
 /**
  * `scope_grants: [{ scopes: [files:write], users: [alice] }, { scopes: [admin], claim: { name: groups,
  * value: admins, provider: corp } }]`: each rule gives its scopes to the users it names, or to the users of
- * an upstream provider whose claim (a string, or a list such as `groups`) has the value.
+ * an identity provider whose claim (a string, or a list such as `groups`) has the value.
  */
 function scopeGrants(
   rules: Settings['authorization_server']['scope_grants'],
@@ -110,7 +111,7 @@ function scopeGrants(
     const provider = rule.claim?.provider
     if (provider !== undefined && !providers.includes(provider)) {
       fail(
-        `${where}.claim.provider ${provider} is not an upstream provider; known: ${providers.join(', ') || 'none'}`,
+        `${where}.claim.provider ${provider} is not an identity provider (login.upstream); known: ${providers.join(', ') || 'none'}`,
       )
     }
     return {

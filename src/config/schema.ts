@@ -55,8 +55,8 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.pipe(
     z.custom<unknown>(
       (value) => {
-        const n = asInteger(value)
-        return typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max
+        const number = asInteger(value)
+        return typeof number === 'number' && Number.isInteger(number) && number >= min && number <= max
       },
       { error: (issue) => `must be an integer from ${min} to ${max}, got ${show(issue.input)}` },
     ),

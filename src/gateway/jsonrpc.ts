@@ -69,13 +69,19 @@ export function parseJsonRpcBody(body: Buffer, maxBatchMessages: number): Parsed
 /** Whether `value` has the JSON-RPC 2.0 shape of a request, notification or response. */
 export function isJsonRpcMessage(value: unknown): value is JsonRpcMessage {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const m = value as Record<string, unknown>
-  if (m.jsonrpc !== '2.0') return false
-  if (m.id !== undefined && m.id !== null && typeof m.id !== 'string' && typeof m.id !== 'number')
+  const fields = value as Record<string, unknown>
+  if (fields.jsonrpc !== '2.0') return false
+  if (
+    fields.id !== undefined &&
+    fields.id !== null &&
+    typeof fields.id !== 'string' &&
+    typeof fields.id !== 'number'
+  )
     return false
-  if (m.params !== undefined && (typeof m.params !== 'object' || m.params === null)) return false
-  if (m.method !== undefined) return typeof m.method === 'string'
-  return m.id !== undefined && ('result' in m || 'error' in m)
+  if (fields.params !== undefined && (typeof fields.params !== 'object' || fields.params === null))
+    return false
+  if (fields.method !== undefined) return typeof fields.method === 'string'
+  return fields.id !== undefined && ('result' in fields || 'error' in fields)
 }
 
 /** The stateless-era revisions (no sessions, `server/discover`, per-request version) the gateway speaks. */

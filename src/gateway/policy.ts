@@ -54,9 +54,9 @@ export class ToolPolicy {
   /** Every scope the `tools/call` requests of a message batch need together. */
   requiredScopes(messages: readonly JsonRpcMessage[]): string[] {
     const scopes = new Set<string>()
-    for (const m of messages) {
-      if (m.method !== 'tools/call') continue
-      for (const scope of this.scopesFor(String(m.params?.name ?? ''))) scopes.add(scope)
+    for (const message of messages) {
+      if (message.method !== 'tools/call') continue
+      for (const scope of this.scopesFor(String(message.params?.name ?? ''))) scopes.add(scope)
     }
     return [...scopes]
   }

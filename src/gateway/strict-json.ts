@@ -57,52 +57,52 @@ export function parseStrictJsonRpc(body: Buffer): unknown {
 }
 
 class Parser {
-  readonly #s: string
-  #i = 0
+  readonly #text: string
+  #position = 0
   /** The next backslash at or after the last string searched for one; the length when there is none. */
   #backslash = -1
 
   constructor(text: string) {
-    this.#s = text
+    this.#text = text
   }
 
   parseBody(): unknown {
     const value = this.#value(0, TOP)
     this.#skipSpace()
-    if (this.#i !== this.#s.length) this.#unexpected()
+    if (this.#position !== this.#text.length) this.#unexpected()
     return value
   }
 
   #value(depth: number, role: Role): unknown {
     this.#skipSpace()
-    const s = this.#s
-    const c = s.charCodeAt(this.#i)
-    if (c === 0x7b) return this.#object(depth + 1, role === TOP ? MESSAGE : role)
-    if (c === 0x5b) return this.#array(depth + 1, role === TOP ? MESSAGE : OTHER)
-    if (c === 0x22) return this.#string()
-    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return this.#number()
-    if (c === 0x74 && s.startsWith('true', this.#i)) return this.#literal(4, true)
-    if (c === 0x66 && s.startsWith('false', this.#i)) return this.#literal(5, false)
-    if (c === 0x6e && s.startsWith('null', this.#i)) return this.#literal(4, null)
+    const text = this.#text
+    const char = text.charCodeAt(this.#position)
+    if (char === 0x7b) return this.#object(depth + 1, role === TOP ? MESSAGE : role)
+    if (char === 0x5b) return this.#array(depth + 1, role === TOP ? MESSAGE : OTHER)
+    if (char === 0x22) return this.#string()
+    if (char === 0x2d || (char >= 0x30 && char <= 0x39)) return this.#number()
+    if (char === 0x74 && text.startsWith('true', this.#position)) return this.#literal(4, true)
+    if (char === 0x66 && text.startsWith('false', this.#position)) return this.#literal(5, false)
+    if (char === 0x6e && text.startsWith('null', this.#position)) return this.#literal(4, null)
     return this.#unexpected()
   }
 
   #literal<T>(length: number, value: T): T {
-    this.#i += length
+    this.#position += length
     return value
   }
 
   #object(depth: number, role: Role): Record<string, unknown> {
     this.#enter(depth)
     const object: Record<string, unknown> = {}
-    this.#i++
+    this.#position++
     this.#skipSpace()
-    if (this.#s.charCodeAt(this.#i) === 0x7d) {
-      this.#i++
+    if (this.#text.charCodeAt(this.#position) === 0x7d) {
+      this.#position++
       return object
     }
     for (;;) {
-      if (this.#s.charCodeAt(this.#i) !== 0x22) this.#unexpected()
+      if (this.#text.charCodeAt(this.#position) !== 0x22) this.#unexpected()
       const key = this.#string()
       if (Object.hasOwn(object, key)) {
         throw new JsonRefused(
@@ -112,16 +112,16 @@ class Parser {
       }
       if (role !== OTHER) refuseFoldedKey(key, role)
       this.#skipSpace()
-      if (this.#s.charCodeAt(this.#i) !== 0x3a) this.#unexpected()
-      this.#i++
+      if (this.#text.charCodeAt(this.#position) !== 0x3a) this.#unexpected()
+      this.#position++
       const value = this.#value(depth, role === MESSAGE && key === 'params' ? PARAMS : OTHER)
       // `JSON.parse` makes `__proto__` an own property; assigning it would set the prototype instead.
       if (key === '__proto__') Object.defineProperty(object, key, { value, enumerable: true, writable: true })
       else object[key] = value
       this.#skipSpace()
-      const next = this.#s.charCodeAt(this.#i++)
+      const next = this.#text.charCodeAt(this.#position++)
       if (next === 0x7d) return object
-      if (next !== 0x2c) this.#unexpected(this.#i - 1)
+      if (next !== 0x2c) this.#unexpected(this.#position - 1)
       this.#skipSpace()
     }
   }
@@ -129,18 +129,18 @@ class Parser {
   #array(depth: number, elementRole: Role): unknown[] {
     this.#enter(depth)
     const array: unknown[] = []
-    this.#i++
+    this.#position++
     this.#skipSpace()
-    if (this.#s.charCodeAt(this.#i) === 0x5d) {
-      this.#i++
+    if (this.#text.charCodeAt(this.#position) === 0x5d) {
+      this.#position++
       return array
     }
     for (;;) {
       array.push(this.#value(depth, elementRole))
       this.#skipSpace()
-      const next = this.#s.charCodeAt(this.#i++)
+      const next = this.#text.charCodeAt(this.#position++)
       if (next === 0x5d) return array
-      if (next !== 0x2c) this.#unexpected(this.#i - 1)
+      if (next !== 0x2c) this.#unexpected(this.#position - 1)
     }
   }
 
@@ -160,32 +160,32 @@ class Parser {
    * over the raw text checks for them.
    */
   #string(): string {
-    const s = this.#s
-    const start = this.#i + 1
+    const text = this.#text
+    const start = this.#position + 1
     let run = start
     let out = ''
     let end = -1
     for (;;) {
-      if (end < run) end = s.indexOf('"', run)
-      if (end === -1) this.#unexpected(s.length)
+      if (end < run) end = text.indexOf('"', run)
+      if (end === -1) this.#unexpected(text.length)
       if (this.#backslash < run) {
-        this.#backslash = s.indexOf('\\', run)
-        if (this.#backslash === -1) this.#backslash = s.length
+        this.#backslash = text.indexOf('\\', run)
+        if (this.#backslash === -1) this.#backslash = text.length
       }
       const backslash = this.#backslash
-      out += s.slice(run, Math.min(backslash, end))
+      out += text.slice(run, Math.min(backslash, end))
       if (end < backslash) {
-        const control = CONTROL.exec(s.slice(start, end))
+        const control = CONTROL.exec(text.slice(start, end))
         if (control !== null) this.#unexpected(start + control.index)
-        this.#i = end + 1
+        this.#position = end + 1
         return out
       }
-      const e = s[backslash + 1]
-      const simple = e === undefined ? undefined : ESCAPES[e]
+      const escaped = text[backslash + 1]
+      const simple = escaped === undefined ? undefined : ESCAPES[escaped]
       if (simple !== undefined) {
         out += simple
         run = backslash + 2
-      } else if (e === 'u') {
+      } else if (escaped === 'u') {
         out += String.fromCharCode(this.#hex4(backslash + 2))
         run = backslash + 6
       } else this.#unexpected(backslash + 1)
@@ -195,7 +195,7 @@ class Parser {
   #hex4(at: number): number {
     let code = 0
     for (let i = at; i < at + 4; i++) {
-      const digit = HEX.indexOf(this.#s[i] ?? 'x')
+      const digit = HEX.indexOf(this.#text[i] ?? 'x')
       if (digit === -1) this.#unexpected(i)
       code = code * 16 + (digit & 15)
     }
@@ -203,37 +203,39 @@ class Parser {
   }
 
   #number(): number {
-    const s = this.#s
-    const start = this.#i
-    let i = start
-    if (s.charCodeAt(i) === 0x2d) i++
-    if (s.charCodeAt(i) === 0x30) i++
-    else if (isDigit(s.charCodeAt(i))) i = digits(s, i)
-    else this.#unexpected(i)
-    if (s.charCodeAt(i) === 0x2e) {
-      if (!isDigit(s.charCodeAt(i + 1))) this.#unexpected(i + 1)
-      i = digits(s, i + 1)
+    const text = this.#text
+    const start = this.#position
+    let at = start
+    if (text.charCodeAt(at) === 0x2d) at++
+    if (text.charCodeAt(at) === 0x30) at++
+    else if (isDigit(text.charCodeAt(at))) at = digits(text, at)
+    else this.#unexpected(at)
+    if (text.charCodeAt(at) === 0x2e) {
+      if (!isDigit(text.charCodeAt(at + 1))) this.#unexpected(at + 1)
+      at = digits(text, at + 1)
     }
-    const e = s.charCodeAt(i)
-    if (e === 0x65 || e === 0x45) {
-      i++
-      const sign = s.charCodeAt(i)
-      if (sign === 0x2b || sign === 0x2d) i++
-      if (!isDigit(s.charCodeAt(i))) this.#unexpected(i)
-      i = digits(s, i)
+    const exponent = text.charCodeAt(at)
+    if (exponent === 0x65 || exponent === 0x45) {
+      at++
+      const sign = text.charCodeAt(at)
+      if (sign === 0x2b || sign === 0x2d) at++
+      if (!isDigit(text.charCodeAt(at))) this.#unexpected(at)
+      at = digits(text, at)
     }
-    this.#i = i
-    return Number(s.slice(start, i))
+    this.#position = at
+    return Number(text.slice(start, at))
   }
 
   #skipSpace(): void {
-    const s = this.#s
-    let c = s.charCodeAt(this.#i)
-    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = s.charCodeAt(++this.#i)
+    const text = this.#text
+    let char = text.charCodeAt(this.#position)
+    while (char === 0x20 || char === 0x0a || char === 0x0d || char === 0x09)
+      char = text.charCodeAt(++this.#position)
   }
 
-  #unexpected(at = this.#i): never {
-    const what = at >= this.#s.length ? 'it ends unfinished' : `unexpected ${JSON.stringify(this.#s[at])}`
+  #unexpected(at = this.#position): never {
+    const what =
+      at >= this.#text.length ? 'it ends unfinished' : `unexpected ${JSON.stringify(this.#text[at])}`
     throw new JsonRefused(PARSE_ERROR, `the body is not valid JSON: ${what} at character ${at}`)
   }
 }
@@ -257,10 +259,10 @@ const CONTROL = /[\u0000-\u001f]/
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39
 
-function digits(s: string, from: number): number {
-  let i = from
-  while (isDigit(s.charCodeAt(i))) i++
-  return i
+function digits(text: string, from: number): number {
+  let at = from
+  while (isDigit(text.charCodeAt(at))) at++
+  return at
 }
 
 const where = (role: Role): string =>
@@ -295,10 +297,10 @@ function refuseFoldedKey(key: string, role: Role): void {
 function foldToAscii(key: string): string | undefined {
   let out = ''
   for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i)
-    if (c < 0x80) out += c >= 0x41 && c <= 0x5a ? String.fromCharCode(c + 0x20) : key[i]
+    const code = key.charCodeAt(i)
+    if (code < 0x80) out += code >= 0x41 && code <= 0x5a ? String.fromCharCode(code + 0x20) : key[i]
     else {
-      const folded = FOLDS_TO_ASCII.get(c)
+      const folded = FOLDS_TO_ASCII.get(code)
       if (folded === undefined) return undefined
       out += folded
     }

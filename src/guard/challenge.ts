@@ -13,15 +13,19 @@ export interface ChallengeParameters {
  * A `WWW-Authenticate` value on one line. With no error (no token was sent) it carries only
  * `resource_metadata` and `scope`, as RFC 6750 §3 asks; otherwise `error` and the fixed public description.
  */
-export function formatChallenge(p: ChallengeParameters): string {
+export function formatChallenge(challenge: ChallengeParameters): string {
   const params: [string, string][] = []
-  if (p.error?.oauthError) {
-    params.push(['error', p.error.oauthError], ['error_description', p.error.publicDescription])
+  if (challenge.error?.oauthError) {
+    params.push(
+      ['error', challenge.error.oauthError],
+      ['error_description', challenge.error.publicDescription],
+    )
   }
-  if (p.scopes.length > 0) params.push(['scope', p.scopes.join(' ')])
-  params.push(['resource_metadata', p.resourceMetadata])
-  if (p.scheme === 'DPoP' && p.algorithms?.length) params.push(['algs', p.algorithms.join(' ')])
-  return `${p.scheme} ${params.map(([k, v]) => `${k}="${quote(v)}"`).join(', ')}`
+  if (challenge.scopes.length > 0) params.push(['scope', challenge.scopes.join(' ')])
+  params.push(['resource_metadata', challenge.resourceMetadata])
+  if (challenge.scheme === 'DPoP' && challenge.algorithms?.length)
+    params.push(['algs', challenge.algorithms.join(' ')])
+  return `${challenge.scheme} ${params.map(([k, v]) => `${k}="${quote(v)}"`).join(', ')}`
 }
 
 // Values sit inside a quoted-string: an unescaped `"` or `\` would end it early (RFC 9110 §5.6.4).

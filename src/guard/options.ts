@@ -112,10 +112,13 @@ export function resolveGuardOptions(options: GuardOptions): ResolvedGuardOptions
     if (issuers.has(server.issuer)) fail(`authorization server ${server.issuer} is listed twice`)
     issuers.add(server.issuer)
     if (server.jwksUri !== undefined) checkHttpUrl(server.jwksUri, `jwksUri of ${server.issuer}`)
-    const i = server.introspection
+    const introspection = server.introspection
     if (
-      i !== undefined &&
-      (typeof i.clientId !== 'string' || !i.clientId || typeof i.clientSecret !== 'string' || !i.clientSecret)
+      introspection !== undefined &&
+      (typeof introspection.clientId !== 'string' ||
+        !introspection.clientId ||
+        typeof introspection.clientSecret !== 'string' ||
+        !introspection.clientSecret)
     ) {
       fail(`introspection for ${server.issuer} needs a clientId and a clientSecret`)
     }

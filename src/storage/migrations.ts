@@ -34,10 +34,10 @@ export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
  * Append only: a released version is never edited, a change is a new version. docs/storage-schema.md
  * describes the resulting schema.
  */
-export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialect) => string[] }> = [
+export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (dialect: Dialect) => string[] }> = [
   {
     version: 1,
-    statements: (d) => [
+    statements: (dialect) => [
       `CREATE TABLE oidc_records (
         model TEXT NOT NULL,
         id TEXT NOT NULL,
@@ -45,8 +45,8 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
         grant_id TEXT,
         uid TEXT,
         user_code TEXT,
-        expires_at ${d.integer},
-        consumed_at ${d.integer},
+        expires_at ${dialect.integer},
+        consumed_at ${dialect.integer},
         PRIMARY KEY (model, id)
       )`,
       'CREATE INDEX oidc_records_grant_id ON oidc_records (grant_id) WHERE grant_id IS NOT NULL',
@@ -59,13 +59,13 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
         password_hash TEXT,
         external_id TEXT UNIQUE,
         claims TEXT NOT NULL,
-        created_at ${d.integer} NOT NULL
+        created_at ${dialect.integer} NOT NULL
       )`,
       `CREATE TABLE consents (
         user_id TEXT NOT NULL,
         client_id TEXT NOT NULL,
         resources TEXT NOT NULL,
-        granted_at ${d.integer} NOT NULL,
+        granted_at ${dialect.integer} NOT NULL,
         PRIMARY KEY (user_id, client_id)
       )`,
       `CREATE TABLE signing_keys (
@@ -73,21 +73,21 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
         alg TEXT NOT NULL,
         encrypted_jwk TEXT NOT NULL,
         state TEXT NOT NULL CHECK (state IN ('active', 'retired')),
-        created_at ${d.integer} NOT NULL,
-        retire_after ${d.integer}
+        created_at ${dialect.integer} NOT NULL,
+        retire_after ${dialect.integer}
       )`,
       `CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active'`,
       `CREATE TABLE audit_events (
-        id ${d.autoIncrementKey},
-        at ${d.integer} NOT NULL,
+        id ${dialect.autoIncrementKey},
+        at ${dialect.integer} NOT NULL,
         type TEXT NOT NULL,
         data TEXT NOT NULL
       )`,
       `CREATE TABLE rate_limits (
         bucket TEXT NOT NULL,
-        window_start ${d.integer} NOT NULL,
+        window_start ${dialect.integer} NOT NULL,
         count INTEGER NOT NULL,
-        expires_at ${d.integer} NOT NULL,
+        expires_at ${dialect.integer} NOT NULL,
         PRIMARY KEY (bucket, window_start)
       )`,
       'CREATE INDEX rate_limits_expires_at ON rate_limits (expires_at)',
@@ -96,18 +96,18 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
   {
     // Revocation: a user's grants are found by account, disabled users kept, revoked access tokens listed.
     version: 2,
-    statements: (d) => [
+    statements: (dialect) => [
       'ALTER TABLE oidc_records ADD COLUMN account_id TEXT',
       // Records written before this version; the LIKE only skips payloads that cannot have the key.
-      `UPDATE oidc_records SET account_id = ${d.jsonText('payload', 'accountId')}
+      `UPDATE oidc_records SET account_id = ${dialect.jsonText('payload', 'accountId')}
        WHERE payload LIKE '%"accountId":"%'`,
       'CREATE INDEX oidc_records_account_id ON oidc_records (account_id) WHERE account_id IS NOT NULL',
-      `ALTER TABLE users ADD COLUMN disabled_at ${d.integer}`,
+      `ALTER TABLE users ADD COLUMN disabled_at ${dialect.integer}`,
       `CREATE TABLE token_revocations (
         subject TEXT NOT NULL,
         client_key TEXT NOT NULL,
-        revoked_at ${d.integer} NOT NULL,
-        expires_at ${d.integer} NOT NULL,
+        revoked_at ${dialect.integer} NOT NULL,
+        expires_at ${dialect.integer} NOT NULL,
         PRIMARY KEY (subject, client_key)
       )`,
       'CREATE INDEX token_revocations_expires_at ON token_revocations (expires_at)',
@@ -117,12 +117,12 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (d: Dialec
     // One username rule (`normalizeUsername`): federated names kept their subject's capitals before it.
     // A name whose folded form another user also has stays as it is: lookups of it are refused as ambiguous.
     version: 3,
-    statements: (d) => [
-      `UPDATE users SET username = ${d.foldCase('username')}
-       WHERE username <> ${d.foldCase('username')}
+    statements: (dialect) => [
+      `UPDATE users SET username = ${dialect.foldCase('username')}
+       WHERE username <> ${dialect.foldCase('username')}
        AND NOT EXISTS (SELECT 1 FROM users other WHERE other.id <> users.id
-         AND ${d.foldCase('other.username')} = ${d.foldCase('users.username')})`,
-      `CREATE INDEX users_username_folded ON users (${d.foldCase('username')})`,
+         AND ${dialect.foldCase('other.username')} = ${dialect.foldCase('users.username')})`,
+      `CREATE INDEX users_username_folded ON users (${dialect.foldCase('username')})`,
     ],
   },
 ]

@@ -63,7 +63,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
     assert.equal(embedded?.refreshReuseIntervalSeconds, 0)
     assert.deepEqual(embedded?.login, {
       localAccounts: true,
-      upstream: [
+      identityProviders: [
         { id: 'corp', name: 'Corp', issuer: 'https://corp.example.com', clientId: 'a', clientSecret: 'b' },
       ],
     })
@@ -156,7 +156,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
         },
       },
       message:
-        'authorization_server.scope_grants[0].claim.provider okta is not an upstream provider; known: none',
+        'authorization_server.scope_grants[0].claim.provider okta is not an identity provider (login.upstream); known: none',
     },
     {
       name: 'scopes given twice',

@@ -21,55 +21,65 @@ const MIN_RSA_BITS = 2048
  */
 export function importVerificationKey(jwk: unknown): VerificationKey | { rejected: string } {
   if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return { rejected: 'not a JSON object' }
-  const k = jwk as Record<string, unknown>
-  if (k.kty !== 'RSA' && k.kty !== 'EC' && k.kty !== 'OKP')
-    return { rejected: `unsupported kty ${JSON.stringify(k.kty)}` }
+  const members = jwk as Record<string, unknown>
+  if (members.kty !== 'RSA' && members.kty !== 'EC' && members.kty !== 'OKP')
+    return { rejected: `unsupported kty ${JSON.stringify(members.kty)}` }
   for (const member of PRIVATE_MEMBERS)
-    if (member in k) return { rejected: `contains private member "${member}"` }
-  if (k.kid !== undefined && typeof k.kid !== 'string') return { rejected: 'kid is not a string' }
-  if (k.use !== undefined && k.use !== 'sig')
-    return { rejected: `use is ${JSON.stringify(k.use)}, not "sig"` }
-  if (k.key_ops !== undefined && !(Array.isArray(k.key_ops) && k.key_ops.includes('verify'))) {
+    if (member in members) return { rejected: `contains private member "${member}"` }
+  if (members.kid !== undefined && typeof members.kid !== 'string') return { rejected: 'kid is not a string' }
+  if (members.use !== undefined && members.use !== 'sig')
+    return { rejected: `use is ${JSON.stringify(members.use)}, not "sig"` }
+  if (
+    members.key_ops !== undefined &&
+    !(Array.isArray(members.key_ops) && members.key_ops.includes('verify'))
+  ) {
     return { rejected: 'key_ops does not include "verify"' }
   }
-  if (k.alg !== undefined && !isJwsAlgorithm(k.alg))
-    return { rejected: `unsupported alg ${JSON.stringify(k.alg)}` }
-  const crv = typeof k.crv === 'string' ? k.crv : undefined
-  if (k.alg !== undefined && !keyFitsAlgorithm(k.alg as JwsAlgorithm, k.kty, crv)) {
-    return { rejected: `alg ${String(k.alg)} does not fit a ${k.kty} ${crv ?? ''} key`.trimEnd() }
+  if (members.alg !== undefined && !isJwsAlgorithm(members.alg))
+    return { rejected: `unsupported alg ${JSON.stringify(members.alg)}` }
+  const crv = typeof members.crv === 'string' ? members.crv : undefined
+  if (members.alg !== undefined && !keyFitsAlgorithm(members.alg as JwsAlgorithm, members.kty, crv)) {
+    return { rejected: `alg ${String(members.alg)} does not fit a ${members.kty} ${crv ?? ''} key`.trimEnd() }
   }
-  if (k.kty === 'RSA') {
-    const weakness = rsaWeakness(k)
+  if (members.kty === 'RSA') {
+    const weakness = rsaWeakness(members)
     if (weakness) return { rejected: weakness }
   } else if (!['P-256', 'P-384', 'P-521', 'Ed25519'].includes(crv ?? '')) {
-    return { rejected: `unsupported curve ${JSON.stringify(k.crv)}` }
+    return { rejected: `unsupported curve ${JSON.stringify(members.crv)}` }
   }
   let key: KeyObject
   try {
     // Only the public members are handed over, so unknown extras cannot influence the import.
-    const { kty, n, e, crv: c, x, y } = k as Record<string, string>
-    key = createPublicKey({ key: { kty, n, e, crv: c, x, y }, format: 'jwk' } as Parameters<
+    // RFC 7518 names them: the RSA modulus `n` and exponent `e`, the curve point `x`, `y`.
+    const { kty, n, e, crv: curve, x, y } = members as Record<string, string>
+    key = createPublicKey({ key: { kty, n, e, crv: curve, x, y }, format: 'jwk' } as Parameters<
       typeof createPublicKey
     >[0])
   } catch (cause) {
     return { rejected: `cannot be imported (${(cause as Error).message})` }
   }
-  return { kid: k.kid as string | undefined, kty: k.kty, crv, alg: k.alg as JwsAlgorithm | undefined, key }
+  return {
+    kid: members.kid as string | undefined,
+    kty: members.kty,
+    crv,
+    alg: members.alg as JwsAlgorithm | undefined,
+    key,
+  }
 }
 
-function rsaWeakness(k: Record<string, unknown>): string | undefined {
-  if (typeof k.n !== 'string' || typeof k.e !== 'string') return 'RSA key without n or e'
-  const n = Buffer.from(k.n, 'base64url')
-  const e = Buffer.from(k.e, 'base64url')
-  let bits = n.length * 8
-  for (let i = 0; i < n.length && n[i] === 0; i++) bits -= 8
-  const lead = n.find((b) => b !== 0) ?? 0
+function rsaWeakness(members: Record<string, unknown>): string | undefined {
+  if (typeof members.n !== 'string' || typeof members.e !== 'string') return 'RSA key without n or e'
+  const modulus = Buffer.from(members.n, 'base64url')
+  const exponentBytes = Buffer.from(members.e, 'base64url')
+  let bits = modulus.length * 8
+  for (let i = 0; i < modulus.length && modulus[i] === 0; i++) bits -= 8
+  const lead = modulus.find((b) => b !== 0) ?? 0
   bits -= Math.clz32(lead) - 24
   if (bits < MIN_RSA_BITS) return `RSA modulus of ${bits} bits is under ${MIN_RSA_BITS}`
-  const exponent = BigInt(`0x${e.toString('hex') || '0'}`)
+  const exponent = BigInt(`0x${exponentBytes.toString('hex') || '0'}`)
   if (exponent < 3n || exponent % 2n === 0n)
     return `RSA exponent ${exponent} is not an odd number of at least 3`
-  if (hasRocaFingerprint(BigInt(`0x${n.toString('hex')}`))) {
+  if (hasRocaFingerprint(BigInt(`0x${modulus.toString('hex')}`))) {
     return 'RSA modulus has the ROCA fingerprint (CVE-2017-15361): its private key can be recovered'
   }
   return undefined
@@ -84,12 +94,12 @@ const ROCA_PRIMES = [
   3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107,
   109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
 ]
-const ROCA_SUBGROUPS = ROCA_PRIMES.map((p) => {
+const ROCA_SUBGROUPS = ROCA_PRIMES.map((prime) => {
   const members = new Set<number>()
-  for (let g = 1; !members.has(g); g = (g * (65537 % p)) % p) members.add(g)
+  for (let power = 1; !members.has(power); power = (power * (65537 % prime)) % prime) members.add(power)
   return members
 })
 
-function hasRocaFingerprint(n: bigint): boolean {
-  return ROCA_PRIMES.every((p, i) => ROCA_SUBGROUPS[i]?.has(Number(n % BigInt(p))))
+function hasRocaFingerprint(modulus: bigint): boolean {
+  return ROCA_PRIMES.every((p, i) => ROCA_SUBGROUPS[i]?.has(Number(modulus % BigInt(p))))
 }

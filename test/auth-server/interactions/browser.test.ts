@@ -3,8 +3,8 @@ import { after, before, test } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
 import {
   createLocalUser,
+  identityProviderRedirectUri,
   loginAndConsent,
-  upstreamRedirectUri,
 } from '../../../src/auth-server/interactions/index.ts'
 import { createGuard } from '../../../src/guard/index.ts'
 import { launchBrowser, withContext } from '../../support/browser.ts'
@@ -14,7 +14,7 @@ import {
   authorizationRequest,
   startClientCallback,
 } from '../../support/login-flow.ts'
-import { startUpstreamIdp } from '../../support/upstream-idp.ts'
+import { startSignInIdp } from '../../support/sign-in-idp.ts'
 import { type Harness, registerPublicClient, SECRET, startAuthServer, token } from '../harness.ts'
 
 const PASSWORD = 'correct horse battery staple'
@@ -97,12 +97,12 @@ test('Chromium: local account sign-in, consent, code with state and iss, token a
 
 test('Chromium: federated sign-in at the operator IdP; the token names the Gatehouse user; a replayed callback is refused', async () => {
   const h = await startAuthServer()
-  const idp = await startUpstreamIdp(upstreamRedirectUri(h.issuer, 'corp'))
+  const idp = await startSignInIdp(identityProviderRedirectUri(h.issuer, 'corp'))
   const client = await startClientCallback()
   try {
     await h.restart({
       interactions: loginAndConsent({
-        upstream: [
+        identityProviders: [
           {
             id: 'corp',
             name: 'Corp SSO',
@@ -118,7 +118,7 @@ test('Chromium: federated sign-in at the operator IdP; the token names the Gateh
       redirect_uris: [client.redirectUri],
     })
     const request = authorizationRequest(h, clientId, client.redirectUri, 'mcp:read mcp:write')
-    const callbackPath = `${new URL(upstreamRedirectUri(h.issuer, 'corp')).pathname}?`
+    const callbackPath = `${new URL(identityProviderRedirectUri(h.issuer, 'corp')).pathname}?`
     await withContext(browser, async (context) => {
       const page = await context.newPage()
       const upstreamCallbacks: string[] = []
@@ -174,12 +174,12 @@ test('Chromium: federated sign-in at the operator IdP; the token names the Gateh
 
 test('Chromium: a federated user whose upstream groups claim has the value holds the scope; another user of that provider does not', async () => {
   const h = await startAuthServer()
-  const idp = await startUpstreamIdp(upstreamRedirectUri(h.issuer, 'corp'))
+  const idp = await startSignInIdp(identityProviderRedirectUri(h.issuer, 'corp'))
   const client = await startClientCallback()
   try {
     await h.restart({
       interactions: loginAndConsent({
-        upstream: [
+        identityProviders: [
           {
             id: 'corp',
             name: 'Corp SSO',
@@ -251,12 +251,12 @@ test('Chromium: a federated user whose upstream groups claim has the value holds
 
 test('Chromium + CLI: a federated user with an Okta-style subject (capitals) is found by `gatehouse consents revoke`', async () => {
   const h = await startAuthServer()
-  const idp = await startUpstreamIdp(upstreamRedirectUri(h.issuer, 'okta'))
+  const idp = await startSignInIdp(identityProviderRedirectUri(h.issuer, 'okta'))
   const client = await startClientCallback()
   try {
     await h.restart({
       interactions: loginAndConsent({
-        upstream: [
+        identityProviders: [
           {
             id: 'okta',
             name: 'Okta',

@@ -3,9 +3,9 @@ import { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import {
+  type IdentityProvider,
+  identityProviderRedirectUri,
   loginAndConsent,
-  type UpstreamProvider,
-  upstreamRedirectUri,
 } from '../../../src/auth-server/interactions/index.ts'
 import { InteractionCookie } from '../../../src/auth-server/interactions/security.ts'
 import {
@@ -14,21 +14,21 @@ import {
   startClientCallback,
   submit,
 } from '../../support/login-flow.ts'
-import { startUpstreamIdp, type UpstreamIdp } from '../../support/upstream-idp.ts'
+import { type SignInIdp, startSignInIdp } from '../../support/sign-in-idp.ts'
 import { CookieJar, type Harness, registerPublicClient, startAuthServer } from '../harness.ts'
 
 const errorCode = (html: string) => /Error code: <code>([a-z_]+)<\/code>/.exec(html)?.[1]
 
 describe('federation over HTTP', () => {
   let h: Harness
-  let idp: UpstreamIdp
+  let idp: SignInIdp
   let client: Awaited<ReturnType<typeof startClientCallback>>
   let clientId: string
 
   before(async () => {
     h = await startAuthServer()
-    idp = await startUpstreamIdp(upstreamRedirectUri(h.issuer, 'corp'))
-    const upstream: UpstreamProvider[] = [
+    idp = await startSignInIdp(identityProviderRedirectUri(h.issuer, 'corp'))
+    const upstream: IdentityProvider[] = [
       {
         id: 'corp',
         name: 'Corp SSO',
@@ -39,7 +39,7 @@ describe('federation over HTTP', () => {
       // Nothing listens on port 9 of loopback.
       { id: 'down', name: 'Down <b>IdP</b>', issuer: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' },
     ]
-    await h.restart({ interactions: loginAndConsent({ upstream }) })
+    await h.restart({ interactions: loginAndConsent({ identityProviders: upstream }) })
     client = await startClientCallback()
     clientId = await registerPublicClient(h, { redirect_uris: [client.redirectUri] })
   })
@@ -57,7 +57,7 @@ describe('federation over HTTP', () => {
   }
 
   const callback = (jar: CookieJar, params: Record<string, string>) =>
-    fetch(`${upstreamRedirectUri(h.issuer, 'corp')}?${new URLSearchParams(params)}`, {
+    fetch(`${identityProviderRedirectUri(h.issuer, 'corp')}?${new URLSearchParams(params)}`, {
       redirect: 'manual',
       headers: { cookie: jar.header() },
     })
@@ -81,7 +81,7 @@ describe('federation over HTTP', () => {
     assert.equal(`${location.origin}${location.pathname}`, `${idp.issuer}/auth`)
     const params = location.searchParams
     assert.equal(params.get('client_id'), idp.clientId)
-    assert.equal(params.get('redirect_uri'), upstreamRedirectUri(h.issuer, 'corp'))
+    assert.equal(params.get('redirect_uri'), identityProviderRedirectUri(h.issuer, 'corp'))
     assert.equal(params.get('code_challenge_method'), 'S256')
     assert.match(params.get('code_challenge') ?? '', /^[\w-]{43}$/)
     assert.match(params.get('nonce') ?? '', /^[\w-]{43}$/)
@@ -151,7 +151,7 @@ describe('federation over HTTP', () => {
       assert.equal(errorCode(await response.text()), code, name)
       const refusal = h.logger.entries
         .slice(logged)
-        .find((e) => e.message === 'upstream sign-in response refused')
+        .find((e) => e.message === 'identity provider sign-in response refused')
       assert.equal(refusal?.fields?.reason, reason, name)
     }
     assert.equal((await h.store.users.list()).length, usersBefore)
@@ -161,7 +161,7 @@ describe('federation over HTTP', () => {
     const { response } = await leaveForUpstream('down')
     assert.equal(response.status, 502)
     assert.equal(errorCode(await response.text()), 'upstream_unavailable')
-    assert.ok(h.logger.entries.some((e) => e.message === 'upstream provider discovery failed'))
+    assert.ok(h.logger.entries.some((e) => e.message === 'identity provider discovery failed'))
   })
 
   test('an unknown provider id is a 404 page', async () => {
@@ -189,11 +189,11 @@ test('cookies are __Host- with Secure on an https issuer, and plain on an http l
 test('configuration mistakes are refused at start with the setting named', () => {
   const good = { id: 'corp', name: 'Corp', issuer: 'https://idp.example', clientId: 'c', clientSecret: 's' }
   const cases: [Parameters<typeof loginAndConsent>[0], RegExp][] = [
-    [{ localAccounts: false }, /enable local accounts or configure at least one upstream provider/],
-    [{ upstream: [{ ...good, id: 'Corp SSO' }] }, /id must be 1 to 32 of a-z/],
-    [{ upstream: [good, good] }, /"corp" is configured twice/],
-    [{ upstream: [{ ...good, issuer: 'http://idp.example' }] }, /issuer must be an https URL/],
-    [{ upstream: [{ ...good, clientSecret: '' }] }, /name, clientId and clientSecret are required/],
+    [{ localAccounts: false }, /enable local accounts or configure at least one identity provider/],
+    [{ identityProviders: [{ ...good, id: 'Corp SSO' }] }, /id must be 1 to 32 of a-z/],
+    [{ identityProviders: [good, good] }, /"corp" is configured twice/],
+    [{ identityProviders: [{ ...good, issuer: 'http://idp.example' }] }, /issuer must be an https URL/],
+    [{ identityProviders: [{ ...good, clientSecret: '' }] }, /name, clientId and clientSecret are required/],
     [
       { rateLimit: { perUserAndAddress: { maxDelaySeconds: 0 } } },
       /rateLimit.perUserAndAddress must be \{ freeFailures, maxDelaySeconds \}/,

@@ -4,7 +4,7 @@ import { AuthServerError } from '../errors.ts'
 import { isLoopbackHost } from './security.ts'
 
 /** An operator's OpenID Connect provider that users sign in with (Auth0, Okta, Keycloak, Entra, Google, …). */
-export interface UpstreamProvider {
+export interface IdentityProvider {
   /** In the callback path: `[a-z0-9-]`, stable (it is registered at the provider). */
   id: string
   /** Shown on the button: "Continue with <name>". */
@@ -18,16 +18,20 @@ export interface UpstreamProvider {
 
 const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/
 
-/** The redirect URI to register at the upstream provider for `providerId`, given the interaction path. */
-export function upstreamRedirectUri(issuer: string, providerId: string, interactionPath?: string): string {
+/** The redirect URI to register at the identity provider for `providerId`, given the interaction path. */
+export function identityProviderRedirectUri(
+  issuer: string,
+  providerId: string,
+  interactionPath?: string,
+): string {
   const path = interactionPath ?? `${new URL(issuer).pathname.replace(/\/$/, '')}/interaction/`
   return `${new URL(issuer).origin}${path}callback/${providerId}`
 }
 
-export function checkUpstreamProviders(providers: readonly UpstreamProvider[]): UpstreamProvider[] {
+export function checkIdentityProviders(providers: readonly IdentityProvider[]): IdentityProvider[] {
   const seen = new Set<string>()
   for (const provider of providers) {
-    const where = `upstream provider ${JSON.stringify(provider?.id)}`
+    const where = `identity provider ${JSON.stringify(provider?.id)}`
     if (typeof provider?.id !== 'string' || !PROVIDER_ID.test(provider.id)) {
       throw new AuthServerError(
         'options_invalid',
@@ -47,8 +51,8 @@ export function checkUpstreamProviders(providers: readonly UpstreamProvider[]): 
   return [...providers]
 }
 
-/** What the browser carries to the upstream provider and back, kept server-side under the `state` value. */
-export interface PendingUpstreamLogin {
+/** What the browser carries to the identity provider and back, kept server-side under the `state` value. */
+export interface PendingFederatedSignIn {
   uid: string
   providerId: string
   codeVerifier: string
@@ -56,15 +60,15 @@ export interface PendingUpstreamLogin {
 }
 
 /**
- * One upstream provider through openid-client: discovery (retried after a failure, cached after success),
+ * One identity provider through openid-client: discovery (retried after a failure, cached after success),
  * authorization code with PKCE S256, `state` and `nonce`, RFC 9207 `iss` and the ID token checked.
  */
-export class Upstream {
-  readonly provider: UpstreamProvider
+export class IdentityProviderClient {
+  readonly provider: IdentityProvider
   readonly redirectUri: string
   #configuration: Promise<oidc.Configuration> | undefined
 
-  constructor(provider: UpstreamProvider, redirectUri: string) {
+  constructor(provider: IdentityProvider, redirectUri: string) {
     this.provider = provider
     this.redirectUri = redirectUri
   }
@@ -97,7 +101,7 @@ export class Upstream {
     return this.#configuration
   }
 
-  async start(uid: string): Promise<{ url: URL; state: string; pending: PendingUpstreamLogin }> {
+  async start(uid: string): Promise<{ url: URL; state: string; pending: PendingFederatedSignIn }> {
     const configuration = await this.configuration()
     const codeVerifier = oidc.randomPKCECodeVerifier()
     const state = oidc.randomState()
@@ -115,7 +119,7 @@ export class Upstream {
   }
 
   /** Redeems the code; throws on any mismatch (state, `iss`, nonce, audience, signature). Returns the ID token claims. */
-  async finish(callbackUrl: URL, state: string, pending: PendingUpstreamLogin) {
+  async finish(callbackUrl: URL, state: string, pending: PendingFederatedSignIn) {
     const configuration = await this.configuration()
     const tokens = await oidc.authorizationCodeGrant(configuration, callbackUrl, {
       pkceCodeVerifier: pending.codeVerifier,
@@ -124,7 +128,7 @@ export class Upstream {
       idTokenExpected: true,
     })
     const idToken = tokens.claims()
-    if (!idToken) throw new Error('the upstream provider returned no ID token')
+    if (!idToken) throw new Error('the identity provider returned no ID token')
     return {
       issuer: configuration.serverMetadata().issuer,
       claims: { ...(await this.#profile(tokens, idToken.sub)), ...idToken },
@@ -148,7 +152,7 @@ const KEPT_CLAIMS = [
   'family_name',
 ] as const
 
-/** The Gatehouse user for an upstream account (`<issuer>|<sub>`), created on first sign-in. */
+/** The Gatehouse user for an identity provider's account (`<issuer>|<sub>`), created on first sign-in. */
 export async function federatedUser(
   store: Store,
   providerId: string,
@@ -159,7 +163,7 @@ export async function federatedUser(
   const existing = await store.users.findByExternalId(externalId)
   if (existing) return existing
   const kept = Object.fromEntries(
-    KEPT_CLAIMS.filter((c) => claims[c] !== undefined).map((c) => [c, claims[c]]),
+    KEPT_CLAIMS.filter((name) => claims[name] !== undefined).map((name) => [name, claims[name]]),
   )
   try {
     // The colon keeps these apart from local usernames, which cannot contain one.

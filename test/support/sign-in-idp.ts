@@ -2,7 +2,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Provider from 'oidc-provider'
 
-export interface UpstreamIdp {
+export interface SignInIdp {
   issuer: string
   clientId: string
   clientSecret: string
@@ -14,7 +14,7 @@ export interface UpstreamIdp {
  * any login (the login becomes `sub`), and one confidential client is registered for `redirectUri`. Its
  * `groups` claim (with `profile`) is `[admins, staff]` for a login starting with `admin-`, else `[staff]`.
  */
-export async function startUpstreamIdp(redirectUri: string): Promise<UpstreamIdp> {
+export async function startSignInIdp(redirectUri: string): Promise<SignInIdp> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -43,7 +43,7 @@ export async function startUpstreamIdp(redirectUri: string): Promise<UpstreamIdp
       }),
     }),
   })
-  provider.on('server_error', (_ctx, error) => console.error('upstream IdP error', error))
+  provider.on('server_error', (_ctx, error) => console.error('sign-in IdP error', error))
   server.on('request', provider.callback())
   return {
     issuer,
