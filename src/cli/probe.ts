@@ -16,6 +16,7 @@ import {
   type Registration,
   type Report,
   type ResourceMetadata,
+  reach,
   registerClient,
   stepFailed,
 } from './probe_oauth.ts'
@@ -148,8 +149,8 @@ class Probe {
         const result = await client.callTool({ name: this.#options.callTool, arguments: {} })
         print(
           'tools/call',
-          result.isError ? 'fail' : 'ok',
-          `${this.#options.callTool}${result.isError ? ' answered an error' : ''}`,
+          result.isError ? 'info' : 'ok',
+          `${this.#options.callTool}${result.isError ? ' answered a tool error (authorized; the arguments were empty)' : ''}`,
         )
       }
     } finally {
@@ -181,7 +182,7 @@ class Probe {
   #send(input: string | URL, init?: RequestInit): Promise<Response> {
     const headers = new Headers(init?.headers)
     if (this.#token) headers.set('authorization', `Bearer ${this.#token}`)
-    return fetch(input, { ...init, headers })
+    return reach('MCP request', input, { ...init, headers })
   }
 
   /** A 401, or a 403 whose challenge says `insufficient_scope`: the two answers that call for authorization. */
@@ -358,7 +359,7 @@ async function followRedirects(start: URL, redirectUri: string): Promise<URL> {
   const cookies = new Map<string, string>()
   let url = start
   for (let hop = 0; hop < 20; hop++) {
-    const response = await fetch(url, {
+    const response = await reach('authorize', url, {
       redirect: 'manual',
       headers: cookies.size ? { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') } : {},
     })

@@ -13,6 +13,20 @@ export type Report = (step: string, outcome: 'ok' | 'info' | 'fail', detail: str
 export const stepFailed = (step: string, wrong: string, client: string): CliError =>
   new CliError('probe_failed', `${step}: ${wrong}. A client ${client}.`)
 
+/** fetch, with a connection failure turned into the step's failure. */
+export async function reach(step: string, url: string | URL, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init)
+  } catch (error) {
+    const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message
+    throw stepFailed(
+      step,
+      `${String(url)} cannot be reached (${cause})`,
+      'cannot go on: check the URL and that the server runs',
+    )
+  }
+}
+
 export interface Challenge {
   scheme: string
   params: Record<string, string>
@@ -25,11 +39,9 @@ export function parseChallenges(header: string | null): Challenge[] {
   const pattern = /\s*,?\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+)))?/g
   for (const [, name, quoted, token] of header.matchAll(pattern)) {
     const key = name as string
+    const last = challenges.at(-1)
     if (quoted === undefined && token === undefined) challenges.push({ scheme: key, params: {} })
-    else
-      challenges.at(-1)?.params &&
-        ((challenges.at(-1) as Challenge).params[key.toLowerCase()] =
-          quoted?.replace(/\\(.)/g, '$1') ?? (token as string))
+    else if (last) last.params[key.toLowerCase()] = quoted?.replace(/\\(.)/g, '$1') ?? (token as string)
   }
   return challenges
 }
@@ -58,7 +70,7 @@ export async function discoverResource(
     `${mcpUrl.origin}/.well-known/oauth-protected-resource`,
   ].filter((url, index, all): url is string => url !== undefined && all.indexOf(url) === index)
   for (const url of candidates) {
-    const response = await fetch(url, { headers: { accept: 'application/json' } })
+    const response = await reach('PRM', url, { headers: { accept: 'application/json' } })
     if (!response.ok) {
       report('PRM', 'info', `${url}: HTTP ${response.status}, trying the next location`)
       continue
@@ -128,7 +140,7 @@ export async function discoverAuthorizationServer(
   report: Report,
 ): Promise<oauth.AuthorizationServer> {
   for (const url of metadataUrls(issuer)) {
-    const response = await fetch(url, { headers: { accept: 'application/json' } })
+    const response = await reach('AS metadata', url, { headers: { accept: 'application/json' } })
     if (!response.ok) {
       report('AS metadata', 'info', `${url.href}: HTTP ${response.status}, trying the next location`)
       continue
