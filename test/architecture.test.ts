@@ -22,7 +22,11 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
     packages: ['jose', 'oidc-provider', 'openid-client'],
   },
   gateway: { parts: ['guard', 'config', 'errors'], packages: ['jose', 'pino', 'yaml'] },
-  cli: { parts: ['guard', 'config', 'gateway', 'storage', 'auth-server', 'errors'], packages: [] },
+  // probe is an OAuth and MCP client: oauth4webapi for the OAuth steps, the MCP SDK for initialize and tools/list.
+  cli: {
+    parts: ['guard', 'config', 'gateway', 'storage', 'auth-server', 'errors'],
+    packages: ['oauth4webapi', '@modelcontextprotocol/sdk'],
+  },
 }
 
 function* sourceFiles(dir: string): Generator<string> {

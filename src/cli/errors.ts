@@ -15,6 +15,7 @@ export const CLI_ERRORS = defineErrors('cli', {
   secret_unreadable: { status: 500, description: 'the secret file cannot be read' },
   key_rotation_failed: { status: 500, description: 'the signing key cannot be rotated' },
   demo_server_missing: { status: 500, description: 'the MCP example server of the demo is not installed' },
+  probe_failed: { status: 502, description: 'a step of the MCP authorization flow failed' },
 })
 
 export type CliErrorCode = keyof typeof CLI_ERRORS.registry

@@ -21,6 +21,14 @@ const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: stri
     summary: 'remembered consents: revoke',
     run: async () => (await import('./consents.ts')).runConsents,
   },
+  doctor: {
+    summary: "check a provider's set-up and explain a token, as the guard sees them",
+    run: async () => (await import('./doctor.ts')).runDoctor,
+  },
+  probe: {
+    summary: "walk an MCP server's authorization flow as a client, step by step",
+    run: async () => (await import('./probe.ts')).runProbe,
+  },
 }
 
 const USAGE = `Usage: gatehouse <command> [options]
