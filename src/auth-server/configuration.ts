@@ -12,6 +12,7 @@ import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
 import { continueRetry } from './rotation.ts'
 import { createSafeFetch } from './safe_fetch.ts'
+import { exchangedTokenClaims } from './token_exchange.ts'
 import type { UserScopes } from './user_scopes.ts'
 
 /** The `gty` claim of access tokens issued to a client for itself (`client_credentials`): no user behind it. */
@@ -71,8 +72,9 @@ export function providerConfiguration(
       return { accountId: sub, claims: () => ({ ...user.claims, sub }) }
     },
     // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.
+    // An exchanged token names the client acting for its user (`act`).
     extraTokenClaims: (_ctx, token) =>
-      token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : undefined,
+      token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : exchangedTokenClaims(token),
     ...refreshTokenPolicy(options, userScopes),
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {

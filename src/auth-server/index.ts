@@ -5,7 +5,13 @@ import { providerConfiguration } from './configuration.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
 import { rootPathCookies } from './interactions/security.ts'
-import { deriveKey, loadSigningKeys, retainWhileSigning, signedTokenLifetimeSeconds } from './keys.ts'
+import {
+  deriveKey,
+  loadSigningKeys,
+  type PrivateJwk,
+  retainWhileSigning,
+  signedTokenLifetimeSeconds,
+} from './keys.ts'
 import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
@@ -13,6 +19,7 @@ import { StoreOutage } from './outage.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
 import { rotationScopeMiddleware } from './rotation.ts'
+import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exchange.ts'
 import { UserScopes } from './user_scopes.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
@@ -58,6 +65,11 @@ export {
   revokeGrants,
   setUserPassword,
 } from './revocation.ts'
+export {
+  ACCESS_TOKEN_TYPE,
+  TOKEN_EXCHANGE_GRANT,
+  type TokenExchangeRule,
+} from './token_exchange.ts'
 export type { ScopeGrant, UserScopesOptions } from './user_scopes.ts'
 
 export interface AuthorizationServer {
@@ -114,6 +126,7 @@ export async function createAuthorizationServer(
   provider.use(registrationMiddleware(options, provider, ROUTES.registration))
   provider.use(logoutRedirectMiddleware(options, ROUTES.end_session))
   provider.use(tokenRateLimitMiddleware(options.store, ROUTES.token, options.tokenRateLimit, options.proxy))
+  provider.use(unauthorizedClientMiddleware(ROUTES.token))
   const interactions = (options.interactions ?? devInteractions)(provider, {
     issuer: options.issuer,
     interactionPath,
@@ -131,6 +144,16 @@ export async function createAuthorizationServer(
     use,
   }))
   const signingKid = (keys[0] as { kid: string }).kid
+  if (options.tokenExchange.rules.length > 0) {
+    registerTokenExchange(provider, {
+      issuer: options.issuer,
+      store: options.store,
+      policy: options.tokenExchange,
+      publicJwks,
+      signingKey: keys[0] as PrivateJwk,
+      ttl: options.ttl.exchangedToken,
+    })
+  }
   const stopRetaining = retainWhileSigning(options.store, signingKid, signedTokenLifetimeSeconds(options.ttl))
   return {
     issuer: options.issuer,

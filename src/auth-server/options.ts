@@ -5,6 +5,12 @@ import type { Store } from '../storage/store.ts'
 import { AuthServerError } from './errors.ts'
 import type { SigningAlgorithm } from './keys.ts'
 import { checkRate, type RateLimit } from './rate_limit.ts'
+import {
+  resolveTokenExchange,
+  type TokenExchangePolicy,
+  type TokenExchangeRule,
+  withExchangeGrant,
+} from './token_exchange.ts'
 import { checkUserScopes, type UserScopes, type UserScopesOptions } from './user_scopes.ts'
 
 /** Handles one request under the interaction path; resolves true when it answered it. */
@@ -59,6 +65,8 @@ export interface AuthServerTtl {
   idToken?: number
   /** A dynamically registered client unused this long disappears; each use extends it. Default 30 days. */
   registeredClient?: number
+  /** Upper bound of a token from token exchange; it never outlives its subject token. Default 300 s. */
+  exchangedToken?: number
 }
 
 /**
@@ -147,6 +155,11 @@ export interface AuthorizationServerOptions {
    * request with another `Origin` gets 403; one without `Origin` (not from a browser) passes. Default none.
    */
   allowedOrigins?: readonly string[]
+  /**
+   * RFC 8693 token exchange: which declared confidential clients may exchange a user's MCP access token for
+   * a short-lived JWT for a downstream API, with which scopes. Default none: the grant does not exist.
+   */
+  tokenExchange?: readonly TokenExchangeRule[]
   logger?: AuthServerLogger
 }
 
@@ -177,6 +190,7 @@ export interface ResolvedOptions {
   proxy: boolean
   /** The issuer's origin and `allowedOrigins`. */
   allowedOrigins: ReadonlySet<string>
+  tokenExchange: TokenExchangePolicy
   logger: AuthServerLogger
 }
 
@@ -211,6 +225,11 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     })
   }
   const declared = (options.clients ?? []).map((client) => staticClient(client, resources))
+  const tokenExchange = resolveTokenExchange(
+    options.tokenExchange ?? [],
+    new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
+    resources.map((r) => r.url),
+  )
   return {
     issuer,
     issuerPath,
@@ -220,7 +239,7 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     secret: options.secret,
     signingAlgorithm,
     ttl,
-    clients: declared.map(({ metadata }) => metadata),
+    clients: declared.map(({ metadata }) => withExchangeGrant(metadata, tokenExchange)),
     declaredClients: new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
     interactions: options.interactions,
     userScopes:
@@ -251,6 +270,7 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     },
     proxy: options.proxy === true,
     allowedOrigins: new Set([new URL(issuer).origin, ...checkOrigins(options.allowedOrigins ?? [])]),
+    tokenExchange,
     logger: options.logger ?? consoleLogger,
   }
 }
@@ -276,6 +296,7 @@ export function resolveTtl(given: AuthServerTtl = {}): Required<AuthServerTtl> {
     interaction: 3600,
     idToken: 600,
     registeredClient: 30 * DAY,
+    exchangedToken: 300,
     ...given,
   }
   for (const [name, value] of Object.entries(ttl)) {

@@ -69,6 +69,7 @@ export async function startEmbeddedAuthorizationServer(
         ? {}
         : { refreshReuseIntervalSeconds: config.refreshReuseIntervalSeconds }),
       clients: config.clients,
+      tokenExchange: config.tokenExchange,
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),
       // The development test user holds every scope.
       ...(config.dev ? {} : { userScopes: { everyone: options.everyone, grants: config.scopeGrants } }),

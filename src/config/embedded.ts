@@ -7,6 +7,7 @@ import type {
   ScopeGrant,
   SigningAlgorithm,
   StaticClient,
+  TokenExchangeRule,
 } from '../auth-server/index.ts'
 import { type GuardSettings, guardSettings } from './apollo.ts'
 import { fail } from './errors.ts'
@@ -36,6 +37,8 @@ export interface EmbeddedAuthorizationConfig {
   registration: { enabled?: boolean; rateLimit?: RateLimit }
   cimd: { enabled?: boolean; rateLimit?: RateLimit }
   clients: StaticClient[]
+  /** `authorization_server.token_exchange`: who may exchange a user's MCP token for which API and scopes. */
+  tokenExchange: TokenExchangeRule[]
   /**
    * `authorization_server.scope_grants`: who holds the scopes beyond the basic ones (the required scopes and
    * `default_tool_scopes`, which every user holds). A tool scope nobody is given is granted to no one.
@@ -62,6 +65,7 @@ const TTL_KEYS = {
   interaction: 'interaction',
   id_token: 'idToken',
   registered_client: 'registeredClient',
+  exchanged_token: 'exchangedToken',
 } as const satisfies Record<keyof Settings['authorization_server']['ttl'], keyof AuthServerTtl>
 
 /** The `authorization_server` block mapped onto the options of `createAuthorizationServer` and `loginAndConsent`. */
@@ -87,6 +91,7 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
     registration: switchable(block.registration),
     cimd: switchable(block.cimd),
     clients: block.clients as unknown as StaticClient[],
+    tokenExchange: block.token_exchange,
     scopeGrants: scopeGrants(
       block.scope_grants,
       identityProviders.map((provider) => provider.id),

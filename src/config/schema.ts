@@ -225,6 +225,9 @@ const authorizationServer = block({
       interaction: lifetime('sign-in page lifetime, seconds'),
       id_token: lifetime('ID token lifetime, seconds'),
       registered_client: lifetime('registered client lifetime, seconds'),
+      exchanged_token: lifetime(
+        'token exchange: the longest lifetime of an exchanged token, seconds (default 300; never past its subject token)',
+      ),
     }),
     { description: 'lifetimes in seconds' },
   ),
@@ -276,6 +279,21 @@ const authorizationServer = block({
       'static clients, RFC 7591 metadata (checked by the authorization server); only these may use ' +
       'client_credentials; resources: [urls] (default the MCP URL); resource_server: true may introspect any token',
   }),
+  token_exchange: setting(
+    list(
+      block({
+        clients: names().check(z.minLength(1, { error: 'must list at least one client_id' })),
+        audiences: names().check(z.minLength(1, { error: 'must list at least one audience' })),
+        scopes: names().check(z.minLength(1, { error: 'must list at least one scope' })),
+      }),
+    ),
+    {
+      description:
+        'RFC 8693 token exchange of a user’s MCP token for a short-lived JWT for a downstream API: ' +
+        '{ clients: [declared clients with a secret], audiences: [API identifiers, the tokens’ aud], scopes: [what ' +
+        'its tokens may carry, each also in the MCP token] }; anything else is refused',
+    },
+  ),
   scope_grants: setting(
     list(
       block({

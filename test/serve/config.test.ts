@@ -28,7 +28,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
         authorization_server: {
           scopes: ['mcp', 'files'],
           signing_algorithm: 'EdDSA',
-          ttl: { access_token: 300, refresh_token: 86400 },
+          ttl: { access_token: 300, refresh_token: 86400, exchanged_token: 60 },
           refresh_reuse_interval: 0,
           login: {
             local_accounts: true,
@@ -48,6 +48,9 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
             { scopes: ['files:write'], users: ['alice'] },
             { scopes: ['admin'], claim: { name: 'groups', value: 'admins', provider: 'corp' } },
           ],
+          token_exchange: [
+            { clients: ['api-gateway'], audiences: ['https://orders.example'], scopes: ['files'] },
+          ],
         },
       },
       { GATEHOUSE_SECRET: 's'.repeat(32) },
@@ -59,7 +62,10 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       secret: 's'.repeat(32),
     })
     assert.equal(embedded?.signingAlgorithm, 'EdDSA')
-    assert.deepEqual(embedded?.ttl, { accessToken: 300, refreshToken: 86400 })
+    assert.deepEqual(embedded?.ttl, { accessToken: 300, refreshToken: 86400, exchangedToken: 60 })
+    assert.deepEqual(embedded?.tokenExchange, [
+      { clients: ['api-gateway'], audiences: ['https://orders.example'], scopes: ['files'] },
+    ])
     assert.equal(embedded?.refreshReuseIntervalSeconds, 0)
     assert.deepEqual(embedded?.login, {
       localAccounts: true,
@@ -125,7 +131,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
-        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, scope_grants',
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, token_exchange, scope_grants',
     },
     {
       name: 'an unknown lifetime',
