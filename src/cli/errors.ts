@@ -15,6 +15,8 @@ export const CLI_ERRORS = defineErrors('cli', {
   secret_unreadable: { status: 500, description: 'the secret file cannot be read' },
   key_rotation_failed: { status: 500, description: 'the signing key cannot be rotated' },
   demo_server_missing: { status: 500, description: 'the MCP example server of the demo is not installed' },
+  directory_not_empty: { status: 409, description: 'the directory for the new project is not empty' },
+  file_exists: { status: 409, description: 'the file to write exists already' },
 })
 
 export type CliErrorCode = keyof typeof CLI_ERRORS.registry
