@@ -3,13 +3,41 @@
  * configuration schema and `gatehouse serve`'s own checks, and says what was chosen.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { renderConfig, resolveChoices } from '../../src/cli/init.ts'
 import { loadSettings } from '../../src/config/load.ts'
 import { loadGatewayConfig } from '../../src/gateway/config.ts'
-import { gatehouse, tempDir } from '../support/embedded-gateway.ts'
+import { gatehouse, MAIN, tempDir } from '../support/embedded-gateway.ts'
+import { NODE } from '../support/gateway-harness.ts'
+
+/** util-linux's script(1) gives the command a pseudo-terminal, so init asks as it does for a person. */
+const SCRIPT = ['/usr/bin/script', '/bin/script'].find((path) => existsSync(path))
+const NO_SCRIPT = SCRIPT ? false : 'script(1) is not installed'
+
+/** Runs gatehouse on a terminal, typing each answer (keys as typed) once its question shows; what shows after the last. */
+async function onTerminal(args: string[], answers: [RegExp, string][], more: string[] = []) {
+  const command = [NODE, MAIN, ...args, ...more].join(' ')
+  const child = spawn(SCRIPT as string, ['-qec', command, '/dev/null'], {
+    env: { PATH: process.env.PATH },
+    stdio: 'pipe',
+  })
+  let screen = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    screen += chunk
+    const [question, keys] = answers[0] ?? []
+    if (!question?.test(screen)) return
+    answers.shift()
+    screen = ''
+    child.stdin.write(keys)
+  })
+  const [code] = (await once(child, 'exit')) as [number]
+  return { code, screen }
+}
 
 const UPSTREAMS = {
   http: ['--upstream', 'http://127.0.0.1:3001/mcp'],
@@ -98,6 +126,36 @@ describe('gatehouse init', () => {
       },
     )
     assert.equal(onlyIssuerAsked.issuer, 'https://idp.example.com/')
+  })
+
+  it('asks on a real terminal, answering each question as it appears', { skip: NO_SCRIPT }, async () => {
+    const file = join(await tempDir('init'), 'gatehouse.yaml')
+    const answers: [RegExp, string][] = [
+      [/its URL \(Streamable HTTP\) or the command/, 'https://mcp.internal/mcp\r'],
+      [/issuer URL \(empty/, '\r'],
+      [/PostgreSQL URL \(empty/, '\r'],
+    ]
+    const { code, screen } = await onTerminal(['init', '--output', file], answers)
+    assert.equal(code, 0, screen)
+    assert.deepEqual(answers, [], 'every question was asked')
+    const { settings, config } = await load(file)
+    assert.equal(settings.upstream, 'https://mcp.internal/mcp')
+    assert.ok(config.authorizationServer, 'the embedded authorization server, the empty answer')
+    assert.equal(settings.storage.url, undefined)
+  })
+
+  it('stops on Ctrl-C or Ctrl-D at a question, writing nothing', { skip: NO_SCRIPT }, async () => {
+    const file = join(await tempDir('init'), 'gatehouse.yaml')
+    for (const key of ['\u0003', '\u0004']) {
+      const { code, screen } = await onTerminal(
+        ['init', '--output', file],
+        [[/issuer URL/, key]],
+        ['--upstream', 'http://a/mcp'],
+      )
+      assert.equal(code, 1)
+      assert.match(screen, /gatehouse: cancelled/)
+      await assert.rejects(stat(file), { code: 'ENOENT' })
+    }
   })
 
   it('without a terminal and without --yes, names the missing flag and writes nothing', async () => {
