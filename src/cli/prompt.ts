@@ -57,7 +57,8 @@ export async function withQuestions<T>(use: (ask: Ask) => Promise<T>): Promise<T
         return (await lines.question(question, { signal: cancel.signal })).trim()
       } catch (error) {
         // Ctrl-C (our abort) or Ctrl-D (readline's own).
-        if ((error as { code?: string }).code === 'ABORT_ERR') throw new CliError('input_cancelled', 'cancelled')
+        if ((error as { code?: string }).code === 'ABORT_ERR')
+          throw new CliError('input_cancelled', 'cancelled')
         throw error
       }
     })
