@@ -16,6 +16,8 @@ export const CLI_ERRORS = defineErrors('cli', {
   key_rotation_failed: { status: 500, description: 'the signing key cannot be rotated' },
   demo_server_missing: { status: 500, description: 'the MCP example server of the demo is not installed' },
   probe_failed: { status: 502, description: 'a step of the MCP authorization flow failed' },
+  directory_not_empty: { status: 409, description: 'the directory for the new project is not empty' },
+  file_exists: { status: 409, description: 'the file to write exists already' },
 })
 
 export type CliErrorCode = keyof typeof CLI_ERRORS.registry

@@ -17,6 +17,11 @@ const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: stri
     summary: 'signing keys of the embedded authorization server: rotate, list',
     run: async () => (await import('./keys.ts')).runKeys,
   },
+  new: {
+    summary: 'create a TypeScript MCP server protected by the guard',
+    run: async () => (await import('./new.ts')).runNew,
+  },
+  init: { summary: 'write a commented gatehouse.yaml', run: async () => (await import('./init.ts')).runInit },
   consents: {
     summary: 'remembered consents: revoke',
     run: async () => (await import('./consents.ts')).runConsents,

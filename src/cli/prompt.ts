@@ -1,3 +1,4 @@
+import { createInterface } from 'node:readline/promises'
 import { CliError, failWith } from './errors.ts'
 
 /**
@@ -40,4 +41,28 @@ function typeHidden(question: string): Promise<string> {
     }
     stdin.on('data', onData)
   })
+}
+
+/** Asks one question on the terminal and returns the line typed, trimmed. */
+export type Ask = (question: string) => Promise<string>
+
+/** Lends `use` an {@link Ask} on the terminal (questions on stderr, so stdout stays the command's); Ctrl-C cancels. */
+export async function withQuestions<T>(use: (ask: Ask) => Promise<T>): Promise<T> {
+  const lines = createInterface({ input: process.stdin, output: process.stderr })
+  const cancel = new AbortController()
+  lines.on('SIGINT', () => cancel.abort())
+  try {
+    return await use(async (question) => {
+      try {
+        return (await lines.question(question, { signal: cancel.signal })).trim()
+      } catch (error) {
+        // Ctrl-C (our abort) or Ctrl-D (readline's own).
+        if ((error as { code?: string }).code === 'ABORT_ERR')
+          throw new CliError('input_cancelled', 'cancelled')
+        throw error
+      }
+    })
+  } finally {
+    lines.close()
+  }
 }

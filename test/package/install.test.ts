@@ -8,26 +8,19 @@ import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { startDevServe } from '../support/dev-serve.ts'
+import { ENV, packTarball, REPO, sh } from '../support/pack.ts'
 
 const run = promisify(execFile)
-const REPO = new URL('../../', import.meta.url).pathname
 const TSC = join(REPO, 'node_modules/.bin/tsc')
 const GUARD_ENTRIES = ['guard', 'guard/node', 'guard/express', 'guard/fetch', 'guard/mcp-sdk']
-/** npm, npx and the installed bin's `#!/usr/bin/env node` all run on the Node that runs this test. */
-const ENV = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}` }
 
 let project: string
 let installed: string
-
-async function sh(command: string, args: string[], cwd: string): Promise<string> {
-  const { stdout } = await run(command, args, { cwd, env: ENV, maxBuffer: 16 * 1024 * 1024 })
-  return stdout
-}
 
 /** Node with a resolve hook that records every package a module graph loads, then the given imports. */
 const LOAD_RECORDER = `
@@ -48,25 +41,25 @@ console.log(JSON.stringify([...packages].sort()))
 describe('the npm package, installed from its tarball', { timeout: 90_000 }, () => {
   before(async () => {
     project = await mkdtemp(join(tmpdir(), 'gatehouse-package-'))
-    const packed = JSON.parse(await sh('npm', ['pack', '--json', '--pack-destination', project], REPO)) as {
-      filename: string
-      files: { path: string }[]
-    }[]
-    const files = packed[0]?.files.map((f) => f.path) ?? []
+    const { tarball, files } = await packTarball(project)
     assert.ok(
       files.includes('dist/guard/index.js') && files.includes('dist/guard/index.d.ts'),
       'dist is packed',
     )
     assert.deepEqual(
-      files.filter((f) => !/^(dist\/|bin\/gatehouse\.js$|package\.json$|README\.md$|LICENSE$)/.test(f)),
+      files.filter(
+        (f) =>
+          !/^(dist\/|bin\/gatehouse\.js$|templates\/mcp-server\/|package\.json$|README\.md$|LICENSE$)/.test(
+            f,
+          ),
+      ),
       [],
-      'only dist, bin, README, LICENSE and package.json are packed',
+      'only dist, bin, the templates of gatehouse new, README, LICENSE and package.json are packed',
     )
     await writeFile(
       join(project, 'package.json'),
       '{ "name": "consumer", "private": true, "type": "module" }',
     )
-    const tarball = join(project, packed[0]?.filename ?? '')
     await sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], project)
     installed = join(project, 'node_modules/mcp-gatehouse')
   })

@@ -1,0 +1,90 @@
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { basename, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { failWith } from './errors.ts'
+
+export const NEW_HELP = `Usage:
+  gatehouse new <dir>    create a TypeScript MCP server protected by the Gatehouse guard
+
+The project, named after <dir>, depends on mcp-gatehouse and the MCP TypeScript SDK: npm run dev serves
+http://localhost:3000/mcp and its Protected Resource Metadata for the provider at OAUTH_ISSUER_URL; npm test
+runs its own tests, with no provider needed. <dir> must be empty or not exist yet.
+
+Options:
+  -h, --help    this help
+
+Example:
+  gatehouse new my-server
+  cd my-server && npm install
+  OAUTH_ISSUER_URL=https://your-tenant.auth0.com/ npm run dev
+`
+
+/** Shipped in the package (`files`); the same place from src/cli and dist/cli. */
+const TEMPLATE = new URL('../../templates/mcp-server/', import.meta.url)
+/** npm drops a packed `.gitignore`, so the template carries it without the dot. */
+const RENAMED: Record<string, string> = { gitignore: '.gitignore' }
+const PACKAGE_NAME = /^[a-z0-9][a-z0-9._-]*$/
+
+/** `gatehouse new <dir>`: copies the template into an empty directory, the project name filled in. */
+export async function runNew(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+  })
+  if (values.help) {
+    process.stdout.write(NEW_HELP)
+    return
+  }
+  if (positionals.length !== 1)
+    failWith('usage', 'gatehouse new takes one directory, e.g. gatehouse new my-server')
+  const dir = resolve(positionals[0] as string)
+  const files = await scaffold(dir)
+  const shown = relative(process.cwd(), dir) || '.'
+  process.stdout.write(
+    `Created ${shown}: ${files.join(', ')}\n\nNext steps:\n  cd ${shown}\n  npm install\n  npm test\n` +
+      '  OAUTH_ISSUER_URL=https://your-idp.example.com/ npm run dev   # http://localhost:3000/mcp\n',
+  )
+}
+
+/** Writes the project into `dir` and returns the files written, relative to it. */
+export async function scaffold(dir: string): Promise<string[]> {
+  const name = basename(dir).toLowerCase()
+  if (!PACKAGE_NAME.test(name) || name.length > 214)
+    failWith(
+      'usage',
+      `${JSON.stringify(basename(dir))} cannot name an npm package: name the directory with lowercase letters, digits, -, _ or .`,
+    )
+  const existing = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return []
+    throw error
+  })
+  if (existing.length > 0)
+    failWith(
+      'directory_not_empty',
+      `${dir} is not empty (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''}): give a new or empty directory`,
+    )
+  const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'))
+  const values: Record<string, string> = { name, gatehouseVersion: version }
+  const files = await templateFiles(TEMPLATE)
+  await mkdir(dir, { recursive: true })
+  for (const file of files) {
+    const text = await readFile(new URL(file, TEMPLATE), 'utf8')
+    const target = join(dir, ...file.split('/').map((part) => RENAMED[part] ?? part))
+    await mkdir(resolve(target, '..'), { recursive: true })
+    await writeFile(
+      target,
+      text.replace(/\{\{(\w+)\}\}/g, (match, key: string) => values[key] ?? match),
+    )
+  }
+  return files.map((file) => RENAMED[file] ?? file)
+}
+
+async function templateFiles(root: URL): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true })
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(fileURLToPath(root), join(entry.parentPath, entry.name)))
+    .sort()
+}
