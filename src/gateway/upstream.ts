@@ -50,14 +50,16 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 /**
  * Client headers that stay at the gateway: its credentials (the credential mode decides what the upstream
- * gets instead), and the session id, which goes on only once checked against its owner.
+ * gets instead), the session id, which goes on only once checked against its owner, and `Accept-Encoding`:
+ * the gateway reads SSE events and `tools/list` answers, so they must come uncompressed.
  */
-const CLIENT_CREDENTIALS: ReadonlySet<string> = new Set([
+const CLIENT_ONLY: ReadonlySet<string> = new Set([
   'authorization',
   'proxy-authorization',
   'cookie',
   'dpop',
   'mcp-session-id',
+  'accept-encoding',
 ])
 
 /**
@@ -83,7 +85,7 @@ export function forwardedRequestHeaders(headers: IncomingHttpHeaders): HeaderMap
   const out: HeaderMap = {}
   const listed = connectionTokens(headers.connection)
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || CLIENT_CREDENTIALS.has(name)) continue
+    if (value === undefined || HOP_BY_HOP.has(name) || CLIENT_ONLY.has(name)) continue
     if (name.startsWith('x-gatehouse-') || listed.includes(name)) continue
     out[name] = value
   }

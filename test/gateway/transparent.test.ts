@@ -100,6 +100,7 @@ describe('gateway: transparent to the HTTP upstream', () => {
       'mcp-param-region': 'eu',
       'x-request-id': 'r-1',
       cookie: 'sid=secret-cookie',
+      'accept-encoding': 'gzip, br',
       'x-gatehouse-subject': 'mallory',
       'x-gatehouse-identity': 'forged',
     })
@@ -113,6 +114,8 @@ describe('gateway: transparent to the HTTP upstream', () => {
     assert.equal(headers['x-request-id'], 'r-1')
     assert.equal(headers.authorization, undefined)
     assert.equal(headers.cookie, undefined)
+    // The gateway reads SSE events and tools/list answers: they must come uncompressed.
+    assert.equal(headers['accept-encoding'], undefined)
     assert.equal(headers['x-gatehouse-subject'], 'alice')
     assert.notEqual(headers['x-gatehouse-identity'], 'forged')
     assert.equal(request?.body, JSON.stringify(CALL))
