@@ -433,7 +433,7 @@ export const settingsSchema = block({
     upstream_timeout_ms: whole(
       1,
       30_000,
-      'the upstream must answer within this',
+      "the upstream's headers, then each chunk of its answer, must come within this",
       'GATEHOUSE_UPSTREAM_TIMEOUT_MS',
     ),
     shutdown_grace_ms: whole(

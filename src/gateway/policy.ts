@@ -63,20 +63,19 @@ export class ToolPolicy {
 
   /**
    * `tools/list` shows a tool only when a `tools/call` of it would pass (the guard's scope mode and
-   * implications included, `users_only` for machine clients); anonymous discovery sees them all.
+   * implications included, `users_only` for machine clients); anonymous discovery sees them all. The same
+   * `result` when no tool is hidden, so that the answer can go on as the upstream sent it.
    */
   filterToolsList(result: unknown, token: VerifiedToken | undefined): unknown {
     if (token === undefined || typeof result !== 'object' || result === null) return result
     const tools = (result as { tools?: unknown }).tools
     if (!Array.isArray(tools)) return result
-    return {
-      ...result,
-      tools: tools.filter(
-        (tool: { name?: unknown }) =>
-          !(token.actor === 'client' && this.#usersOnly.has(String(tool?.name))) &&
-          this.#guard.allows(token, [...this.#guard.options.scopes, ...this.scopesFor(String(tool?.name))]),
-      ),
-    }
+    const visible = tools.filter(
+      (tool: { name?: unknown }) =>
+        !(token.actor === 'client' && this.#usersOnly.has(String(tool?.name))) &&
+        this.#guard.allows(token, [...this.#guard.options.scopes, ...this.scopesFor(String(tool?.name))]),
+    )
+    return visible.length === tools.length ? result : { ...result, tools: visible }
   }
 }
 

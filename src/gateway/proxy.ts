@@ -24,8 +24,9 @@ import type { ToolPolicy } from './policy.ts'
 import type { SessionRegistry } from './sessions.ts'
 import { formatSseEvent, SseRelay } from './sse.ts'
 import {
-  FORWARDED_REQUEST_HEADERS,
-  FORWARDED_RESPONSE_HEADERS,
+  forwardedRequestHeaders,
+  forwardedResponseHeaders,
+  type HeaderMap,
   LAST_WORD_MS,
   type McpExchange,
   type Upstream,
@@ -72,6 +73,9 @@ class ProxyCall {
   eventStream = false
   /** The ids of the POST's requests whose answer has not gone to the client yet. */
   readonly unanswered: Set<JsonRpcId>
+  /** `limits.upstream_timeout_ms` between two signs of life of the upstream: headers, then each chunk. */
+  deadline: NodeJS.Timeout | undefined
+  timedOut: GatewayError | undefined
 
   constructor(exchange: McpExchange) {
     this.exchange = exchange
@@ -81,6 +85,11 @@ class ProxyCall {
   end(reason: GatewayError | 'idle'): void {
     this.endedBy ??= reason
     this.request?.destroy()
+  }
+
+  timeOut(error: GatewayError): void {
+    this.timedOut ??= error
+    this.request?.destroy(error)
   }
 }
 
@@ -178,6 +187,7 @@ export class HttpUpstream implements Upstream {
       if (res.destroyed) return
       this.#lastWord(call, this.#failure(call, error))
     } finally {
+      clearTimeout(call.deadline)
       res.off('close', onClientClose)
       this.#calls.delete(call)
     }
@@ -187,9 +197,10 @@ export class HttpUpstream implements Upstream {
   #failure(call: ProxyCall, error: unknown): GatewayError | undefined {
     if (call.endedBy !== undefined) return call.endedBy === 'idle' ? undefined : call.endedBy
     const failure =
-      error instanceof GatewayError
+      call.timedOut ??
+      (error instanceof GatewayError
         ? error
-        : new GatewayError('upstream_stream_failed', { detail: (error as Error).message })
+        : new GatewayError('upstream_stream_failed', { detail: (error as Error).message }))
     const kind = METRIC_KIND[failure.code] ?? failure.code
     this.#options.metrics.upstreamErrors.inc({ kind })
     this.#options.logger.warn({ kind, detail: failure.detail }, 'upstream request failed')
@@ -221,40 +232,28 @@ export class HttpUpstream implements Upstream {
     res.end()
   }
 
-  async #requestHeaders(exchange: McpExchange): Promise<Record<string, string>> {
-    const headers: Record<string, string> = {}
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = exchange.req.headers[name]
-      if (typeof value === 'string') headers[name] = value
-    }
+  async #requestHeaders(exchange: McpExchange): Promise<HeaderMap> {
+    const headers = forwardedRequestHeaders(exchange.req.headers)
     // Only a session id the gateway checked against its owner goes on (none in the stateless era).
-    delete headers['mcp-session-id']
     if (exchange.sessionId !== undefined) headers['mcp-session-id'] = exchange.sessionId
     if (exchange.body.length > 0) headers['content-length'] = String(exchange.body.length)
     if (exchange.principal === undefined) return headers
     return Object.assign(headers, await this.#options.credentials.headers(exchange.principal))
   }
 
-  #send(
-    call: ProxyCall,
-    method: string,
-    headers: Record<string, string>,
-    body: Buffer,
-  ): Promise<IncomingMessage> {
+  #send(call: ProxyCall, method: string, headers: HeaderMap, body: Buffer): Promise<IncomingMessage> {
     const { url, timeoutMs } = this.#options
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
       const request = send({ ...this.#target, method, headers })
       call.request = request
-      const timer = setTimeout(() => {
-        request.destroy(new GatewayError('upstream_timeout', { detail: `no answer within ${timeoutMs} ms` }))
-      }, timeoutMs)
-      request.on('response', (response) => {
-        clearTimeout(timer)
-        resolve(response)
-      })
+      const detail = `nothing from the upstream for ${timeoutMs} ms`
+      call.deadline = setTimeout(
+        () => call.timeOut(new GatewayError('upstream_timeout', { detail })),
+        timeoutMs,
+      )
+      request.on('response', resolve)
       request.on('error', (error) => {
-        clearTimeout(timer)
         reject(
           error instanceof GatewayError
             ? error
@@ -289,18 +288,20 @@ export class HttpUpstream implements Upstream {
         detail: `the upstream answered ${status} to an authorized request`,
       })
     }
-    const headers: Record<string, string> = {}
-    for (const name of FORWARDED_RESPONSE_HEADERS) {
-      const value = response.headers[name]
-      if (typeof value === 'string') headers[name] = value
-    }
+    const headers = forwardedResponseHeaders(response.headers, res)
     const type = mediaType(response.headers['content-type'])
+    const streaming = type === 'text/event-stream'
+    const post = exchange.req.method === 'POST'
+    // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any.
+    if (streaming && !post) clearTimeout(call.deadline)
+    else response.on('data', () => call.deadline?.refresh())
     const listIds = new Set(
       exchange.messages
         .filter((m) => isRequest(m) && m.method === 'tools/list')
         .map((m) => m.id as JsonRpcId),
     )
-    if (type === 'application/json' && exchange.req.method === 'POST') {
+    // Only a JSON answer the tool policy may have to filter is read whole; the rest goes on as it comes.
+    if (type === 'application/json' && post && listIds.size > 0) {
       const body = await readBody(response, this.#options.maxBodyBytes).catch((error: unknown) => {
         // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
         response.destroy()
@@ -315,16 +316,20 @@ export class HttpUpstream implements Upstream {
       } catch {
         throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
       }
-      sendJson(res, status, this.#filter(parsed, listIds, exchange), headers)
+      const filtered = this.#filter(parsed, listIds, exchange)
+      if (filtered !== parsed) sendJson(res, status, filtered, headers)
+      else res.writeHead(status, { ...headers, 'content-length': String(body.length) }).end(body)
       return
     }
-    const streaming = type === 'text/event-stream'
-    if (exchange.req.method === 'POST' && status === 200 && !streaming) {
+    if (post && status === 200 && !streaming && type !== 'application/json') {
       response.resume()
       throw new GatewayError('upstream_garbage', {
         detail: `the upstream answered a POST with content-type ${JSON.stringify(response.headers['content-type'])}`,
       })
     }
+    // Relayed unchanged, a body keeps its length; SSE events may be rewritten.
+    const length = response.headers['content-length']
+    if (!streaming && length !== undefined) headers['content-length'] = length
     res.writeHead(status, headers)
     res.flushHeaders()
     const sessionId = exchange.sessionId
@@ -376,12 +381,17 @@ export class HttpUpstream implements Upstream {
     return filtered === message ? data : JSON.stringify(filtered)
   }
 
+  /** The message with its `tools/list` results filtered; the same value when nothing had to change. */
   #filter(message: unknown, listIds: Set<JsonRpcId>, exchange: McpExchange): unknown {
-    if (Array.isArray(message)) return message.map((m) => this.#filter(m, listIds, exchange))
+    if (Array.isArray(message)) {
+      const filtered = message.map((m) => this.#filter(m, listIds, exchange))
+      return filtered.every((m, i) => m === message[i]) ? message : filtered
+    }
     const m = message as JsonRpcMessage
     if (listIds.size === 0 || typeof m !== 'object' || m === null || !listIds.has(m.id as JsonRpcId))
       return message
     if (m.result === undefined) return message
-    return { ...m, result: this.#options.policy.filterToolsList(m.result, exchange.principal?.token) }
+    const result = this.#options.policy.filterToolsList(m.result, exchange.principal?.token)
+    return result === m.result ? message : { ...m, result }
   }
 }

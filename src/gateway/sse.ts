@@ -18,12 +18,18 @@ export function formatSseEvent(event: SseEvent): string {
   return `${out}\n`
 }
 
+/** A line ending as SSE knows them: CRLF, a lone CR, or LF. */
+const LINE_END = /\r\n|\r(?!\n)|\n/
+/** The blank line that ends an event: two line endings in a row. */
+const EVENT_END = /(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)/
+
 /**
  * The last hop of an upstream event stream to the client's `res`, event by event, as bytes arrive: nothing
  * waits for the end of the stream, and backpressure reaches the upstream read. `rewrite` returns the new data
  * of an event (or the same string) and may throw to fail the stream: the events before it are written, and
  * `res` is neither ended nor destroyed, so the caller can still write its last word (errors for the requests
- * left without an answer) and end it. Comments and unchanged events pass byte for byte apart from line endings.
+ * left without an answer) and end it. Comments and unchanged events pass byte for byte, line endings included
+ * (only invalid UTF-8 would not: SSE is UTF-8).
  */
 export class SseRelay extends Writable {
   readonly #res: ServerResponse
@@ -40,14 +46,13 @@ export class SseRelay extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#buffer += this.#decoder.write(chunk).replace(/\r\n?/g, '\n')
+    this.#buffer += this.#decoder.write(chunk)
     let out = ''
-    let end = this.#buffer.indexOf('\n\n')
     try {
-      while (end !== -1) {
-        out += this.#transformEvent(this.#buffer.slice(0, end))
-        this.#buffer = this.#buffer.slice(end + 2)
-        end = this.#buffer.indexOf('\n\n')
+      for (let end = EVENT_END.exec(this.#buffer); end !== null; end = EVENT_END.exec(this.#buffer)) {
+        const separator = end[0]
+        out += this.#transformEvent(this.#buffer.slice(0, end.index), separator)
+        this.#buffer = this.#buffer.slice(end.index + separator.length)
       }
       if (this.#buffer.length > this.#maxEventBytes)
         throw new Error(`an upstream event exceeds ${this.#maxEventBytes} bytes`)
@@ -61,7 +66,7 @@ export class SseRelay extends Writable {
   override _final(callback: (error?: Error | null) => void): void {
     let out: string
     try {
-      out = this.#buffer.trim() === '' ? '' : this.#transformEvent(this.#buffer)
+      out = this.#buffer.trim() === '' ? this.#buffer : this.#transformEvent(this.#buffer, '\n\n')
     } catch (error) {
       callback(error as Error)
       return
@@ -87,10 +92,11 @@ export class SseRelay extends Writable {
     res.on('drain', done).on('close', done)
   }
 
-  #transformEvent(block: string): string {
+  /** The event as the client gets it: `block` and its `separator` as they came, unless its data is rewritten. */
+  #transformEvent(block: string, separator: string): string {
     const event: SseEvent = { data: '' }
     const data: string[] = []
-    for (const line of block.split('\n')) {
+    for (const line of block.split(LINE_END)) {
       const colon = line.indexOf(':')
       const field = colon === -1 ? line : line.slice(0, colon)
       const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '')
@@ -98,9 +104,9 @@ export class SseRelay extends Writable {
       else if (field === 'id' || field === 'event' || field === 'retry') event[field] = value
     }
     // No data, or empty data (the priming event of a resumable stream): nothing to read.
-    if (data.join('').trim() === '') return `${block}\n\n`
+    if (data.join('').trim() === '') return block + separator
     event.data = data.join('\n')
     const rewritten = this.#rewrite(event.data)
-    return rewritten === event.data ? `${block}\n\n` : formatSseEvent({ ...event, data: rewritten })
+    return rewritten === event.data ? block + separator : formatSseEvent({ ...event, data: rewritten })
   }
 }

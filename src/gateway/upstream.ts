@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Principal } from './identity.ts'
 import type { JsonRpcMessage } from './jsonrpc.ts'
 
@@ -30,28 +30,82 @@ export interface Upstream {
   close(graceMs: number): Promise<void>
 }
 
-/** Client headers an upstream may see; everything else, credentials first, stays at the gateway. */
-export const FORWARDED_REQUEST_HEADERS = [
-  'accept',
-  'content-type',
-  'mcp-session-id',
-  'mcp-protocol-version',
-  'last-event-id',
-  'mcp-method',
-  'mcp-name',
-  'user-agent',
-  // The upstream may run its own Origin check (the transport spec asks servers to); only allowed ones get here.
-  'origin',
-] as const
+/**
+ * Headers that belong to one connection (RFC 9110 7.6.1), or that Node sets for the hop it makes: never
+ * forwarded in either direction. Names a `Connection` header lists are hop-by-hop too.
+ */
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'host',
+  'content-length',
+])
 
-export const FORWARDED_RESPONSE_HEADERS = [
-  'content-type',
+/**
+ * Client headers that stay at the gateway: its credentials (the credential mode decides what the upstream
+ * gets instead), the session id, which goes on only once checked against its owner, and `Accept-Encoding`:
+ * the gateway reads SSE events and `tools/list` answers, so they must come uncompressed.
+ */
+const CLIENT_ONLY: ReadonlySet<string> = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'dpop',
   'mcp-session-id',
-  'mcp-protocol-version',
-  'cache-control',
-  'retry-after',
-  'allow',
-] as const
+  'accept-encoding',
+])
+
+/**
+ * Response headers the gateway owns: CORS (it answers for its own origin), and `set-cookie`, as the
+ * client's cookies are never forwarded back to the upstream.
+ */
+const GATEWAY_OWNED = (name: string): boolean => name.startsWith('access-control-') || name === 'set-cookie'
+
+export type HeaderMap = Record<string, string | string[]>
+
+/** The names a `Connection` header marks as hop-by-hop. */
+function connectionTokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return []
+  return (Array.isArray(value) ? value.join(',') : value).split(',').map((t) => t.trim().toLowerCase())
+}
+
+/**
+ * Every end-to-end client header (RFC 9110 7.6.1), `Origin` (checked before), trace context and
+ * `Mcp-Param-*` among them, except the client's credentials and any `X-Gatehouse-*`: those names are the
+ * gateway's to send, never the client's.
+ */
+export function forwardedRequestHeaders(headers: IncomingHttpHeaders): HeaderMap {
+  const out: HeaderMap = {}
+  const listed = connectionTokens(headers.connection)
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || CLIENT_ONLY.has(name)) continue
+    if (name.startsWith('x-gatehouse-') || listed.includes(name)) continue
+    out[name] = value
+  }
+  return out
+}
+
+/**
+ * Every end-to-end header of the upstream's answer, except those the gateway owns or already set on `res`
+ * (`vary`, `retry-after` of its own refusals). `content-length` is hop-by-hop here: the caller sets it when
+ * the body is relayed unchanged.
+ */
+export function forwardedResponseHeaders(headers: IncomingHttpHeaders, res: ServerResponse): HeaderMap {
+  const out: HeaderMap = {}
+  const listed = connectionTokens(headers.connection)
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || GATEWAY_OWNED(name) || listed.includes(name)) continue
+    if (!res.hasHeader(name)) out[name] = value
+  }
+  return out
+}
 
 /** Resolves once `done()` holds, or after `ms`: how upstreams wait out the shutdown grace. */
 export async function waitUntil(done: () => boolean, ms: number): Promise<void> {

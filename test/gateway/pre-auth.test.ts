@@ -288,8 +288,12 @@ describe('gateway: header, request and keep-alive timeouts in seconds, not minut
     assert.equal(post.status, 200)
     assert.equal(post.headers.get('content-type'), 'text/event-stream')
     const streams = [get, post].map((response) => (response.body as ReadableStream).getReader())
-    const progress = await (streams[1] as ReadableStreamDefaultReader).read()
-    assert.match(new TextDecoder().decode(progress.value), /notifications\/progress/)
+    // Each stream opens with its priming event; the POST's then carries the progress notification.
+    const [getReader, postReader] = streams as [ReadableStreamDefaultReader, ReadableStreamDefaultReader]
+    assert.match(new TextDecoder().decode((await getReader.read()).value), /^id: .*\nretry: \d+\ndata: \n\n$/)
+    let posted = ''
+    while (!posted.includes('notifications/progress'))
+      posted += new TextDecoder().decode((await postReader.read()).value)
     // Both are read until well past request_timeout_ms (and the keep-alive timeout): neither may end.
     const outcome = await Promise.race([
       ...streams.map((reader) =>

@@ -133,6 +133,41 @@ describe('gateway: stdio bridge streams (resumption, cancellation, idle reaping)
     await client.close()
   })
 
+  it('primes each stream with an id and retry:, so a stream cut before its first event resumes', async () => {
+    const client = await connectClient(fragile.resource, token)
+    const session = {
+      authorization: `Bearer ${token}`,
+      'mcp-session-id': transportOf(client).sessionId as string,
+      'mcp-protocol-version': '2025-06-18',
+    }
+    const call = {
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: 'slow', arguments: { ms: 300 } },
+    }
+    const response = await postRpc(fragile.resource, call, session)
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+    const first = new TextDecoder().decode((await reader.read()).value)
+    const priming = /^id: ([0-9a-f-]{36}\/0)\nretry: (\d+)\ndata: \n\n$/.exec(first)
+    assert.ok(priming, `the stream starts with a priming event, not ${JSON.stringify(first)}`)
+    assert.equal(priming[2], '1000')
+    await reader.cancel()
+
+    const resumed = await fetch(fragile.resource, {
+      headers: { ...session, accept: 'text/event-stream', 'last-event-id': priming[1] as string },
+    })
+    assert.equal(resumed.status, 200)
+    const data = (await resumed.text())
+      .split('\n')
+      .filter((line) => line.startsWith('data: ') && line.length > 'data: '.length)
+      .map((line) => JSON.parse(line.slice('data: '.length)))
+    assert.deepEqual(data, [
+      { jsonrpc: '2.0', id: 7, result: { content: [{ type: 'text', text: 'slow done' }] } },
+    ])
+    await client.close()
+  })
+
   it('answers a resumption naming no kept stream with 400', async () => {
     const client = await connectClient(everything.resource, token)
     const response = await fetch(everything.resource, {

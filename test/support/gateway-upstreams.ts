@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { createServer, type IncomingHttpHeaders } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
 /**
@@ -117,4 +117,49 @@ export async function startToolUpstream(): Promise<{
       await once(server, 'close')
     },
   }
+}
+
+export interface ScriptedRequest {
+  method: string
+  headers: IncomingHttpHeaders
+  body: string
+}
+
+/**
+ * An upstream the test scripts: `answer` (replaced by each test) writes the response to every request, raw,
+ * so that a test can compare bytes; `requests` records each request (headers as Node parsed them) as it
+ * arrives. The default answer is an empty JSON-RPC result.
+ */
+export async function startScriptedUpstream(): Promise<{
+  url: string
+  requests: ScriptedRequest[]
+  answer: (request: ScriptedRequest, res: ServerResponse) => void
+  close(): Promise<void>
+}> {
+  const upstream = {
+    url: '',
+    requests: [] as ScriptedRequest[],
+    answer: (request: ScriptedRequest, res: ServerResponse) => {
+      const { id } = JSON.parse(request.body || '{}') as { id?: number }
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ jsonrpc: '2.0', id, result: {} }))
+    },
+    close: async () => {
+      server.closeAllConnections()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const request = { method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() }
+    upstream.requests.push(request)
+    upstream.answer(request, res)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  upstream.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`
+  return upstream
 }

@@ -14,10 +14,15 @@ export const REPLAY_LIMITS = { eventsPerStream: 100, streamsPerSession: 16 } as 
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }
 
+/** How long a client waits before it resumes a stream the gateway ended (the SSE `retry:` field). */
+export const RETRY_MS = 1000
+
 /**
  * One SSE stream, its events numbered `<stream id>/<n>`. The client may lose the connection at any time
  * and resume with a GET carrying the last id it saw: the kept events after it are replayed and the
  * stream goes on over the new response. Events written while no response is attached are only kept.
+ * Each response starts with a priming event (an id, `retry:` and empty data, as the transport spec says), so
+ * that even a connection lost before the first message has an id to resume from.
  */
 export class EventStream {
   readonly id = randomUUID()
@@ -51,7 +56,7 @@ export class EventStream {
     this.#idle = idleTimeoutMs === undefined ? undefined : setTimeout(() => res.end(), idleTimeoutMs)
     previous?.end()
     res.writeHead(200, { ...SSE_HEADERS, ...headers })
-    res.flushHeaders()
+    res.write(formatSseEvent({ id: `${this.id}/${afterSeq}`, retry: String(RETRY_MS), data: '' }))
     for (const event of this.#events) if (event.seq > afterSeq) res.write(event.text)
     this.#sent = this.#seq
     res.on('close', () => {
