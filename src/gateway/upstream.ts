@@ -60,6 +60,14 @@ const CLIENT_ONLY: ReadonlySet<string> = new Set([
   'dpop',
   'mcp-session-id',
   'accept-encoding',
+  // What a client writes about its own address or the URL it used would read to the upstream as what a
+  // proxy in front of it attests: the gateway passes none of it on.
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-real-ip',
 ])
 
 /**

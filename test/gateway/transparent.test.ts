@@ -103,6 +103,9 @@ describe('gateway: transparent to the HTTP upstream', () => {
       'accept-encoding': 'gzip, br',
       'x-gatehouse-subject': 'mallory',
       'x-gatehouse-identity': 'forged',
+      'x-forwarded-for': '10.0.0.1',
+      forwarded: 'for=10.0.0.1;host=admin.internal',
+      'x-real-ip': '10.0.0.1',
     })
     assert.equal(response.status, 200)
     const [request] = upstream.requests
@@ -118,6 +121,10 @@ describe('gateway: transparent to the HTTP upstream', () => {
     assert.equal(headers['accept-encoding'], undefined)
     assert.equal(headers['x-gatehouse-subject'], 'alice')
     assert.notEqual(headers['x-gatehouse-identity'], 'forged')
+    // What the client says of its own address would read upstream as a proxy's word.
+    assert.equal(headers['x-forwarded-for'], undefined)
+    assert.equal(headers.forwarded, undefined)
+    assert.equal(headers['x-real-ip'], undefined)
     assert.equal(request?.body, JSON.stringify(CALL))
   })
 
