@@ -58,7 +58,8 @@ const { values } = parseArgs({
 
 function positive(name: string, value: string | undefined): number {
   const number = Number(value)
-  if (!Number.isFinite(number) || number <= 0) throw new Error(`--${name} must be a positive number, not ${value}`)
+  if (!Number.isFinite(number) || number <= 0)
+    throw new Error(`--${name} must be a positive number, not ${value}`)
   return number
 }
 
@@ -155,7 +156,8 @@ async function client(serve: ServeChild, index: number, deadline: number): Promi
       await callTools(session, round)
       await disconnect(session)
       const refreshed = await refresh(serve.issuer, tokens.refresh_token)
-      if (refreshed.status !== 200) throw new Error(`refresh: ${refreshed.status} ${JSON.stringify(refreshed.body)}`)
+      if (refreshed.status !== 200)
+        throw new Error(`refresh: ${refreshed.status} ${JSON.stringify(refreshed.body)}`)
       session = await connect(serve, refreshed.body.access_token)
       await callTools(session, round)
       await disconnect(session)
@@ -226,13 +228,17 @@ async function main(): Promise<number> {
   await sample()
   const deadline = started + durationSeconds * 1000
   const load = Promise.all(Array.from({ length: clients }, (_, i) => client(serve, i, deadline)))
-  const ticker = setInterval(() => void sample().catch((error) => fail('sample', error)), intervalSeconds * 1000)
+  const ticker = setInterval(
+    () => void sample().catch((error) => fail('sample', error)),
+    intervalSeconds * 1000,
+  )
   await load
   clearInterval(ticker)
 
   // Every session was terminated: the stdio children must all be gone (they get a moment to exit).
   let children = await childrenOf(pid)
-  for (let wait = 0; children > 0 && wait < 50; wait++) children = await sleep(100).then(() => childrenOf(pid))
+  for (let wait = 0; children > 0 && wait < 50; wait++)
+    children = await sleep(100).then(() => childrenOf(pid))
   await sample()
   inspector.close()
   await serve.stop()

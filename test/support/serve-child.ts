@@ -243,7 +243,11 @@ export async function signIn(issuer: string, resource: string, username: string,
 export async function refresh(issuer: string, refreshToken: string) {
   const response = await fetch(`${issuer}/token`, {
     method: 'POST',
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: CLIENT_ID }),
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: CLIENT_ID,
+    }),
   })
   return { status: response.status, body: (await response.json()) as Tokens & { error?: string } }
 }
@@ -252,7 +256,11 @@ export async function refresh(issuer: string, refreshToken: string) {
 export async function revoke(issuer: string, refreshToken: string): Promise<number> {
   const response = await fetch(`${issuer}/revoke`, {
     method: 'POST',
-    body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token', client_id: CLIENT_ID }),
+    body: new URLSearchParams({
+      token: refreshToken,
+      token_type_hint: 'refresh_token',
+      client_id: CLIENT_ID,
+    }),
   })
   await response.arrayBuffer()
   return response.status
