@@ -49,6 +49,12 @@ export const GATEWAY_ERRORS = {
     rpc: RPC.headerMismatch,
     description: 'the Mcp-Method or Mcp-Name header does not match the body',
   },
+  request_meta_invalid: {
+    status: 400,
+    rpc: RPC.invalidParams,
+    description: 'Invalid params: the request _meta lacks a required field',
+  },
+  method_not_found: { status: 404, rpc: RPC.methodNotFound, description: 'Method not found' },
   unsupported_protocol_version: {
     status: 400,
     rpc: RPC.unsupportedProtocolVersion,

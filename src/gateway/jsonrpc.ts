@@ -16,6 +16,7 @@ export const RPC = {
   parseError: -32_700,
   invalidRequest: -32_600,
   methodNotFound: -32_601,
+  invalidParams: -32_602,
   internalError: -32_603,
   connectionClosed: -32_000,
   requestTimeout: -32_001,

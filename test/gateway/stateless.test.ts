@@ -16,6 +16,8 @@ import { startStatelessUpstream } from '../support/gateway-stateless-upstream.ts
 import type { TestIdp } from '../support/idp.ts'
 
 const VERSION = '2026-07-28'
+/** What the bridge speaks: the stateless revision, and the 2025 ones with sessions. */
+const BRIDGE_VERSIONS = ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26']
 const META = {
   'io.modelcontextprotocol/protocolVersion': VERSION,
   'io.modelcontextprotocol/clientCapabilities': {},
@@ -144,10 +146,7 @@ describe('gateway: 2026-07-28 stateless requests', () => {
         error: {
           code: -32022,
           message: 'unsupported protocol version 2027-01-01',
-          data: {
-            supported: ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26'],
-            requested: '2027-01-01',
-          },
+          data: { supported: BRIDGE_VERSIONS, requested: '2027-01-01' },
         },
       },
       {
@@ -174,6 +173,30 @@ describe('gateway: 2026-07-28 stateless requests', () => {
         status: 400,
         error: { code: -32020, message: 'the Mcp-Method header does not match the body' },
       },
+      ...(
+        [
+          ['no _meta', {}, '_meta'],
+          [
+            'no version in _meta',
+            { _meta: { 'io.modelcontextprotocol/clientCapabilities': {} } },
+            '_meta["io.modelcontextprotocol/protocolVersion"]',
+          ],
+          [
+            'no client capabilities in _meta',
+            { _meta: { 'io.modelcontextprotocol/protocolVersion': VERSION } },
+            '_meta["io.modelcontextprotocol/clientCapabilities"]',
+          ],
+        ] as const
+      ).map(([name, params, field]) => ({
+        name,
+        body: { ...list, params },
+        headers: { 'mcp-protocol-version': VERSION, 'mcp-method': 'tools/list' },
+        status: 400,
+        error: {
+          code: -32602,
+          message: `Invalid params: the request has no ${field}; 2026-07-28 requires it on every request`,
+        },
+      })),
       ...['GET', 'DELETE'].map((method) => ({
         name: method,
         method,
@@ -193,7 +216,57 @@ describe('gateway: 2026-07-28 stateless requests', () => {
       assert.equal(response.status, status, name)
       const answer = await response.json()
       assert.deepEqual(answer.error, error, name)
+      if (body !== undefined) assert.equal(answer.id, 5, name)
     }
+  })
+
+  it('stdio: methods the revision removed, and subscriptions/listen, are 404 -32601 and never reach the server', async () => {
+    const removed = [
+      'initialize',
+      'ping',
+      'logging/setLevel',
+      'resources/subscribe',
+      'resources/unsubscribe',
+      'subscriptions/listen',
+    ]
+    for (const method of removed) {
+      const response = await postRpc(
+        stdio.resource,
+        {
+          jsonrpc: '2.0',
+          id: 500,
+          method,
+          params: { uri: 'demo://resource/static/document/1', _meta: META },
+        },
+        { authorization: `Bearer ${token}`, 'mcp-protocol-version': VERSION, 'mcp-method': method },
+      )
+      assert.equal(response.status, 404, method)
+      // The bridge's own text: server-everything would have answered these (ping with {}, initialize...).
+      assert.deepEqual(
+        await response.json(),
+        {
+          jsonrpc: '2.0',
+          id: 500,
+          error: {
+            code: -32601,
+            message: `Method not found: ${method} (not available under protocol version ${VERSION})`,
+          },
+        },
+        method,
+      )
+    }
+  })
+
+  it("stdio: the server's own method-not-found is HTTP 404, its id kept", async () => {
+    const response = await postRpc(
+      stdio.resource,
+      { jsonrpc: '2.0', id: 601, method: 'unknown/method', params: { _meta: META } },
+      { authorization: `Bearer ${token}`, 'mcp-protocol-version': VERSION, 'mcp-method': 'unknown/method' },
+    )
+    assert.equal(response.status, 404)
+    const answer = await response.json()
+    assert.equal(answer.id, 601)
+    assert.equal(answer.error.code, -32601)
   })
 
   it('stdio: a stray Mcp-Session-Id is ignored, and server/discover answers from the child', async () => {
@@ -210,7 +283,13 @@ describe('gateway: 2026-07-28 stateless requests', () => {
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('mcp-session-id'), null)
     const { result } = await response.json()
-    assert.deepEqual(result.supportedVersions, [VERSION])
+    assert.deepEqual(result.supportedVersions, BRIDGE_VERSIONS)
+    // Nothing only subscriptions/listen would deliver: the bridge does not serve it.
+    assert.ok(result.capabilities.tools, 'server-everything has tools')
+    for (const name of ['tools', 'prompts', 'resources']) {
+      assert.equal(result.capabilities[name]?.listChanged, undefined, name)
+    }
+    assert.equal(result.capabilities.resources?.subscribe, undefined)
     assert.equal(result._meta['io.modelcontextprotocol/serverInfo'].name, 'mcp-servers/everything')
     assert.deepEqual([result.resultType, result.ttlMs, result.cacheScope], ['complete', 0, 'private'])
   })

@@ -1,14 +1,20 @@
 import { GatewayError } from '../errors.ts'
 import { accepts, acceptsEventStream, sendError, sendJson, sendStatus, singleId } from '../http.ts'
-import { isRequest, isStatelessEra, STATELESS_VERSIONS } from '../jsonrpc.ts'
+import { isRequest, isStatelessEra, type JsonRpcMessage, STATELESS_VERSIONS } from '../jsonrpc.ts'
 import type { ToolPolicy } from '../policy.ts'
 import type { SessionRegistry } from '../sessions.ts'
 import { type McpExchange, type Upstream, waitUntil } from '../upstream.ts'
-import { type ChildOptions, commandRunnable, initializeChild, LEGACY_VERSIONS, StdioChild } from './child.ts'
+import { type ChildOptions, commandRunnable, initializeChild, StdioChild } from './child.ts'
 import { EventStream } from './event-stream.ts'
 import { BridgeSession } from './session.ts'
 import { type AnswerRewrite, PostSink } from './sinks.ts'
-import { discoverResult, statelessHeaderMismatch, statelessResult } from './stateless.ts'
+import {
+  BRIDGE_VERSIONS,
+  discoverResult,
+  statelessRefusal,
+  statelessResult,
+  statelessStatus,
+} from './stateless.ts'
 
 /** How long a child gets to exit after SIGTERM before it is killed. */
 const CHILD_STOP_MS = 2000
@@ -154,12 +160,14 @@ export class StdioUpstream implements Upstream {
    * Relays one POST: requests to the child, their answers (through `rewrite`) back as JSON or as an SSE
    * stream. A legacy SSE stream can be resumed, so its requests go on when the client goes away (their
    * timeout still applies); a JSON answer, or any stateless-era one, cannot, so those are cancelled.
+   * `status` gives a single JSON answer's HTTP status (the stateless era's 404 for method-not-found).
    */
   async #relay(
     exchange: McpExchange,
     session: BridgeSession,
     header: Record<string, string>,
     rewrite: AnswerRewrite,
+    status?: (answer: JsonRpcMessage) => number,
   ): Promise<void> {
     const { res } = exchange
     const { child } = session
@@ -182,6 +190,7 @@ export class StdioUpstream implements Upstream {
       stream,
       batch: exchange.batch,
       headers: header,
+      status,
       // `tools/list` shows only the tools this caller may call, before the era's own reshaping.
       rewrite: (answer, method) =>
         rewrite(
@@ -238,14 +247,14 @@ export class StdioUpstream implements Upstream {
     const version = exchange.req.headers['mcp-protocol-version'] as string
     const id = singleId(exchange.messages)
     if (!STATELESS_VERSIONS.includes(version)) {
-      const data = { supported: [...STATELESS_VERSIONS, ...LEGACY_VERSIONS], requested: version }
+      const data = { supported: BRIDGE_VERSIONS, requested: version }
       const reason = `unsupported protocol version ${version}`
       sendError(res, new GatewayError('unsupported_protocol_version', { reason, data }), id)
       return
     }
-    const mismatch = statelessHeaderMismatch(exchange, version)
-    if (mismatch) {
-      sendError(res, new GatewayError('header_mismatch', { reason: mismatch }), id)
+    const refusal = statelessRefusal(exchange, version)
+    if (refusal) {
+      sendError(res, refusal, id)
       return
     }
     let child: InitializedSession
@@ -265,7 +274,7 @@ export class StdioUpstream implements Upstream {
       sendJson(res, 200, { jsonrpc: '2.0', id: message.id, result: discoverResult(child.initialized) })
       return
     }
-    await this.#relay(exchange, child.session, {}, statelessResult)
+    await this.#relay(exchange, child.session, {}, statelessResult, statelessStatus)
   }
 
   /** GET and DELETE have no meaning without sessions (the 2026-07-28 transport answers them with 405). */

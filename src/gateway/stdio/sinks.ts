@@ -27,6 +27,8 @@ export interface PostSinkOptions {
   /** Headers of the answer (the new session's id after an `initialize`). */
   headers: Record<string, string>
   rewrite: AnswerRewrite
+  /** The HTTP status of a single JSON answer (a batch is always 200); 200 when not given. */
+  status?: (answer: JsonRpcMessage) => number
 }
 
 /**
@@ -42,6 +44,7 @@ export class PostSink implements Receiver {
   readonly #batch: boolean
   readonly #headers: Record<string, string>
   readonly #rewrite: AnswerRewrite
+  readonly #status: (answer: JsonRpcMessage) => number
   readonly stream: EventStream | undefined
   onDone: () => void = () => {}
 
@@ -53,6 +56,7 @@ export class PostSink implements Receiver {
     this.#batch = options.batch
     this.#headers = options.headers
     this.#rewrite = options.rewrite
+    this.#status = options.status ?? (() => 200)
     options.stream?.attach(options.res, options.headers)
   }
 
@@ -89,7 +93,11 @@ export class PostSink implements Receiver {
   #finish(): void {
     if (this.stream) this.stream.finish()
     else if (this.#collected.length === 0) sendStatus(this.#res, 202, this.#headers)
-    else sendJson(this.#res, 200, this.#batch ? this.#collected : this.#collected[0], this.#headers)
+    else if (this.#batch) sendJson(this.#res, 200, this.#collected, this.#headers)
+    else {
+      const [answer] = this.#collected as [JsonRpcMessage]
+      sendJson(this.#res, this.#status(answer), answer, this.#headers)
+    }
     this.onDone()
   }
 

@@ -2,24 +2,75 @@
  * The 2026-07-28 shim: how the bridge speaks the stateless revision to a 2025 server. The checks its
  * requests must pass and the reshaping of the server's answers live here; the bridge holds the subjects' children.
  */
-import { isRequest, type JsonRpcMessage, PROTOCOL_VERSION_META, STATELESS_VERSIONS } from '../jsonrpc.ts'
+import { GatewayError } from '../errors.ts'
+import { isRequest, type JsonRpcMessage, PROTOCOL_VERSION_META, RPC, STATELESS_VERSIONS } from '../jsonrpc.ts'
 import type { McpExchange } from '../upstream.ts'
+import { LEGACY_VERSIONS } from './child.ts'
+
+const CLIENT_CAPABILITIES_META = 'io.modelcontextprotocol/clientCapabilities'
 
 /**
- * 2026-07-28 requests name their method in `Mcp-Method` and their version in `_meta` as well as in the
- * header: all must agree (the gateway already checked that a present `Mcp-Method` matches the body).
+ * Every version the bridge speaks: the stateless one, and the 2025 ones with sessions. `server/discover` and
+ * the unsupported-version error list the same, so a client can pick from either.
  */
-export function statelessHeaderMismatch(exchange: McpExchange, version: string): string | undefined {
+export const BRIDGE_VERSIONS: readonly string[] = [...STATELESS_VERSIONS, ...LEGACY_VERSIONS]
+
+/**
+ * Methods that never reach the child in the 2026-07-28 era: those the revision removed, and
+ * `subscriptions/listen`, which the bridge does not serve (so `server/discover` promises no notifications).
+ */
+const NOT_SERVED = new Set([
+  'initialize',
+  'ping',
+  'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'subscriptions/listen',
+])
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/** The first field 2026-07-28 requires in every request's `_meta` that `meta` lacks. */
+function missingMetaField(meta: unknown): string | undefined {
+  if (!isObject(meta)) return '_meta'
+  if (typeof meta[PROTOCOL_VERSION_META] !== 'string') return `_meta["${PROTOCOL_VERSION_META}"]`
+  if (!isObject(meta[CLIENT_CAPABILITIES_META])) return `_meta["${CLIENT_CAPABILITIES_META}"]`
+  return undefined
+}
+
+/**
+ * Why a 2026-07-28 request is refused before it reaches the child, if it is: a missing `Mcp-Method` header;
+ * a `_meta` without the version or the client capabilities the revision requires on every request; a
+ * `_meta` version other than the header's (the gateway already checked that a present `Mcp-Method` matches
+ * the body); a method this era does not have here.
+ */
+export function statelessRefusal(exchange: McpExchange, version: string): GatewayError | undefined {
   const requests = exchange.messages.filter(isRequest)
   if (requests.length > 0 && exchange.req.headers['mcp-method'] === undefined)
-    return 'the Mcp-Method header is required'
+    return new GatewayError('header_mismatch', { reason: 'the Mcp-Method header is required' })
   for (const m of requests) {
-    const meta = m.params?._meta as Record<string, unknown> | undefined
-    if (meta?.[PROTOCOL_VERSION_META] !== version)
-      return 'the MCP-Protocol-Version header does not match the request _meta'
+    const meta: unknown = m.params?._meta
+    const missing = missingMetaField(meta)
+    if (missing !== undefined) {
+      const reason = `Invalid params: the request has no ${missing}; 2026-07-28 requires it on every request`
+      return new GatewayError('request_meta_invalid', { reason })
+    }
+    if ((meta as Record<string, unknown>)[PROTOCOL_VERSION_META] !== version) {
+      const reason = 'the MCP-Protocol-Version header does not match the request _meta'
+      return new GatewayError('header_mismatch', { reason })
+    }
+    if (NOT_SERVED.has(m.method as string)) {
+      const reason = `Method not found: ${m.method} (not available under protocol version ${version})`
+      return new GatewayError('method_not_found', { reason })
+    }
   }
   return undefined
 }
+
+/** The HTTP status of a 2026-07-28 JSON answer: 404 for method-not-found, as the revision requires. */
+export const statelessStatus = (answer: JsonRpcMessage): number =>
+  answer.error?.code === RPC.methodNotFound ? 404 : 200
 
 /** Results of operations the 2026-07-28 revision lets clients cache; the bridge never lets them share. */
 const CACHEABLE = new Set([
@@ -46,6 +97,22 @@ export function statelessResult(message: JsonRpcMessage, method: string | undefi
   return { ...message, result: stamped }
 }
 
+/**
+ * The child's capabilities without those only `subscriptions/listen` would deliver (list changes, resource
+ * subscriptions): the bridge does not serve it, and a capability must not promise what is not there.
+ */
+function withoutSubscriptions(capabilities: unknown): Record<string, unknown> {
+  if (!isObject(capabilities)) return {}
+  const kept: Record<string, unknown> = { ...capabilities }
+  for (const name of ['tools', 'prompts', 'resources']) {
+    const capability = kept[name]
+    if (!isObject(capability)) continue
+    const { listChanged: _changes, subscribe: _subscribe, ...rest } = capability
+    kept[name] = rest
+  }
+  return kept
+}
+
 export function discoverResult(initialized: Record<string, unknown>): JsonRpcMessage['result'] {
   const { capabilities, instructions, serverInfo } = initialized
   return statelessResult(
@@ -53,8 +120,8 @@ export function discoverResult(initialized: Record<string, unknown>): JsonRpcMes
       jsonrpc: '2.0',
       id: 0,
       result: {
-        supportedVersions: STATELESS_VERSIONS,
-        capabilities: capabilities ?? {},
+        supportedVersions: BRIDGE_VERSIONS,
+        capabilities: withoutSubscriptions(capabilities),
         ...(instructions === undefined ? {} : { instructions }),
         _meta: { 'io.modelcontextprotocol/serverInfo': serverInfo },
       },
