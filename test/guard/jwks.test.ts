@@ -214,8 +214,8 @@ test('a provider that stays down is asked at most once per cooldown window, even
 
 describe('createGuard: JWKS faults at start', () => {
   const oversized = { keys: [], padding: 'x'.repeat(4096) }
-  const faults: { name: string; reply: ScriptedReply; reason: string }[] = [
-    { name: 'timeout', reply: { delayMs: 5000 }, reason: 'no answer within 200 ms' },
+  const faults: { name: string; reply: ScriptedReply; reason: string; timeoutMs?: number }[] = [
+    { name: 'timeout', reply: { delayMs: 5000 }, timeoutMs: 200, reason: 'no answer within 200 ms' },
     { name: 'HTTP 503', reply: { status: 503 }, reason: 'answered HTTP 503' },
     { name: 'invalid JSON', reply: { body: '{"keys": [' }, reason: 'answered with a body that is not JSON' },
     { name: 'JSON array', reply: { body: [] }, reason: 'answered with JSON that is not an object' },
@@ -246,7 +246,8 @@ describe('createGuard: JWKS faults at start', () => {
       t.after(() => jwks.close())
       jwks.reply(fault.reply)
       await assert.rejects(
-        guardFor(jwks, { timeoutMs: 200, jwks: { maxBytes: 1024 } }),
+        // Only the timeout case waits for its short deadline: the others must not depend on a loaded machine's speed.
+        guardFor(jwks, { timeoutMs: fault.timeoutMs ?? 5000, jwks: { maxBytes: 1024 } }),
         (error: Error & { code: string }) => {
           assert.equal(error.code, 'authorization_server_unavailable')
           assert.ok(error.message.includes(`JWKS ${jwks.url} could not be loaded`), error.message)
