@@ -171,7 +171,6 @@ describe('gateway: stdio.shared keeps the server’s own messages from reaching 
     )
     assert.equal(again.status, 200)
     assert.deepEqual(await again.json(), { jsonrpc: '2.0', id: 9, result: b.initialized })
-    // A 2026-07-28 request has no initialize; one sent anyway is answered from the cache too.
     const stateless = await postRpc(
       gateway.resource,
       {
@@ -179,7 +178,10 @@ describe('gateway: stdio.shared keeps the server’s own messages from reaching 
         params: {
           ...INITIALIZE.params,
           capabilities: ASKING,
-          _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': ASKING,
+          },
         },
       },
       {
@@ -189,7 +191,9 @@ describe('gateway: stdio.shared keeps the server’s own messages from reaching 
         accept: 'application/json',
       },
     )
-    assert.equal((await stateless.json()).result.serverInfo.name, 'chatty')
+    // The 2026-07-28 revision removed initialize: refused by the bridge, it never reaches the child either.
+    assert.equal(stateless.status, 404)
+    assert.equal((await stateless.json()).error.code, -32_601)
 
     const seen = toolJson((await a.client.callTool({ name: 'seen-initialize' })) as never)
     assert.deepEqual(seen, [
