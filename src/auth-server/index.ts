@@ -62,6 +62,7 @@ export {
   disableUser,
   enableUser,
   REVOCATION_KEEP_SECONDS,
+  revokeClient,
   revokeGrants,
   setUserPassword,
 } from './revocation.ts'

@@ -23,6 +23,19 @@ export async function revokeGrants(store: Store, userId: string, clientId?: stri
   return grants
 }
 
+/**
+ * Ends a registered client: its record is deleted, with every grant, refresh token and code made to it and
+ * every user's consent to it; its access tokens are listed as revoked for the gateway's guard. Returns how
+ * many grants there were.
+ */
+export async function revokeClient(store: Store, clientId: string): Promise<number> {
+  const grants = await store.revokeClient(clientId)
+  const consents = await store.consents.revokeClient(clientId)
+  await store.revocations.addClient(clientId, REVOCATION_KEEP_SECONDS)
+  await store.audit.append({ at: now(), type: 'client.revoked', data: { clientId, grants, consents } })
+  return grants
+}
+
 /** The login prompt's reason when a browser session exists but has not been used for this client yet. */
 export const ACCOUNT_UNCONFIRMED = 'account_unconfirmed'
 

@@ -8,6 +8,8 @@ import { isGuardError } from '../guard/index.ts'
 export const CLI_ERRORS = defineErrors('cli', {
   usage: { status: 400, description: 'the command line is wrong' },
   user_unknown: { status: 404, description: 'there is no user with this username' },
+  client_unknown: { status: 404, description: 'there is no client with this client_id' },
+  client_static: { status: 409, description: 'the client is declared in the configuration, not registered' },
   input_mismatch: { status: 400, description: 'the two passwords typed differ' },
   input_cancelled: { status: 400, description: 'the input was cancelled' },
   store_unavailable: { status: 503, description: 'the store cannot be opened' },

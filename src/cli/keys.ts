@@ -8,6 +8,7 @@ import { embeddedAuthorizationConfig } from '../config/embedded.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { readSecret } from './embedded_server.ts'
 import { failWith } from './errors.ts'
+import { JSON_HELP, JSON_OPTION, printList } from './output.ts'
 
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 
@@ -20,10 +21,12 @@ const HELP = `Usage:
   gatehouse keys list  the keys: kid, algorithm, active or retired, created, published until
 
 Options:
+${JSON_HELP}
 ${STORE_HELP}`
 
 export async function runKeys(argv: string[]): Promise<void> {
   const parsed = parseAdminArgs(argv, HELP, {
+    ...JSON_OPTION,
     alg: { type: 'string', default: 'ES256' },
     'keep-previous': { type: 'string' },
   })
@@ -72,12 +75,25 @@ export async function runKeys(argv: string[]): Promise<void> {
   if (action === 'list') {
     positionals(rest, [], 'gatehouse keys list')
     await withStore(values, async (store) => {
-      for (const key of await store.keys.list()) {
-        const until = key.retireAfter ? new Date(key.retireAfter).toISOString() : '-'
-        console.log(
-          `${key.kid}\t${key.alg}\t${key.state}\t${new Date(key.createdAt).toISOString()}\t${until}`,
-        )
-      }
+      const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString())
+      printList(
+        await store.keys.list(),
+        [
+          ['KID', (key) => key.kid],
+          ['ALG', (key) => key.alg],
+          ['STATE', (key) => key.state],
+          ['CREATED', (key) => iso(key.createdAt) ?? '-'],
+          ['PUBLISHED_UNTIL', (key) => iso(key.retireAfter) ?? '-'],
+        ],
+        values.json,
+        (key) => ({
+          kid: key.kid,
+          alg: key.alg,
+          state: key.state,
+          created_at: iso(key.createdAt),
+          published_until: iso(key.retireAfter) ?? null,
+        }),
+      )
     })
     return
   }

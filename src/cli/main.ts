@@ -22,9 +22,17 @@ const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: stri
     run: async () => (await import('./new.ts')).runNew,
   },
   init: { summary: 'write a commented gatehouse.yaml', run: async () => (await import('./init.ts')).runInit },
+  clients: {
+    summary: 'clients of the embedded authorization server: list, show, revoke',
+    run: async () => (await import('./clients.ts')).runClients,
+  },
+  grants: {
+    summary: "users' consents and grants to clients: list, revoke",
+    run: async () => (await import('./grants.ts')).runGrants,
+  },
   consents: {
-    summary: 'remembered consents: revoke',
-    run: async () => (await import('./consents.ts')).runConsents,
+    summary: 'the same as grants (consents revoke <username> <client_id>)',
+    run: async () => (await import('./grants.ts')).runGrants,
   },
   doctor: {
     summary: "check a provider's set-up and explain a token, as the guard sees them",

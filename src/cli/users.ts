@@ -9,12 +9,13 @@ import {
 import type { Store, User } from '../storage/store.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { failWith } from './errors.ts'
+import { isoSeconds, JSON_HELP, JSON_OPTION, printList } from './output.ts'
 import { readSecretInput } from './prompt.ts'
 
 const HELP = `Usage:
   gatehouse users add <username>      create a local account; the password is read from stdin, or prompted
                                       (twice, not echoed) on a terminal
-  gatehouse users list                the accounts: username, id, local or federated, creation date, disabled
+  gatehouse users list                the accounts: username, id, local or federated, created, disabled
   gatehouse users passwd <username>   set a local password (read like add); ends the account's sessions and
                                       tokens
   gatehouse users disable <username>  the account can no longer sign in; its sessions, refresh tokens and
@@ -23,6 +24,7 @@ const HELP = `Usage:
   gatehouse users delete <username>   deletes the account and its consents; its tokens end as with disable
 
 Options:
+${JSON_HELP}
 ${STORE_HELP}`
 
 const ACTIONS = 'add | list | passwd | disable | enable | delete'
@@ -44,7 +46,7 @@ const ON_USER: Record<string, (store: Store, user: User) => Promise<string>> = {
 }
 
 export async function runUsers(argv: string[]): Promise<void> {
-  const parsed = parseAdminArgs(argv, HELP, {})
+  const parsed = parseAdminArgs(argv, HELP, JSON_OPTION)
   if (!parsed) return
   const { values, action, rest } = parsed
   if (action === 'add') {
@@ -60,15 +62,26 @@ export async function runUsers(argv: string[]): Promise<void> {
   }
   if (action === 'list') {
     positionals(rest, [], 'gatehouse users list')
-    await withStore(values, async (store) => {
-      for (const user of await store.users.list()) {
-        const kind = user.passwordHash ? 'local' : user.externalId ? 'federated' : 'no password'
-        const disabled = user.disabledAt === undefined ? '' : '\tdisabled'
-        console.log(
-          `${user.username}\t${user.id}\t${kind}\t${new Date(user.createdAt * 1000).toISOString()}${disabled}`,
-        )
-      }
-    })
+    await withStore(values, async (store) =>
+      printList(
+        await store.users.list(),
+        [
+          ['USERNAME', (user) => user.username],
+          ['ID', (user) => user.id],
+          ['KIND', kind],
+          ['CREATED', (user) => isoSeconds(user.createdAt)],
+          ['DISABLED', (user) => (user.disabledAt === undefined ? '' : isoSeconds(user.disabledAt))],
+        ],
+        values.json,
+        (user) => ({
+          username: user.username,
+          id: user.id,
+          kind: kind(user),
+          created_at: isoSeconds(user.createdAt),
+          disabled_at: user.disabledAt === undefined ? null : isoSeconds(user.disabledAt),
+        }),
+      ),
+    )
     return
   }
   if (action === 'passwd') {
@@ -100,5 +113,7 @@ export async function existingUser(store: Store, username: string): Promise<User
     (UUID.test(username) ? await store.users.findById(username) : undefined)
   return user ?? failWith('user_unknown', `no user ${username}: gatehouse users list shows them`)
 }
+
+const kind = (user: User) => (user.passwordHash ? 'local' : user.externalId ? 'federated' : 'no password')
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/

@@ -78,7 +78,7 @@ function optionalLookupKey(value: unknown): string | null {
   return typeof value === 'string' ? lookupKey(value) : null
 }
 
-/** The `token_revocations` key of a client; `*` (never a digest) stands for every client. */
+/** The `token_revocations` key of a client or subject; `*` (never a digest) stands for every one. */
 function clientKey(clientId: string | undefined): string {
   return clientId === undefined ? '*' : lookupKey(clientId)
 }
@@ -182,6 +182,27 @@ function consumeStatement(model: string, id: string, now: number): SqlStatement 
   }
 }
 
+/** The grants `rows` belong to, those of `clientId` only when given. */
+function grantIds(rows: Row[], clientId: string | undefined): Set<string> {
+  const grants = new Set<string>()
+  for (const row of rows) {
+    const payload: OidcPayload = JSON.parse(String(row.payload))
+    if (clientId !== undefined && payload.clientId !== clientId) continue
+    // A grant's own id is its jti; every other record names its grant.
+    const grantId = row.model === 'Grant' ? payload.jti : payload.grantId
+    if (typeof grantId === 'string') grants.add(grantId)
+  }
+  return grants
+}
+
+/** Deletes every record of these grants, the grants included. */
+function grantDeletions(grants: Set<string>): SqlStatement[] {
+  return [...grants].flatMap((grantId) => [
+    { sql: 'DELETE FROM oidc_records WHERE grant_id = ?', params: [lookupKey(grantId)] },
+    { sql: `DELETE FROM oidc_records WHERE model = 'Grant' AND id = ?`, params: [lookupKey(grantId)] },
+  ])
+}
+
 /** The one implementation of `Store`; the backends differ only in their `SqlDriver` and DDL. */
 export class SqlStore implements Store {
   readonly kind: Store['kind']
@@ -262,22 +283,34 @@ export class SqlStore implements Store {
     const rows = await this.#db.query('SELECT model, payload FROM oidc_records WHERE account_id = ?', [
       accountId,
     ])
-    const grants = new Set<string>()
-    for (const row of rows) {
-      const payload: OidcPayload = JSON.parse(String(row.payload))
-      if (clientId !== undefined && payload.clientId !== clientId) continue
-      // A grant's own id is its jti; every other record names its grant.
-      const grantId = row.model === 'Grant' ? payload.jti : payload.grantId
-      if (typeof grantId === 'string') grants.add(grantId)
-    }
-    const statements: SqlStatement[] = [...grants].flatMap((grantId) => [
-      { sql: 'DELETE FROM oidc_records WHERE grant_id = ?', params: [lookupKey(grantId)] },
-      { sql: `DELETE FROM oidc_records WHERE model = 'Grant' AND id = ?`, params: [lookupKey(grantId)] },
-    ])
+    const grants = grantIds(rows, clientId)
+    const statements = grantDeletions(grants)
     if (clientId === undefined)
       statements.push({ sql: 'DELETE FROM oidc_records WHERE account_id = ?', params: [accountId] })
     if (statements.length > 0) await this.#db.transaction(statements)
     return grants.size
+  }
+
+  async revokeClient(clientId: string): Promise<number> {
+    // Every record of a grant names its account; the client is only in the payload.
+    const rows = await this.#db.query(
+      'SELECT model, payload FROM oidc_records WHERE account_id IS NOT NULL',
+      [],
+    )
+    const grants = grantIds(rows, clientId)
+    await this.#db.transaction([
+      ...grantDeletions(grants),
+      { sql: `DELETE FROM oidc_records WHERE model = 'Client' AND id = ?`, params: [lookupKey(clientId)] },
+    ])
+    return grants.size
+  }
+
+  async listOidcRecords(model: string): Promise<OidcPayload[]> {
+    const rows = await this.#db.query(
+      'SELECT payload FROM oidc_records WHERE model = ? AND (expires_at IS NULL OR expires_at > ?)',
+      [model, this.#seconds()],
+    )
+    return rows.map((row) => JSON.parse(String(row.payload)))
   }
 
   async oidcTransaction(writes: readonly OidcWrite[]): Promise<void> {
@@ -421,6 +454,10 @@ export class SqlStore implements Store {
         )
         return rows.map(toConsent)
       },
+      async revokeClient(clientId) {
+        if (!storable(clientId)) return 0
+        return db.execute('DELETE FROM consents WHERE client_id = ?', [clientId])
+      },
     }
   }
 
@@ -482,11 +519,21 @@ export class SqlStore implements Store {
           [lookupKey(subject), clientKey(clientId), now, now + keepSeconds],
         )
       },
+      async addClient(clientId, keepSeconds) {
+        const now = seconds()
+        await db.execute(
+          `INSERT INTO token_revocations (subject, client_key, revoked_at, expires_at) VALUES ('*', ?, ?, ?)
+           ON CONFLICT (subject, client_key) DO UPDATE SET revoked_at = excluded.revoked_at,
+             expires_at = excluded.expires_at`,
+          [clientKey(clientId), now, now + keepSeconds],
+        )
+      },
       async revokedAt(subject, clientId) {
         const [row] = await db.query(
           `SELECT MAX(revoked_at) AS revoked_at FROM token_revocations
-           WHERE subject = ? AND client_key IN (?, ?) AND expires_at > ?`,
-          [lookupKey(subject), clientKey(undefined), clientKey(clientId), seconds()],
+           WHERE (subject = ? AND client_key IN ('*', ?) OR subject = '*' AND client_key = ?)
+             AND expires_at > ?`,
+          [lookupKey(subject), clientKey(clientId), clientKey(clientId), seconds()],
         )
         return optionalInteger(row?.revoked_at)
       },

@@ -15,6 +15,13 @@ export interface Store {
    */
   revokeAccountGrants(accountId: string, clientId?: string): Promise<number>
   /**
+   * Deletes a registered client (its `Client` record) and the records of every grant made to it, whatever
+   * the account (grants, refresh tokens, codes). Returns how many grants there were.
+   */
+  revokeClient(clientId: string): Promise<number>
+  /** The unexpired `oidc-provider` records of one model (`Client`, `Grant`), for the admin commands. */
+  listOidcRecords(model: string): Promise<OidcPayload[]>
+  /**
    * `oidc-provider` writes in one transaction, in order, all or none: each `consume` is the compare-and-set
    * of {@link OidcAdapter.consume} (when it changes nothing, nothing is written and it throws
    * `OidcConsumeConflictError`), each `upsert` that of {@link OidcAdapter.upsert}. A refresh token's rotation.
@@ -113,6 +120,8 @@ export interface ConsentRecords {
   save(consent: Consent): Promise<void>
   revoke(userId: string, clientId: string): Promise<boolean>
   listByUser(userId: string): Promise<Consent[]>
+  /** Forgets every user's consent to `clientId`; returns how many there were. */
+  revokeClient(clientId: string): Promise<number>
 }
 
 /**
@@ -125,6 +134,8 @@ export interface RevocationRecords {
    * it is undefined. The entry is kept `keepSeconds`.
    */
   add(subject: string, clientId: string | undefined, keepSeconds: number): Promise<void>
+  /** Refuses the tokens of `clientId` issued at or before now, whatever their subject. */
+  addClient(clientId: string, keepSeconds: number): Promise<void>
   /** The latest revocation time that applies to a token of `subject` for `clientId`, if any. */
   revokedAt(subject: string, clientId: string | undefined): Promise<number | undefined>
 }

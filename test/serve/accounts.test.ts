@@ -109,7 +109,10 @@ describe('gatehouse users add, then a local sign-in through the gateway; gatehou
   it('lists the account', async () => {
     const listed = await gatehouse(['users', 'list', '--data-dir', dataDir])
     assert.equal(listed.code, 0, listed.stderr)
-    assert.match(listed.stdout, /^alice\t[0-9a-f-]{36}\tlocal\t\d{4}-/)
+    assert.match(
+      listed.stdout,
+      /^USERNAME +ID +KIND +CREATED +DISABLED\nalice +[0-9a-f-]{36} +local +\d{4}-\S+Z\n/,
+    )
   })
 })
 

@@ -70,8 +70,22 @@ describe('the data directory: secret and signing keys across restarts', () => {
     const kid = /signing key ([0-9a-f-]{36})/.exec(rotated.stdout)?.[1]
     assert.ok(kid, rotated.stdout)
     const listed = await gatehouse(['keys', 'list', '--data-dir', dir])
-    assert.match(listed.stdout, new RegExp(`^${kid}\\tEdDSA\\tactive\\t`, 'm'))
-    assert.match(listed.stdout, new RegExp(`^${decodeProtectedHeader(before).kid}\\tES256\\tretired\\t`, 'm'))
+    assert.match(listed.stdout, new RegExp(`^${kid} +EdDSA +active +\\S+Z +-$`, 'm'))
+    assert.match(
+      listed.stdout,
+      new RegExp(`^${decodeProtectedHeader(before).kid} +ES256 +retired +\\S+Z +\\S+Z$`, 'm'),
+    )
+    const json: Record<string, unknown>[] = JSON.parse(
+      (await gatehouse(['keys', 'list', '--json', '--data-dir', dir])).stdout,
+    )
+    const listedKey = (id: unknown) => json.find((key) => key.kid === id)
+    assert.deepEqual(listedKey(kid), {
+      ...listedKey(kid),
+      alg: 'EdDSA',
+      state: 'active',
+      published_until: null,
+    })
+    assert.match(String(listedKey(decodeProtectedHeader(before).kid)?.published_until), /^\d{4}-\S+Z$/)
 
     // Same origin, so the same issuer and resource: a restart of the one instance.
     gateway = await startEmbeddedGateway({ dataDir: dir, port }, FILE)

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict'
-import { rm } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { stringify } from 'yaml'
 import { createLocalUser } from '../../src/auth-server/index.ts'
 import { REVOCATION_CACHE_SECONDS } from '../../src/cli/revocation_check.ts'
 import type { Gateway } from '../../src/gateway/server.ts'
 import { openStore } from '../../src/storage/index.ts'
-import { token } from '../auth-server/harness.ts'
+import { registerPublicClient, token } from '../auth-server/harness.ts'
 import { asHarness, gatehouse, startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
 import { startOddUpstream } from '../support/gateway-upstreams.ts'
 import {
@@ -29,8 +31,9 @@ interface Tokens {
   refresh: string
 }
 
-describe('revocation: consents revoke, users disable/delete/passwd end refresh and access tokens', () => {
+describe('revocation: consents/grants revoke, clients revoke, users disable/delete/passwd end refresh and access tokens', () => {
   let dataDir: string
+  let configPath: string
   let gateway: Gateway
   let upstream: Awaited<ReturnType<typeof startOddUpstream>>
   let callback: Awaited<ReturnType<typeof startClientCallback>>
@@ -49,9 +52,13 @@ describe('revocation: consents revoke, users disable/delete/passwd end refresh a
       redirect_uris: [callback.redirectUri],
       token_endpoint_auth_method: 'none',
     })
+    const file = { authorization_server: { clients: [client(CLIENT), client(OTHER_CLIENT)] } }
+    // The admin commands read the configuration gatehouse serve reads: its declared clients.
+    configPath = join(dataDir, 'gatehouse.yaml')
+    await writeFile(configPath, stringify(file))
     gateway = await startEmbeddedGateway(
       { dataDir, upstream: upstream.url('record'), command: undefined },
-      { authorization_server: { clients: [client(CLIENT), client(OTHER_CLIENT)] } },
+      file,
     )
   })
   after(async () => {
@@ -163,7 +170,7 @@ describe('revocation: consents revoke, users disable/delete/passwd end refresh a
 
   async function cli(...args: string[]) {
     const input = args[1] === 'passwd' ? `${NEW_PASSWORD}\n` : ''
-    const run = await gatehouse([...args, '--data-dir', dataDir], input)
+    const run = await gatehouse([...args, '--data-dir', dataDir, '--config', configPath], input)
     assert.equal(run.code, 0, run.stderr)
     return run.stdout
   }
@@ -217,7 +224,12 @@ describe('revocation: consents revoke, users disable/delete/passwd end refresh a
     assert.equal(attempt.tokens, undefined, 'a disabled user gets no token')
     assert.equal(attempt.refused?.status, 200, 'back on the sign-in page, not a server error')
     assert.match(await attempt.refused.text(), /<title>Sign in /)
-    assert.match(await cli('users', 'list'), /^carol\t[0-9a-f-]{36}\tlocal\t\S+\tdisabled$/m)
+    assert.match(await cli('users', 'list'), /^carol +[0-9a-f-]{36} +local +\S+ +\d{4}-\S+Z$/m)
+    const listed = JSON.parse(await cli('users', 'list', '--json')) as {
+      username: string
+      disabled_at: unknown
+    }[]
+    assert.match(String(listed.find((user) => user.username === 'carol')?.disabled_at), /^\d{4}-.*Z$/)
 
     assert.equal(await cli('users', 'enable', 'carol'), 'enabled carol\n')
     await assertAllowed((await tokensOf('carol')).access)
@@ -267,6 +279,97 @@ describe('revocation: consents revoke, users disable/delete/passwd end refresh a
     await assertAllowed(renewed.tokens.access)
     await assertRefreshRefused(erin.refresh)
     await assertRevoked(erin.access)
+  })
+
+  it('clients revoke: the refresh and access tokens of every user of a registered client end, other clients live on', async () => {
+    const clientId = await registerPublicClient(asHarness(gateway), {
+      redirect_uris: [callback.redirectUri],
+      scope: 'mcp',
+    })
+    const alice = await tokensOf('alice', clientId)
+    const bob = await tokensOf('bob', clientId)
+    const bobElsewhere = await tokensOf('bob')
+    await assertAllowed(alice.access)
+    await assertAllowed(bob.access)
+    const clients = JSON.parse(await cli('clients', 'list', '--json')) as Record<string, unknown>[]
+    const registered = clients.find((client) => client.client_id === clientId)
+    assert.equal(registered?.kind, 'registered')
+    assert.equal(registered?.grants, 2)
+    assert.deepEqual(
+      clients.filter((client) => client.kind === 'static').map((client) => client.client_id),
+      [CLIENT, OTHER_CLIENT],
+    )
+    assert.match(
+      await cli('clients', 'list'),
+      new RegExp(`^${clientId} +registered +test client \\w+ +\\S+Z +2$`, 'm'),
+    )
+    assert.match(await cli('clients', 'show', clientId), /^redirect_uris: +\["http:\/\/127\.0\.0\.1:/m)
+    const grants = JSON.parse(await cli('grants', 'list', '--client', clientId, '--json')) as Record<
+      string,
+      unknown
+    >[]
+    assert.deepEqual(grants.map((grant) => [grant.user, grant.scopes, grant.grants]).sort(), [
+      ['alice', ['mcp'], 1],
+      ['bob', ['mcp'], 1],
+    ])
+
+    assert.equal(
+      await cli('clients', 'revoke', clientId),
+      `revoked the client ${clientId} and its 2 grant(s): its refresh tokens no longer work, its access tokens are refused by the gateway within seconds\n`,
+    )
+
+    for (const tokens of [alice, bob]) {
+      const refused = await refresh(tokens.refresh, clientId)
+      assert.equal(refused.response.status, 401, JSON.stringify(refused.body))
+      assert.equal(refused.body.error, 'invalid_client')
+    }
+    // The refresh tokens themselves are gone, not only the client: nothing is left to redeem.
+    const store = await openStore(undefined, { dataDir })
+    try {
+      const left = await store.listOidcRecords('RefreshToken')
+      assert.deepEqual(
+        left.filter((record) => record.clientId === clientId),
+        [],
+      )
+      assert.ok(left.some((record) => record.clientId === CLIENT))
+    } finally {
+      await store.close()
+    }
+    await assertRevoked(alice.access)
+    await assertRevoked(bob.access)
+    await assertAllowed(bobElsewhere.access)
+    assert.equal((await refresh(bobElsewhere.refresh)).response.status, 200)
+    assert.equal(await cli('grants', 'list', '--client', clientId, '--json'), '[]\n')
+    const gone = await gatehouse(['clients', 'show', clientId, '--data-dir', dataDir])
+    assert.equal(gone.code, 1)
+    assert.equal(gone.stderr, `gatehouse: no client ${clientId}: gatehouse clients list shows them\n`)
+    const declared = await gatehouse([
+      'clients',
+      'revoke',
+      CLIENT,
+      '--data-dir',
+      dataDir,
+      '--config',
+      configPath,
+    ])
+    assert.equal(declared.code, 1)
+    assert.match(
+      declared.stderr,
+      /web-app is declared in the configuration: remove it from authorization_server\.clients/,
+    )
+  })
+
+  it('grants revoke is consents revoke: the user approves the client again', async () => {
+    await tokensOf('bob', OTHER_CLIENT)
+    assert.match(
+      await cli('grants', 'list', '--user', 'bob'),
+      new RegExp(`^bob +${OTHER_CLIENT} +mcp +\\S+Z +1$`, 'm'),
+    )
+    assert.equal(
+      await cli('grants', 'revoke', 'bob', OTHER_CLIENT),
+      `revoked the consent of bob for ${OTHER_CLIENT}\n`,
+    )
+    assert.doesNotMatch(await cli('grants', 'list', '--user', 'bob'), new RegExp(OTHER_CLIENT))
   })
 
   it('admin commands name an unknown user and refuse a short password', async () => {

@@ -288,6 +288,32 @@ export function storeContract(harness: StoreHarness): void {
     assert.equal(await store.revokeAccountGrants('nul\0id'), 0)
   })
 
+  test('oidc: revokeClient deletes the client and every grant to it, whatever the account; listOidcRecords', async () => {
+    const { store } = await stores(1)
+    const put = (model: string, id: string, payload: Record<string, unknown>) =>
+      store.oidcAdapter(model).upsert(id, payload, 60)
+    const grant = (id: string, accountId: string, clientId: string) =>
+      Promise.all([
+        put('Grant', id, { jti: id, accountId, clientId }),
+        put('RefreshToken', `rt-${id}`, { jti: `rt-${id}`, grantId: id, accountId, clientId }),
+      ])
+    await put('Client', 'client-a', { client_id: 'client-a' })
+    await put('Client', 'client-b', { client_id: 'client-b' })
+    await grant('g-alice-a', 'alice', 'client-a')
+    await grant('g-bob-a', 'bob', 'client-a')
+    await grant('g-alice-b', 'alice', 'client-b')
+    const ids = (payloads: Record<string, unknown>[]) =>
+      payloads.map((payload) => payload.jti ?? payload.client_id).sort()
+    assert.deepEqual(ids(await store.listOidcRecords('Client')), ['client-a', 'client-b'])
+    assert.equal(await store.revokeClient('client-a'), 2)
+    assert.deepEqual(ids(await store.listOidcRecords('Client')), ['client-b'])
+    assert.deepEqual(ids(await store.listOidcRecords('Grant')), ['g-alice-b'])
+    for (const id of ['rt-g-alice-a', 'rt-g-bob-a'])
+      assert.equal(await store.oidcAdapter('RefreshToken').find(id), undefined, id)
+    assert.ok(await store.oidcAdapter('RefreshToken').find('rt-g-alice-b'))
+    assert.equal(await store.revokeClient('client-a'), 0)
+  })
+
   test('oidc: 20 concurrent consumes of one code over two stores: exactly one succeeds', async () => {
     const {
       stores: [first, second],
@@ -596,6 +622,43 @@ export function storeContract(harness: StoreHarness): void {
     clock.advance(70)
     assert.equal(await first.revocations.revokedAt('alice', client), undefined)
     assert.equal(await first.revocations.revokedAt('nul\0', 'x'), undefined)
+  })
+
+  test('revocations: addClient refuses the tokens of one client for every subject', async () => {
+    const {
+      clock,
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.revocations.addClient('client-a', 100)
+    const at = seconds(START)
+    assert.equal(await second.revocations.revokedAt('alice', 'client-a'), at)
+    assert.equal(await second.revocations.revokedAt('bob', 'client-a'), at)
+    assert.equal(await second.revocations.revokedAt('alice', 'client-b'), undefined)
+    assert.equal(await second.revocations.revokedAt('alice', undefined), undefined)
+    clock.advance(10)
+    await first.revocations.add('alice', 'client-a', 100)
+    assert.equal(await second.revocations.revokedAt('alice', 'client-a'), at + 10, 'the latest wins')
+    assert.equal(await second.revocations.revokedAt('bob', 'client-a'), at)
+    clock.advance(100)
+    assert.equal(await second.revocations.revokedAt('bob', 'client-a'), undefined, 'expired')
+  })
+
+  test("consents: revokeClient forgets every user's consent to that client only", async () => {
+    const { store } = await stores(1)
+    for (const [userId, clientId] of [
+      ['u1', 'c'],
+      ['u2', 'c'],
+      ['u1', 'd'],
+    ] as const)
+      await store.consents.save({ userId, clientId, resources: {}, grantedAt: 1 })
+    assert.equal(await store.consents.revokeClient('c'), 2)
+    assert.deepEqual(
+      (await store.consents.listByUser('u1')).map((c) => c.clientId),
+      ['d'],
+    )
+    assert.deepEqual(await store.consents.listByUser('u2'), [])
+    assert.equal(await store.consents.revokeClient('nul\0'), 0)
   })
 
   test('consents: save replaces, find, listByUser, revoke says whether there was one', async () => {
