@@ -89,15 +89,26 @@ class PostgresDriver implements SqlDriver {
 
 async function inTransaction(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
   const client = await pool.connect()
+  // A checked-out client has no listener of the pool's: a connection lost now (PostgreSQL restarted) is
+  // emitted as 'error' on it, which would crash the process. The query in flight rejects with it anyway.
+  let lost: Error | undefined
+  const onError = (error: Error) => {
+    lost = error
+  }
+  client.on('error', onError)
   try {
     await client.query('BEGIN')
     await work(client)
     await client.query('COMMIT')
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => {})
+    // A connection whose rollback failed is in an unknown state: the pool drops it.
+    await client.query('ROLLBACK').catch((failed: Error) => {
+      lost ??= failed
+    })
     throw error
   } finally {
-    client.release()
+    client.removeListener('error', onError)
+    client.release(lost)
   }
 }
 

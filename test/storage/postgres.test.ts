@@ -4,6 +4,7 @@ import { after, test } from 'node:test'
 import pg from 'pg'
 import { POSTGRES_DIALECT } from '../../src/storage/migrations.ts'
 import { openStore } from '../../src/storage/open.ts'
+import { StoreUnavailableError } from '../../src/storage/sql_store.ts'
 import {
   assertBackfilled,
   assertUsernamesFolded,
@@ -107,4 +108,34 @@ test('postgres: a connection failure does not echo the password of the URL', asy
   )
   assert.ok(error instanceof Error)
   assert.doesNotMatch(`${error.message} ${error.stack}`, /s3cret-pw/)
+})
+
+test('postgres: a connection lost in the middle of a transaction fails that write, not the process', async () => {
+  const url = freshUrl()
+  const schema = new URL(url).searchParams.get('schema')
+  const store = await openStore(url, { dataDir: '/nonexistent' })
+  const locker = new pg.Client({ connectionString: BASE_URL })
+  await locker.connect()
+  try {
+    // The store's transaction waits on this lock with its pooled connection checked out; the server then
+    // ends that connection, as a PostgreSQL restart does. pg emits the loss as an 'error' event on the client:
+    // one without a listener crashed the gateway.
+    await locker.query(`BEGIN; LOCK TABLE ${schema}.signing_keys IN ACCESS EXCLUSIVE MODE`)
+    const activating = store.keys.activate('kid-1', 0)
+    let waiting: number | undefined
+    while (waiting === undefined) {
+      const { rows } = await locker.query(
+        `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%signing_keys%'`,
+      )
+      waiting = rows[0]?.pid
+    }
+    await locker.query('SELECT pg_terminate_backend($1)', [waiting])
+    await assert.rejects(activating, StoreUnavailableError)
+    await locker.query('ROLLBACK')
+    // The pool replaced the lost connection.
+    assert.deepEqual(await store.keys.list(), [])
+  } finally {
+    await locker.end()
+    await store.close()
+  }
 })
