@@ -68,14 +68,15 @@ describe('faults: nothing is lost when gatehouse serve or its database goes away
       ),
     )
     await killed
-    const lost = answers.filter((answer) => answer === undefined).length
-    assert.ok(lost > 0, 'at least one refresh was in flight when the gateway was killed')
+    // How many were still in flight depends on the machine's speed; so that an answer is lost every time,
+    // the first three clients never read theirs (as if the connection had dropped after the commit).
+    const unread = new Set([0, 1, 2])
 
     serve = await startServeChild(options)
     const continued: Tokens[] = []
     for (const [i, answer] of answers.entries()) {
       // A client that got its answer uses the new token; one that did not retries the token it sent.
-      const current = answer?.status === 200 ? answer.body : tokens[i]
+      const current = answer?.status === 200 && !unread.has(i) ? answer.body : tokens[i]
       const retried = await refresh(serve.issuer, (current as Tokens).refresh_token)
       assert.equal(retried.status, 200, `client ${i} lost its grant: ${JSON.stringify(retried.body)}`)
       continued.push(retried.body)
