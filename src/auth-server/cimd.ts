@@ -1,6 +1,6 @@
 import type { Configuration } from 'oidc-provider'
 import { errors } from 'oidc-provider'
-import { clientAddress } from './client_address.ts'
+import { clientAddress } from '../guard/lib/http.ts'
 import type { ResolvedOptions } from './options.ts'
 import { userClientProblem } from './registration.ts'
 

@@ -1,6 +1,6 @@
 import type Provider from 'oidc-provider'
+import { clientAddress } from '../guard/lib/http.ts'
 import type { Store } from '../storage/store.ts'
-import { clientAddress } from './client_address.ts'
 import { AuthServerError, sendOAuthError } from './errors.ts'
 
 type KoaContext = Parameters<Parameters<Provider['use']>[0]>[0]

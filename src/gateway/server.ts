@@ -16,7 +16,7 @@ import {
   type GuardResult,
   type AuthorizationServerOptions as TrustedServer,
 } from '../guard/index.ts'
-import { isLoopback, LOOPBACK_HOSTNAMES } from '../guard/lib/http.ts'
+import { clientAddress, isLoopback, LOOPBACK_HOSTNAMES } from '../guard/lib/http.ts'
 import type { Store } from '../storage/store.ts'
 import { type GatewayConfig, guardOptionsFor } from './config.ts'
 import { type CredentialMode, credentialMode } from './credentials/index.ts'
@@ -295,7 +295,7 @@ class GatewayHandler {
       this.#logger.debug(
         {
           req: { method: req.method, url: redactUrl(req.url), headers: req.headers },
-          from: this.#client(req),
+          from: clientAddress(req, this.#config.trustProxy),
         },
         'request',
       )
@@ -601,13 +601,6 @@ class GatewayHandler {
       error_description: 'this server answers only to its public URL and to loopback names with its port',
     })
     return true
-  }
-
-  #client(req: IncomingMessage): string | undefined {
-    const forwarded = req.headers['x-forwarded-for']
-    // The last entry is the one the trusted proxy appended; the ones before it are client-written.
-    if (this.#config.trustProxy && typeof forwarded === 'string') return forwarded.split(',').at(-1)?.trim()
-    return req.socket.remoteAddress
   }
 }
 

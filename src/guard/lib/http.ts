@@ -24,6 +24,28 @@ const LOOPBACK_HOSTS = new Set(LOOPBACK_HOSTNAMES)
 export const isLoopback = (host: string): boolean =>
   LOOPBACK_HOSTS.has(host) || LOOPBACK_HOSTS.has(`[${host}]`)
 
+/**
+ * The address a request is counted against (rate limits, sign-in, logs): behind a trusted proxy (`trustProxy`)
+ * the last `X-Forwarded-For` entry, the one that proxy appended, as the entries before it are whatever the
+ * client sent; otherwise the socket's peer. (Koa's `ctx.ip` takes the first entry: never use it.) The one rule
+ * for the gateway and the authorization server.
+ */
+export function clientAddress(
+  req: {
+    headers: Record<string, string | string[] | undefined>
+    socket: { remoteAddress?: string | undefined }
+  },
+  trustProxy: boolean,
+): string {
+  const forwarded = trustProxy
+    ? String(req.headers['x-forwarded-for'] ?? '')
+        .split(',')
+        .at(-1)
+        ?.trim()
+    : undefined
+  return forwarded || req.socket.remoteAddress || 'unknown'
+}
+
 /** https everywhere; plain http only to this machine, for development and tests. */
 export function assertSecureUrl(url: URL, what: string): void {
   if (url.protocol === 'https:') return

@@ -1,4 +1,4 @@
-import { clientAddress } from '../../client_address.ts'
+import { clientAddress } from '../../../guard/lib/http.ts'
 import { audit, type Interaction, PageRefusal, type PagesContext } from '../context.ts'
 import { loginPage } from '../pages.ts'
 import { decoy, MAX_PASSWORD_LENGTH, normalizeUsername, verifyPassword } from '../passwords.ts'
