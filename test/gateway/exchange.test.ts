@@ -202,6 +202,55 @@ describe('gateway upstream_credentials.mode exchange at an external provider (RF
   })
 })
 
+describe('gateway exchange mode: the configuration', () => {
+  let idp: ExchangeIdp
+  let api: ExchangeApi
+  before(async () => {
+    idp = await startExchangeIdp({ mcp: { resource: MCP, scopes: ['mcp'] }, clients: [GATEWAY], rules: [] })
+    api = await startExchangeApi(ORDERS)
+  })
+  after(async () => {
+    await api.close()
+    await idp.close()
+  })
+
+  const refusedConfig = async (exchange: Record<string, unknown>, message: string) =>
+    assert.rejects(startExchangeGateway(idp, api, exchange), (error: Error) => {
+      assert.equal(error.message, message)
+      return true
+    })
+
+  test('what the mode needs, and unknown keys, stop the start with the setting named', async () => {
+    await refusedConfig({ client_id: undefined }, 'upstream_credentials.exchange.client_id is required')
+    await refusedConfig(
+      { profile: 'entra_obo', scope: undefined },
+      'upstream_credentials.exchange.scope is required with profile entra_obo, e.g. api://<app id>/.default',
+    )
+    await refusedConfig(
+      { client_auth: 'private_key_jwt' },
+      'upstream_credentials.exchange.private_key_file is required with client_auth private_key_jwt',
+    )
+    await refusedConfig(
+      { issuer: undefined },
+      'upstream_credentials.exchange needs issuer or token_endpoint: no embedded authorization server runs to exchange at',
+    )
+    await assert.rejects(startExchangeGateway(idp, api, { audiences: [ORDERS] }), /unknown setting audiences/)
+    await assert.rejects(
+      startExchangeGateway(idp, api, { profile: 'obo' }),
+      /"obo" must be rfc8693 or entra_obo/,
+    )
+  })
+
+  test('the token vault is still refused as not available yet', async () => {
+    const path = join(await mkdtemp(join(tmpdir(), 'gatehouse-exchange-')), 'gatehouse.yaml')
+    await writeFile(path, stringify({ upstream: api.url, upstream_credentials: { mode: 'vault' } }))
+    await assert.rejects(
+      loadGatewayConfig({ config: path }, { OAUTH_ISSUER_URL: idp.issuer }),
+      /vault is not available yet/,
+    )
+  })
+})
+
 describe('gateway exchange mode: the provider down', () => {
   let idp: ExchangeIdp
   let api: ExchangeApi
