@@ -92,7 +92,7 @@ export async function startExchangeIdp(options: ExchangeIdpOptions): Promise<Exc
       ...options.clients.map((client) => ({
         client_id: client.id,
         ...(client.secret ? { client_secret: client.secret } : {}),
-        ...(client.jwks ? { jwks: client.jwks, token_endpoint_auth_signing_alg: 'ES256' } : {}),
+        ...(client.jwks ? { jwks: client.jwks, token_endpoint_auth_signing_alg: 'ES256' as const } : {}),
         token_endpoint_auth_method: client.auth ?? 'client_secret_basic',
         grant_types: [TOKEN_EXCHANGE, JWT_BEARER],
         redirect_uris: [],
