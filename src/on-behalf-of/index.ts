@@ -124,11 +124,11 @@ class Exchanger implements OnBehalfOf {
     if (this.#profile === 'entra_obo' && !target.scope)
       throw new TypeError('entra_obo needs target.scope (e.g. api://orders/.default)')
     // The user's token is kept as a hash only: the cache must not be a second store of bearer tokens.
-    const key = [
+    const key = JSON.stringify([
       createHash('sha256').update(subject.token).digest('base64url'),
-      target.audience,
-      target.scope,
-    ].join('\n')
+      target.audience ?? null,
+      target.scope ?? null,
+    ])
     const cached = this.#cache.get(key)
     if (cached) return cached
     const pending = this.#pending.get(key)

@@ -212,6 +212,9 @@ function tokenOf(answer: Record<string, unknown>, endpoint: URL): ExchangeAnswer
   }
   const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn } = answer
   if (typeof accessToken !== 'string' || accessToken === '') bad('without an access_token')
+  // It goes into an Authorization header: RFC 6750's b64token, nothing that could end the header.
+  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(accessToken as string))
+    bad('with an access_token that is not a b64token')
   if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer')
     bad(`with token_type ${JSON.stringify(tokenType)}, not Bearer`)
   const issued = answer.issued_token_type

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt } from 'jose'
@@ -275,4 +277,69 @@ describe('on-behalf-of: expired user tokens and a provider that is down', () => 
     })
     await refusedWith(client.check(), 'exchange_failed')
   })
+})
+
+describe('on-behalf-of: a token endpoint that answers badly', () => {
+  /** A token endpoint whose answer is chosen by the client id it is sent. */
+  const ANSWERS: Record<string, (res: ServerResponse) => void> = {
+    dpop: (res) => json(res, 200, { access_token: 'abc', token_type: 'DPoP', expires_in: 60 }),
+    'no-token': (res) => json(res, 200, { token_type: 'Bearer' }),
+    'header-break': (res) => json(res, 200, { access_token: 'abc\r\nx-evil: 1', token_type: 'Bearer' }),
+    'refresh-only': (res) =>
+      json(res, 200, {
+        access_token: 'abc',
+        token_type: 'Bearer',
+        issued_token_type: 'urn:ietf:params:oauth:token-type:refresh_token',
+      }),
+    'bad-expiry': (res) => json(res, 200, { access_token: 'abc', token_type: 'Bearer', expires_in: -5 }),
+    huge: (res) => json(res, 200, { access_token: 'a'.repeat(100_000), token_type: 'Bearer' }),
+    redirect: (res) => res.writeHead(302, { location: 'https://elsewhere.example/token' }).end(),
+    'not-json-500': (res) => res.writeHead(500).end('<html>oops</html>'),
+    busy: (res) => json(res, 400, { error: 'temporarily_unavailable' }),
+    'wrong-secret': (res) => json(res, 401, { error: 'invalid_client' }),
+  }
+  const json = (res: ServerResponse, status: number, body: unknown) =>
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+  let server: Server
+  let endpoint: string
+
+  before(async () => {
+    server = createServer(async (req, res) => {
+      let body = ''
+      for await (const chunk of req) body += chunk
+      ANSWERS[new URLSearchParams(body).get('client_id') ?? '']?.(res) ??
+        json(res, 400, { error: 'invalid_request' })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`
+  })
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+
+  const ask = (clientId: string) =>
+    createOnBehalfOf({
+      tokenEndpoint: endpoint,
+      clientId,
+      clientSecret: 's',
+      method: 'client_secret_post',
+    }).tokenFor({ token: 'the-user-token' }, { audience: ORDERS })
+
+  for (const clientId of [
+    'dpop',
+    'no-token',
+    'header-break',
+    'refresh-only',
+    'bad-expiry',
+    'huge',
+    'redirect',
+    'wrong-secret',
+  ]) {
+    test(`${clientId}: exchange_failed, no token`, async () => {
+      await refusedWith(ask(clientId), 'exchange_failed')
+    })
+  }
+  for (const clientId of ['not-json-500', 'busy']) {
+    test(`${clientId}: provider_unavailable`, async () => {
+      await refusedWith(ask(clientId), 'provider_unavailable')
+    })
+  }
 })
