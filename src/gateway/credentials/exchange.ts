@@ -11,14 +11,24 @@ import {
 import { GatewayError, type GatewayErrorCode } from '../errors.ts'
 import type { CredentialMode, ModeContext } from './mode.ts'
 
-/** Each way an exchange fails, as the gateway answers it; the upstream has seen nothing of the request. */
-const REFUSALS: Record<OnBehalfOfErrorCode, { code: GatewayErrorCode; challenge?: string }> = {
+const challenge = (error: string) => (metadata: string) => ({
+  'www-authenticate': `Bearer error="${error}", resource_metadata="${metadata}"`,
+})
+
+/**
+ * Each way an exchange fails, as the gateway answers it (the upstream has seen nothing of the request), with
+ * the headers of the answer given the resource metadata URL.
+ */
+const REFUSALS: Record<
+  OnBehalfOfErrorCode,
+  { code: GatewayErrorCode; headers?: (metadata: string) => Record<string, string> }
+> = {
   // The user may not have a token for the upstream: a 403 the client reads as a scope problem.
-  exchange_refused: { code: 'exchange_refused', challenge: 'insufficient_scope' },
+  exchange_refused: { code: 'exchange_refused', headers: challenge('insufficient_scope') },
   // The provider no longer takes the user's token (revoked, expired there): signing in again helps.
-  subject_rejected: { code: 'exchange_subject_rejected', challenge: 'invalid_token' },
+  subject_rejected: { code: 'exchange_subject_rejected', headers: challenge('invalid_token') },
   exchange_failed: { code: 'exchange_failed' },
-  provider_unavailable: { code: 'exchange_unavailable' },
+  provider_unavailable: { code: 'exchange_unavailable', headers: () => ({ 'retry-after': '5' }) },
 }
 
 /**
@@ -42,8 +52,7 @@ export function exchangeMode(context: ModeContext): CredentialMode {
       'upstream_credentials.exchange.scope is required with profile entra_obo, e.g. api://<app id>/.default',
     )
   const exchanger = exchangerFor(clientOptions(settings, context))
-  const challenge = (error: string) =>
-    `Bearer error="${error}", resource_metadata="${resourceMetadataUrl(context.resource)}"`
+  const metadata = resourceMetadataUrl(context.resource)
   return {
     async headers(principal) {
       try {
@@ -55,8 +64,7 @@ export function exchangeMode(context: ModeContext): CredentialMode {
         throw new GatewayError(refusal.code, {
           detail: error.detail,
           cause: error,
-          ...(refusal.challenge && { headers: { 'www-authenticate': challenge(refusal.challenge) } }),
-          ...(refusal.code === 'exchange_unavailable' && { headers: { 'retry-after': '5' } }),
+          ...(refusal.headers && { headers: refusal.headers(metadata) }),
         })
       }
     },
