@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { discoverAuthorizationServer } from '../guard/discovery.ts'
 import { GuardError } from '../guard/errors.ts'
 import { assertSecureUrl, describeNetworkError } from '../guard/lib/http.ts'
@@ -125,7 +125,7 @@ class Exchanger implements OnBehalfOf {
       throw new TypeError('entra_obo needs target.scope (e.g. api://orders/.default)')
     // The user's token is kept as a hash only: the cache must not be a second store of bearer tokens.
     const key = JSON.stringify([
-      createHash('sha256').update(subject.token).digest('base64url'),
+      hash('sha256', subject.token, 'base64url'),
       target.audience ?? null,
       target.scope ?? null,
     ])

@@ -150,16 +150,15 @@ export async function requestToken(
     'content-type': 'application/x-www-form-urlencoded',
     accept: 'application/json',
   })
+  const signal = AbortSignal.timeout(timeoutMs)
+  const send = () => fetch(endpoint, { method: 'POST', headers, body, redirect: 'manual', signal })
   let response: Response
   try {
     assertSecureUrl(endpoint, 'token endpoint')
-    response = await fetch(endpoint, {
-      method: 'POST',
-      headers,
-      body,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(timeoutMs),
-    })
+    // A kept-alive connection the server closed as it was reused fails before any answer: sent once more.
+    response = await send().catch((error: unknown) =>
+      staleConnection(error) ? send() : Promise.reject(error),
+    )
   } catch (cause) {
     if (cause instanceof FetchFailure) throw new OnBehalfOfError('exchange_failed', cause.message)
     const why =
@@ -171,6 +170,11 @@ export async function requestToken(
   const answer = await readAnswer(response, endpoint)
   if (response.status === 200) return tokenOf(answer, endpoint)
   throw refusal(response.status, answer, endpoint)
+}
+
+const staleConnection = (error: unknown) => {
+  const code = (error as { cause?: { code?: string } }).cause?.code
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET'
 }
 
 async function readAnswer(response: Response, endpoint: URL): Promise<Record<string, unknown>> {

@@ -296,19 +296,27 @@ describe('on-behalf-of: a token endpoint that answers badly', () => {
     redirect: (res) => res.writeHead(302, { location: 'https://elsewhere.example/token' }).end(),
     'not-json-500': (res) => res.writeHead(500).end('<html>oops</html>'),
     busy: (res) => json(res, 400, { error: 'temporarily_unavailable' }),
+    'always-reset': (res) => res.socket?.destroy(),
+    'reset-once': (res) => {
+      resets += 1
+      if (resets === 1) res.socket?.destroy()
+      else json(res, 200, { access_token: 'second-try', token_type: 'Bearer', expires_in: 60 })
+    },
     'wrong-secret': (res) => json(res, 401, { error: 'invalid_client' }),
   }
   const json = (res: ServerResponse, status: number, body: unknown) =>
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
   let server: Server
   let endpoint: string
+  let resets = 0
 
   before(async () => {
     server = createServer(async (req, res) => {
       let body = ''
       for await (const chunk of req) body += chunk
-      ANSWERS[new URLSearchParams(body).get('client_id') ?? '']?.(res) ??
-        json(res, 400, { error: 'invalid_request' })
+      const answer = ANSWERS[new URLSearchParams(body).get('client_id') ?? '']
+      if (answer) answer(res)
+      else json(res, 400, { error: 'invalid_request' })
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`
@@ -337,6 +345,12 @@ describe('on-behalf-of: a token endpoint that answers badly', () => {
       await refusedWith(ask(clientId), 'exchange_failed')
     })
   }
+  test('a connection closed before any answer is tried once more, then provider_unavailable', async () => {
+    assert.equal((await ask('reset-once')).accessToken, 'second-try')
+    assert.equal(resets, 2)
+    await refusedWith(ask('always-reset'), 'provider_unavailable')
+  })
+
   for (const clientId of ['not-json-500', 'busy']) {
     test(`${clientId}: provider_unavailable`, async () => {
       await refusedWith(ask(clientId), 'provider_unavailable')
