@@ -306,3 +306,30 @@ describe('gateway exchange mode: the provider down', () => {
     }
   })
 })
+
+describe('gateway exchange mode: an expired client token', () => {
+  test('within the guard’s clock skew, the provider refuses it: 401 invalid_token, the API saw nothing', async () => {
+    const idp = await startExchangeIdp({
+      mcp: { resource: MCP, scopes: ['mcp', 'orders:read'] },
+      clients: [GATEWAY],
+      rules: [{ client: GATEWAY.id, audience: ORDERS, scopes: ['orders:read'] }],
+      accessTokenTtl: 1,
+    })
+    const api = await startExchangeApi(ORDERS)
+    api.trust(idp.issuer)
+    const gateway = await startExchangeGateway(idp, api)
+    try {
+      const token = await idp.signIn('fred', 'openid mcp orders:read')
+      await sleep(2100)
+      await refused(gateway, api, token, 401, /^Bearer error="invalid_token"/)
+      assert.deepEqual(
+        idp.exchanges.map((e) => e.outcome),
+        ['invalid_request'],
+      )
+    } finally {
+      await gateway.close()
+      await api.close()
+      await idp.close()
+    }
+  })
+})
