@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto'
-import { discoverAuthorizationServer } from '../guard/discovery.ts'
+import { type AuthorizationServerMetadata, discoverAuthorizationServer } from '../guard/discovery.ts'
 import { GuardError } from '../guard/errors.ts'
 import { assertSecureUrl, describeNetworkError } from '../guard/lib/http.ts'
 import { TtlCache } from '../guard/lib/ttl_cache.ts'
@@ -181,11 +181,9 @@ class Exchanger implements OnBehalfOf {
       await answers(url, this.#timeoutMs)
       return url
     }
-    let metadata: Record<string, unknown>
+    let metadata: AuthorizationServerMetadata
     try {
-      metadata = (await discoverAuthorizationServer(issuer as string, {
-        timeoutMs: this.#timeoutMs,
-      })) as never
+      metadata = await discoverAuthorizationServer(issuer as string, { timeoutMs: this.#timeoutMs })
     } catch (error) {
       if (!(error instanceof GuardError)) throw error
       throw new OnBehalfOfError('provider_unavailable', error.detail, { cause: error })
