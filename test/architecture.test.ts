@@ -21,7 +21,9 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
     parts: ['storage', 'guard', 'errors'],
     packages: ['jose', 'oidc-provider', 'openid-client'],
   },
-  gateway: { parts: ['guard', 'config', 'errors'], packages: ['jose', 'pino', 'yaml'] },
+  // The exchange client a server that embeds the guard uses too: nothing of the gateway or the authorization server.
+  'on-behalf-of': { parts: ['guard', 'errors'], packages: ['jose'] },
+  gateway: { parts: ['guard', 'config', 'errors', 'on-behalf-of'], packages: ['jose', 'pino', 'yaml'] },
   // probe is an OAuth and MCP client: oauth4webapi for the OAuth steps, the MCP SDK for initialize and tools/list.
   cli: {
     parts: ['guard', 'config', 'gateway', 'storage', 'auth-server', 'errors'],

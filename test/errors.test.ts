@@ -7,6 +7,7 @@ import { CONFIG_ERRORS, GatewayConfigError } from '../src/config/errors.ts'
 import { defineErrors, GatehouseError, type Registry } from '../src/errors/index.ts'
 import { GATEWAY_ERRORS, GatewayError, type GatewayErrorCode } from '../src/gateway/errors.ts'
 import { GUARD_ERRORS, GuardError } from '../src/guard/index.ts'
+import { ON_BEHALF_OF_ERRORS, OnBehalfOfError, type OnBehalfOfErrorCode } from '../src/on-behalf-of/index.ts'
 
 // docs/errors.md and every registry must say the same thing (a drift test, as fastify does for Errors.md).
 
@@ -36,6 +37,11 @@ const PARTS: { heading: string; registry: Registry; make: (code: string, detail:
     heading: 'Command line',
     registry: CLI_ERRORS.registry,
     make: (code, detail) => new CliError(code as keyof typeof CLI_ERRORS.registry, detail),
+  },
+  {
+    heading: 'On behalf of',
+    registry: ON_BEHALF_OF_ERRORS.registry,
+    make: (code, detail) => new OnBehalfOfError(code as OnBehalfOfErrorCode, detail),
   },
 ]
 

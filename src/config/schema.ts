@@ -310,13 +310,63 @@ const authorizationServer = block({
   ),
 })
 
-/** Modes the configuration reserves for token exchange and the token vault, refused until they exist. */
-const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['exchange', 'vault'])
-const credentialsMode = z.enum(['none', 'passthrough'], {
+/** The token vault's mode is reserved, refused until it exists. */
+const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['vault'])
+const credentialsMode = z.enum(['none', 'passthrough', 'exchange'], {
   error: (issue) =>
     PLANNED_CREDENTIAL_MODES.has(issue.input)
-      ? `${issue.input} is not available yet (token exchange and the token vault come in a later release); use none or passthrough`
-      : `${show(issue.input)} must be none or passthrough`,
+      ? `${issue.input} is not available yet (the token vault comes in a later release); use none, passthrough or exchange`
+      : `${show(issue.input)} must be none, passthrough or exchange`,
+})
+
+const exchangeSetting = (description: string) => setting(z.optional(text()), { description })
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: (issue) => `${show(issue.input)} must be ${values.join(' or ')}` })
+
+/** `upstream_credentials.exchange`: read by src/gateway/credentials/exchange.ts, which checks what goes together. */
+const exchangeBlock = block({
+  issuer: exchangeSetting(
+    'the authorization server that exchanges (its metadata names the token endpoint); default the embedded one',
+  ),
+  token_endpoint: exchangeSetting('its token endpoint, instead of discovery through issuer'),
+  profile: setting(z.optional(oneOf(['rfc8693', 'entra_obo'])), {
+    description:
+      'rfc8693 (token exchange: Gatehouse, Auth0, Keycloak) or entra_obo (Entra on-behalf-of: jwt-bearer grant, the API named by scope)',
+    defaultText: 'rfc8693',
+  }),
+  client_id: exchangeSetting("the gateway's own client at that server"),
+  client_secret: setting(z.optional(text()), {
+    description: 'its secret (prefer the variable)',
+    env: 'GATEHOUSE_EXCHANGE_CLIENT_SECRET',
+  }),
+  client_auth: setting(z.optional(oneOf(['client_secret_basic', 'client_secret_post', 'private_key_jwt'])), {
+    description: 'how the gateway authenticates at the token endpoint',
+    defaultText: 'client_secret_basic, or private_key_jwt with private_key_file',
+  }),
+  private_key_file: exchangeSetting('a PEM private key (RSA, P-256, P-384, Ed25519) for private_key_jwt'),
+  key_id: exchangeSetting('the kid of that key, when the server wants one'),
+  audience: setting(z.optional(text()), {
+    description: "the upstream's audience: the exchanged token's aud (rfc8693)",
+    defaultText: 'the upstream URL',
+  }),
+  target_parameter: setting(z.optional(oneOf(['audience', 'resource'])), {
+    description:
+      'the rfc8693 parameter that carries the audience: audience (Auth0, Keycloak) or resource (RFC 8707)',
+    defaultText: 'audience',
+  }),
+  scope: exchangeSetting(
+    'the scopes asked for (only narrows); entra_obo: required, e.g. api://<app id>/.default',
+  ),
+  subject_token_type: setting(z.optional(text()), {
+    description: "rfc8693: the client token's type; Auth0 wants its exchange profile's URI",
+    defaultText: 'urn:ietf:params:oauth:token-type:access_token',
+  }),
+  timeout_ms: whole(1, 10_000, 'the token endpoint must answer within this'),
+  cache_size: whole(
+    1,
+    10_000,
+    'exchanged tokens kept (per client token, audience and scope); the oldest goes',
+  ),
 })
 
 const tool = block({
@@ -407,10 +457,12 @@ export const settingsSchema = block({
     mode: setting(z.optional(credentialsMode), {
       description:
         'none: the token is stripped and the upstream gets the identity as X-Gatehouse-* headers and a signed ' +
-        'X-Gatehouse-Identity JWT; passthrough forwards the client token (a spec violation; warned)',
+        'X-Gatehouse-Identity JWT; passthrough forwards the client token (a spec violation; warned); exchange ' +
+        "sends a token exchanged for the upstream's audience (see exchange)",
       env: 'GATEHOUSE_UPSTREAM_CREDENTIALS',
       defaultText: 'none',
     }),
+    exchange: exchangeBlock,
   }),
   sessions: block({
     idle_timeout_seconds: whole(1, 900, 'an idle session is closed after this'),

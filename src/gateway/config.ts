@@ -10,7 +10,7 @@ import { loadSettings, type SettingsFlags } from '../config/load.ts'
 import type { Settings } from '../config/schema.ts'
 import { isLoopback } from '../guard/lib/http.ts'
 
-export type UpstreamCredentialsMode = 'none' | 'passthrough'
+export type UpstreamCredentialsMode = NonNullable<Settings['upstream_credentials']['mode']>
 
 export type UpstreamConfig =
   | { kind: 'http'; url: URL }
@@ -49,6 +49,8 @@ export interface GatewayConfig {
   allowMachineClients: boolean
   allowAnonymousDiscovery: boolean
   upstreamCredentials: UpstreamCredentialsMode
+  /** The `upstream_credentials` block, for the mode to read its own settings (src/gateway/credentials/). */
+  upstreamCredentialSettings: Settings['upstream_credentials']
   sessions: {
     idleTimeoutSeconds: number
     maxSessions: number
@@ -139,6 +141,7 @@ export async function loadGatewayConfig(
     allowAnonymousDiscovery:
       settings.allow_anonymous_mcp_discovery ?? auth.allow_anonymous_mcp_discovery ?? false,
     upstreamCredentials: upstreamCredentials(settings),
+    upstreamCredentialSettings: settings.upstream_credentials,
     sessions: {
       idleTimeoutSeconds: sessions.idle_timeout_seconds,
       maxSessions: sessions.max_sessions,

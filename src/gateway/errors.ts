@@ -131,6 +131,26 @@ export const GATEWAY_ERRORS = {
     rpc: RPC.internalError,
     description: 'the MCP server could not be initialized',
   },
+  exchange_refused: {
+    status: 403,
+    rpc: RPC.connectionClosed,
+    description: "the authorization server refused a token for the MCP server on the user's behalf",
+  },
+  exchange_subject_rejected: {
+    status: 401,
+    rpc: RPC.connectionClosed,
+    description: "the authorization server no longer accepts the user's token; sign in again",
+  },
+  exchange_failed: {
+    status: 502,
+    rpc: RPC.internalError,
+    description: 'the gateway could not get a token for the MCP server; check upstream_credentials.exchange',
+  },
+  exchange_unavailable: {
+    status: 503,
+    rpc: RPC.internalError,
+    description: 'the authorization server that exchanges tokens cannot be reached; try again later',
+  },
   internal_error: { status: 500, rpc: RPC.internalError, description: 'internal error in the gateway' },
 } as const satisfies Record<string, { status: number; rpc: number; description: string }>
 
@@ -146,6 +166,8 @@ export interface GatewayErrorOptions extends ErrorOptions {
   reason?: string
   /** The JSON-RPC error's `data` (the supported versions). */
   data?: unknown
+  /** Response headers of the refusal: a `WWW-Authenticate` challenge, a `Retry-After`. */
+  headers?: Readonly<Record<string, string>>
 }
 
 /** The gateway's registry as a part of the shared error model (`src/errors`). */
@@ -159,11 +181,13 @@ export class GatewayError extends GatehouseError<typeof GATEWAY_ERRORS> {
   override name = 'GatewayError'
   readonly reason: string | undefined
   readonly data: unknown
+  readonly headers: Readonly<Record<string, string>> | undefined
 
   constructor(code: GatewayErrorCode, options: GatewayErrorOptions = {}) {
     super(GATEWAY_ERROR_SET, code, options.detail, options)
     this.reason = options.reason
     this.data = options.data
+    this.headers = options.headers
   }
 
   get rpcCode(): number {

@@ -119,6 +119,8 @@ export function sendRpcError(
 
 /** A gateway refusal as its registry entry says: status, JSON-RPC code, public text (never the detail). */
 export function sendError(res: ServerResponse, error: GatewayError, id?: JsonRpcId | null): void {
+  if (error.headers && !res.headersSent)
+    for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value)
   if (error.data === undefined) {
     sendRpcError(res, error.status, error.rpcCode, error.publicText, id)
     return

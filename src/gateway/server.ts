@@ -193,6 +193,8 @@ export async function startGateway(
     })
     const gateway = new GatewayHandler(config, guard, logger, authorizationServer, port)
     handler = (req, res) => void gateway.handle(req, res)
+    // After the handler: the mode may check the embedded authorization server, which answers through it.
+    await gateway.startCredentials()
     logger.info(
       {
         resource,
@@ -264,6 +266,8 @@ class GatewayHandler {
     this.#credentials = credentialMode(config.upstreamCredentials, {
       resource: guard.resource,
       upstream: upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
+      settings: config.upstreamCredentialSettings,
+      authorizationServer: authorizationServer?.trusted.issuer,
     })
     const shared = {
       policy: this.#policy,
@@ -286,6 +290,10 @@ class GatewayHandler {
     const idleMs = config.sessions.idleTimeoutSeconds * 1000
     this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs, 30_000))
     this.#reaper.unref()
+  }
+
+  async startCredentials(): Promise<void> {
+    await this.#credentials.start?.()
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -18,6 +18,8 @@ import { ENV, packTarball, REPO, sh } from '../support/pack.ts'
 const run = promisify(execFile)
 const TSC = join(REPO, 'node_modules/.bin/tsc')
 const GUARD_ENTRIES = ['guard', 'guard/node', 'guard/express', 'guard/fetch', 'guard/mcp-sdk']
+/** Every entry point of `exports`: a new one must be added here, and is then imported below. */
+const ENTRIES = [...GUARD_ENTRIES, 'on-behalf-of']
 
 let project: string
 let installed: string
@@ -75,6 +77,27 @@ describe('the npm package, installed from its tarball', { timeout: 90_000 }, () 
     const targets = JSON.stringify(pkg.exports).match(/"\.\/[^"]+"(?=[,}])/g) ?? []
     assert.ok(targets.length > 0)
     for (const target of targets) assert.match(target, /^"\.\/(dist\/.*\.(js|d\.ts)|package\.json)"$/)
+    assert.deepEqual(
+      Object.keys(pkg.exports).filter((entry) => entry !== './package.json'),
+      ENTRIES.map((entry) => `./${entry}`),
+    )
+  })
+
+  it('imports the on-behalf-of helper from plain Node, loading no package but jose', async () => {
+    const script = join(project, 'load-recorder.mjs')
+    await writeFile(script, LOAD_RECORDER)
+    const loaded = JSON.parse(await sh(process.execPath, [script, 'mcp-gatehouse/on-behalf-of'], project))
+    assert.deepEqual(loaded, ['jose', 'mcp-gatehouse'])
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const m = await import('mcp-gatehouse/on-behalf-of'); console.log(typeof m.createOnBehalfOf, typeof m.OnBehalfOfError)",
+      ],
+      { cwd: project },
+    )
+    assert.equal(stdout.trim(), 'function function')
   })
 
   it('imports each guard entry point from plain Node, loading no package but jose', async () => {

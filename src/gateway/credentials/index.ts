@@ -1,4 +1,5 @@
 import type { UpstreamCredentialsMode } from '../config.ts'
+import { exchangeMode } from './exchange.ts'
 import type { CredentialMode, ModeContext } from './mode.ts'
 import { noneMode } from './none.ts'
 import { passthroughMode } from './passthrough.ts'
@@ -9,6 +10,7 @@ export type { CredentialMode, ModeContext } from './mode.ts'
 export const MODES: Record<UpstreamCredentialsMode, (context: ModeContext) => CredentialMode> = {
   none: noneMode,
   passthrough: passthroughMode,
+  exchange: exchangeMode,
 }
 
 export const credentialMode = (name: UpstreamCredentialsMode, context: ModeContext): CredentialMode =>

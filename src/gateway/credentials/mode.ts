@@ -1,3 +1,4 @@
+import type { Settings } from '../../config/schema.ts'
 import type { Principal } from '../identity.ts'
 
 /** What a credential mode knows when the gateway starts. */
@@ -6,6 +7,10 @@ export interface ModeContext {
   resource: string
   /** Names the upstream: the audience of anything the mode signs for it. */
   upstream: string
+  /** The `upstream_credentials` block of the configuration: each mode reads and checks its own settings there. */
+  settings: Settings['upstream_credentials']
+  /** The embedded authorization server's issuer, when it runs. */
+  authorizationServer: string | undefined
 }
 
 /**
@@ -19,4 +24,6 @@ export interface CredentialMode {
   readonly published: ReadonlyMap<string, unknown>
   /** Said once at start when the mode weakens something the operator should know about. */
   readonly startupWarning: string | undefined
+  /** Checks what the mode relies on (a provider reachable) once the gateway listens; throwing stops the start. */
+  start?(): Promise<void>
 }

@@ -96,7 +96,8 @@ export async function fetchJson(url: URL, options: FetchJsonOptions): Promise<Re
   return body as Record<string, unknown>
 }
 
-async function readCapped(response: Response, maxBytes: number): Promise<string> {
+/** A response body as text, refused past `maxBytes` (declared or read). */
+export async function readCapped(response: Response, maxBytes: number): Promise<string> {
   const declared = Number(response.headers.get('content-length'))
   if (declared > maxBytes) {
     await response.body?.cancel()
@@ -112,7 +113,8 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
   return Buffer.concat(chunks).toString('utf8')
 }
 
-function describeNetworkError(error: unknown): string {
+/** A failed `fetch`, in words an operator can act on. */
+export function describeNetworkError(error: unknown): string {
   const cause = (error as { cause?: { code?: string; message?: string } }).cause
   if (cause?.code === 'ECONNREFUSED')
     return 'connection refused (is the server running, and is the port right?)'
