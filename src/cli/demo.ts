@@ -17,7 +17,17 @@ const HELP = `Usage: gatehouse demo [--port 8000] [--data-dir ${DEFAULT_DATA_DIR
 Runs gatehouse serve with its embedded authorization server (local accounts, SQLite in the data directory)
 in front of the MCP "everything" example server over stdio, on 127.0.0.1 (the package
 @modelcontextprotocol/server-everything, installed next to mcp-gatehouse). On first start it creates the
-local user "demo" and prints its password once.`
+local user "demo" and prints its password once.
+
+Options:
+  --port <port>       default 8000 (PORT)
+  --data-dir <dir>    where the demo keeps its accounts, clients and keys
+  -h, --help          this help
+
+Examples:
+  gatehouse demo
+  gatehouse demo --port 8100 --data-dir /tmp/gatehouse-demo
+  npx -p mcp-gatehouse -p @modelcontextprotocol/server-everything gatehouse demo`
 
 const EVERYTHING = '@modelcontextprotocol/server-everything'
 const DEMO_USER = 'demo'
