@@ -1,15 +1,16 @@
 /**
  * The guides (docs/guides/*.md) and the README cannot rot unnoticed:
  * - every ```yaml block is a whole gatehouse.yaml, loaded as `gatehouse serve --config` loads it (the schema
- *   and the checks that span several settings);
+ *   and the checks that span several settings); another program's YAML says whose (```yaml apollo-mcp-server);
  * - every ```json block parses; every ```haproxy block passes `haproxy -c` (its certificate path replaced by a
  *   throwaway certificate);
  * - every `gatehouse` command line of every shell block is accepted by the real command's parser;
  * - every relative link points at a file that exists;
- * - the ```sh test blocks of a guide run for real, in order, in one shell, in an empty directory with
- *   `gatehouse` on the PATH, after its ```sh test-server blocks have started and answer /healthz. Port 8000
- *   in them is replaced by a free port (GATEHOUSE_PORT is set to it too); npm runs offline, so `npx` finds
- *   the packages of this clone's node_modules and downloads nothing.
+ * - the ```sh test blocks of a guide run for real, in the guide's order, each in its own `bash -e`, all in
+ *   one empty directory with `gatehouse` on the PATH; a ```sh test-server block is started in the
+ *   background there and waited for until it answers /healthz, and stopped after the guide's last block.
+ *   Port 8000 in them is replaced by a free port (GATEHOUSE_PORT is set to it too); npm runs offline, so
+ *   `npx` finds the packages of this clone's node_modules and downloads nothing.
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
@@ -88,7 +89,7 @@ describe('the guides', () => {
 
   it('every YAML block is a gatehouse.yaml that gatehouse serve loads', async () => {
     work ??= await tempDir('guides')
-    const yaml = blocks.filter((block) => language(block) === 'yaml')
+    const yaml = blocks.filter((block) => block.info === 'yaml')
     assert.ok(yaml.length >= 5, `YAML blocks found: ${yaml.length}`)
     for (const [i, block] of yaml.entries()) {
       const file = join(work, `snippet-${i}.yaml`)
@@ -129,10 +130,11 @@ describe('the guides', () => {
       for (const line of gatehouseCommandLines(block.text)) {
         count++
         const { code, out } = await parseWithHelp(line.args)
-        if (code !== 0 || !/^Usage/m.test(out)) failures.push(`${where(block)}: ${line.text}\n  ${out.trim()}`)
+        if (code !== 0 || !/^Usage/m.test(out))
+          failures.push(`${where(block)}: ${line.text}\n  ${out.trim()}`)
       }
     }
-    assert.ok(count >= 30, `command lines found: ${count}`)
+    assert.ok(count >= 20, `command lines found: ${count}`)
     assert.deepEqual(failures, [])
   })
 
@@ -146,34 +148,32 @@ describe('the guides', () => {
         const env = await shellEnvironment(dir)
         const port = String(await freePort())
         const text = (block: Block) => block.text.replace(/\b8000\b/g, port)
-        for (const block of runnable.filter((b) => b.info === 'sh test-server')) {
-          const server = spawn('bash', ['-c', text(block)], {
-            cwd: dir,
-            env: { ...env, GATEHOUSE_PORT: port },
-            stdio: ['ignore', 'ignore', 'pipe'],
-            detached: true,
+        for (const block of runnable) {
+          const options = { cwd: dir, env: { ...env, GATEHOUSE_PORT: port } }
+          if (block.info === 'sh test-server') {
+            const server = spawn('bash', ['-c', text(block)], {
+              ...options,
+              stdio: ['ignore', 'ignore', 'pipe'],
+              detached: true,
+            })
+            servers.push(server)
+            await healthy(server, port, where(block))
+            continue
+          }
+          const shell = spawn('bash', ['-e', '-o', 'pipefail', '-c', text(block)], {
+            ...options,
+            stdio: ['ignore', 'pipe', 'pipe'],
           })
-          servers.push(server)
-          await healthy(server, port, where(block))
+          let out = ''
+          shell.stdout.on('data', (chunk: Buffer) => {
+            out += chunk
+          })
+          shell.stderr.on('data', (chunk: Buffer) => {
+            out += chunk
+          })
+          const [code] = (await once(shell, 'exit')) as [number]
+          assert.equal(code, 0, `${where(block)} failed:\n${text(block)}---\n${out}`)
         }
-        const script = runnable
-          .filter((block) => block.info === 'sh test')
-          .map(text)
-          .join('\n')
-        const shell = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], {
-          cwd: dir,
-          env: { ...env, GATEHOUSE_PORT: port },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-        let out = ''
-        shell.stdout.on('data', (chunk: Buffer) => {
-          out += chunk
-        })
-        shell.stderr.on('data', (chunk: Buffer) => {
-          out += chunk
-        })
-        const [code] = (await once(shell, 'exit')) as [number]
-        assert.equal(code, 0, `the sh test blocks of ${file} failed:\n${script}\n---\n${out}`)
       } finally {
         for (const server of servers) await stop(server)
         await rm(dir, { recursive: true, force: true })
