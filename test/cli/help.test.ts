@@ -92,6 +92,10 @@ describe('--help on every command and subcommand', () => {
       option.stderr,
       'gatehouse: unknown option --algorithm: gatehouse keys --help lists the options\n',
     )
+    // A name that is a property of every object is still an unknown command, not a crash.
+    const inherited = await gatehouse(['constructor'])
+    assert.equal(inherited.code, 2)
+    assert.match(inherited.stderr, /^gatehouse: unknown command "constructor"/)
     const missing = await gatehouse(['users', 'add'])
     assert.equal(missing.stderr, 'gatehouse: gatehouse users add <username>: expected <username>, got none\n')
   })
