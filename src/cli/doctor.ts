@@ -153,6 +153,18 @@ const isResourceUrl = (value: string): boolean =>
   !value.endsWith('/') &&
   !value.includes('#')
 
+/** The issuer to diagnose, refused before any request when it cannot be one. */
+function issuerOf(options: GuardOptions): string {
+  const issuer = options.authorizationServers[0]?.issuer
+  if (issuer === undefined) return failWith('usage', 'no authorization server is configured')
+  if (!/^https?:$/.test(URL.parse(issuer)?.protocol ?? ''))
+    failWith(
+      'usage',
+      `issuer ${JSON.stringify(issuer)} is not an http(s) URL: give it exactly as the provider publishes it, e.g. https://your-tenant.auth0.com/`,
+    )
+  return issuer
+}
+
 /** The audiences a token is checked against; undefined: any (no audience was given). */
 const audiencesOf = (options: GuardOptions) =>
   options.allowAnyAudience ? undefined : (options.audiences ?? [options.resource])
@@ -166,9 +178,7 @@ export async function diagnose(
   token?: string,
   onCheck: (check: DoctorCheck) => void = () => {},
 ): Promise<DoctorReport> {
-  const server = options.authorizationServers[0]
-  if (!server) return failWith('usage', 'no authorization server is configured')
-  const { issuer } = server
+  const issuer = issuerOf(options)
   const checks: DoctorCheck[] = []
   const add = (...decided: DoctorCheck[]) => {
     for (const check of decided) {
@@ -346,10 +356,7 @@ const plain: Paint = (_tone, text) => text
 
 /** What is known before any request: the issuer, the audiences, and the token decoded (not verified). */
 export function formatHead(options: GuardOptions, token: string | undefined): string {
-  const lines = [
-    `Issuer: ${options.authorizationServers[0]?.issuer ?? '(none)'}`,
-    `Audiences: ${audiencesOf(options)?.join(', ') ?? '(any)'}`,
-  ]
+  const lines = [`Issuer: ${issuerOf(options)}`, `Audiences: ${audiencesOf(options)?.join(', ') ?? '(any)'}`]
   const decoded = token === undefined ? undefined : decode(token)
   if (decoded && 'opaque' in decoded) lines.push('Token: opaque (not a JWT)')
   else if (decoded) {

@@ -33,6 +33,19 @@ describe('gatehouse doctor', () => {
     assert.equal((report.token.claims as { aud: string }).aud, RESOURCE)
   })
 
+  test('an issuer that is not an http(s) URL is refused before any request, with what to give', async () => {
+    const seen: string[] = []
+    await assert.rejects(
+      diagnose(
+        { resource: RESOURCE, authorizationServers: [{ issuer: 'tenant.auth0.com' }] },
+        undefined,
+        (c) => seen.push(c.name),
+      ),
+      /issuer "tenant.auth0.com" is not an http\(s\) URL: give it exactly as the provider publishes it/,
+    )
+    assert.deepEqual(seen, [])
+  })
+
   test('each check is handed out as soon as it is decided, in the order of the report', async () => {
     const seen: string[] = []
     let finished = false
