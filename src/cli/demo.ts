@@ -11,6 +11,7 @@ import type { Store } from '../storage/store.ts'
 import { startServe } from './embedded_server.ts'
 import { failWith } from './errors.ts'
 import { untilStopped } from './serve.ts'
+import { step } from './style.ts'
 
 const HELP = `Usage: gatehouse demo [--port 8000] [--data-dir ${DEFAULT_DATA_DIR}]
 
@@ -56,6 +57,7 @@ export async function runDemo(argv: string[]): Promise<void> {
     },
     {},
   )
+  step('starting the gateway, its authorization server and the example server')
   const gateway = await startServe(config, createGatewayLogger(config.logLevel))
   const store = gateway.authorizationServer?.store as Store
   console.log(`
