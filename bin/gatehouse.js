@@ -13,4 +13,5 @@ if (major < 22 || (major === 22 && minor < 18)) {
 // A clone has the sources and runs them (Node strips the types); the published package ships only the
 // compiled dist/, since Node does not strip types under node_modules.
 const source = new URL('../src/cli/main.ts', import.meta.url)
-await import(existsSync(source) ? source.href : '../dist/cli/main.js')
+const { run } = await import(existsSync(source) ? source.href : '../dist/cli/main.js')
+await run(process.argv.slice(2))

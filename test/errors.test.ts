@@ -196,10 +196,14 @@ describe('the CLI tells operator errors from bugs', () => {
     assert.equal(operatorMessage(new Error('boom')), undefined)
   })
 
-  it("prints node's unknown-flag errors as usage", () => {
+  it("prints node's unknown-flag errors as usage, with the help that lists the options", () => {
     const error = Object.assign(new TypeError("Unknown option '--nope'"), {
       code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION',
     })
-    assert.equal(operatorMessage(error), "Unknown option '--nope'")
+    assert.equal(
+      operatorMessage(error, 'keys'),
+      'unknown option --nope: gatehouse keys --help lists the options',
+    )
+    assert.equal(operatorMessage(error), 'unknown option --nope: gatehouse --help lists the options')
   })
 })

@@ -18,7 +18,12 @@ const HELP = `Usage:
 
 Options:
 ${JSON_HELP}
-${STORE_HELP}`
+${STORE_HELP}
+
+Examples:
+  gatehouse clients list
+  gatehouse clients show https://app.example.com/oauth/client.json --json
+  gatehouse clients revoke 5hKj0Zq1cT0ZxVbE --config gatehouse.yaml`
 
 type Kind = 'static' | 'registered' | 'metadata document'
 

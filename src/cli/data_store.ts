@@ -72,6 +72,10 @@ export async function withStore<T>(
 
 /** The positional arguments a subcommand needs, or a usage error naming them. */
 export function positionals(given: string[], names: readonly string[], usage: string): string[] {
-  if (given.length !== names.length) failWith('usage', `usage: ${usage}`)
+  if (given.length !== names.length) {
+    const expected = names.length ? names.map((name) => `<${name}>`).join(' ') : 'no arguments'
+    const got = given.length ? given.map((arg) => JSON.stringify(arg)).join(' ') : 'none'
+    failWith('usage', `${usage}: expected ${expected}, got ${got}`)
+  }
   return given
 }

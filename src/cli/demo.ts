@@ -11,13 +11,24 @@ import type { Store } from '../storage/store.ts'
 import { startServe } from './embedded_server.ts'
 import { failWith } from './errors.ts'
 import { untilStopped } from './serve.ts'
+import { step } from './style.ts'
 
 const HELP = `Usage: gatehouse demo [--port 8000] [--data-dir ${DEFAULT_DATA_DIR}]
 
 Runs gatehouse serve with its embedded authorization server (local accounts, SQLite in the data directory)
 in front of the MCP "everything" example server over stdio, on 127.0.0.1 (the package
 @modelcontextprotocol/server-everything, installed next to mcp-gatehouse). On first start it creates the
-local user "demo" and prints its password once.`
+local user "demo" and prints its password once.
+
+Options:
+  --port <port>       default 8000 (PORT)
+  --data-dir <dir>    where the demo keeps its accounts, clients and keys
+  -h, --help          this help
+
+Examples:
+  gatehouse demo
+  gatehouse demo --port 8100 --data-dir /tmp/gatehouse-demo
+  npx -p mcp-gatehouse -p @modelcontextprotocol/server-everything gatehouse demo`
 
 const EVERYTHING = '@modelcontextprotocol/server-everything'
 const DEMO_USER = 'demo'
@@ -46,6 +57,7 @@ export async function runDemo(argv: string[]): Promise<void> {
     },
     {},
   )
+  step('starting the gateway, its authorization server and the example server')
   const gateway = await startServe(config, createGatewayLogger(config.logLevel))
   const store = gateway.authorizationServer?.store as Store
   console.log(`

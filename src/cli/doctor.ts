@@ -12,6 +12,7 @@ import {
   RemoteKeySet,
 } from '../guard/index.ts'
 import { failWith } from './errors.ts'
+import { type Paint, painter } from './style.ts'
 
 const HELP = `Usage: gatehouse doctor [--issuer URL] [--audience A] [--config F] [--token T|-] [--json]
 
@@ -108,8 +109,17 @@ export async function runDoctor(argv: string[]): Promise<void> {
   const guardOptions = values.config
     ? await optionsFromConfig(values.config)
     : optionsFromFlags(values.issuer, values.audience)
-  const report = await diagnose(guardOptions, token)
-  console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report))
+  if (values.json) {
+    const report = await diagnose(guardOptions, token)
+    console.log(JSON.stringify(report, null, 2))
+    if (!report.ok) process.exitCode = 1
+    return
+  }
+  // For people: each check is printed as it completes, since a provider that does not answer takes seconds.
+  const paint = painter()
+  console.log(formatHead(guardOptions, token))
+  const report = await diagnose(guardOptions, token, (check) => console.log(formatCheck(check, paint)))
+  console.log(formatVerdict(report, paint))
   if (!report.ok) process.exitCode = 1
 }
 
@@ -143,25 +153,53 @@ const isResourceUrl = (value: string): boolean =>
   !value.endsWith('/') &&
   !value.includes('#')
 
-/** Every check for one issuer and, when given, one token. Never throws for what it diagnoses. */
-export async function diagnose(options: GuardOptions, token?: string): Promise<DoctorReport> {
-  const server = options.authorizationServers[0]
-  if (!server) return failWith('usage', 'no authorization server is configured')
-  const { issuer } = server
+/** The issuer to diagnose, refused before any request when it cannot be one. */
+function issuerOf(options: GuardOptions): string {
+  const issuer = options.authorizationServers[0]?.issuer
+  if (issuer === undefined) return failWith('usage', 'no authorization server is configured')
+  if (!/^https?:$/.test(URL.parse(issuer)?.protocol ?? ''))
+    failWith(
+      'usage',
+      `issuer ${JSON.stringify(issuer)} is not an http(s) URL: give it exactly as the provider publishes it, e.g. https://your-tenant.auth0.com/`,
+    )
+  return issuer
+}
+
+/** The audiences a token is checked against; undefined: any (no audience was given). */
+const audiencesOf = (options: GuardOptions) =>
+  options.allowAnyAudience ? undefined : (options.audiences ?? [options.resource])
+
+/**
+ * Every check for one issuer and, when given, one token. Never throws for what it diagnoses. `onCheck` sees
+ * each check as soon as it is decided, in the report's order.
+ */
+export async function diagnose(
+  options: GuardOptions,
+  token?: string,
+  onCheck: (check: DoctorCheck) => void = () => {},
+): Promise<DoctorReport> {
+  const issuer = issuerOf(options)
   const checks: DoctorCheck[] = []
-  checks.push(...(await metadataLocations(issuer)))
-  const metadata = await guardDiscovery(issuer, checks)
-  if (metadata) {
-    checks.push(await jwksCheck(metadata), pkceCheck(metadata), registrationCheck(metadata))
+  const add = (...decided: DoctorCheck[]) => {
+    for (const check of decided) {
+      checks.push(check)
+      onCheck(check)
+    }
   }
-  const audiences = options.allowAnyAudience ? undefined : (options.audiences ?? [options.resource])
+  await metadataLocations(issuer, add)
+  const metadata = await guardDiscovery(issuer, add)
+  if (metadata) {
+    add(await jwksCheck(metadata))
+    add(pkceCheck(metadata), registrationCheck(metadata))
+  }
+  const audiences = audiencesOf(options)
   const report: DoctorReport = { issuer, audiences, checks, ok: false }
   if (token !== undefined) {
     report.token = decode(token)
-    checks.push(await tokenVerdict(options, token))
+    add(await tokenVerdict(options, token))
   }
   if (audiences === undefined)
-    checks.push({
+    add({
       name: 'audience',
       status: 'warn',
       detail: 'no audience given: a token is checked against any audience, which a server must never do',
@@ -172,8 +210,7 @@ export async function diagnose(options: GuardOptions, token?: string): Promise<D
 }
 
 /** Each location clients try, in their order; the first that answers decides, as for clients. */
-async function metadataLocations(issuer: string): Promise<DoctorCheck[]> {
-  const checks: DoctorCheck[] = []
+async function metadataLocations(issuer: string, add: (check: DoctorCheck) => void): Promise<void> {
   let answered = false
   for (const url of metadataUrls(issuer)) {
     const name = `metadata ${url.href}`
@@ -184,11 +221,11 @@ async function metadataLocations(issuer: string): Promise<DoctorCheck[]> {
       status = response.status
       document = response.ok ? ((await response.json()) as Record<string, unknown>) : undefined
     } catch (error) {
-      checks.push({ name, status: 'warn', detail: `unreachable or not JSON: ${(error as Error).message}` })
+      add({ name, status: 'warn', detail: `unreachable or not JSON: ${(error as Error).message}` })
       continue
     }
     if (!document) {
-      checks.push({
+      add({
         name,
         status: answered ? 'pass' : 'warn',
         detail: `HTTP ${status}: clients try the next location`,
@@ -196,7 +233,7 @@ async function metadataLocations(issuer: string): Promise<DoctorCheck[]> {
       continue
     }
     const exact = document.issuer === issuer
-    checks.push(
+    add(
       exact
         ? { name, status: 'pass', detail: `issuer ${JSON.stringify(issuer)}, as configured` }
         : {
@@ -208,14 +245,13 @@ async function metadataLocations(issuer: string): Promise<DoctorCheck[]> {
     )
     answered = true
   }
-  return checks
 }
 
 /** The guard's own discovery: what `gatehouse serve` would conclude at start. */
-async function guardDiscovery(issuer: string, checks: DoctorCheck[]) {
+async function guardDiscovery(issuer: string, add: (check: DoctorCheck) => void) {
   try {
     const metadata = await discoverAuthorizationServer(issuer)
-    checks.push({
+    add({
       name: 'discovery',
       status: 'pass',
       detail: 'the guard finds the metadata and the issuer matches',
@@ -223,7 +259,7 @@ async function guardDiscovery(issuer: string, checks: DoctorCheck[]) {
     return metadata
   } catch (error) {
     if (!isGuardError(error)) throw error
-    checks.push({
+    add({
       name: 'discovery',
       status: 'fail',
       code: error.code,
@@ -316,21 +352,29 @@ async function tokenVerdict(options: GuardOptions, token: string): Promise<Docto
 
 const MARK: Record<CheckStatus, string> = { pass: 'PASS', fail: 'FAIL', warn: 'WARN' }
 
-export function formatReport(report: DoctorReport): string {
-  const lines = [`Issuer: ${report.issuer}`, `Audiences: ${report.audiences?.join(', ') ?? '(any)'}`]
-  if (report.token && 'opaque' in report.token) lines.push('Token: opaque (not a JWT)')
-  else if (report.token) {
-    lines.push(`Token header: ${JSON.stringify(report.token.header)}`)
-    lines.push(`Token claims: ${JSON.stringify(report.token.claims, withDates, 2)}`)
+const plain: Paint = (_tone, text) => text
+
+/** What is known before any request: the issuer, the audiences, and the token decoded (not verified). */
+export function formatHead(options: GuardOptions, token: string | undefined): string {
+  const lines = [`Issuer: ${issuerOf(options)}`, `Audiences: ${audiencesOf(options)?.join(', ') ?? '(any)'}`]
+  const decoded = token === undefined ? undefined : decode(token)
+  if (decoded && 'opaque' in decoded) lines.push('Token: opaque (not a JWT)')
+  else if (decoded) {
+    lines.push(`Token header: ${JSON.stringify(decoded.header)}`)
+    lines.push(`Token claims: ${JSON.stringify(decoded.claims, withDates, 2)}`)
   }
   lines.push('')
-  for (const check of report.checks) {
-    lines.push(`${MARK[check.status]}  ${check.name}: ${check.detail}${check.code ? ` [${check.code}]` : ''}`)
-    if (check.fix && check.status !== 'pass') lines.push(`      fix: ${check.fix}`)
-  }
-  lines.push('', report.ok ? 'All checks pass.' : 'Some checks fail: see the fixes above.')
   return lines.join('\n')
 }
+
+/** One check: its mark, what was found and, for a failure or a warning, the fix. */
+export function formatCheck(check: DoctorCheck, paint: Paint = plain): string {
+  const line = `${paint(check.status, MARK[check.status])}  ${check.name}: ${check.detail}${check.code ? ` [${check.code}]` : ''}`
+  return check.fix && check.status !== 'pass' ? `${line}\n      fix: ${check.fix}` : line
+}
+
+export const formatVerdict = (report: DoctorReport, paint: Paint = plain): string =>
+  `\n${report.ok ? paint('pass', 'All checks pass.') : paint('fail', 'Some checks fail: see the fixes above.')}`
 
 /** exp, iat and nbf are shown with their date, for people. */
 function withDates(key: string, value: unknown): unknown {

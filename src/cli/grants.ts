@@ -18,7 +18,12 @@ Options:
   --user <username>  list only this user's grants
   --client <id>      list only the grants to this client
 ${JSON_HELP}
-${STORE_HELP}`
+${STORE_HELP}
+
+Examples:
+  gatehouse grants list --user alice
+  gatehouse grants revoke alice 5hKj0Zq1cT0ZxVbE
+  gatehouse consents revoke alice 5hKj0Zq1cT0ZxVbE --data-dir /var/lib/gatehouse`
 
 /** One user's authorization of one client: the remembered consent and the live grants under it. */
 interface GrantView {

@@ -9,6 +9,7 @@ import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store
 import { readSecret } from './embedded_server.ts'
 import { failWith } from './errors.ts'
 import { JSON_HELP, JSON_OPTION, printList } from './output.ts'
+import { step } from './style.ts'
 
 const ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256']
 
@@ -21,8 +22,16 @@ const HELP = `Usage:
   gatehouse keys list  the keys: kid, algorithm, active or retired, created, published until
 
 Options:
+  --alg <alg>        the new key's algorithm (default ES256)
+  --keep-previous <seconds>
+                     how long the previous key stays published
 ${JSON_HELP}
-${STORE_HELP}`
+${STORE_HELP}
+
+Examples:
+  gatehouse keys rotate
+  gatehouse keys rotate --alg EdDSA --config gatehouse.yaml
+  gatehouse keys list --json`
 
 export async function runKeys(argv: string[]): Promise<void> {
   const parsed = parseAdminArgs(argv, HELP, {
@@ -50,6 +59,7 @@ export async function runKeys(argv: string[]): Promise<void> {
         )
       const ttl = resolveTtl(embeddedAuthorizationConfig(settings.settings, false).ttl)
       const minimum = signedTokenLifetimeSeconds(ttl)
+      step(`generating a new ${alg} signing key and storing it encrypted`)
       const rotation = await rotateSigningKey(store, secret, {
         alg,
         minimumKeepSeconds: minimum,

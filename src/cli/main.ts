@@ -1,6 +1,11 @@
-import { operatorMessage } from './errors.ts'
+import { closest, operatorMessage } from './errors.ts'
+import { painter } from './style.ts'
 
-const COMMANDS: Record<string, { summary: string; run: () => Promise<(argv: string[]) => Promise<void>> }> = {
+/** Every command; `gatehouse --help` lists them in this order. */
+export const COMMANDS: Record<
+  string,
+  { summary: string; run: () => Promise<(argv: string[]) => Promise<void>> }
+> = {
   serve: {
     summary: 'put an MCP server (HTTP upstream or stdio command) behind OAuth',
     run: async () => (await import('./serve.ts')).runServe,
@@ -51,9 +56,15 @@ ${Object.entries(COMMANDS)
   .map(([name, { summary }]) => `  ${name.padEnd(9)} ${summary}`)
   .join('\n')}
 
-Run \`gatehouse <command> --help\` for a command's options.`
+Run \`gatehouse <command> --help\` (or \`gatehouse help <command>\`) for a command's options and examples.
 
-async function main(argv: string[]): Promise<void> {
+Examples:
+  gatehouse demo
+  gatehouse serve --upstream http://127.0.0.1:3001/mcp
+  gatehouse probe https://mcp.example.com/mcp`
+
+async function dispatch(argv: string[]): Promise<void> {
+  if (argv[0] === 'help' && argv[1] !== undefined) argv = [argv[1], '--help']
   const [name, ...rest] = argv
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     console.log(USAGE)
@@ -64,20 +75,27 @@ async function main(argv: string[]): Promise<void> {
     console.log(pkg.version)
     return
   }
-  const command = COMMANDS[name]
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined
   if (!command) {
-    console.error(`gatehouse: unknown command "${name}"\n\n${USAGE}`)
+    const near = closest(name, Object.keys(COMMANDS))
+    console.error(`gatehouse: unknown command "${name}"${near ? `: did you mean ${near}?` : ''}\n\n${USAGE}`)
     process.exitCode = 2
     return
   }
   await (await command.run())(rest)
 }
 
-try {
-  await main(process.argv.slice(2))
-} catch (error) {
-  const message = operatorMessage(error)
-  if (message === undefined) console.error(error)
-  else console.error(`gatehouse: ${message}`)
-  process.exitCode = 1
+/** Runs the command line `argv` (without `node gatehouse`); the exit status is left in `process.exitCode`. */
+export async function run(argv: string[]): Promise<void> {
+  try {
+    await dispatch(argv)
+  } catch (error) {
+    const message = operatorMessage(error, argv[0])
+    if (message === undefined) console.error(error)
+    else console.error(`${painter(process.stderr)('fail', 'gatehouse:')} ${message}`)
+    process.exitCode = 1
+  }
 }
+
+// bin/gatehouse.js imports this module and calls run; `node src/cli/main.ts` runs it directly.
+if (import.meta.main) await run(process.argv.slice(2))

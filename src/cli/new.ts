@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { basename, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { failWith } from './errors.ts'
+import { step } from './style.ts'
 
 export const NEW_HELP = `Usage:
   gatehouse new <dir>    create a TypeScript MCP server protected by the Gatehouse guard
@@ -12,12 +14,13 @@ http://localhost:3000/mcp and its Protected Resource Metadata for the provider a
 runs its own tests, with no provider needed. <dir> must be empty or not exist yet.
 
 Options:
+  --install     run npm install in the new project, showing npm's progress
   -h, --help    this help
 
-Example:
+Examples:
   gatehouse new my-server
-  cd my-server && npm install
-  OAUTH_ISSUER_URL=https://your-tenant.auth0.com/ npm run dev
+  gatehouse new my-server --install
+  cd my-server && OAUTH_ISSUER_URL=https://your-tenant.auth0.com/ npm run dev
 `
 
 /** Shipped in the package (`files`); the same place from src/cli and dist/cli. */
@@ -30,7 +33,7 @@ const PACKAGE_NAME = /^[a-z0-9][a-z0-9._-]*$/
 export async function runNew(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { help: { type: 'boolean', short: 'h' } },
+    options: { help: { type: 'boolean', short: 'h' }, install: { type: 'boolean' } },
     allowPositionals: true,
   })
   if (values.help) {
@@ -42,10 +45,36 @@ export async function runNew(argv: string[]): Promise<void> {
   const dir = resolve(positionals[0] as string)
   const files = await scaffold(dir)
   const shown = relative(process.cwd(), dir) || '.'
+  process.stdout.write(`Created ${shown}: ${files.join(', ')}\n`)
+  if (values.install) await npmInstall(dir, shown)
   process.stdout.write(
-    `Created ${shown}: ${files.join(', ')}\n\nNext steps:\n  cd ${shown}\n  npm install\n  npm test\n` +
+    `\nNext steps:\n  cd ${shown}\n${values.install ? '' : '  npm install\n'}  npm test\n` +
       '  OAUTH_ISSUER_URL=https://your-idp.example.com/ npm run dev   # http://localhost:3000/mcp\n',
   )
+}
+
+/** `npm install` in the new project, npm's own progress shown as it goes (its output goes to stderr). */
+async function npmInstall(dir: string, shown: string): Promise<void> {
+  step(`installing the dependencies: npm install in ${shown} (this takes a minute)`)
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
+  const child = spawn(npm, ['install', '--no-fund'], {
+    cwd: dir,
+    stdio: ['ignore', process.stderr, 'inherit'],
+  })
+  const outcome = await new Promise<number | null | NodeJS.ErrnoException>((resolve) => {
+    child.once('error', resolve)
+    child.once('exit', resolve)
+  })
+  if (typeof outcome === 'object' && outcome !== null)
+    failWith(
+      'install_failed',
+      `cannot run npm (${outcome.code ?? outcome.message}): the project is written; install Node.js's npm, then run npm install in ${shown}`,
+    )
+  if (outcome !== 0)
+    failWith(
+      'install_failed',
+      `npm install exited with ${outcome ?? 'a signal'} (its messages are above): the project is written; fix what npm says, then run npm install in ${shown}`,
+    )
 }
 
 /** Writes the project into `dir` and returns the files written, relative to it. */

@@ -20,6 +20,7 @@ import {
   registerClient,
   stepFailed,
 } from './probe_oauth.ts'
+import { painter } from './style.ts'
 
 const HELP = `Usage: gatehouse probe <mcp-url> [options]
 
@@ -108,9 +109,12 @@ function conformanceContext(): { client_id?: string; client_secret?: string } {
 }
 
 const MARKS = { ok: '✔', info: '·', fail: '✘' } as const
+const TONES = { ok: 'pass', info: 'quiet', fail: 'fail' } as const
 
+/** Each step as soon as it is done: a slow or stuck server shows where it is. */
 const print: Report = (step, outcome, detail) => {
-  console.log(`${MARKS[outcome]} ${step.padEnd(14)} ${detail}`)
+  const paint = painter()
+  console.log(`${paint(TONES[outcome], MARKS[outcome])} ${step.padEnd(14)} ${detail}`)
 }
 
 /** One walk through the flow; the MCP SDK client does the MCP part over {@link Probe.fetch}. */

@@ -22,6 +22,12 @@ Authorization server:
 Endpoints: the MCP URL, /.well-known/oauth-protected-resource[/path], /healthz, /readyz, /metrics.
 A session belongs to the subject that created it; its id used with another subject's token gets 404.
 All settings, with their defaults: docs/configuration.md.
+
+Examples:
+  gatehouse serve --dev -- npx -y @modelcontextprotocol/server-everything   # try it on this machine
+  gatehouse serve --upstream http://127.0.0.1:3001/mcp --public-url https://mcp.example.com/mcp
+  OAUTH_ISSUER_URL=https://your-tenant.auth0.com/ gatehouse serve --upstream http://127.0.0.1:3001/mcp
+  gatehouse serve --config gatehouse.yaml
 `
 
 /** The flags of `gatehouse serve`; each is a setting of src/config/schema.ts (a test keeps them in step). */

@@ -25,7 +25,13 @@ const HELP = `Usage:
 
 Options:
 ${JSON_HELP}
-${STORE_HELP}`
+${STORE_HELP}
+
+Examples:
+  gatehouse users add alice                     # asks for the password twice, not echoed
+  printf '%s\\n' "$PASSWORD" | gatehouse users add ci-bot --config gatehouse.yaml
+  gatehouse users list --json
+  gatehouse users disable alice`
 
 const ACTIONS = 'add | list | passwd | disable | enable | delete'
 

@@ -33,6 +33,33 @@ describe('gatehouse doctor', () => {
     assert.equal((report.token.claims as { aud: string }).aud, RESOURCE)
   })
 
+  test('an issuer that is not an http(s) URL is refused before any request, with what to give', async () => {
+    const seen: string[] = []
+    await assert.rejects(
+      diagnose(
+        { resource: RESOURCE, authorizationServers: [{ issuer: 'tenant.auth0.com' }] },
+        undefined,
+        (c) => seen.push(c.name),
+      ),
+      /issuer "tenant.auth0.com" is not an http\(s\) URL: give it exactly as the provider publishes it/,
+    )
+    assert.deepEqual(seen, [])
+  })
+
+  test('each check is handed out as soon as it is decided, in the order of the report', async () => {
+    const seen: string[] = []
+    let finished = false
+    const report = await diagnose(options, await idp.issueToken({ resource: RESOURCE }), (decided) => {
+      assert.equal(finished, false, 'handed out before the report is complete')
+      seen.push(decided.name)
+    })
+    finished = true
+    assert.deepEqual(
+      seen,
+      report.checks.map((c) => c.name),
+    )
+  })
+
   test("the verdict on each broken token is the guard's own code, with a fix", async () => {
     const now = Math.floor(Date.now() / 1000)
     const claims = { iss: idp.issuer, aud: RESOURCE, sub: 'alice', iat: now, exp: now + 300 }

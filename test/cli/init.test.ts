@@ -23,7 +23,8 @@ const NO_SCRIPT = SCRIPT ? false : 'script(1) is not installed'
 async function onTerminal(args: string[], answers: [RegExp, string][], more: string[] = []) {
   const command = [NODE, MAIN, ...args, ...more].join(' ')
   const child = spawn(SCRIPT as string, ['-qec', command, '/dev/null'], {
-    env: { PATH: process.env.PATH },
+    // A terminal gets colour; the screen is compared as text (test/cli/colour.test.ts covers colour).
+    env: { PATH: process.env.PATH, NO_COLOR: '1' },
     stdio: 'pipe',
   })
   let screen = ''

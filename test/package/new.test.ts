@@ -77,7 +77,7 @@ describe('gatehouse new, from the packed package', { timeout: 300_000 }, () => {
   it('--help has an example', async () => {
     assert.match(
       await sh(process.execPath, [bin, 'new', '--help'], work),
-      /Example:\n {2}gatehouse new my-server\n/,
+      /Examples:\n {2}gatehouse new my-server\n/,
     )
   })
 })
