@@ -161,7 +161,10 @@ describe('DPoP-bound tokens from oidc-provider', () => {
       assert.ok(!flooded.ok)
       assert.equal(flooded.response.status, 503)
       assert.equal(flooded.response.headers.get('retry-after'), '5')
-      assert.match(flooded.error.detail, /2 unexpired proofs remembered; raise dpop.replayCacheMaxEntries/)
+      assert.match(
+        flooded.error.detail,
+        /no room for another unexpired proof; raise dpop.replayCacheMaxEntries/,
+      )
     }
     assertRefused(await small.check(post(token, 'DPoP', captured)), 'dpop_proof_invalid', /already used/)
   })
