@@ -44,8 +44,9 @@ class Served {
     if (by === null) return response
     const url = new URL(input instanceof Request ? input.url : input)
     const grant = init?.body instanceof URLSearchParams ? init.body.get('grant_type') : null
-    const kind =
-      url.pathname === '/mcp' ? `mcp ${init?.method ?? 'GET'}` : url.pathname + (grant ? ` ${grant}` : '')
+    // Interaction ids are left out: one line per page, not per sign-in.
+    const path = url.pathname.replace(/\/[\w-]{20,}/g, '/:uid')
+    const kind = path === '/mcp' ? `mcp ${init?.method ?? 'GET'}` : path + (grant ? ` ${grant}` : '')
     this.note(kind, by)
     const session = new Headers(init?.headers).get('mcp-session-id') ?? response.headers.get('mcp-session-id')
     if (url.pathname === '/mcp' && session !== null) {
