@@ -119,6 +119,8 @@ export function sendRpcError(
 
 /** A gateway refusal as its registry entry says: status, JSON-RPC code, public text (never the detail). */
 export function sendError(res: ServerResponse, error: GatewayError, id?: JsonRpcId | null): void {
+  // Redis back within seconds is the usual end of an outage: tell the client when to try again.
+  if (error.code === 'shared_state_unavailable') res.setHeader('retry-after', '5')
   if (error.data === undefined) {
     sendRpcError(res, error.status, error.rpcCode, error.publicText, id)
     return

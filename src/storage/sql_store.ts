@@ -333,7 +333,12 @@ export class SqlStore implements Store {
   }
 
   async hit(bucket: string, limit: number, windowSeconds: number): Promise<boolean> {
-    if (this.#counters) return this.#counters.hit(bucket, limit, windowSeconds)
+    if (this.#counters) {
+      // Redis down is a store outage to the callers: 503 and Retry-After, never a count skipped.
+      return this.#counters.hit(bucket, limit, windowSeconds).catch((error: unknown) => {
+        throw new StoreUnavailableError(error)
+      })
+    }
     const now = this.#seconds()
     await this.#purgeExpired(now)
     const windowStart = now - (now % windowSeconds)
