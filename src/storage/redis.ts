@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { RedisClientType } from '@redis/client'
 
 /**
@@ -65,8 +66,10 @@ export async function openSharedRedis(
     hit: async (bucket, limit, windowSeconds) => {
       const windowMs = windowSeconds * 1000
       const window = Math.floor(Date.now() / windowMs)
+      // Hashed as in the store's rate_limits table: bucket names hold client addresses and usernames.
+      const name = createHash('sha256').update(bucket).digest('base64url')
       const count = await client.eval(HIT, {
-        keys: [key(`rate:${bucket}:${window}`)],
+        keys: [key(`rate:${name}:${window}`)],
         arguments: [String(windowMs)],
       })
       return Number(count) <= limit
