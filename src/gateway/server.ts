@@ -280,7 +280,6 @@ class GatewayHandler {
             limits: config.sessions,
             idleTimeoutSeconds: config.sessions.idleTimeoutSeconds,
             busy: (id) => this.#upstream.busy(id),
-            onError: (error) => logger.warn({ err: error.message }, 'shared state unreachable'),
           })
         : local
     this.#policy = new ToolPolicy(config, guard)

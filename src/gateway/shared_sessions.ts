@@ -105,14 +105,14 @@ const tagOf = (owner: string | undefined): string =>
  * and refused (404) for anyone else; the limits count every instance's sessions. Idle sessions expire in
  * Redis; a session with a stream open on this instance is kept alive by {@link idle}.
  *
- * Fails closed: when Redis does not answer, the request gets `shared_state_unavailable` (503).
+ * Fails closed: when Redis does not answer, the request gets `shared_state_unavailable` (503); the failure
+ * itself is logged by the Redis client's `onError` (`openSharedRedis`).
  */
 export class RedisSessions implements SessionBindings {
   readonly #redis: SharedRedis
   readonly #limits: SessionLimits
   readonly #idleMs: number
   readonly #busy: (id: string) => boolean
-  readonly #onError: (error: Error) => void
   /** Places this instance's admitted `initialize` requests hold, by owner tag, until bound or ended. */
   readonly #admitted = new Map<string, Set<string>>()
   /** Sessions used through this instance, and when last: those with a stream open here are kept alive. */
@@ -124,13 +124,11 @@ export class RedisSessions implements SessionBindings {
     idleTimeoutSeconds: number
     /** Whether this instance has a stream of the session open (it is in use, though no request arrives). */
     busy: (id: string) => boolean
-    onError: (error: Error) => void
   }) {
     this.#redis = options.redis
     this.#limits = options.limits
     this.#idleMs = options.idleTimeoutSeconds * 1000
     this.#busy = options.busy
-    this.#onError = options.onError
   }
 
   async admit(owner: string | undefined, request: AdmittedRequest): Promise<SessionRefusal | undefined> {
@@ -212,7 +210,9 @@ export class RedisSessions implements SessionBindings {
       if (this.#busy(id)) {
         this.#local.set(id, now)
         const args = [now, this.#idleMs, id, this.#idleMs + PLACE_MS]
-        this.#redis.script(TOUCH, [`session:${id}`, 'sessions'], args).catch(this.#onError)
+        this.#redis.script(TOUCH, [`session:${id}`, 'sessions'], args).catch(() => {
+          // Reported by the Redis client; the next round tries again.
+        })
       } else if (now - lastUsed > maxIdleMs) this.#local.delete(id)
     }
     return []
@@ -229,7 +229,6 @@ export class RedisSessions implements SessionBindings {
     try {
       return await this.#redis.script(source, keys, args)
     } catch (error) {
-      this.#onError(error as Error)
       throw new GatewayError('shared_state_unavailable', { detail: (error as Error).message })
     }
   }

@@ -29,7 +29,8 @@ return n`
 
 /**
  * Connects to `url` (the client is loaded only now: one instance without Redis never loads it). Refuses to
- * start when Redis cannot be reached; once started, it reconnects by itself after an outage.
+ * start when Redis cannot be reached; once started, it reconnects by itself after an outage. `onError` hears
+ * of the connection's errors and of every command that failed (each also rejects its caller).
  */
 export async function openSharedRedis(
   url: string,
@@ -55,23 +56,29 @@ export async function openSharedRedis(
     throw new Error(`cannot connect to shared_state.redis_url: ${(error as Error).message}`)
   }
   const key = (name: string) => `${prefix}${name}`
+  const reported = <T>(command: Promise<T>): Promise<T> =>
+    command.catch((error: Error) => {
+      onError(error)
+      throw error
+    })
   return {
     script: (source, keys, args) =>
-      client.eval(source, { keys: keys.map(key), arguments: args.map(String) }) as Promise<unknown>,
+      reported(client.eval(source, { keys: keys.map(key), arguments: args.map(String) })),
     setOnce: async (name, expiresAtMs) =>
-      (await client.set(key(name), '1', {
-        condition: 'NX',
-        expiration: { type: 'PXAT', value: Math.ceil(expiresAtMs) },
-      })) === 'OK',
+      (await reported(
+        client.set(key(name), '1', {
+          condition: 'NX',
+          expiration: { type: 'PXAT', value: Math.ceil(expiresAtMs) },
+        }),
+      )) === 'OK',
     hit: async (bucket, limit, windowSeconds) => {
       const windowMs = windowSeconds * 1000
       const window = Math.floor(Date.now() / windowMs)
       // Hashed as in the store's rate_limits table: bucket names hold client addresses and usernames.
       const name = createHash('sha256').update(bucket).digest('base64url')
-      const count = await client.eval(HIT, {
-        keys: [key(`rate:${name}:${window}`)],
-        arguments: [String(windowMs)],
-      })
+      const count = await reported(
+        client.eval(HIT, { keys: [key(`rate:${name}:${window}`)], arguments: [String(windowMs)] }),
+      )
       return Number(count) <= limit
     },
     close: async () => {

@@ -31,6 +31,7 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout http-keep-alive 5s
+  timeout check 3s
   retries 3
   retry-on conn-failure
   option redispatch 1
@@ -45,7 +46,7 @@ backend gatehouse
   option httpchk
   http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host ${host}
   http-check expect status 200
-  default-server inter 300ms fall 2 rise 2
+  default-server inter 500ms fall 3 rise 2
 ${
   options.sticky
     ? `  stick-table type string len 128 size 100k expire 30m
@@ -76,12 +77,16 @@ export async function startHaproxy(
   child.stderr?.resume()
   const exited = once(child, 'exit')
   const url = `http://127.0.0.1:${options.port}`
-  // Listening once it answers; every backend must be up (checked healthy) before the test goes on.
-  for (let attempt = 0; ; attempt++) {
+  // Ready once every backend has answered through it (round robin: one after the other).
+  const answered = new Set<string>()
+  for (let attempt = 0; answered.size < options.backends.length; attempt++) {
+    if (attempt > 300 || child.exitCode !== null)
+      throw new Error(`haproxy did not come up; backends that answered: ${[...answered]}`)
     const answer = await fetch(`${url}/healthz`).catch(() => undefined)
-    if (answer?.status === 200) break
-    if (attempt > 100 || child.exitCode !== null) throw new Error('haproxy did not come up')
-    await sleep(100)
+    const by = answer?.status === 200 ? answer.headers.get('x-served-by') : null
+    await answer?.arrayBuffer()
+    if (by) answered.add(by)
+    else await sleep(100)
   }
   return {
     url,
