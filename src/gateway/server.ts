@@ -311,7 +311,8 @@ class GatewayHandler {
           })
     if (this.#credentials.startupWarning) logger.warn(this.#credentials.startupWarning)
     const idleMs = config.sessions.idleTimeoutSeconds * 1000
-    this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs, 30_000))
+    // Twice per idle period: Redis expires a session after it, so a busy one must be renewed before.
+    this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs / 2, 30_000))
     this.#reaper.unref()
   }
 

@@ -92,6 +92,31 @@ describe('RedisSessions: one registry for every instance', () => {
     assert.ok(refused && refused.retryAfterSeconds > 0 && refused.retryAfterSeconds <= 60)
   })
 
+  test('idle sessions expire in Redis; one with a stream open on this instance is renewed', async () => {
+    const streaming = new Set(['s-stream'])
+    const a = new RedisSessions({
+      redis,
+      limits: LIMITS,
+      idleTimeoutSeconds: 2,
+      busy: (id) => streaming.has(id),
+    })
+    for (const id of ['s-stream', 's-quiet']) {
+      assert.equal(await a.admit('frank', request()), undefined)
+      await a.bind(id, 'frank')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    assert.deepEqual(a.idle(2000), [], 'Redis expires sessions: nothing for the reaper to end')
+    // The quiet one expires 2 s after its binding (looked at without renewing it); the streaming one was
+    // renewed a second later, so it outlives it.
+    const exists = async (id: string) =>
+      Number(await redis.script("return redis.call('EXISTS', KEYS[1])", [`session:${id}`], [])) === 1
+    const deadline = Date.now() + 10_000
+    while ((await exists('s-quiet')) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.equal(await a.use('s-quiet', 'frank'), 'unknown')
+    assert.equal(await a.use('s-stream', 'frank'), 'ok')
+  })
+
   test('Redis unreachable: shared_state_unavailable, never an answer from memory', async () => {
     const broken: SharedRedis = {
       script: async () => {
