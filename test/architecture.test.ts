@@ -15,7 +15,7 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   errors: { parts: [], packages: [] },
   // zod is the configuration schema's: the guard, which others embed, never loads it.
   config: { parts: ['guard', 'errors'], packages: ['yaml', 'zod'] },
-  storage: { parts: [], packages: ['pg'] },
+  storage: { parts: [], packages: ['pg', '@redis/client'] },
   // The guard's small helpers (loopback addresses) are shared, never the other way round.
   'auth-server': {
     parts: ['storage', 'guard', 'errors'],

@@ -15,6 +15,7 @@ import type { GatewayConfig } from '../gateway/config.ts'
 import { guardLogger } from '../gateway/logger.ts'
 import { type EmbeddedAuthorization, type Gateway, startGateway } from '../gateway/server.ts'
 import { openStore } from '../storage/index.ts'
+import { openSharedRedis, type SharedRedis } from '../storage/redis.ts'
 import type { Store } from '../storage/store.ts'
 import { failWith } from './errors.ts'
 import { storeRevocationCheck } from './revocation_check.ts'
@@ -25,19 +26,52 @@ import { storeRevocationCheck } from './revocation_check.ts'
  */
 export async function startServe(config: GatewayConfig, logger: Logger): Promise<Gateway> {
   const settings = config.authorizationServer
-  return startGateway(config, {
-    logger,
-    authorizationServer: settings
-      ? (resource) =>
-          startEmbeddedAuthorizationServer(settings, resource, {
-            logger: guardLogger(logger),
-            proxy: config.trustProxy,
-            allowedOrigins: config.allowedOrigins,
-            // Basic use: the required scopes and the default tool scopes; other tool scopes need a grant.
-            everyone: [...(config.guard.scopes ?? []), ...config.defaultToolScopes],
-          })
-      : undefined,
-  })
+  const shared = config.sharedState && (await openShared(config.sharedState, logger))
+  try {
+    const gateway = await startGateway(config, {
+      logger,
+      shared,
+      authorizationServer: settings
+        ? (resource) =>
+            startEmbeddedAuthorizationServer(settings, resource, {
+              logger: guardLogger(logger),
+              proxy: config.trustProxy,
+              allowedOrigins: config.allowedOrigins,
+              // Basic use: the required scopes and the default tool scopes; other tool scopes need a grant.
+              everyone: [...(config.guard.scopes ?? []), ...config.defaultToolScopes],
+              counters: shared,
+            })
+        : undefined,
+    })
+    return {
+      ...gateway,
+      close: async () => {
+        await gateway.close()
+        await shared?.close()
+      },
+    }
+  } catch (error) {
+    await shared?.close()
+    throw error
+  }
+}
+
+/** The Redis of `shared_state`; an outage once started is logged at most every 10 s, not on every request. */
+async function openShared(
+  settings: NonNullable<GatewayConfig['sharedState']>,
+  logger: Logger,
+): Promise<SharedRedis> {
+  let quietUntil = 0
+  const onError = (error: Error) => {
+    if (Date.now() < quietUntil) return
+    quietUntil = Date.now() + 10_000
+    logger.warn({ err: error.message }, 'shared state unreachable: session and DPoP checks answer 503')
+  }
+  try {
+    return await openSharedRedis(settings.redisUrl, settings.keyPrefix, onError)
+  } catch (error) {
+    return failWith('redis_unreachable', (error as Error).message)
+  }
 }
 
 /**
@@ -52,9 +86,11 @@ export async function startEmbeddedAuthorizationServer(
     proxy: boolean
     allowedOrigins?: readonly string[]
     everyone: readonly string[]
+    /** Where the rate limits count, when not in the store (`shared_state`'s Redis). */
+    counters?: Pick<Store, 'hit'> | undefined
   },
 ): Promise<EmbeddedAuthorization> {
-  const { store, dataDir, close } = await openDataStore(config.storage)
+  const { store, dataDir, close } = await openDataStore(config.storage, options.counters)
   try {
     const secret = config.storage.secret ?? (await loadSecret(dataDir, options.logger))
     const issuer = new URL(resource.url).origin
@@ -105,13 +141,13 @@ export async function startEmbeddedAuthorizationServer(
  * Opens the store of `gatehouse serve` (the admin commands open the same one): the data directory is created
  * private (0700); in development mode it is temporary and removed by `close`.
  */
-export async function openDataStore(settings: StorageSettings) {
+export async function openDataStore(settings: StorageSettings, counters?: Pick<Store, 'hit'>) {
   const dataDir = settings.dataDir ?? (await mkdtemp(join(tmpdir(), 'gatehouse-dev-')))
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const temporary = settings.dataDir === undefined
   let store: Store
   try {
-    store = await openStore(settings.url, { dataDir })
+    store = await openStore(settings.url, { dataDir, ...(counters ? { counters } : {}) })
   } catch (error) {
     if (temporary) await rm(dataDir, { recursive: true, force: true })
     return failWith('store_unavailable', `cannot open the store: ${(error as Error).message}`)

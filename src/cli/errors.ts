@@ -13,6 +13,7 @@ export const CLI_ERRORS = defineErrors('cli', {
   input_mismatch: { status: 400, description: 'the two passwords typed differ' },
   input_cancelled: { status: 400, description: 'the input was cancelled' },
   store_unavailable: { status: 503, description: 'the store cannot be opened' },
+  redis_unreachable: { status: 503, description: 'the Redis of shared_state cannot be reached' },
   secret_missing: { status: 500, description: 'the secret of the authorization server is not available' },
   secret_unreadable: { status: 500, description: 'the secret file cannot be read' },
   key_rotation_failed: { status: 500, description: 'the signing key cannot be rotated' },

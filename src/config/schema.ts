@@ -564,6 +564,28 @@ export const settingsSchema = block({
       },
     ),
   }),
+  shared_state: block({
+    redis_url: setting(
+      z.optional(
+        text().check(
+          z.regex(/^rediss?:\/\//, { error: 'must be redis://[user:password@]host:port[/db] or rediss://…' }),
+        ),
+      ),
+      {
+        description:
+          'Redis for several instances: MCP session bindings and limits (HTTP upstream), DPoP replay, rate limits; while it is down those requests get 503',
+        env: 'GATEHOUSE_REDIS_URL',
+        defaultText: 'none: kept in memory (one instance)',
+      },
+    ),
+    key_prefix: withDefault(
+      text().check(z.regex(/^[\w:.-]+$/, { error: 'letters, digits and _ : . - only' })),
+      'gatehouse:',
+      {
+        description: 'prepended to every Redis key, for several deployments on one Redis',
+      },
+    ),
+  }),
   secret: setting(z.optional(text().check(z.minLength(MIN_SECRET_LENGTH, { error: secretMessage() }))), {
     description:
       '32+ characters encrypting the signing keys and signing cookies; several instances must share it (prefer the variable)',

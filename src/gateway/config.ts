@@ -90,6 +90,11 @@ export interface GatewayConfig {
    */
   allowedOrigins: readonly string[]
   logLevel: string
+  /**
+   * Redis for the state several instances must share (`shared_state`); `undefined`: kept in this process's
+   * memory, as one instance needs.
+   */
+  sharedState: { redisUrl: string; keyPrefix: string } | undefined
   /** The embedded authorization server, when no external one is configured; it serves on the MCP URL's origin. */
   authorizationServer: EmbeddedAuthorizationConfig | undefined
 }
@@ -166,6 +171,10 @@ export async function loadGatewayConfig(
     trustProxy: settings.trust_proxy,
     allowedOrigins: settings.allowed_origins.map((origin) => origin.trim()),
     logLevel: settings.log_level,
+    sharedState:
+      settings.shared_state.redis_url === undefined
+        ? undefined
+        : { redisUrl: settings.shared_state.redis_url, keyPrefix: settings.shared_state.key_prefix },
     authorizationServer: embedded ? embeddedAuthorizationConfig(settings, flags.dev === true) : undefined,
   }
 }

@@ -22,6 +22,11 @@ export const GATEWAY_ERRORS = {
     description: 'Forbidden: this origin is not allowed',
   },
   shutting_down: { status: 503, rpc: RPC.connectionClosed, description: 'the gateway is shutting down' },
+  shared_state_unavailable: {
+    status: 503,
+    rpc: RPC.connectionClosed,
+    description: 'session state shared by the instances is unreachable; try again shortly',
+  },
   anonymous_reads_full: {
     status: 503,
     rpc: RPC.connectionClosed,

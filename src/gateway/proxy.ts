@@ -21,7 +21,7 @@ import {
 } from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import type { ToolPolicy } from './policy.ts'
-import type { SessionRegistry } from './sessions.ts'
+import type { SessionBindings } from './sessions.ts'
 import { formatSseEvent, SseRelay } from './sse.ts'
 import {
   forwardedRequestHeaders,
@@ -38,7 +38,7 @@ export interface HttpUpstreamOptions {
   /** How the upstream learns who is calling. */
   credentials: CredentialMode
   policy: ToolPolicy
-  sessions: SessionRegistry
+  sessions: SessionBindings
   metrics: GatewayMetrics
   logger: Logger
   timeoutMs: number
@@ -123,7 +123,7 @@ export class HttpUpstream implements Upstream {
   async delete(exchange: McpExchange): Promise<void> {
     await this.#forward(exchange)
     if (exchange.sessionId !== undefined && exchange.res.statusCode < 300)
-      this.#options.sessions.delete(exchange.sessionId)
+      await this.#forget(exchange.sessionId)
   }
 
   busy(sessionId: string): boolean {
@@ -181,7 +181,7 @@ export class HttpUpstream implements Upstream {
       if (call.endedBy !== undefined) throw call.endedBy
       response = await this.#send(call, req.method ?? 'GET', headers, exchange.body)
       this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-      this.#learnSession(exchange, response)
+      await this.#learnSession(exchange, response)
       await this.#relay(call, response)
     } catch (error) {
       if (res.destroyed) return
@@ -266,15 +266,32 @@ export class HttpUpstream implements Upstream {
     })
   }
 
-  /** Binds the session the upstream creates on `initialize` to the caller; forgets one the upstream ended. */
-  #learnSession(exchange: McpExchange, response: IncomingMessage): void {
+  /**
+   * Binds the session the upstream creates on `initialize` to the caller, before the client learns its id
+   * (its next request may reach another instance); forgets one the upstream ended.
+   */
+  async #learnSession(exchange: McpExchange, response: IncomingMessage): Promise<void> {
     const created = response.headers['mcp-session-id']
     const initialize = exchange.messages.some((m) => m.method === 'initialize')
     if (initialize && typeof created === 'string' && response.statusCode === 200) {
-      this.#options.sessions.bind(created, exchange.principal?.key)
+      try {
+        await this.#options.sessions.bind(created, exchange.principal?.key)
+      } catch (error) {
+        response.resume()
+        throw error
+      }
     }
     if (response.statusCode === 404 && exchange.sessionId !== undefined)
-      this.#options.sessions.delete(exchange.sessionId)
+      await this.#forget(exchange.sessionId)
+  }
+
+  /** A session the upstream ended: a failure to forget it leaves its binding to expire when idle. */
+  async #forget(sessionId: string): Promise<void> {
+    try {
+      await this.#options.sessions.delete(sessionId)
+    } catch {
+      // Logged where it failed (shared state unreachable); the upstream refuses the id anyway.
+    }
   }
 
   async #relay(call: ProxyCall, response: IncomingMessage): Promise<void> {

@@ -17,6 +17,7 @@ import {
   type AuthorizationServerOptions as TrustedServer,
 } from '../guard/index.ts'
 import { clientAddress, isLoopback, LOOPBACK_HOSTNAMES } from '../guard/lib/http.ts'
+import type { SharedRedis } from '../storage/redis.ts'
 import type { Store } from '../storage/store.ts'
 import { type GatewayConfig, guardOptionsFor } from './config.ts'
 import { type CredentialMode, credentialMode } from './credentials/index.ts'
@@ -38,7 +39,9 @@ import { createGatewayLogger, guardLogger, redactUrl } from './logger.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
 import { HttpUpstream } from './proxy.ts'
-import { SessionRegistry } from './sessions.ts'
+import { type SessionBindings, SessionRegistry } from './sessions.ts'
+import { redisReplayStore } from './shared_replay.ts'
+import { RedisSessions } from './shared_sessions.ts'
 import { StdioUpstream } from './stdio/bridge.ts'
 import { LAST_WORD_MS, type McpExchange, type Upstream, waitUntil } from './upstream.ts'
 
@@ -141,7 +144,12 @@ export type StartAuthorizationServer = (resource: {
 
 export async function startGateway(
   config: GatewayConfig,
-  options: { logger?: Logger; authorizationServer?: StartAuthorizationServer } = {},
+  options: {
+    logger?: Logger
+    authorizationServer?: StartAuthorizationServer
+    /** The Redis of `shared_state`, opened by the caller (it closes it after the gateway). */
+    shared?: SharedRedis
+  } = {},
 ): Promise<Gateway> {
   const logger = options.logger ?? createGatewayLogger(config.logLevel)
   const server = config.tls
@@ -185,13 +193,16 @@ export async function startGateway(
     }
     const guard = await createGuard({
       ...guardOptions,
+      ...(options.shared
+        ? { dpop: { ...guardOptions.dpop, replayStore: redisReplayStore(options.shared) } }
+        : {}),
       scopesSupported,
       ...(authorizationServer
         ? { authorizationServers: [authorizationServer.trusted], isRevoked: authorizationServer.isRevoked }
         : {}),
       logger: guardLogger(logger),
     })
-    const gateway = new GatewayHandler(config, guard, logger, authorizationServer, port)
+    const gateway = new GatewayHandler(config, guard, logger, authorizationServer, port, options.shared)
     handler = (req, res) => void gateway.handle(req, res)
     // After the handler: the mode may check the embedded authorization server, which answers through it.
     await gateway.startCredentials()
@@ -227,7 +238,7 @@ class GatewayHandler {
   readonly #logger: Logger
   readonly #origin: string
   readonly #mcpPath: string
-  readonly #sessions: SessionRegistry
+  readonly #sessions: SessionBindings
   readonly #policy: ToolPolicy
   readonly #credentials: CredentialMode
   readonly #upstream: Upstream
@@ -250,6 +261,7 @@ class GatewayHandler {
     logger: Logger,
     authorizationServer: EmbeddedAuthorization | undefined,
     port: number,
+    sharedState: SharedRedis | undefined,
   ) {
     this.#config = config
     this.#authorizationServer = authorizationServer
@@ -260,9 +272,19 @@ class GatewayHandler {
     this.#mcpPath = resource.pathname
     this.#allowedOrigins = new Set([resource.origin, ...config.allowedOrigins])
     this.#allowedHosts = isLoopback(config.address) ? loopbackHosts(resource, port) : undefined
-    this.#sessions = new SessionRegistry(config.sessions, this.metrics)
-    this.#policy = new ToolPolicy(config, guard)
     const upstream = config.upstream
+    const local = new SessionRegistry(config.sessions, this.metrics)
+    // A stdio session lives in one process (instances need sticky routing): its binding stays there too.
+    this.#sessions =
+      sharedState && upstream.kind === 'http'
+        ? new RedisSessions({
+            redis: sharedState,
+            limits: config.sessions,
+            idleTimeoutSeconds: config.sessions.idleTimeoutSeconds,
+            busy: (id) => this.#upstream.busy(id),
+          })
+        : local
+    this.#policy = new ToolPolicy(config, guard)
     this.#credentials = credentialMode(config.upstreamCredentials, {
       resource: guard.resource,
       upstream: upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
@@ -271,7 +293,6 @@ class GatewayHandler {
     })
     const shared = {
       policy: this.#policy,
-      sessions: this.#sessions,
       metrics: this.metrics,
       logger,
       timeoutMs: config.limits.upstreamTimeoutMs,
@@ -281,14 +302,21 @@ class GatewayHandler {
       upstream.kind === 'http'
         ? new HttpUpstream({
             ...shared,
+            sessions: this.#sessions,
             url: upstream.url,
             credentials: this.#credentials,
             maxBodyBytes: config.limits.maxBodyBytes * 16,
           })
-        : new StdioUpstream({ ...shared, ...upstream, maxMessageBytes: config.limits.maxBodyBytes * 16 })
+        : new StdioUpstream({
+            ...shared,
+            sessions: local,
+            ...upstream,
+            maxMessageBytes: config.limits.maxBodyBytes * 16,
+          })
     if (this.#credentials.startupWarning) logger.warn(this.#credentials.startupWarning)
     const idleMs = config.sessions.idleTimeoutSeconds * 1000
-    this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs, 30_000))
+    // Twice per idle period: Redis expires a session after it, so a busy one must be renewed before.
+    this.#reaper = setInterval(() => this.#reap(idleMs), Math.min(idleMs / 2, 30_000))
     this.#reaper.unref()
   }
 
@@ -551,19 +579,19 @@ class GatewayHandler {
    * The session the request belongs to (none, or an `initialize` admitted to open one): an id unknown or of
    * another subject is refused (404), as is a new one without room or too fast (503 or 429 with Retry-After).
    */
-  #session(a: Admission): boolean {
+  async #session(a: Admission): Promise<boolean> {
     const owner = a.principal?.key
     // The stateless era has no sessions: a stray Mcp-Session-Id is ignored, and never forwarded unchecked.
     const sessionId = isStatelessEra(a.req.headers['mcp-protocol-version'])
       ? undefined
       : a.req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
-      if (this.#sessions.use(sessionId, owner) !== 'ok') throw new GatewayError('session_not_found')
+      if ((await this.#sessions.use(sessionId, owner)) !== 'ok') throw new GatewayError('session_not_found')
       a.sessionId = sessionId
       return true
     }
     if (!a.body.messages.some((m) => m.method === 'initialize')) return true
-    const refusal = this.#sessions.admit(owner, a.res)
+    const refusal = await this.#sessions.admit(owner, a.res)
     if (refusal === undefined) return true
     a.res.setHeader('retry-after', String(refusal.retryAfterSeconds))
     throw refusal.error
@@ -574,7 +602,7 @@ class GatewayHandler {
       if (this.#upstream.busy(id)) continue
       this.#logger.info({ session: id }, 'idle session reaped')
       this.#upstream.endSession(id)
-      this.#sessions.delete(id)
+      void this.#sessions.delete(id)
     }
   }
 

@@ -29,12 +29,33 @@ export interface SessionRefusal {
 
 const MINUTE_MS = 60_000
 
+/** The request whose end frees the place an admitted `initialize` holds. */
+export interface AdmittedRequest {
+  once(event: 'close', listener: () => void): unknown
+}
+
+/**
+ * Who owns which MCP session, and the session limits: {@link SessionRegistry} in this process's memory, or
+ * `RedisSessions` (shared_sessions.ts) for several instances in front of one HTTP upstream. The Redis one
+ * answers asynchronously and throws `shared_state_unavailable` when Redis does not answer.
+ */
+export interface SessionBindings {
+  admit(owner: string | undefined, request: AdmittedRequest): Promaybe<SessionRefusal | undefined>
+  bind(id: string, owner: string | undefined): Promaybe<void>
+  use(id: string, owner: string | undefined): Promaybe<SessionLookup>
+  delete(id: string): Promaybe<void>
+  /** Sessions to end now as unused for longer than `maxIdleMs` (none for Redis, where they expire by themselves). */
+  idle(maxIdleMs: number): string[]
+}
+
+type Promaybe<T> = T | Promise<T>
+
 /**
  * Which subject each MCP session belongs to. A session id presented with another subject's token is
  * answered exactly like an unknown one (404), so a stolen or guessed id reveals nothing and a
  * legitimate client, per the transport spec, simply starts a new session.
  */
-export class SessionRegistry {
+export class SessionRegistry implements SessionBindings {
   readonly #sessions = new Map<string, SessionEntry>()
   /**
    * Places held by admitted `initialize` requests whose session is not bound yet, by owner (`undefined`:
@@ -61,11 +82,7 @@ export class SessionRegistry {
    * owner's (the anonymous one for `undefined`), counting sessions that admitted requests are still creating,
    * then the owner's and the gateway's rate of new sessions per minute.
    */
-  admit(
-    owner: string | undefined,
-    request: { once(event: 'close', listener: () => void): unknown },
-    now = Date.now(),
-  ): SessionRefusal | undefined {
+  admit(owner: string | undefined, request: AdmittedRequest, now = Date.now()): SessionRefusal | undefined {
     const full = (retryAfterSeconds = 30): SessionRefusal => ({
       error: new GatewayError('too_many_sessions'),
       retryAfterSeconds,

@@ -1,16 +1,30 @@
 import { createHash } from 'node:crypto'
 import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify } from 'jose'
 import { GuardError } from './errors.ts'
-import type { ReplayCache } from './lib/ttl_cache.ts'
 
 export interface DpopPolicy {
   algorithms: readonly string[]
   /** How old a proof's `iat` may be; default 300 s. */
   maxAgeSeconds: number
   clockSkewSeconds: number
-  /** Seen proof `jti`s, kept for the proof's lifetime. Bounded: see {@link ReplayCache}. */
-  replay: ReplayCache
+  /** Seen proof `jti`s, kept for the proof's lifetime. */
+  replay: DpopReplayStore
 }
+
+/**
+ * Where seen proofs are remembered: in memory by default (a bounded `ReplayCache`), or a store several
+ * instances share, so that a proof replayed to another instance is refused too (RFC 9449 §11.1).
+ */
+export interface DpopReplayStore {
+  /**
+   * Remembers `key` until `expiresAt` (ms since the epoch): `added` the first time, `seen` while it is
+   * remembered, `full` when nothing more can be remembered. A throw (the store unreachable) refuses the
+   * proof with `dpop_replay_unavailable`: a proof that cannot be checked is never accepted.
+   */
+  add(key: string, expiresAt: number, now: number): ReplayVerdict | Promise<ReplayVerdict>
+}
+
+export type ReplayVerdict = 'added' | 'seen' | 'full'
 
 export interface DpopRequest {
   proof: string
@@ -67,12 +81,17 @@ export async function verifyDpopProof(request: DpopRequest, policy: DpopPolicy, 
   if (typeof payload.jti !== 'string' || payload.jti === '')
     throw new GuardError('dpop_proof_invalid', 'jti missing')
   const expiresAt = (iat + policy.maxAgeSeconds + policy.clockSkewSeconds) * 1000
-  const seen = policy.replay.add(`${thumbprint}:${payload.jti}`, expiresAt, now * 1000)
+  let seen: ReplayVerdict
+  try {
+    seen = await policy.replay.add(`${thumbprint}:${payload.jti}`, expiresAt, now * 1000)
+  } catch (cause) {
+    throw new GuardError('dpop_replay_unavailable', (cause as Error).message, { cause })
+  }
   if (seen === 'seen') throw new GuardError('dpop_proof_invalid', 'proof jti was already used')
   if (seen === 'full') {
     throw new GuardError(
       'dpop_replay_cache_full',
-      `${policy.replay.maxEntries} unexpired proofs remembered; raise dpop.replayCacheMaxEntries if this is real load`,
+      'no room for another unexpired proof; raise dpop.replayCacheMaxEntries if this is real load',
     )
   }
 }

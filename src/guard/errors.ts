@@ -106,6 +106,11 @@ export const GUARD_ERRORS = {
     error: 'temporarily_unavailable',
     description: 'too many DPoP proofs are in use right now; retry shortly',
   },
+  dpop_replay_unavailable: {
+    status: 503,
+    error: 'temporarily_unavailable',
+    description: 'DPoP proofs cannot be checked for replay right now; retry shortly',
+  },
   insufficient_scope: {
     status: 403,
     error: 'insufficient_scope',

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { formatChallenge } from './challenge.ts'
 import { discoverAuthorizationServer } from './discovery.ts'
-import { verifyDpopProof } from './dpop.ts'
+import { type DpopReplayStore, verifyDpopProof } from './dpop.ts'
 import { GuardError } from './errors.ts'
 import type { VerifiedToken } from './identity.ts'
 import { type IntrospectionClient, introspect } from './introspection.ts'
@@ -49,7 +49,7 @@ export class Guard {
   readonly #jwt: JwtPolicy
   readonly #introspection: IntrospectionClient | undefined
   readonly #verified: TtlCache<VerifiedToken>
-  readonly #dpopReplay: ReplayCache
+  readonly #dpopReplay: DpopReplayStore
 
   /** @internal Use {@link createGuard}. */
   constructor(
@@ -83,7 +83,7 @@ export class Guard {
     }
     this.#introspection = introspection
     this.#verified = new TtlCache(options.cacheSeconds > 0 ? options.cacheMaxEntries : 0)
-    this.#dpopReplay = new ReplayCache(options.dpop.replayCacheMaxEntries)
+    this.#dpopReplay = options.dpop.replayStore ?? new ReplayCache(options.dpop.replayCacheMaxEntries)
   }
 
   /**

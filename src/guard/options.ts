@@ -1,3 +1,4 @@
+import type { DpopReplayStore } from './dpop.ts'
 import { GuardError } from './errors.ts'
 import type { VerifiedToken } from './identity.ts'
 import type { KeySetOptions } from './jwks.ts'
@@ -63,8 +64,14 @@ export interface GuardOptions {
    * DPoP (RFC 9449): bound tokens are always checked; `required` refuses unbound ones. `replayCacheMaxEntries`
    * (default 100 000) bounds the proofs remembered for their lifetime: while it is full, new proofs are
    * refused (`dpop_replay_cache_full`) rather than a remembered one forgotten and made replayable.
+   * `replayStore` replaces that in-memory cache, e.g. with one several instances share.
    */
-  dpop?: { required?: boolean; maxAgeSeconds?: number; replayCacheMaxEntries?: number }
+  dpop?: {
+    required?: boolean
+    maxAgeSeconds?: number
+    replayCacheMaxEntries?: number
+    replayStore?: DpopReplayStore
+  }
   /** Verified tokens are remembered (keyed by their SHA-256) for at most this long; default 60 s, 0 disables. */
   cacheSeconds?: number
   cacheMaxEntries?: number
@@ -89,7 +96,12 @@ export type ResolvedGuardOptions = Required<
   resourceDocumentation: string | undefined
   jwks: GuardOptions['jwks']
   logger: GuardLogger
-  dpop: { required: boolean; maxAgeSeconds: number; replayCacheMaxEntries: number }
+  dpop: {
+    required: boolean
+    maxAgeSeconds: number
+    replayCacheMaxEntries: number
+    replayStore: DpopReplayStore | undefined
+  }
   isRevoked: GuardOptions['isRevoked']
 }
 
@@ -171,6 +183,7 @@ export function resolveGuardOptions(options: GuardOptions): ResolvedGuardOptions
         options.dpop?.replayCacheMaxEntries ?? 100_000,
         'dpop.replayCacheMaxEntries',
       ),
+      replayStore: checkReplayStore(options.dpop?.replayStore),
     },
     cacheSeconds: nonNegative(options.cacheSeconds ?? 60, 'cacheSeconds'),
     cacheMaxEntries: nonNegative(options.cacheMaxEntries ?? 10_000, 'cacheMaxEntries'),
@@ -179,6 +192,12 @@ export function resolveGuardOptions(options: GuardOptions): ResolvedGuardOptions
     logger: options.logger ?? consoleLogger,
     isRevoked: options.isRevoked,
   }
+}
+
+function checkReplayStore(store: DpopReplayStore | undefined): DpopReplayStore | undefined {
+  if (store !== undefined && typeof store?.add !== 'function')
+    fail('dpop.replayStore must have an add method')
+  return store
 }
 
 function checkResource(value: unknown): string {

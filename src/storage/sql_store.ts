@@ -41,6 +41,11 @@ export interface SqlDriver {
 export interface StoreOptions {
   /** Milliseconds since the epoch; tests move it to cross expiries and rate-limit windows. */
   now?: () => number
+  /**
+   * Where `hit` counts instead of the database: Redis (`shared_state`) when configured, so that rate limits
+   * cost no database write; the counters are the same for every instance either way.
+   */
+  counters?: Pick<Store, 'hit'>
 }
 
 /** Thrown by `consume` when the record was already consumed, has expired or does not exist. */
@@ -213,12 +218,14 @@ export class SqlStore implements Store {
   readonly revocations: RevocationRecords
   readonly #db: SqlDriver
   readonly #now: () => number
+  readonly #counters: StoreOptions['counters']
   #nextPurge = 0
 
   constructor(db: SqlDriver, options: StoreOptions = {}) {
     this.#db = db
     this.kind = db.kind
     this.#now = options.now ?? Date.now
+    this.#counters = options.counters
     this.users = this.#userRecords()
     this.consents = this.#consentRecords()
     this.keys = this.#keyRecords()
@@ -326,6 +333,12 @@ export class SqlStore implements Store {
   }
 
   async hit(bucket: string, limit: number, windowSeconds: number): Promise<boolean> {
+    if (this.#counters) {
+      // Redis down is a store outage to the callers: 503 and Retry-After, never a count skipped.
+      return this.#counters.hit(bucket, limit, windowSeconds).catch((error: unknown) => {
+        throw new StoreUnavailableError(error)
+      })
+    }
     const now = this.#seconds()
     await this.#purgeExpired(now)
     const windowStart = now - (now % windowSeconds)

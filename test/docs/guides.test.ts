@@ -28,8 +28,6 @@ import { createTestCertificates } from '../support/test-ca.ts'
 const REPO = resolve(import.meta.dirname, '../..')
 const GUIDES = join(REPO, 'docs/guides')
 const HAPROXY = ['/usr/sbin/haproxy', '/usr/bin/haproxy'].find((path) => existsSync(path))
-/** Written on another branch at the same time as the guides that link to it. */
-const WRITTEN_ELSEWHERE = new Set([join(REPO, 'docs/scaling.md')])
 
 interface Block {
   file: string
@@ -81,7 +79,7 @@ describe('the guides', () => {
       for (const [, target] of readFileSync(file, 'utf8').matchAll(/\]\(([^)\s]+)\)/g)) {
         if (/^[a-z]+:/.test(target as string) || (target as string).startsWith('#')) continue
         const path = resolve(dirname(file), (target as string).split('#')[0] as string)
-        if (!existsSync(path) && !WRITTEN_ELSEWHERE.has(path)) broken.push(`${file}: ${target}`)
+        if (!existsSync(path)) broken.push(`${file}: ${target}`)
       }
     }
     assert.deepEqual(broken, [])

@@ -161,9 +161,72 @@ describe('DPoP-bound tokens from oidc-provider', () => {
       assert.ok(!flooded.ok)
       assert.equal(flooded.response.status, 503)
       assert.equal(flooded.response.headers.get('retry-after'), '5')
-      assert.match(flooded.error.detail, /2 unexpired proofs remembered; raise dpop.replayCacheMaxEntries/)
+      assert.match(
+        flooded.error.detail,
+        /no room for another unexpired proof; raise dpop.replayCacheMaxEntries/,
+      )
     }
     assertRefused(await small.check(post(token, 'DPoP', captured)), 'dpop_proof_invalid', /already used/)
+  })
+
+  test('a replay store shared by two guards (several instances): a proof used on one is refused on the other', async () => {
+    const seen = new Map<string, number>()
+    const replayStore = {
+      add: async (proofKey: string, expiresAt: number, at: number) => {
+        if ((seen.get(proofKey) ?? 0) > at) return 'seen' as const
+        seen.set(proofKey, expiresAt)
+        return 'added' as const
+      },
+    }
+    const instance = () =>
+      createGuard({
+        resource: RESOURCE,
+        authorizationServers: [{ issuer: idp.issuer }],
+        dpop: { replayStore },
+        logger: quietLogger,
+      })
+    const [first, second] = [await instance(), await instance()]
+    const once = await resourceProof(key, token)
+    assert.equal((await first.check(post(token, 'DPoP', once))).ok, true)
+    assertRefused(await second.check(post(token, 'DPoP', once)), 'dpop_proof_invalid', /already used/)
+    assert.equal(seen.size, 1)
+  })
+
+  test('a replay store that fails refuses the proof with 503 dpop_replay_unavailable (fail closed)', async () => {
+    const down = await createGuard({
+      resource: RESOURCE,
+      authorizationServers: [{ issuer: idp.issuer }],
+      dpop: {
+        replayStore: {
+          add: async () => {
+            throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+          },
+        },
+      },
+      logger: quietLogger,
+    })
+    const result = await down.check(post(token, 'DPoP', await resourceProof(key, token)))
+    assert.equal(result.ok ? 'ok' : result.error.code, 'dpop_replay_unavailable')
+    assert.ok(!result.ok)
+    assert.equal(result.response.status, 503)
+    assert.equal(result.response.headers.get('retry-after'), '5')
+    assert.match(result.error.detail, /ECONNREFUSED/)
+    assert.deepEqual(await result.response.json(), {
+      error: 'temporarily_unavailable',
+      error_description: GUARD_ERRORS.dpop_replay_unavailable.description,
+    })
+  })
+
+  test('a replay store without an add method is refused at construction', async () => {
+    await assert.rejects(
+      createGuard({
+        resource: RESOURCE,
+        authorizationServers: [{ issuer: idp.issuer }],
+        dpop: { replayStore: {} as never },
+        logger: quietLogger,
+      }),
+      { code: 'config_invalid', message: /dpop.replayStore must have an add method/ },
+    )
   })
 
   const otherKey = proofKey()

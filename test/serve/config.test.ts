@@ -128,6 +128,16 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       message: 'storage.url must be sqlite:<file> or postgres://user:password@host/database',
     },
     {
+      name: 'a shared state URL that is not Redis',
+      file: { shared_state: { redis_url: 'http://redis:6379' } },
+      message: 'shared_state.redis_url must be redis://[user:password@]host:port[/db] or rediss://…',
+    },
+    {
+      name: 'an unknown shared state setting',
+      file: { shared_state: { url: 'redis://redis:6379' } },
+      message: 'shared_state: unknown setting url; known: redis_url, key_prefix',
+    },
+    {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
@@ -212,5 +222,24 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
     ]) {
       assert.ok(SERVE_HELP.includes(documented), `${documented} is missing from the help`)
     }
+  })
+})
+
+describe('gatehouse serve: shared_state', () => {
+  it('is off by default: one instance keeps its state in memory', async () => {
+    assert.equal((await load({}, {})).sharedState, undefined)
+  })
+
+  it('takes the Redis URL from the file or GATEHOUSE_REDIS_URL, with the default key prefix', async () => {
+    assert.deepEqual((await load({}, { shared_state: { redis_url: 'redis://redis:6379/2' } })).sharedState, {
+      redisUrl: 'redis://redis:6379/2',
+      keyPrefix: 'gatehouse:',
+    })
+    const fromEnv = await load(
+      {},
+      { shared_state: { key_prefix: 'prod:' } },
+      { GATEHOUSE_REDIS_URL: 'rediss://r:6380' },
+    )
+    assert.deepEqual(fromEnv.sharedState, { redisUrl: 'rediss://r:6380', keyPrefix: 'prod:' })
   })
 })

@@ -6,10 +6,10 @@ import { NODE } from '../support/gateway-harness.ts'
 
 const SOAK = new URL('../../bench/soak.ts', import.meta.url).pathname
 
-it('npm run soak: 45 s of mixed load end with no unexpected error and a heap that levelled off', {
+it('npm run soak: 60 s of mixed load end with no unexpected error and a heap that levelled off', {
   timeout: 180_000,
 }, async (t) => {
-  const soak = spawn(NODE, [SOAK, '--seconds', '45', '--clients', '4'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const soak = spawn(NODE, [SOAK, '--seconds', '60', '--clients', '4'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   soak.stdout.on('data', (chunk: Buffer) => {
     output += chunk

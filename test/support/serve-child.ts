@@ -164,9 +164,16 @@ export interface Tokens {
 
 /**
  * A user's sign-in and consent as a browser does it, in a fresh cookie jar, behind a proxy that sets
- * X-Forwarded-For to `address`; then the code for tokens.
+ * X-Forwarded-For to `address`; then the code for tokens, with the `DPoP` proof `dpop` makes for the token
+ * endpoint when given (DPoP-bound tokens).
  */
-export async function signIn(issuer: string, resource: string, username: string, address: string) {
+export async function signIn(
+  issuer: string,
+  resource: string,
+  username: string,
+  address: string,
+  dpop?: (method: string, url: string) => Promise<string>,
+) {
   const jar = new CookieJar()
   const headers = { 'x-forwarded-for': address }
   const go = async (url: string, init: RequestInit = {}) => {
@@ -224,7 +231,7 @@ export async function signIn(issuer: string, resource: string, username: string,
   if (!code) throw new Error(`sign-in of ${username} ended without a code: ${location.href}`)
   const issued = await fetch(`${issuer}/token`, {
     method: 'POST',
-    headers: headers,
+    headers: dpop ? { ...headers, dpop: await dpop('POST', `${issuer}/token`) } : headers,
     body: new URLSearchParams({
       grant_type: 'authorization_code',
       code,
