@@ -1,6 +1,7 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import Provider from 'oidc-provider'
+import { recordTokenEvents } from './audit.ts'
 import { providerConfiguration } from './configuration.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
@@ -120,6 +121,7 @@ export async function createAuthorizationServer(
       options.logger.warn('authorization server error', { error: error.message })
     }
   })
+  recordTokenEvents(provider, options.store, options.logger)
   provider.use(outage.middleware(ROUTES.token))
   provider.use(rootPathCookies(provider))
   provider.use(rotationScopeMiddleware(ROUTES.token))
