@@ -119,6 +119,23 @@ const REGISTRY = {
     title: 'Something went wrong',
     description: 'The sign-in could not be completed. Start again from your app.',
   },
+  console_not_found: { status: 404, title: 'Not found', description: 'There is no console page here.' },
+  console_not_admin: {
+    status: 403,
+    title: 'Not an administrator',
+    description: 'This account is not an administrator of this server.',
+  },
+  console_csrf_invalid: {
+    status: 403,
+    title: 'Request refused',
+    description: 'This action did not come from a page of this console. Open the console and try again.',
+  },
+  console_sign_in_failed: {
+    status: 400,
+    title: 'Sign-in failed',
+    description:
+      'This sign-in did not start in this browser, expired or was already used. Open the console again.',
+  },
 } as const satisfies Record<string, AuthServerEntry>
 
 export type AuthServerErrorCode = keyof typeof REGISTRY

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import Provider from 'oidc-provider'
 import { recordTokenEvents } from './audit.ts'
 import { providerConfiguration } from './configuration.ts'
+import { type ConsoleHandler, createConsole } from './console/index.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
 import { rootPathCookies } from './interactions/security.ts'
@@ -11,6 +12,7 @@ import {
   loadSigningKeys,
   type PrivateJwk,
   retainWhileSigning,
+  rotateSigningKey,
   signedTokenLifetimeSeconds,
 } from './keys.ts'
 import { logoutRedirectMiddleware } from './logout.ts'
@@ -24,12 +26,14 @@ import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exc
 import { UserScopes } from './user_scopes.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
+export { CONSOLE_CLIENT_ID, type ConsoleHandler, type UpstreamHealth } from './console/index.ts'
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
 export {
   AUTH_SERVER_ERRORS,
   AuthServerError,
   type AuthServerErrorCode,
 } from './errors.ts'
+export { type GrantView, listGrants } from './grants.ts'
 export {
   createLocalUser,
   type IdentityProvider,
@@ -87,6 +91,8 @@ export interface AuthorizationServer {
    * to the host. Mount it before the MCP routes on the same origin.
    */
   handle(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>
+  /** The admin console (`<issuer path>/admin`) when administrators are configured; mount it like `handle`. */
+  console: ConsoleHandler | undefined
   close(): Promise<void>
 }
 
@@ -157,6 +163,22 @@ export async function createAuthorizationServer(
       ttl: options.ttl.exchangedToken,
     })
   }
+  const adminConsole = options.consoleAdmins.length
+    ? createConsole({
+        issuer: options.issuer,
+        provider,
+        store: options.store,
+        logger: options.logger,
+        admins: options.consoleAdmins,
+        staticClients: options.clients,
+        signingKid,
+        rotateKey: () =>
+          rotateSigningKey(options.store, options.secret, {
+            alg: options.signingAlgorithm,
+            minimumKeepSeconds: signedTokenLifetimeSeconds(options.ttl),
+          }),
+      })
+    : undefined
   const stopRetaining = retainWhileSigning(options.store, signingKid, signedTokenLifetimeSeconds(options.ttl))
   return {
     issuer: options.issuer,
@@ -170,6 +192,7 @@ export async function createAuthorizationServer(
       provider.callback(),
       options.allowedOrigins,
     ),
+    console: adminConsole,
     close: async () => stopRetaining(),
   }
 }

@@ -294,6 +294,13 @@ const authorizationServer = block({
         'its tokens may carry, each also in the MCP token] }; anything else is refused',
     },
   ),
+  console: block({
+    admins: setting(z.optional(names()), {
+      description:
+        'usernames who may use the admin console at /admin (sign-in at this server; federated: <provider id>:<subject>); none: no console',
+      defaultText: '[] (console off)',
+    }),
+  }),
   scope_grants: setting(
     list(
       block({

@@ -86,13 +86,16 @@ export function rootPathCookies(provider: Provider): Middleware {
 export class InteractionCookie {
   readonly name: string
   readonly #secure: boolean
-  constructor(issuer: string, base: string) {
+  readonly #sameSite: 'Lax' | 'Strict'
+  /** `Strict` for a cookie no navigation from another site may carry (the admin console's session). */
+  constructor(issuer: string, base: string, sameSite: 'Lax' | 'Strict' = 'Lax') {
     this.#secure = isHttps(issuer)
     this.name = cookieName(issuer, base)
+    this.#sameSite = sameSite
   }
 
   set(res: ServerResponse, value: string, maxAgeSeconds: number) {
-    const attributes = `Path=/; HttpOnly; SameSite=Lax${this.#secure ? '; Secure' : ''}`
+    const attributes = `Path=/; HttpOnly; SameSite=${this.#sameSite}${this.#secure ? '; Secure' : ''}`
     appendSetCookie(res, `${this.name}=${value}; ${attributes}; Max-Age=${maxAgeSeconds}`)
   }
 
