@@ -567,7 +567,9 @@ export class SqlStore implements Store {
         const old = await db.execute('DELETE FROM audit_events WHERE at < ?', [before])
         // The id of the newest event past `keep`, if there are that many: it and every older one go.
         const [edge] = await db.query('SELECT id FROM audit_events ORDER BY id DESC LIMIT 1 OFFSET ?', [keep])
-        const extra = edge ? await db.execute('DELETE FROM audit_events WHERE id <= ?', [integer(edge.id)]) : 0
+        const extra = edge
+          ? await db.execute('DELETE FROM audit_events WHERE id <= ?', [integer(edge.id)])
+          : 0
         return old + extra
       },
     }
