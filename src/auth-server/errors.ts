@@ -114,11 +114,6 @@ const REGISTRY = {
     title: 'Bad request',
     description: 'The form could not be read. Start again from your app.',
   },
-  server_error: {
-    status: 500,
-    title: 'Something went wrong',
-    description: 'The sign-in could not be completed. Start again from your app.',
-  },
   console_not_found: { status: 404, title: 'Not found', description: 'There is no console page here.' },
   console_not_admin: {
     status: 403,
@@ -135,6 +130,11 @@ const REGISTRY = {
     title: 'Sign-in failed',
     description:
       'This sign-in did not start in this browser, expired or was already used. Open the console again.',
+  },
+  server_error: {
+    status: 500,
+    title: 'Something went wrong',
+    description: 'The sign-in could not be completed. Start again from your app.',
   },
 } as const satisfies Record<string, AuthServerEntry>
 
