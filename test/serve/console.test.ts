@@ -141,6 +141,9 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       assert.equal(cookie.httpOnly, true)
       assert.equal(cookie.sameSite, 'Strict')
       await page.getByRole('navigation', { name: 'Console pages' }).waitFor()
+      await page.keyboard.press('Tab')
+      assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content')
+      assert.deepEqual(await listGrants(store, { clientId: 'gatehouse-console' }), [], 'no grant kept')
       assert.equal(
         await page.getByText('Vault connections').count(),
         1,
@@ -184,7 +187,9 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       assert.equal(refused.body.error, 'invalid_grant')
 
       await nav(page).getByRole('link', { name: 'Signing keys', exact: true }).click()
-      await page.getByRole('button', { name: 'Rotate the signing key' }).click()
+      // With the keyboard only.
+      await page.getByRole('button', { name: 'Rotate the signing key' }).focus()
+      await page.keyboard.press('Enter')
       await page.getByRole('status').waitFor()
       const after = await store.keys.list()
       assert.equal(after.length, kidsBefore.length + 1)
@@ -222,7 +227,7 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
   test('a forged or stale session cookie: pages send to sign-in, actions are refused, nothing changes', async () => {
     const keys = await store.keys.list()
     for (const forged of [
-      'gatehouse-admin=' + 'A'.repeat(43),
+      `gatehouse-admin=${'A'.repeat(43)}`,
       'gatehouse-admin=../../x',
       'gatehouse-admin=',
     ]) {

@@ -87,6 +87,8 @@ export async function finishSignIn(context: ConsoleContext, req: IncomingMessage
   await code.consume().catch(() => {
     throw new ConsoleRefusal('console_sign_in_failed')
   })
+  // The grant served this sign-in only: no token is ever taken from it, so it is not kept.
+  if (code.grantId) await (await context.provider.Grant.find(code.grantId))?.destroy()
   const user = await context.store.users.findById(code.accountId ?? '')
   if (!context.sessions.isAdmin(user)) {
     await recordAudit(context.store, 'admin.refused', { userId: code.accountId })
