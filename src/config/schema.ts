@@ -294,13 +294,6 @@ const authorizationServer = block({
         'its tokens may carry, each also in the MCP token] }; anything else is refused',
     },
   ),
-  console: block({
-    admins: setting(z.optional(names()), {
-      description:
-        'usernames who may use the admin console at /admin (sign-in at this server; federated: <provider id>:<subject>); none: no console',
-      defaultText: '[] (console off)',
-    }),
-  }),
   scope_grants: setting(
     list(
       block({
@@ -315,6 +308,13 @@ const authorizationServer = block({
         '{ scopes, claim: { name, value, provider } } (an upstream claim, a value or a list containing it)',
     },
   ),
+  console: block({
+    admins: setting(z.optional(names()), {
+      description:
+        'usernames who may use the admin console at /admin (sign-in at this server; federated: <provider id>:<subject>); none: no console',
+      defaultText: '[] (console off)',
+    }),
+  }),
 })
 
 /** Modes the configuration reserves for token exchange and the token vault, refused until they exist. */
