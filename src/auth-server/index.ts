@@ -172,10 +172,11 @@ export async function createAuthorizationServer(
         admins: options.consoleAdmins,
         staticClients: options.clients,
         signingKid,
-        rotateKey: () =>
+        rotateKey: (by) =>
           rotateSigningKey(options.store, options.secret, {
             alg: options.signingAlgorithm,
             minimumKeepSeconds: signedTokenLifetimeSeconds(options.ttl),
+            by,
           }),
       })
     : undefined

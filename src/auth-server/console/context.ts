@@ -28,8 +28,8 @@ export interface ConsoleContext {
   staticClients: readonly ClientMetadata[]
   /** The kid this process signs with. */
   signingKid: string
-  /** The same rotation as `gatehouse keys rotate`. */
-  rotateKey(): Promise<Rotation>
+  /** The same rotation as `gatehouse keys rotate`, by this administrator. */
+  rotateKey(by: string): Promise<Rotation>
 }
 
 /** One request to a console page, after the steps before its handler. */

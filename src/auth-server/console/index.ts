@@ -112,7 +112,7 @@ export interface ConsoleOptions {
   admins: readonly string[]
   staticClients: readonly ClientMetadata[]
   signingKid: string
-  rotateKey(): Promise<Rotation>
+  rotateKey(by: string): Promise<Rotation>
 }
 
 /**

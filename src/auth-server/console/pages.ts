@@ -1,4 +1,3 @@
-import { recordAudit } from '../audit.ts'
 import { listGrants } from '../grants.ts'
 import { html, type SafeHtml } from '../interactions/html.ts'
 import { revokeConsent } from '../interactions/index.ts'
@@ -250,8 +249,7 @@ const revokeGrant: Handler = async (context, exchange) => {
 
 /** POST: the rotation of `gatehouse keys rotate`. */
 const rotateKey: Handler = async (context, exchange) => {
-  const rotation = await context.rotateKey()
-  await recordAudit(context.store, 'key.rotated', { kid: rotation.kid, by: exchange.session.user.id })
+  await context.rotateKey(exchange.session.user.id)
   seeOther(exchange.res, `${context.base}/keys?done=rotated`)
 }
 
