@@ -3,7 +3,8 @@ import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../../storage/store.ts'
 import { html } from '../interactions/html.ts'
-import { InteractionCookie } from '../interactions/security.ts'
+import { formOf } from '../interactions/router.ts'
+import { InteractionCookie, setPageHeaders } from '../interactions/security.ts'
 import type { Rotation } from '../keys.ts'
 import type { AuthServerLogger } from '../options.ts'
 import {
@@ -65,7 +66,7 @@ const action: Step = async (context, exchange) => {
     throw new ConsoleRefusal('console_csrf_invalid')
   const session = await context.sessions.find(req)
   if (!session) throw new ConsoleRefusal('console_csrf_invalid')
-  const form = await formOf(req)
+  const form = await formOf(req, FORM_LIMIT)
   if (!form || !csrfMatches(session, form.get('csrf'))) throw new ConsoleRefusal('console_csrf_invalid')
   exchange.session = session
   exchange.form = form
@@ -175,23 +176,8 @@ function claims(path: string, base: string): boolean {
 }
 
 function setHeaders(res: ServerResponse) {
-  res.setHeader('content-security-policy', CONSOLE_CSP)
-  res.setHeader('cache-control', 'no-store')
-  res.setHeader('x-frame-options', 'DENY')
-  res.setHeader('referrer-policy', 'same-origin')
-  res.setHeader('x-content-type-options', 'nosniff')
+  setPageHeaders(res, CONSOLE_CSP)
+  // The console opens no popup and is opened by none: no other window keeps a handle on it.
   res.setHeader('cross-origin-opener-policy', 'same-origin')
   res.setHeader('cross-origin-resource-policy', 'same-origin')
-}
-
-async function formOf(req: IncomingMessage): Promise<URLSearchParams | undefined> {
-  if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return undefined
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > FORM_LIMIT) return undefined
-    chunks.push(chunk as Buffer)
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
 }

@@ -216,7 +216,7 @@ ${table(
   'The 200 most recent events, newest first (kept 30 days)',
   [
     ['Time', (event) => time(event.at)],
-    ['Event', (event) => html`<code>${event.type}</code>`],
+    ['Event', (event) => html`<code class="nowrap">${event.type}</code>`],
     ['Details', (event) => html`<code>${JSON.stringify(event.data)}</code>`],
   ],
   events,

@@ -42,6 +42,7 @@ button.danger{border-color:#c81e1e;color:#c81e1e}
 .ok{color:#15803d;font-weight:700}.bad{color:#c81e1e;font-weight:700}
 .signout{margin-left:auto}
 ul.plain{margin:0;padding-left:1rem}
+td time,.nowrap{white-space:nowrap}
 code{font-size:.9em}
 `
 
