@@ -10,6 +10,7 @@ import type { Store } from '../../src/storage/store.ts'
 import { CookieJar, register, token } from '../auth-server/harness.ts'
 import { launchBrowser, withContext } from '../support/browser.ts'
 import { asHarness, startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
+import { logCapture } from '../support/gateway-harness.ts'
 import {
   authorizationRequest,
   follow,
@@ -362,6 +363,30 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
     const wrongMethod = await fetch(`${issuer}/admin/keys/rotate`, { headers: { cookie } })
     assert.equal(wrongMethod.status, 405)
   })
+})
+
+test('no admins configured: the console is off, said at start; /admin is nothing, and no console client exists', async () => {
+  const dataDir = await tempDir('console-off')
+  const log = logCapture()
+  const gateway = await startEmbeddedGateway({ dataDir }, {}, log)
+  try {
+    const issuer = new URL(gateway.resource).origin
+    assert.ok(
+      log.lines.some((line) => line.includes('admin console off: no authorization_server.console.admins')),
+    )
+    const page = await fetch(`${issuer}/admin`, { redirect: 'manual' })
+    assert.equal(page.status, 404)
+    assert.equal(page.headers.get('location'), null)
+    assert.equal(gateway.authorizationServer?.auth.console, undefined)
+    const start = await fetch(
+      `${issuer}/authorize?client_id=gatehouse-console&response_type=code&scope=openid&code_challenge=${'a'.repeat(43)}&code_challenge_method=S256&redirect_uri=${encodeURIComponent(`${issuer}/admin/callback`)}`,
+      { redirect: 'manual' },
+    )
+    assert.equal(start.status, 400, 'unknown client')
+  } finally {
+    await gateway.close()
+    await rm(dataDir, { recursive: true, force: true })
+  }
 })
 
 function rawGet(url: string, cookie: string): Promise<{ status: number; text: string }> {
