@@ -118,7 +118,7 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
     assert.ok(location.startsWith(`${issuer}/admin/callback?`), `${back.status} ${location}`)
     const arrived = await fetch(location, { redirect: 'manual', headers: { cookie: jar.header() } })
     jar.store(arrived)
-    return { jar, arrived, html: await arrived.text() }
+    return { jar, arrived, callbackUrl: location, html: await arrived.text() }
   }
 
   async function signInInBrowser(page: Page, username: string) {
@@ -288,6 +288,8 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       post({ origin: 'http://evil.example' }, { ...fields, csrf }),
       post({ origin: issuer, 'sec-fetch-site': 'same-site' }, { ...fields, csrf }),
       post({ origin: issuer, 'content-type': 'text/plain' }, { ...fields, csrf }),
+      post({ origin: issuer }, { ...fields, csrf, padding: 'x'.repeat(8192) }),
+      post({ origin: `${issuer}, ${issuer}` }, { ...fields, csrf }),
     ]
     for (const response of await Promise.all(attempts)) {
       assert.equal(response.status, 403)
@@ -317,6 +319,21 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
     }
     assert.equal((await listGrants(store, { userId: carolId })).length, 1, 'nothing changed')
     assert.equal((await refresh(carolRefresh)).response.status, 200, "carol's refresh token still works")
+  })
+
+  test('the sign-in callback cannot be replayed, nor used without its state cookie', async () => {
+    const { callbackUrl } = await consoleSession('alice')
+    const state = new URL(callbackUrl).searchParams.get('state')
+    // With the state cookie kept (a copied browser), and without it.
+    for (const cookie of [`gatehouse-admin-signin=${state}`, '']) {
+      const replay = await fetch(callbackUrl, { redirect: 'manual', headers: { cookie } })
+      assert.equal(replay.status, 400)
+      assert.match(await replay.text(), /console_sign_in_failed/)
+    }
+    const forged = await fetch(`${issuer}/admin/callback?code=x&state=y&iss=${encodeURIComponent(issuer)}`, {
+      headers: { cookie: 'gatehouse-admin-signin=y' },
+    })
+    assert.equal(forged.status, 400, 'a state that was never issued')
   })
 
   test('route twins under /admin never reach a page; answers are uncached, unframed, script-free', async () => {
