@@ -165,6 +165,13 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
         'authorization_server.scope_grants[0].claim.provider okta is not an identity provider (login.upstream); known: none',
     },
     {
+      name: 'a console without the embedded authorization server',
+      file: { authorization_server: { console: { admins: ['alice'] } } },
+      env: { OAUTH_ISSUER_URL: 'https://idp.example', OAUTH_AUDIENCE: 'https://mcp.example/mcp' },
+      message:
+        'authorization_server.console signs administrators in at the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers, or remove the console',
+    },
+    {
       name: 'scopes given twice',
       file: { authorization_server: { scopes: ['a'] }, transport: { auth: { scopes: ['b'] } } },
       message: 'give the scopes once: authorization_server.scopes or transport.auth.scopes, not both',
