@@ -114,6 +114,23 @@ const REGISTRY = {
     title: 'Bad request',
     description: 'The form could not be read. Start again from your app.',
   },
+  console_not_found: { status: 404, title: 'Not found', description: 'There is no console page here.' },
+  console_not_admin: {
+    status: 403,
+    title: 'Not an administrator',
+    description: 'This account is not an administrator of this server.',
+  },
+  console_csrf_invalid: {
+    status: 403,
+    title: 'Request refused',
+    description: 'This action did not come from a page of this console. Open the console and try again.',
+  },
+  console_sign_in_failed: {
+    status: 400,
+    title: 'Sign-in failed',
+    description:
+      'This sign-in did not start in this browser, expired or was already used. Open the console again.',
+  },
   server_error: {
     status: 500,
     title: 'Something went wrong',

@@ -1,7 +1,9 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import Provider from 'oidc-provider'
+import { recordTokenEvents } from './audit.ts'
 import { providerConfiguration } from './configuration.ts'
+import { type ConsoleHandler, createConsole } from './console/index.ts'
 import { defaultScopeMiddleware } from './default_scope.ts'
 import { devInteractions } from './dev_interactions.ts'
 import { rootPathCookies } from './interactions/security.ts'
@@ -10,6 +12,7 @@ import {
   loadSigningKeys,
   type PrivateJwk,
   retainWhileSigning,
+  rotateSigningKey,
   signedTokenLifetimeSeconds,
 } from './keys.ts'
 import { logoutRedirectMiddleware } from './logout.ts'
@@ -23,12 +26,14 @@ import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exc
 import { UserScopes } from './user_scopes.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
+export { CONSOLE_CLIENT_ID, type ConsoleHandler, type UpstreamHealth } from './console/index.ts'
 export { DEV_USERNAME, devInteractions } from './dev_interactions.ts'
 export {
   AUTH_SERVER_ERRORS,
   AuthServerError,
   type AuthServerErrorCode,
 } from './errors.ts'
+export { type GrantView, listGrants } from './grants.ts'
 export {
   createLocalUser,
   type IdentityProvider,
@@ -86,6 +91,8 @@ export interface AuthorizationServer {
    * to the host. Mount it before the MCP routes on the same origin.
    */
   handle(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>
+  /** The admin console (`<issuer path>/admin`) when administrators are configured; mount it like `handle`. */
+  console: ConsoleHandler | undefined
   close(): Promise<void>
 }
 
@@ -120,6 +127,7 @@ export async function createAuthorizationServer(
       options.logger.warn('authorization server error', { error: error.message })
     }
   })
+  recordTokenEvents(provider, options.store, options.logger)
   provider.use(outage.middleware(ROUTES.token))
   provider.use(rootPathCookies(provider))
   provider.use(rotationScopeMiddleware(ROUTES.token))
@@ -155,6 +163,23 @@ export async function createAuthorizationServer(
       ttl: options.ttl.exchangedToken,
     })
   }
+  const adminConsole = options.consoleAdmins.length
+    ? createConsole({
+        issuer: options.issuer,
+        provider,
+        store: options.store,
+        logger: options.logger,
+        admins: options.consoleAdmins,
+        staticClients: options.clients,
+        signingKid,
+        rotateKey: (by) =>
+          rotateSigningKey(options.store, options.secret, {
+            alg: options.signingAlgorithm,
+            minimumKeepSeconds: signedTokenLifetimeSeconds(options.ttl),
+            by,
+          }),
+      })
+    : undefined
   const stopRetaining = retainWhileSigning(options.store, signingKid, signedTokenLifetimeSeconds(options.ttl))
   return {
     issuer: options.issuer,
@@ -168,6 +193,7 @@ export async function createAuthorizationServer(
       provider.callback(),
       options.allowedOrigins,
     ),
+    console: adminConsole,
     close: async () => stopRetaining(),
   }
 }

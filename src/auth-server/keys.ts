@@ -8,6 +8,7 @@ import {
   randomUUID,
 } from 'node:crypto'
 import type { SigningKey, Store } from '../storage/store.ts'
+import { recordAudit } from './audit.ts'
 import { AuthServerError } from './errors.ts'
 import { resolveTtl } from './options.ts'
 
@@ -146,6 +147,8 @@ export interface RotateOptions {
   minimumKeepSeconds?: number
   /** How long the previous key stays published, raised to `minimumKeepSeconds`. Default 1 day. */
   keepPreviousForSeconds?: number
+  /** The administrator who rotated it in the console, for the audit event. */
+  by?: string
 }
 
 export interface Rotation {
@@ -183,5 +186,11 @@ export async function rotateSigningKey(
   const retireAfter = Date.now() + keep * 1000
   await store.keys.activate(jwk.kid, retireAfter)
   const retired = existing.filter((key) => key.state === 'active').map(({ kid, alg }) => ({ kid, alg }))
+  await recordAudit(store, 'key.rotated', {
+    kid: jwk.kid,
+    alg,
+    retired: retired.map((key) => key.kid),
+    ...(options.by ? { by: options.by } : {}),
+  })
   return { kid: jwk.kid, alg, retired, retireAfter }
 }

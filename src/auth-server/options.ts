@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
+import { CONSOLE_CLIENT_ID, consoleClient } from './console/sign_in.ts'
 import { AuthServerError } from './errors.ts'
 import type { SigningAlgorithm } from './keys.ts'
 import { checkRate, type RateLimit } from './rate_limit.ts'
@@ -160,6 +161,11 @@ export interface AuthorizationServerOptions {
    * a short-lived JWT for a downstream API, with which scopes. Default none: the grant does not exist.
    */
   tokenExchange?: readonly TokenExchangeRule[]
+  /**
+   * The admin console under `<issuer path>/admin` (see `createConsole`): the usernames who may use it. None
+   * (the default): no console, and no console client at the provider.
+   */
+  console?: { admins: readonly string[] }
   logger?: AuthServerLogger
 }
 
@@ -191,6 +197,8 @@ export interface ResolvedOptions {
   /** The issuer's origin and `allowedOrigins`. */
   allowedOrigins: ReadonlySet<string>
   tokenExchange: TokenExchangePolicy
+  /** Empty: the console is off. */
+  consoleAdmins: readonly string[]
   logger: AuthServerLogger
 }
 
@@ -225,6 +233,9 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     })
   }
   const declared = (options.clients ?? []).map((client) => staticClient(client, resources))
+  const consoleAdmins = checkAdmins(options.console?.admins ?? [])
+  if (consoleAdmins.length && declared.some(({ metadata }) => metadata.client_id === CONSOLE_CLIENT_ID))
+    fail(`client_id ${CONSOLE_CLIENT_ID} is the console's own: give the client another id`)
   const tokenExchange = resolveTokenExchange(
     options.tokenExchange ?? [],
     new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
@@ -239,7 +250,11 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     secret: options.secret,
     signingAlgorithm,
     ttl,
-    clients: declared.map(({ metadata }) => withExchangeGrant(metadata, tokenExchange)),
+    clients: [
+      ...declared.map(({ metadata }) => withExchangeGrant(metadata, tokenExchange)),
+      ...(consoleAdmins.length ? [consoleClient(issuer)] : []),
+    ],
+    consoleAdmins,
     declaredClients: new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
     interactions: options.interactions,
     userScopes:
@@ -420,4 +435,10 @@ function machineClientResources(
 const consoleLogger: AuthServerLogger = {
   warn: (message, fields) => console.warn(`[gatehouse auth] ${message}`, fields ?? ''),
   info: () => {},
+}
+
+function checkAdmins(admins: readonly string[]): string[] {
+  if (!Array.isArray(admins) || !admins.every((name) => typeof name === 'string' && name.trim() !== ''))
+    fail('console.admins must be a list of usernames')
+  return [...admins]
 }

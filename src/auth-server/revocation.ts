@@ -1,5 +1,6 @@
 import { interactionPolicy } from 'oidc-provider'
 import type { Store, User } from '../storage/store.ts'
+import { recordAudit } from './audit.ts'
 import { checkNewPassword, hashPassword } from './interactions/passwords.ts'
 
 /**
@@ -8,8 +9,6 @@ import { checkNewPassword, hashPassword } from './interactions/passwords.ts'
  * server that issued it had. The admin commands run without that configuration.
  */
 export const REVOCATION_KEEP_SECONDS = 86_400 + 60
-
-const now = () => Math.floor(Date.now() / 1000)
 
 /**
  * Ends what `userId` granted `clientId` (every client when undefined): its grants, refresh tokens and codes
@@ -32,7 +31,7 @@ export async function revokeClient(store: Store, clientId: string): Promise<numb
   const grants = await store.revokeClient(clientId)
   const consents = await store.consents.revokeClient(clientId)
   await store.revocations.addClient(clientId, REVOCATION_KEEP_SECONDS)
-  await store.audit.append({ at: now(), type: 'client.revoked', data: { clientId, grants, consents } })
+  await recordAudit(store, 'client.revoked', { clientId, grants, consents })
   return grants
 }
 
@@ -78,24 +77,20 @@ export function accountAwarePolicy(): interactionPolicy.Prompt[] {
 export async function disableUser(store: Store, user: User): Promise<void> {
   await store.users.setDisabled(user.id, true)
   const grants = await revokeGrants(store, user.id)
-  await store.audit.append({ at: now(), type: 'user.disabled', data: { userId: user.id, grants } })
+  await recordAudit(store, 'user.disabled', { userId: user.id, grants })
 }
 
 /** Lets a disabled account sign in again; tokens revoked while it was disabled stay revoked. */
 export async function enableUser(store: Store, user: User): Promise<void> {
   await store.users.setDisabled(user.id, false)
-  await store.audit.append({ at: now(), type: 'user.enabled', data: { userId: user.id } })
+  await recordAudit(store, 'user.enabled', { userId: user.id })
 }
 
 /** Deletes an account with its consents, and ends every token it holds. */
 export async function deleteUser(store: Store, user: User): Promise<void> {
   await store.users.delete(user.id)
   const grants = await revokeGrants(store, user.id)
-  await store.audit.append({
-    at: now(),
-    type: 'user.deleted',
-    data: { userId: user.id, username: user.username, grants },
-  })
+  await recordAudit(store, 'user.deleted', { userId: user.id, username: user.username, grants })
 }
 
 /**
@@ -106,5 +101,5 @@ export async function setUserPassword(store: Store, user: User, password: string
   checkNewPassword(password)
   await store.users.setPassword(user.id, await hashPassword(password))
   const grants = await revokeGrants(store, user.id)
-  await store.audit.append({ at: now(), type: 'user.password_set', data: { userId: user.id, grants } })
+  await recordAudit(store, 'user.password_set', { userId: user.id, grants })
 }

@@ -111,6 +111,7 @@ export async function startEmbeddedAuthorizationServer(
       ...(config.dev ? {} : { userScopes: { everyone: options.everyone, grants: config.scopeGrants } }),
       registration: config.registration,
       cimd: config.cimd,
+      console: { admins: config.consoleAdmins },
       proxy: options.proxy,
       allowedOrigins: options.allowedOrigins ?? [],
       logger: options.logger,
@@ -121,6 +122,11 @@ export async function startEmbeddedAuthorizationServer(
         redirect_uri: identityProviderRedirectUri(issuer, provider.id),
       })
     }
+    options.logger.info(
+      auth.console
+        ? `admin console at ${issuer}/admin for ${config.consoleAdmins.length} administrator(s)`
+        : 'admin console off: no authorization_server.console.admins',
+    )
     return {
       auth,
       store,

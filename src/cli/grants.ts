@@ -1,5 +1,4 @@
-import { revokeConsent } from '../auth-server/index.ts'
-import type { Store } from '../storage/store.ts'
+import { listGrants, revokeConsent } from '../auth-server/index.ts'
 import { parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
 import { failWith } from './errors.ts'
 import { isoSeconds, JSON_HELP, JSON_OPTION, printList } from './output.ts'
@@ -25,45 +24,6 @@ Examples:
   gatehouse grants revoke alice 5hKj0Zq1cT0ZxVbE
   gatehouse consents revoke alice 5hKj0Zq1cT0ZxVbE --data-dir /var/lib/gatehouse`
 
-/** One user's authorization of one client: the remembered consent and the live grants under it. */
-interface GrantView {
-  userId: string
-  username: string | undefined
-  clientId: string
-  scopes: string[]
-  consentedAt: number | undefined
-  grants: number
-}
-
-/** The consents and the live grants of every user, by user and client, filtered. */
-async function allGrants(store: Store, filter: { userId?: string; clientId?: string }): Promise<GrantView[]> {
-  const users = await store.users.list()
-  const views = new Map<string, GrantView>()
-  const view = (userId: string, clientId: string) => {
-    const key = JSON.stringify([userId, clientId])
-    const found = views.get(key)
-    if (found) return found
-    const username = users.find((user) => user.id === userId)?.username
-    const created: GrantView = { userId, username, clientId, scopes: [], consentedAt: undefined, grants: 0 }
-    views.set(key, created)
-    return created
-  }
-  for (const user of users) {
-    for (const consent of await store.consents.listByUser(user.id)) {
-      const entry = view(user.id, consent.clientId)
-      entry.scopes = [...new Set(Object.values(consent.resources).flat())].sort()
-      entry.consentedAt = consent.grantedAt
-    }
-  }
-  for (const grant of await store.listOidcRecords('Grant'))
-    view(String(grant.accountId), String(grant.clientId)).grants++
-  return [...views.values()].filter(
-    (entry) =>
-      (filter.userId === undefined || entry.userId === filter.userId) &&
-      (filter.clientId === undefined || entry.clientId === filter.clientId),
-  )
-}
-
 export async function runGrants(argv: string[]): Promise<void> {
   const parsed = parseAdminArgs(argv, HELP, {
     ...JSON_OPTION,
@@ -77,7 +37,7 @@ export async function runGrants(argv: string[]): Promise<void> {
     await withStore(values, async (store) => {
       const userId = values.user === undefined ? undefined : (await existingUser(store, values.user)).id
       printList(
-        await allGrants(store, {
+        await listGrants(store, {
           ...(userId && { userId }),
           ...(values.client && { clientId: values.client }),
         }),

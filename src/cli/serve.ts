@@ -19,7 +19,8 @@ Authorization server:
   --dev signs in the test user "${DEV_USERNAME}". Registered (DCR) and metadata-document clients get
   authorization_code and refresh_token only.
 
-Endpoints: the MCP URL, /.well-known/oauth-protected-resource[/path], /healthz, /readyz, /metrics.
+Endpoints: the MCP URL, /.well-known/oauth-protected-resource[/path], /healthz, /readyz, /metrics, and the
+admin console at /admin when authorization_server.console.admins names administrators (docs/console.md).
 A session belongs to the subject that created it; its id used with another subject's token gets 404.
 All settings, with their defaults: docs/configuration.md.
 

@@ -44,6 +44,8 @@ export interface EmbeddedAuthorizationConfig {
    * `default_tool_scopes`, which every user holds). A tool scope nobody is given is granted to no one.
    */
   scopeGrants: ScopeGrant[]
+  /** `authorization_server.console.admins`: who may use the admin console; empty, it is off. */
+  consoleAdmins: string[]
 }
 
 /** `data_dir`, `storage.url` and `secret` as resolved; development mode has a throwaway store and secret. */
@@ -92,6 +94,7 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
     cimd: switchable(block.cimd),
     clients: block.clients as unknown as StaticClient[],
     tokenExchange: block.token_exchange,
+    consoleAdmins: block.console.admins ?? [],
     scopeGrants: scopeGrants(
       block.scope_grants,
       identityProviders.map((provider) => provider.id),

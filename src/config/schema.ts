@@ -308,6 +308,13 @@ const authorizationServer = block({
         '{ scopes, claim: { name, value, provider } } (an upstream claim, a value or a list containing it)',
     },
   ),
+  console: block({
+    admins: setting(z.optional(names()), {
+      description:
+        'usernames who may use the admin console at /admin (sign-in at this server; federated: <provider id>:<subject>); none: no console',
+      defaultText: '[] (console off)',
+    }),
+  }),
 })
 
 /** The token vault's mode is reserved, refused until it exists. */

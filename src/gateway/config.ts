@@ -129,6 +129,11 @@ export async function loadGatewayConfig(
     fail('--dev runs the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers')
   }
   if (flags.dev) checkDevelopmentBinding(transport.address, publicUrl)
+  if (!embedded && settings.authorization_server.console.admins?.length) {
+    fail(
+      'authorization_server.console signs administrators in at the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers, or remove the console',
+    )
+  }
   return {
     upstream: upstreamFrom(flags, settings, sources.get('upstream') === '--upstream'),
     port: transport.port,

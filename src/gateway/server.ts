@@ -340,6 +340,8 @@ class GatewayHandler {
       // The authorization server owns its paths on this origin (the 2025-03-26 /authorize, /token, /register
       // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
       if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
+      const adminConsole = this.#authorizationServer?.auth.console
+      if (adminConsole && (await adminConsole(req, res, () => this.#ready()))) return
       if (url.pathname === this.#mcpPath) {
         this.#open.add(res)
         res.on('close', () => {
@@ -376,7 +378,7 @@ class GatewayHandler {
     const path = url.pathname
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' })
     if (path === '/readyz') {
-      const ready = !this.#closing && (await this.#upstreamReady())
+      const ready = await this.#ready()
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' })
     }
     if (path === '/metrics') {
@@ -390,6 +392,11 @@ class GatewayHandler {
     const metadata = this.#guard.metadataResponse(guardRequest(req, url))
     if (metadata) return sendWebResponse(res, metadata)
     sendJson(res, 404, { error: 'not_found' })
+  }
+
+  /** `/readyz`'s answer, also the console's upstream health: not shutting down, and the upstream ready. */
+  async #ready(): Promise<boolean> {
+    return !this.#closing && (await this.#upstreamReady())
   }
 
   /**

@@ -125,6 +125,18 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (dialect: 
       `CREATE INDEX users_username_folded ON users (${dialect.foldCase('username')})`,
     ],
   },
+  {
+    // The admin console: audit events pruned by age (an index on `at`), and when each client last got a token.
+    version: 4,
+    statements: (dialect) => [
+      'CREATE INDEX audit_events_at ON audit_events (at)',
+      `CREATE TABLE client_usage (
+        client_key TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        last_used_at ${dialect.integer} NOT NULL
+      )`,
+    ],
+  },
 ]
 
 /** The statements that bring a database at `applied` versions up to date, each followed by its bookkeeping. */

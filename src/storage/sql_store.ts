@@ -4,6 +4,7 @@ import {
   AmbiguousUsernameError,
   type AuditEvent,
   type AuditRecords,
+  type ClientUsageRecords,
   type Consent,
   type ConsentRecords,
   type KeyRecords,
@@ -216,6 +217,7 @@ export class SqlStore implements Store {
   readonly keys: KeyRecords
   readonly audit: AuditRecords
   readonly revocations: RevocationRecords
+  readonly clientUsage: ClientUsageRecords
   readonly #db: SqlDriver
   readonly #now: () => number
   readonly #counters: StoreOptions['counters']
@@ -231,6 +233,7 @@ export class SqlStore implements Store {
     this.keys = this.#keyRecords()
     this.audit = this.#auditRecords()
     this.revocations = this.#revocationRecords()
+    this.clientUsage = this.#clientUsageRecords()
   }
 
   #seconds(): number {
@@ -572,6 +575,33 @@ export class SqlStore implements Store {
           type: String(row.type),
           data: JSON.parse(String(row.data)),
         }))
+      },
+      async prune(before, keep) {
+        const old = await db.execute('DELETE FROM audit_events WHERE at < ?', [before])
+        // The id of the newest event past `keep`, if there are that many: it and every older one go.
+        const [edge] = await db.query('SELECT id FROM audit_events ORDER BY id DESC LIMIT 1 OFFSET ?', [keep])
+        const extra = edge
+          ? await db.execute('DELETE FROM audit_events WHERE id <= ?', [integer(edge.id)])
+          : 0
+        return old + extra
+      },
+    }
+  }
+
+  #clientUsageRecords(): ClientUsageRecords {
+    const db = this.#db
+    return {
+      async touch(clientId, at) {
+        await db.execute(
+          `INSERT INTO client_usage (client_key, client_id, last_used_at) VALUES (?, ?, ?)
+           ON CONFLICT (client_key) DO UPDATE SET last_used_at = excluded.last_used_at
+           WHERE client_usage.last_used_at < excluded.last_used_at`,
+          [lookupKey(clientId), text('client_id', clientId), at],
+        )
+      },
+      async list() {
+        const rows = await db.query('SELECT client_id, last_used_at FROM client_usage', [])
+        return new Map(rows.map((row) => [String(row.client_id), integer(row.last_used_at)]))
       },
     }
   }

@@ -32,6 +32,7 @@ export interface Store {
   readonly keys: KeyRecords
   readonly audit: AuditRecords
   readonly revocations: RevocationRecords
+  readonly clientUsage: ClientUsageRecords
   /**
    * Counts an event in a fixed window and says whether it is still within `limit`; shared by every
    * instance using the store (rate limits on sign-in, registration, CIMD fetches).
@@ -174,4 +175,14 @@ export interface AuditEvent {
 export interface AuditRecords {
   append(event: AuditEvent): Promise<void>
   recent(limit: number): Promise<AuditEvent[]>
+  /** Deletes the events before `before`, then all but the newest `keep`; returns how many went. */
+  prune(before: number, keep: number): Promise<number>
+}
+
+/** When each client last obtained a token: written at most every few minutes per client (the caller throttles). */
+export interface ClientUsageRecords {
+  /** Records a use at `at`; an earlier time never replaces a later one. */
+  touch(clientId: string, at: number): Promise<void>
+  /** The last use of every client that has one, by client_id. */
+  list(): Promise<Map<string, number>>
 }

@@ -141,7 +141,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
-        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, token_exchange, scope_grants',
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, token_exchange, scope_grants, console',
     },
     {
       name: 'an unknown lifetime',
@@ -173,6 +173,13 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       },
       message:
         'authorization_server.scope_grants[0].claim.provider okta is not an identity provider (login.upstream); known: none',
+    },
+    {
+      name: 'a console without the embedded authorization server',
+      file: { authorization_server: { console: { admins: ['alice'] } } },
+      env: { OAUTH_ISSUER_URL: 'https://idp.example', OAUTH_AUDIENCE: 'https://mcp.example/mcp' },
+      message:
+        'authorization_server.console signs administrators in at the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers, or remove the console',
     },
     {
       name: 'scopes given twice',

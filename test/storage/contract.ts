@@ -766,6 +766,43 @@ export function storeContract(harness: StoreHarness): void {
     assert.deepEqual(await store.audit.recent(10), [...events].reverse())
   })
 
+  test('audit: prune deletes the events before a time, then all but the newest ones', async () => {
+    const { store } = await stores(1)
+    const events = Array.from({ length: 8 }, (_, i) => ({ at: 1000 + i, type: 'token.issued', data: { i } }))
+    for (const event of events) await store.audit.append(event)
+    assert.equal(await store.audit.prune(1002, 100), 2)
+    assert.deepEqual(await store.audit.recent(10), events.slice(2).reverse())
+    assert.equal(await store.audit.prune(0, 3), 3)
+    assert.deepEqual(await store.audit.recent(10), events.slice(5).reverse())
+    assert.equal(await store.audit.prune(0, 3), 0, 'nothing past the bound: nothing deleted')
+    await store.audit.append({ at: 2000, type: 'login.failed', data: {} })
+    assert.deepEqual(
+      (await store.audit.recent(10)).map((event) => event.at),
+      [2000, 1007, 1006, 1005],
+      'appending after a prune keeps the order',
+    )
+  })
+
+  test('client usage: touch keeps the latest time per client, shared by every store', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    const cimd = 'https://app.example/client.json?ĉ="x"'
+    await first.clientUsage.touch('dcr-1', 1000)
+    await second.clientUsage.touch('dcr-1', 1500)
+    await first.clientUsage.touch('dcr-1', 1200)
+    await second.clientUsage.touch(cimd, 900)
+    assert.deepEqual(
+      await first.clientUsage.list(),
+      new Map([
+        ['dcr-1', 1500],
+        [cimd, 900],
+      ]),
+    )
+    assert.deepEqual(await second.clientUsage.list(), await first.clientUsage.list())
+  })
+
   test('migrations: reopening keeps the data; concurrent first opens of one location all succeed', async () => {
     const location = await harness.fresh()
     const concurrent = (await Promise.all([location.open(), location.open(), location.open()])).map(track)

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
-import type { OidcAdapter, Store } from '../../storage/store.ts'
+import type { OidcAdapter } from '../../storage/store.ts'
 import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
 import type { InteractionContext } from '../options.ts'
 import type { RateLimit } from '../rate_limit.ts'
@@ -86,9 +86,6 @@ export function redirect(res: ServerResponse, location: string) {
   res.writeHead(303, { location, 'content-length': 0 })
   res.end()
 }
-
-export const audit = (store: Store, type: string, data: Record<string, unknown>) =>
-  store.audit.append({ at: now(), type, data })
 
 /** Only the confirmation of an existing session is asked for, not a new sign-in (max_age, prompt=login…). */
 export const confirming = (details: Details) =>

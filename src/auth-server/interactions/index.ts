@@ -1,11 +1,12 @@
 import type { Store } from '../../storage/store.ts'
+import { recordAudit } from '../audit.ts'
 import { AuthServerError } from '../errors.ts'
 import { ROUTES } from '../mount.ts'
 import type { InteractionsFactory } from '../options.ts'
 import { checkRate, type RateLimit } from '../rate_limit.ts'
 import { revokeGrants } from '../revocation.ts'
 import { SessionBinding } from './binding.ts'
-import { audit, type PagesContext } from './context.ts'
+import type { PagesContext } from './context.ts'
 import {
   checkIdentityProviders,
   type IdentityProvider,
@@ -36,11 +37,18 @@ export interface LoginAndConsentOptions {
 /**
  * Forgets that `userId` approved `clientId`, so the next authorization asks again, and ends the grants made
  * under it (refresh tokens, and access tokens at the gateway). Returns whether there was a consent or a grant.
+ * `by`: the administrator who did it in the console, for the audit event.
  */
-export async function revokeConsent(store: Store, userId: string, clientId: string): Promise<boolean> {
+export async function revokeConsent(
+  store: Store,
+  userId: string,
+  clientId: string,
+  by?: string,
+): Promise<boolean> {
   const consent = await store.consents.revoke(userId, clientId)
   const grants = await revokeGrants(store, userId, clientId)
-  if (consent || grants > 0) await audit(store, 'consent.revoked', { userId, clientId, grants })
+  if (consent || grants > 0)
+    await recordAudit(store, 'consent.revoked', { userId, clientId, grants, ...(by ? { by } : {}) })
   return consent || grants > 0
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto'
 import { normalizeUsername, type Store, type User } from '../../storage/store.ts'
+import { recordAudit } from '../audit.ts'
 import { AuthServerError } from '../errors.ts'
 
 export { normalizeUsername }
@@ -98,10 +99,6 @@ export async function createLocalUser(
     externalId: undefined,
     claims: { preferred_username: name, ...claims },
   })
-  await store.audit.append({
-    at: Math.floor(Date.now() / 1000),
-    type: 'user.created',
-    data: { userId: user.id, username: name },
-  })
+  await recordAudit(store, 'user.created', { userId: user.id, username: name })
   return user
 }

@@ -123,13 +123,14 @@ function match(segments: string[]): [Route, Record<string, string>] | [undefined
   return [undefined, undefined]
 }
 
-async function formOf(req: IncomingMessage): Promise<URLSearchParams | undefined> {
+/** A posted form of at most `limit` bytes, or undefined when it is not form-encoded or is larger. */
+export async function formOf(req: IncomingMessage, limit = FORM_LIMIT): Promise<URLSearchParams | undefined> {
   if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return undefined
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > FORM_LIMIT) return undefined
+    if (size > limit) return undefined
     chunks.push(chunk as Buffer)
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))

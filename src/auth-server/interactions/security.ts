@@ -11,10 +11,15 @@ export { isLoopback as isLoopbackHost } from '../../guard/lib/http.ts'
  * once the last form of the interaction sends the browser back to it.
  */
 export function setSecurityHeaders(res: ServerResponse, formTargets: readonly string[]) {
-  res.setHeader(
-    'content-security-policy',
+  setPageHeaders(
+    res,
     `default-src 'none'; style-src 'unsafe-inline'; form-action 'self'${formTargets.map((t) => ` ${t}`).join('')}; frame-ancestors 'none'; base-uri 'none'`,
   )
+}
+
+/** The headers of every server-rendered page (sign-in, consent, console): `csp`, never framed or cached. */
+export function setPageHeaders(res: ServerResponse, csp: string) {
+  res.setHeader('content-security-policy', csp)
   res.setHeader('x-frame-options', 'DENY')
   res.setHeader('cache-control', 'no-store')
   // same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the page's own form
@@ -86,13 +91,16 @@ export function rootPathCookies(provider: Provider): Middleware {
 export class InteractionCookie {
   readonly name: string
   readonly #secure: boolean
-  constructor(issuer: string, base: string) {
+  readonly #sameSite: 'Lax' | 'Strict'
+  /** `Strict` for a cookie no navigation from another site may carry (the admin console's session). */
+  constructor(issuer: string, base: string, sameSite: 'Lax' | 'Strict' = 'Lax') {
     this.#secure = isHttps(issuer)
     this.name = cookieName(issuer, base)
+    this.#sameSite = sameSite
   }
 
   set(res: ServerResponse, value: string, maxAgeSeconds: number) {
-    const attributes = `Path=/; HttpOnly; SameSite=Lax${this.#secure ? '; Secure' : ''}`
+    const attributes = `Path=/; HttpOnly; SameSite=${this.#sameSite}${this.#secure ? '; Secure' : ''}`
     appendSetCookie(res, `${this.name}=${value}; ${attributes}; Max-Age=${maxAgeSeconds}`)
   }
 

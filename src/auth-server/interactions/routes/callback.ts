@@ -1,4 +1,5 @@
-import { audit, type Exchange, now, PageRefusal, type PagesContext, redirect } from '../context.ts'
+import { recordAudit } from '../../audit.ts'
+import { type Exchange, now, PageRefusal, type PagesContext, redirect } from '../context.ts'
 import { html } from '../html.ts'
 import {
   federatedUser,
@@ -34,7 +35,10 @@ export async function callback(context: PagesContext, { req, res, params }: Exch
   const retry = html`<p><a href="${interactionPath}${pending.uid}">Choose another way to sign in</a></p>`
   const refusal = callbackUrl.searchParams.get('error')
   if (refusal !== null) {
-    await audit(store, 'login.upstream_refused', { provider: idp.provider.id, error: refusal.slice(0, 64) })
+    await recordAudit(store, 'login.upstream_refused', {
+      provider: idp.provider.id,
+      error: refusal.slice(0, 64),
+    })
     throw new PageRefusal('upstream_denied', retry)
   }
   let identity: Awaited<ReturnType<IdentityProviderClient['finish']>>
@@ -45,7 +49,7 @@ export async function callback(context: PagesContext, { req, res, params }: Exch
       provider: idp.provider.id,
       ...describe(error),
     })
-    await audit(store, 'login.upstream_failed', { provider: idp.provider.id })
+    await recordAudit(store, 'login.upstream_failed', { provider: idp.provider.id })
     throw new PageRefusal('upstream_failed', retry)
   }
   const interaction = await provider.Interaction.find(pending.uid)
@@ -56,7 +60,7 @@ export async function callback(context: PagesContext, { req, res, params }: Exch
   if (current?.uid !== pending.uid) throw new PageRefusal('interaction_expired')
   const user = await federatedUser(store, idp.provider.id, identity.issuer, identity.claims)
   await context.userScopes.rememberProviderClaims(user.id, idp.provider.id, identity.claims)
-  await audit(store, 'login.succeeded', { userId: user.id, method: idp.provider.id })
+  await recordAudit(store, 'login.succeeded', { userId: user.id, method: idp.provider.id })
   context.binding.set(res, user.id)
   // The result is written directly (the interaction is the one found by `state`, checked above against
   // this browser's interaction cookie); the provider's resume step still requires the resume cookie.

@@ -1,9 +1,13 @@
-import { audit, type Details, type Interaction, type PagesContext } from '../context.ts'
+import { recordAudit } from '../../audit.ts'
+import type { Details, Interaction, PagesContext } from '../context.ts'
 
 /** POST of the chooser's "Continue": the session's account confirmed for this client. */
 export async function continueAs(context: PagesContext, { req, res, details }: Interaction) {
   const accountId = (details.session as NonNullable<Details['session']>).accountId
-  await audit(context.store, 'login.confirmed', { userId: accountId, clientId: details.params.client_id })
+  await recordAudit(context.store, 'login.confirmed', {
+    userId: accountId,
+    clientId: details.params.client_id,
+  })
   await context.provider.interactionFinished(
     req,
     res,

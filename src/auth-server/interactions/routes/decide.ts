@@ -1,5 +1,6 @@
+import { recordAudit } from '../../audit.ts'
 import { finishConsent, mergeAccess, requestedAccess, splitAccess } from '../consent.ts'
-import { audit, type Details, type Interaction, now, type PagesContext } from '../context.ts'
+import { type Details, type Interaction, now, type PagesContext } from '../context.ts'
 
 /** POST of the consent form: approve (remembered, then the grant) or deny (`access_denied` to the client). */
 export async function decide(context: PagesContext, { req, res, details, form }: Interaction) {
@@ -7,7 +8,7 @@ export async function decide(context: PagesContext, { req, res, details, form }:
   const userId = (details.session as NonNullable<Details['session']>).accountId
   const clientId = details.params.client_id as string
   if (form.get('decision') !== 'approve') {
-    await audit(store, 'consent.denied', { userId, clientId })
+    await recordAudit(store, 'consent.denied', { userId, clientId })
     await provider.interactionFinished(
       req,
       res,
@@ -25,6 +26,6 @@ export async function decide(context: PagesContext, { req, res, details, form }:
     resources: mergeAccess(previous?.resources, granted),
     grantedAt: now(),
   })
-  await audit(store, 'consent.granted', { userId, clientId, resources: granted, notHeld: refused })
+  await recordAudit(store, 'consent.granted', { userId, clientId, resources: granted, notHeld: refused })
   await finishConsent(provider, req, res, details, holds)
 }

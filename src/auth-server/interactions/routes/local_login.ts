@@ -1,5 +1,6 @@
 import { clientAddress } from '../../../guard/lib/http.ts'
-import { audit, type Interaction, PageRefusal, type PagesContext } from '../context.ts'
+import { recordAudit } from '../../audit.ts'
+import { type Interaction, PageRefusal, type PagesContext } from '../context.ts'
 import { loginPage } from '../pages.ts'
 import { decoy, MAX_PASSWORD_LENGTH, normalizeUsername, verifyPassword } from '../passwords.ts'
 
@@ -18,7 +19,7 @@ export async function localLogin(context: PagesContext, { req, res, details, for
     ? await signInBackoff.admit(username, address)
     : { retryAfter: perAddress.windowSeconds }
   if ('retryAfter' in admission) {
-    await audit(store, 'login.rate_limited', { username, address })
+    await recordAudit(store, 'login.rate_limited', { username, address })
     throw new PageRefusal('rate_limited', undefined, admission.retryAfter)
   }
   const user =
@@ -29,10 +30,10 @@ export async function localLogin(context: PagesContext, { req, res, details, for
   const succeeded = user?.passwordHash !== undefined && valid
   await signInBackoff.settle(admission.ticket, succeeded)
   if (!user || !succeeded) {
-    await audit(store, 'login.failed', { username, address })
+    await recordAudit(store, 'login.failed', { username, address })
     return loginPage(context, res, details, 401, 'Wrong username or password.')
   }
-  await audit(store, 'login.succeeded', { userId: user.id, method: 'local' })
+  await recordAudit(store, 'login.succeeded', { userId: user.id, method: 'local' })
   context.binding.set(res, user.id)
   await provider.interactionFinished(
     req,

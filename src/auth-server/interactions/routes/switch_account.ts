@@ -1,5 +1,6 @@
+import { recordAudit } from '../../audit.ts'
 import { ROUTES } from '../../mount.ts'
-import { audit, type Details, type Interaction, type PagesContext, redirect } from '../context.ts'
+import { type Details, type Interaction, type PagesContext, redirect } from '../context.ts'
 
 /**
  * POST of the chooser's "Use another account": ends this browser's session and starts the same authorization
@@ -10,7 +11,7 @@ export async function switchAccount(context: PagesContext, { res, details }: Int
   const session = details.session as NonNullable<Details['session']>
   const existing = session.cookie ? await context.provider.Session.find(session.cookie) : undefined
   await existing?.destroy()
-  await audit(context.store, 'login.switch_account', { userId: session.accountId })
+  await recordAudit(context.store, 'login.switch_account', { userId: session.accountId })
   context.binding.clear(res)
   redirect(res, restartUrl(context.issuer, details.params))
 }
