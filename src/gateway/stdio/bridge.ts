@@ -192,13 +192,12 @@ export class StdioUpstream implements Upstream {
       headers: header,
       status,
       // `tools/list` shows only the tools this caller may call, before the era's own reshaping.
-      rewrite: (answer, method) =>
-        rewrite(
-          method === 'tools/list' && answer.result !== undefined
-            ? { ...answer, result: policy.filterToolsList(answer.result, exchange.principal?.token) }
-            : answer,
-          method,
-        ),
+      rewrite: (answer, method) => {
+        if (method !== 'tools/list' || answer.result === undefined) return rewrite(answer, method)
+        const result = policy.filterToolsList(answer.result, exchange.principal?.token)
+        // Only a list that lost tools is a new message; an unfiltered one keeps the child's bytes.
+        return rewrite(result === answer.result ? answer : { ...answer, result }, method)
+      },
     })
     this.#options.metrics.streams.inc()
     const started = performance.now()

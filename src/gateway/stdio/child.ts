@@ -14,6 +14,7 @@ import {
   rpcError,
 } from '../jsonrpc.ts'
 import type { GatewayMetrics } from '../metrics.ts'
+import { keepRaw, replaceValue } from './raw.ts'
 import type { BridgeSession } from './session.ts'
 import { InternalReceiver, idKey, PostSink, type Receiver } from './sinks.ts'
 
@@ -395,15 +396,21 @@ export class StdioChild {
     try {
       message = JSON.parse(line)
       // `null` or a bare number is JSON too, and reading a field of it would throw in this handler.
-      if (typeof message !== 'object' || message === null) throw new TypeError('not an object')
+      if (typeof message !== 'object' || message === null || Array.isArray(message))
+        throw new TypeError('not an object')
     } catch {
       this.#options.metrics.upstreamErrors.inc({ kind: 'garbage' })
       this.#log.warn({ line: line.slice(0, 200) }, 'the MCP server wrote a line that is not JSON; ignored')
       return
     }
+    keepRaw(message, line)
     if (isResponse(message)) {
       const pending = this.#settle(idKey(message.id as JsonRpcId))
-      if (pending !== undefined) this.#deliver(pending.sink, { ...message, id: pending.clientId })
+      if (pending !== undefined)
+        this.#deliver(
+          pending.sink,
+          replaceValue(message, { ...message, id: pending.clientId }, ['id'], pending.clientId),
+        )
       return
     }
     if (message.method === 'notifications/progress') this.#progress(message)
@@ -423,10 +430,9 @@ export class StdioChild {
     }
     // Progress shows the server is alive: the request's timeout starts again, as the MCP SDK does.
     pending.timer.refresh()
-    this.#deliver(pending.sink, {
-      ...message,
-      params: { ...message.params, progressToken: pending.clientToken },
-    })
+    const path = ['params', 'progressToken']
+    const next = { ...message, params: { ...message.params, progressToken: pending.clientToken } }
+    this.#deliver(pending.sink, replaceValue(message, next, path, pending.clientToken))
   }
 
   #deliver(sink: Receiver, message: JsonRpcMessage): void {

@@ -6,6 +6,7 @@ import { GatewayError } from '../errors.ts'
 import { isRequest, type JsonRpcMessage, PROTOCOL_VERSION_META, RPC, STATELESS_VERSIONS } from '../jsonrpc.ts'
 import type { McpExchange } from '../upstream.ts'
 import { LEGACY_VERSIONS } from './child.ts'
+import { addMembers } from './raw.ts'
 
 const CLIENT_CAPABILITIES_META = 'io.modelcontextprotocol/clientCapabilities'
 
@@ -87,14 +88,24 @@ const CACHEABLE = new Set([
  * lifetime and scope; `private` with no lifetime, as `tools/list` is filtered for each token.
  */
 export function statelessResult(message: JsonRpcMessage, method: string | undefined): JsonRpcMessage {
-  const result = message.result as Record<string, unknown> | undefined
-  if (typeof result !== 'object' || result === null) return message
-  const stamped: Record<string, unknown> = { resultType: 'complete', ...result }
-  if (method !== undefined && CACHEABLE.has(method)) {
-    stamped.ttlMs ??= 0
-    stamped.cacheScope ??= 'private'
-  }
-  return { ...message, result: stamped }
+  const result = message.result
+  if (!isObject(result)) return message
+  const added: Record<string, unknown> = {}
+  if (!('resultType' in result)) added.resultType = 'complete'
+  // A member present as `null` is replaced, not added: a second one would be a duplicate key.
+  let replaced = false
+  if (method !== undefined && CACHEABLE.has(method))
+    for (const [key, value] of [
+      ['ttlMs', 0],
+      ['cacheScope', 'private'],
+    ] as const)
+      if (result[key] == null) {
+        added[key] = value
+        replaced ||= key in result
+      }
+  if (Object.keys(added).length === 0) return message
+  const next = { ...message, result: { ...result, ...added } }
+  return replaced ? next : addMembers(message, next, ['result'], added)
 }
 
 /**

@@ -1,0 +1,28 @@
+/**
+ * A stdio MCP server that writes its lines by hand, in bytes `JSON.stringify` would never produce: a big
+ * integer, `1.0`, escapes (`\/`, `\u00e9`, a surrogate pair), spacing, and a CR as whitespace. Every answer
+ * is `{"jsonrpc": "2.0", "id": <id>, "result": <ODD>}`, the `tools/list` one lists `echo` and `secret`; a
+ * `tools/call` with a progress token sends a progress notification in the same style first.
+ */
+import { createInterface } from 'node:readline'
+
+const ODD = String.raw`{"content": [{"type":"text","text":"\u00e9 \/ \ud83d\ude00"}] ,"n":12345678901234567890,"f":1.0}`
+const TOOLS = `{ "tools": [{"name":"echo","inputSchema":{"type":"object"}},{"name":"secret","inputSchema":{"type":"object"}}], "n": 1.0 }`
+const INIT = `{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}`
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const message = JSON.parse(line) as {
+    id?: unknown
+    method?: string
+    params?: { _meta?: { progressToken?: unknown } }
+  }
+  if (message.id === undefined || message.method === undefined) return
+  const id = JSON.stringify(message.id)
+  const token = message.params?._meta?.progressToken
+  if (token !== undefined)
+    process.stdout.write(
+      `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1.0,"progressToken":${JSON.stringify(token)},"message":"\\u00e9"}}\n`,
+    )
+  const result = message.method === 'initialize' ? INIT : message.method === 'tools/list' ? TOOLS : ODD
+  process.stdout.write(`{"jsonrpc": "2.0",\r "id": ${id}, "result": ${result}}\n`)
+})
