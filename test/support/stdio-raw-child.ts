@@ -2,7 +2,8 @@
  * A stdio MCP server that writes its lines by hand, in bytes `JSON.stringify` would never produce: a big
  * integer, `1.0`, escapes (`\/`, `\u00e9`, a surrogate pair), spacing, and a CR as whitespace. Every answer
  * is `{"jsonrpc": "2.0", "id": <id>, "result": <ODD>}`, the `tools/list` one lists `echo` and `secret`; a
- * `tools/call` with a progress token sends a progress notification in the same style first.
+ * `tools/call` with a progress token sends a progress notification in the same style first. A `tools/call`
+ * of `meta` answers with the `_meta` the request arrived with (`null` for none).
  */
 import { createInterface } from 'node:readline'
 
@@ -14,7 +15,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   const message = JSON.parse(line) as {
     id?: unknown
     method?: string
-    params?: { _meta?: { progressToken?: unknown } }
+    params?: { name?: string; _meta?: { progressToken?: unknown } }
   }
   if (message.id === undefined || message.method === undefined) return
   const id = JSON.stringify(message.id)
@@ -23,6 +24,13 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     process.stdout.write(
       `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1.0,"progressToken":${JSON.stringify(token)},"message":"\\u00e9"}}\n`,
     )
-  const result = message.method === 'initialize' ? INIT : message.method === 'tools/list' ? TOOLS : ODD
+  const result =
+    message.method === 'initialize'
+      ? INIT
+      : message.method === 'tools/list'
+        ? TOOLS
+        : message.params?.name === 'meta'
+          ? JSON.stringify({ content: [], meta: message.params._meta ?? null })
+          : ODD
   process.stdout.write(`{"jsonrpc": "2.0",\r "id": ${id}, "result": ${result}}\n`)
 })

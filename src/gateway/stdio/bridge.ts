@@ -15,6 +15,7 @@ import {
   statelessResult,
   statelessStatus,
 } from './stateless.ts'
+import { withTraceContext } from './trace.ts'
 
 /** How long a child gets to exit after SIGTERM before it is killed. */
 const CHILD_STOP_MS = 2000
@@ -206,7 +207,7 @@ export class StdioUpstream implements Upstream {
       res.on('close', resolve)
     })
     try {
-      await child.forward(session, sink, exchange.messages)
+      await child.forward(session, sink, withTraceContext(exchange.messages, exchange.req.headers))
       await ended
     } finally {
       this.#options.metrics.streams.dec()
