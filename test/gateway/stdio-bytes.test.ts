@@ -34,7 +34,7 @@ const sseData = (text: string): string[] =>
         .join('\n'),
     )
 
-describe('gateway: the stdio bridge relays the child’s bytes', () => {
+describe('gateway: the stdio bridge relays bytes both ways', () => {
   let idp: TestIdp
   let gateway: Gateway
   let admin: Record<string, string>
@@ -151,5 +151,40 @@ describe('gateway: the stdio bridge relays the child’s bytes', () => {
       await list.text(),
       answer('5', `{"resultType":"complete","ttlMs":0,"cacheScope":"private",${TOOLS.slice(1)}`),
     )
+  })
+
+  /** The lines the child read for a POST of `body` (raw text), the ids and tokens the bridge numbers as `<id>`, `<token>`. */
+  async function lineSeen(body: string, headers: Record<string, string> = {}): Promise<string[]> {
+    const response = await postRpc(gateway.resource, body, {
+      ...session,
+      accept: 'application/json',
+      ...headers,
+    })
+    const answers = (await response.json()) as { result: { line: string } } | { result: { line: string } }[]
+    return (Array.isArray(answers) ? answers : [answers]).map((a) =>
+      a.result.line
+        .replace(/"id":\d+/, '"id":<id>')
+        .replace(/"progressToken":\d+/, '"progressToken":<token>'),
+    )
+  }
+
+  it('a client request reaches the child as the client wrote it, line ends dropped, only the id renumbered', async () => {
+    const args = String.raw`{"n":12345678901234567890, "f":1.0,"s":"\u00e9\/"}`
+    const body = `{"jsonrpc":"2.0",\n  "id":"c-1","method":"tools/call",\r\n"params":{"name":"line","arguments":${args}}}`
+    assert.deepEqual(await lineSeen(body), [
+      `{"jsonrpc":"2.0",  "id":<id>,"method":"tools/call","params":{"name":"line","arguments":${args}}}`,
+    ])
+  })
+
+  it('each request of a batch as written; a progress token renumbered and the trace context added in place', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    const first = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"line","arguments":{"x":1.0}}}`
+    const second = `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"_meta":{"progressToken":"t"},"name":"line"}}`
+    const lines = await lineSeen(`[ ${first} ,\n${second}]`, { traceparent })
+    const meta = `"_meta":{"traceparent":"${traceparent}"`
+    assert.deepEqual(lines.sort(), [
+      `{"jsonrpc":"2.0","id":<id>,"method":"tools/call","params":{${meta},"progressToken":<token>},"name":"line"}}`,
+      `{"jsonrpc":"2.0","id":<id>,"method":"tools/call","params":{${meta}},"name":"line","arguments":{"x":1.0}}}`,
+    ])
   })
 })

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { addMembers, keepRaw, replaceValue, textOf, valueSpan } from '../../src/gateway/stdio/raw.ts'
+import {
+  addMembers,
+  keepBodyRaw,
+  keepRaw,
+  replaceValue,
+  textOf,
+  valueSpan,
+} from '../../src/gateway/stdio/raw.ts'
 
 const at = (text: string, path: string[]) => {
   const span = valueSpan(text, path)
@@ -41,5 +48,15 @@ describe('stdio bridge: splicing the child’s bytes', () => {
 
   it('a message the bridge built is serialized', () => {
     assert.equal(textOf({ jsonrpc: '2.0', id: 1, result: {} }), '{"jsonrpc":"2.0","id":1,"result":{}}')
+  })
+
+  it('a batch body: each element’s own text, spacing and line ends around the elements not included', () => {
+    const body = '[ {"id":1,"n":1.0} ,\n\t{"id":"2","s":"]\\"[,"} ]'
+    const messages = JSON.parse(body)
+    keepBodyRaw(messages, Buffer.from(body), true)
+    assert.deepEqual(messages.map(textOf), ['{"id":1,"n":1.0}', '{"id":"2","s":"]\\"[,"}'])
+    const single = { jsonrpc: '2.0', id: 1 }
+    keepBodyRaw([single], Buffer.from('{"jsonrpc":"2.0",\r\n"id":1}'), false)
+    assert.equal(textOf(single), '{"jsonrpc":"2.0","id":1}')
   })
 })

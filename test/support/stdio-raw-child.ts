@@ -3,7 +3,8 @@
  * integer, `1.0`, escapes (`\/`, `\u00e9`, a surrogate pair), spacing, and a CR as whitespace. Every answer
  * is `{"jsonrpc": "2.0", "id": <id>, "result": <ODD>}`, the `tools/list` one lists `echo` and `secret`; a
  * `tools/call` with a progress token sends a progress notification in the same style first. A `tools/call`
- * of `meta` answers with the `_meta` the request arrived with (`null` for none).
+ * of `meta` answers with the `_meta` the request arrived with (`null` for none), of `line` with the line
+ * it read, as a string.
  */
 import { createInterface } from 'node:readline'
 
@@ -31,6 +32,8 @@ createInterface({ input: process.stdin }).on('line', (line) => {
         ? TOOLS
         : message.params?.name === 'meta'
           ? JSON.stringify({ content: [], meta: message.params._meta ?? null })
-          : ODD
+          : message.params?.name === 'line'
+            ? JSON.stringify({ content: [], line })
+            : ODD
   process.stdout.write(`{"jsonrpc": "2.0",\r "id": ${id}, "result": ${result}}\n`)
 })

@@ -6,6 +6,7 @@ import type { SessionRegistry } from '../sessions.ts'
 import { type McpExchange, type Upstream, waitUntil } from '../upstream.ts'
 import { type ChildOptions, commandRunnable, initializeChild, StdioChild } from './child.ts'
 import { EventStream } from './event-stream.ts'
+import { keepBodyRaw } from './raw.ts'
 import { BridgeSession } from './session.ts'
 import { type AnswerRewrite, PostSink } from './sinks.ts'
 import {
@@ -173,6 +174,7 @@ export class StdioUpstream implements Upstream {
     const { res } = exchange
     const { child } = session
     const requests = exchange.messages.filter(isRequest)
+    keepBodyRaw(exchange.messages, exchange.body, exchange.batch)
     if (requests.length === 0) {
       await child.forward(session, undefined, exchange.messages)
       sendStatus(res, 202)

@@ -14,7 +14,7 @@ import {
   rpcError,
 } from '../jsonrpc.ts'
 import type { GatewayMetrics } from '../metrics.ts'
-import { keepRaw, replaceValue } from './raw.ts'
+import { keepRaw, replaceValue, textOf } from './raw.ts'
 import type { BridgeSession } from './session.ts'
 import { InternalReceiver, idKey, PostSink, type Receiver } from './sinks.ts'
 
@@ -75,8 +75,8 @@ function reapOnExit(child: StdioChild): void {
   })
 }
 
-/** One newline-delimited message for a child. */
-const frame = (message: JsonRpcMessage): string => `${JSON.stringify(message)}\n`
+/** One newline-delimited message for a child: the client's bytes where it wrote them (see raw.ts). */
+const frame = (message: JsonRpcMessage): string => `${textOf(message)}\n`
 
 /**
  * A request in flight at the child. The child sees ids and progress tokens the bridge numbers itself, so
@@ -302,13 +302,14 @@ export class StdioChild {
     const same = mine.get(idKey(pending.clientId))
     if (same === undefined) mine.set(idKey(pending.clientId), new Set([pending]))
     else same.add(pending)
-    if (pending.childToken === undefined) return { ...request, id: childId }
+    const renumbered = replaceValue(request, { ...request, id: childId }, ['id'], childId)
+    if (pending.childToken === undefined) return renumbered
     this.#byChildToken.set(pending.childToken, pending)
-    return {
-      ...request,
-      id: childId,
+    const next = {
+      ...renumbered,
       params: { ...request.params, _meta: { ...meta, progressToken: pending.childToken } },
     }
+    return replaceValue(renumbered, next, ['params', '_meta', 'progressToken'], pending.childToken)
   }
 
   /** The client cancelled one of its session's requests: stop waiting, and pass it on under the child's id. */
@@ -322,7 +323,8 @@ export class StdioChild {
     if (pending === undefined) return undefined
     this.#settle(idKey(pending.childId))
     pending.sink.drop(idKey(pending.clientId))
-    return { ...message, params: { ...message.params, requestId: pending.childId } }
+    const next = { ...message, params: { ...message.params, requestId: pending.childId } }
+    return replaceValue(message, next, ['params', 'requestId'], pending.childId)
   }
 
   #write(messages: readonly JsonRpcMessage[]): Promise<void> {

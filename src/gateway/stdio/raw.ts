@@ -1,20 +1,41 @@
 /**
- * The child's messages as it wrote them. What the bridge relays unchanged reaches the client byte for byte
- * (big integers, `1.0`, escapes and spacing included); what it must change (the id and progress token it
- * numbered itself, a filtered `tools/list`, the 2026-07-28 result fields) gets the child's bytes with only
- * that value replaced or those members added. A message the bridge built itself is serialized.
+ * Messages as their sender wrote them, both ways through the bridge. What the bridge relays unchanged
+ * arrives byte for byte (big integers, `1.0`, escapes and spacing included); what it must change (the ids
+ * and progress tokens it numbers itself, a filtered `tools/list`, the 2026-07-28 result fields, the trace
+ * context) gets the sender's bytes with only that value replaced or those members added. A message the
+ * bridge built itself is serialized.
  */
 import type { JsonRpcMessage } from '../jsonrpc.ts'
 
 const RAW = new WeakMap<JsonRpcMessage, string>()
 
+const LINE_ENDS = /[\r\n]/g
+
 /**
- * Keeps `text` (one line the child wrote, which parses to `message`) as the message's bytes. A CR can only
- * be whitespace between tokens in JSON (inside a string it must be escaped), so dropping it changes no
- * value, and an SSE `data:` line must not hold one: a client would read a line end there.
+ * Keeps `text` (valid JSON that parses to `message`) as the message's bytes. CR and LF can only be
+ * whitespace between tokens in JSON (inside a string they must be escaped), so dropping them changes no
+ * value; and neither a line to the child nor an SSE `data:` line may hold one.
  */
 export function keepRaw(message: JsonRpcMessage, text: string): void {
-  RAW.set(message, text.includes('\r') ? text.replaceAll('\r', '') : text)
+  RAW.set(message, text.replace(LINE_ENDS, ''))
+}
+
+/**
+ * Keeps a client's POST body as the bytes of its messages (`messages` parsed from it, in order): the whole
+ * body for one, each element's text for a batch.
+ */
+export function keepBodyRaw(messages: readonly JsonRpcMessage[], body: Buffer, batch: boolean): void {
+  const text = body.toString('utf8')
+  if (!batch) {
+    if (messages[0] !== undefined) keepRaw(messages[0], text)
+    return
+  }
+  let i = skipSpace(text, skipSpace(text, 0) + 1)
+  for (const message of messages) {
+    const end = skipValue(text, i)
+    keepRaw(message, text.slice(i, end))
+    i = skipSpace(text, skipSpace(text, end) + 1)
+  }
 }
 
 /** The bytes to send for `message`: the child's, or its serialization. */

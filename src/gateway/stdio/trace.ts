@@ -6,6 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import { isRequest, type JsonRpcMessage } from '../jsonrpc.ts'
+import { addMembers } from './raw.ts'
 
 /** Version 00 and later: trace id and parent id not all zeros; version ff is invalid (W3C Trace Context §3.2). */
 const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/
@@ -33,10 +34,21 @@ export function withTraceContext(
   if (context === undefined) return messages
   return messages.map((message) => {
     if (!isRequest(message)) return message
-    const params = message.params ?? {}
-    const meta = params._meta ?? {}
+    const { params } = message
+    const meta = params?._meta
+    if (meta === undefined) {
+      const next = { ...message, params: { ...params, _meta: context } }
+      if (params === undefined) return addMembers(message, next, [], { params: { _meta: context } })
+      return addMembers(message, next, ['params'], { _meta: context })
+    }
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta) || 'traceparent' in meta)
       return message
-    return { ...message, params: { ...params, _meta: { ...context, ...meta } } }
+    const added = 'tracestate' in meta ? { traceparent: context.traceparent } : context
+    return addMembers(
+      message,
+      { ...message, params: { ...params, _meta: { ...added, ...meta } } },
+      ['params', '_meta'],
+      added,
+    )
   })
 }
