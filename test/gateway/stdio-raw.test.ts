@@ -55,7 +55,7 @@ describe('stdio bridge: splicing the child’s bytes', () => {
     const messages = JSON.parse(body)
     keepBodyRaw(messages, Buffer.from(body), true)
     assert.deepEqual(messages.map(textOf), ['{"id":1,"n":1.0}', '{"id":"2","s":"]\\"[,"}'])
-    const single = { jsonrpc: '2.0', id: 1 }
+    const single = { jsonrpc: '2.0' as const, id: 1 }
     keepBodyRaw([single], Buffer.from('{"jsonrpc":"2.0",\r\n"id":1}'), false)
     assert.equal(textOf(single), '{"jsonrpc":"2.0","id":1}')
   })
