@@ -4,7 +4,8 @@
  * is `{"jsonrpc": "2.0", "id": <id>, "result": <ODD>}`, the `tools/list` one lists `echo` and `secret`; a
  * `tools/call` with a progress token sends a progress notification in the same style first. A `tools/call`
  * of `meta` answers with the `_meta` the request arrived with (`null` for none), of `line` with the line
- * it read, as a string.
+ * it read, as a string; each call is reported on stderr (`called <name>`). `resources/read` answers the
+ * 2025 revisions' resource-not-found error (-32002).
  */
 import { createInterface } from 'node:readline'
 
@@ -20,6 +21,13 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   }
   if (message.id === undefined || message.method === undefined) return
   const id = JSON.stringify(message.id)
+  if (message.method === 'tools/call') process.stderr.write(`called ${message.params?.name}\n`)
+  if (message.method === 'resources/read') {
+    process.stdout.write(
+      `{"jsonrpc":"2.0","id":${id},"error":{"code": -32002,"message":"Resource not found","data":{"uri":"x:1"}}}\n`,
+    )
+    return
+  }
   const token = message.params?._meta?.progressToken
   if (token !== undefined)
     process.stdout.write(
