@@ -29,89 +29,19 @@ import {
   SubscribeRequestSchema,
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js'
-
-/** A 1×1 PNG and an empty WAV, small valid media for the content scenarios. */
-const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=='
-const WAV = 'UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA='
-const NO_ARGS = { type: 'object', properties: {} } as const
-const text = (value: string) => ({ type: 'text' as const, text: value })
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const TOOLS = [
-  { name: 'test_simple_text', inputSchema: NO_ARGS },
-  { name: 'test_image_content', inputSchema: NO_ARGS },
-  { name: 'test_audio_content', inputSchema: NO_ARGS },
-  { name: 'test_embedded_resource', inputSchema: NO_ARGS },
-  { name: 'test_multiple_content_types', inputSchema: NO_ARGS },
-  { name: 'test_tool_with_logging', inputSchema: NO_ARGS },
-  { name: 'test_tool_with_progress', inputSchema: NO_ARGS },
-  { name: 'test_error_handling', inputSchema: NO_ARGS },
-  { name: 'test_reconnection', inputSchema: NO_ARGS },
-  {
-    name: 'test_sampling',
-    inputSchema: { type: 'object', properties: { prompt: { type: 'string' } }, required: ['prompt'] },
-  },
-  {
-    name: 'test_elicitation',
-    inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
-  },
-  { name: 'test_elicitation_sep1034_defaults', inputSchema: NO_ARGS },
-  { name: 'test_elicitation_sep1330_enums', inputSchema: NO_ARGS },
-  {
-    name: 'json_schema_2020_12_tool',
-    inputSchema: {
-      $schema: 'https://json-schema.org/draft/2020-12/schema',
-      type: 'object',
-      $defs: {
-        address: { type: 'object', properties: { street: { type: 'string' }, city: { type: 'string' } } },
-      },
-      properties: { name: { type: 'string' }, address: { $ref: '#/$defs/address' } },
-      additionalProperties: false,
-    },
-  },
-].map((tool) => ({ ...tool, description: `conformance fixture ${tool.name}` }))
-
-const ELICIT_DEFAULTS = {
-  type: 'object',
-  properties: {
-    name: { type: 'string', default: 'John Doe' },
-    age: { type: 'integer', default: 30 },
-    score: { type: 'number', default: 95.5 },
-    status: { type: 'string', enum: ['active', 'inactive', 'pending'], default: 'active' },
-    verified: { type: 'boolean', default: true },
-  },
-}
-const CHOICES = ['option1', 'option2', 'option3']
-const TITLED = [1, 2, 3].map((n) => ({ const: `value${n}`, title: `Choice ${n}` }))
-const ELICIT_ENUMS = {
-  type: 'object',
-  properties: {
-    untitledSingle: { type: 'string', enum: CHOICES },
-    titledSingle: { type: 'string', oneOf: TITLED },
-    legacyEnum: { type: 'string', enum: ['opt1', 'opt2', 'opt3'], enumNames: ['One', 'Two', 'Three'] },
-    untitledMulti: { type: 'array', minItems: 1, maxItems: 3, items: { type: 'string', enum: CHOICES } },
-    titledMulti: { type: 'array', minItems: 1, maxItems: 3, items: { anyOf: TITLED } },
-  },
-}
-
-const RESOURCES = [
-  { uri: 'test://static-text', name: 'static-text', mimeType: 'text/plain' },
-  { uri: 'test://static-binary', name: 'static-binary', mimeType: 'image/png' },
-  { uri: 'test://watched-resource', name: 'watched-resource', mimeType: 'text/plain' },
-]
-
-const PROMPTS = [
-  { name: 'test_simple_prompt' },
-  {
-    name: 'test_prompt_with_arguments',
-    arguments: [
-      { name: 'arg1', required: true },
-      { name: 'arg2', required: true },
-    ],
-  },
-  { name: 'test_prompt_with_embedded_resource', arguments: [{ name: 'resourceUri', required: true }] },
-  { name: 'test_prompt_with_image' },
-].map((prompt) => ({ ...prompt, description: `conformance fixture ${prompt.name}` }))
+import {
+  ELICIT_DEFAULTS,
+  ELICIT_ENUMS,
+  PROMPTS,
+  pause,
+  plainToolResult,
+  promptResult,
+  RESOURCES,
+  resourceContents,
+  TEMPLATES,
+  TOOLS,
+  text,
+} from './conformance-fixtures.ts'
 
 function buildServer(): Server {
   const server = new Server(
@@ -140,32 +70,6 @@ function buildServer(): Server {
       return { content: [text(`action=${answer.action}, content=${JSON.stringify(answer.content ?? {})}`)] }
     }
     switch (request.params.name) {
-      case 'test_simple_text':
-        return { content: [text('This is a simple text response for testing.')] }
-      case 'test_image_content':
-        return { content: [{ type: 'image', data: PNG, mimeType: 'image/png' }] }
-      case 'test_audio_content':
-        return { content: [{ type: 'audio', data: WAV, mimeType: 'audio/wav' }] }
-      case 'test_embedded_resource':
-        return {
-          content: [
-            {
-              type: 'resource',
-              resource: { uri: 'test://embedded', mimeType: 'text/plain', text: 'embedded' },
-            },
-          ],
-        }
-      case 'test_multiple_content_types':
-        return {
-          content: [
-            text('mixed'),
-            { type: 'image', data: PNG, mimeType: 'image/png' },
-            {
-              type: 'resource',
-              resource: { uri: 'test://mixed', mimeType: 'application/json', text: '{"n":1}' },
-            },
-          ],
-        }
       case 'test_tool_with_logging':
         for (const step of ['started', 'working', 'done']) {
           await extra.sendNotification({
@@ -186,8 +90,6 @@ function buildServer(): Server {
         }
         return { content: [text(String(progressToken))] }
       }
-      case 'test_error_handling':
-        return { isError: true, content: [text('This tool intentionally returns an error for testing')] }
       case 'test_reconnection':
         extra.closeSSEStream?.()
         await pause(100)
@@ -213,32 +115,23 @@ function buildServer(): Server {
         return elicit('defaults', ELICIT_DEFAULTS)
       case 'test_elicitation_sep1330_enums':
         return elicit('enums', ELICIT_ENUMS)
-      case 'json_schema_2020_12_tool':
-        return { content: [text(JSON.stringify(args))] }
-      default:
-        throw new McpError(-32602, `unknown tool ${request.params.name}`)
+      default: {
+        const result = plainToolResult(request.params.name, args)
+        if (result === undefined) throw new McpError(-32602, `unknown tool ${request.params.name}`)
+        return result
+      }
     }
   })
 
   server.setRequestHandler(ListResourcesRequestSchema, () => ({ resources: RESOURCES }))
   server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({
-    resourceTemplates: [
-      { uriTemplate: 'test://template/{id}/data', name: 'template', mimeType: 'application/json' },
-    ],
+    resourceTemplates: TEMPLATES,
   }))
   server.setRequestHandler(ReadResourceRequestSchema, (request) => {
     const { uri } = request.params
-    const template = /^test:\/\/template\/([^/]+)\/data$/.exec(uri)
-    if (template) {
-      const id = template[1]
-      return {
-        contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ id, data: `id ${id}` }) }],
-      }
-    }
-    if (uri === 'test://static-binary') return { contents: [{ uri, mimeType: 'image/png', blob: PNG }] }
-    if (RESOURCES.some((resource) => resource.uri === uri))
-      return { contents: [{ uri, mimeType: 'text/plain', text: `content of ${uri}` }] }
-    throw new McpError(-32002, 'Resource not found', { uri })
+    const contents = resourceContents(uri)
+    if (contents === undefined) throw new McpError(-32002, 'Resource not found', { uri })
+    return contents
   })
   server.setRequestHandler(SubscribeRequestSchema, (request) => {
     void log(`subscribed ${request.params.uri}`)
@@ -251,37 +144,9 @@ function buildServer(): Server {
 
   server.setRequestHandler(ListPromptsRequestSchema, () => ({ prompts: PROMPTS }))
   server.setRequestHandler(GetPromptRequestSchema, (request) => {
-    const args = request.params.arguments ?? {}
-    switch (request.params.name) {
-      case 'test_simple_prompt':
-        return { messages: [{ role: 'user', content: text('This is a simple prompt for testing.') }] }
-      case 'test_prompt_with_arguments':
-        return {
-          messages: [{ role: 'user', content: text(`arg1='${args.arg1}', arg2='${args.arg2}'`) }],
-        }
-      case 'test_prompt_with_embedded_resource':
-        return {
-          messages: [
-            {
-              role: 'user',
-              content: {
-                type: 'resource',
-                resource: { uri: String(args.resourceUri), mimeType: 'text/plain', text: 'embedded' },
-              },
-            },
-            { role: 'user', content: text('Please read the resource above.') },
-          ],
-        }
-      case 'test_prompt_with_image':
-        return {
-          messages: [
-            { role: 'user', content: { type: 'image', data: PNG, mimeType: 'image/png' } },
-            { role: 'user', content: text('Please describe the image above.') },
-          ],
-        }
-      default:
-        throw new McpError(-32602, `unknown prompt ${request.params.name}`)
-    }
+    const result = promptResult(request.params.name, request.params.arguments ?? {})
+    if (result === undefined) throw new McpError(-32602, `unknown prompt ${request.params.name}`)
+    return result
   })
 
   server.setRequestHandler(SetLevelRequestSchema, (request) => {
