@@ -187,4 +187,14 @@ describe('gateway: the stdio bridge relays bytes both ways', () => {
       `{"jsonrpc":"2.0","id":<id>,"method":"tools/call","params":{${meta}},"name":"line","arguments":{"x":1.0}}}`,
     ])
   })
+
+  it('a big integer id and progress token come back with the digits the client wrote', async () => {
+    const body = `{"jsonrpc":"2.0","id":12345678901234567890,"method":"tools/call","params":{"name":"echo","_meta":{"progressToken":98765432109876543210}}}`
+    const response = await postRpc(gateway.resource, body, session)
+    assert.deepEqual(sseData(await response.text()), [
+      '',
+      String.raw`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1.0,"progressToken":98765432109876543210,"message":"\u00e9"}}`,
+      answer('12345678901234567890', ODD),
+    ])
+  })
 })

@@ -14,7 +14,7 @@ import {
   rpcError,
 } from '../jsonrpc.ts'
 import type { GatewayMetrics } from '../metrics.ts'
-import { keepRaw, replaceValue, textOf } from './raw.ts'
+import { keepRaw, rawValue, replaceValue, textOf } from './raw.ts'
 import type { BridgeSession } from './session.ts'
 import { InternalReceiver, idKey, PostSink, type Receiver } from './sinks.ts'
 
@@ -86,6 +86,9 @@ const frame = (message: JsonRpcMessage): string => `${textOf(message)}\n`
 interface Pending {
   childId: number
   clientId: JsonRpcId
+  /** The client's id and progress token as it wrote them, for the answer (`undefined`: serialized). */
+  clientIdText: string | undefined
+  clientTokenText: string | undefined
   /** The session that asked; `undefined` for the bridge's own requests. */
   session: BridgeSession | undefined
   sink: Receiver
@@ -287,6 +290,8 @@ export class StdioChild {
     const pending: Pending = {
       childId,
       clientId: request.id as JsonRpcId,
+      clientIdText: rawValue(request, ['id']),
+      clientTokenText: rawValue(request, ['params', '_meta', 'progressToken']),
       session,
       sink,
       timer: this.#timeout(childId),
@@ -411,7 +416,13 @@ export class StdioChild {
       if (pending !== undefined)
         this.#deliver(
           pending.sink,
-          replaceValue(message, { ...message, id: pending.clientId }, ['id'], pending.clientId),
+          replaceValue(
+            message,
+            { ...message, id: pending.clientId },
+            ['id'],
+            pending.clientId,
+            pending.clientIdText,
+          ),
         )
       return
     }
@@ -434,7 +445,10 @@ export class StdioChild {
     pending.timer.refresh()
     const path = ['params', 'progressToken']
     const next = { ...message, params: { ...message.params, progressToken: pending.clientToken } }
-    this.#deliver(pending.sink, replaceValue(message, next, path, pending.clientToken))
+    this.#deliver(
+      pending.sink,
+      replaceValue(message, next, path, pending.clientToken, pending.clientTokenText),
+    )
   }
 
   #deliver(sink: Receiver, message: JsonRpcMessage): void {

@@ -41,20 +41,29 @@ export function keepBodyRaw(messages: readonly JsonRpcMessage[], body: Buffer, b
 /** The bytes to send for `message`: the child's, or its serialization. */
 export const textOf = (message: JsonRpcMessage): string => RAW.get(message) ?? JSON.stringify(message)
 
+/** The bytes of the value at `path` in `message` as its sender wrote it (a big integer id keeps its digits). */
+export function rawValue(message: JsonRpcMessage, path: readonly string[]): string | undefined {
+  const text = RAW.get(message)
+  const span = text === undefined ? undefined : valueSpan(text, path)
+  return span === undefined ? undefined : text?.slice(...span)
+}
+
 /**
  * `next` (a copy of `message` with the value at `path` set to `value`) gets `message`'s bytes with only that
- * value replaced; without them (or without the member) it stays to be serialized.
+ * value replaced, by `valueText` when given (the value's own bytes); without them (or without the member)
+ * it stays to be serialized.
  */
 export function replaceValue(
   message: JsonRpcMessage,
   next: JsonRpcMessage,
   path: readonly string[],
   value: unknown,
+  valueText = JSON.stringify(value),
 ): JsonRpcMessage {
   const text = RAW.get(message)
   const span = text === undefined ? undefined : valueSpan(text, path)
   if (text !== undefined && span !== undefined)
-    RAW.set(next, text.slice(0, span[0]) + JSON.stringify(value) + text.slice(span[1]))
+    RAW.set(next, text.slice(0, span[0]) + valueText + text.slice(span[1]))
   return next
 }
 
