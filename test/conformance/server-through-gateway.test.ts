@@ -26,6 +26,24 @@ const FIXTURE = new URL('../support/conformance-server.ts', import.meta.url).pat
 const FIXTURE_2026 = new URL('../support/conformance-server-2026.ts', import.meta.url).pathname
 const SUITES = ['active', 'draft'] as const
 type Suite = (typeof SUITES)[number]
+
+/**
+ * Checks known to do worse through the gateway, by run, with the reason; the test fails if one is lost
+ * that is not listed, and if a listed one is no longer lost (the list must shrink with the fixes).
+ */
+const KNOWN_LOSSES: Record<string, Record<string, string>> = {
+  'stdio active': {
+    // The suite counts an SSE answer as proof that the streams work, and only notes a JSON one: the bridge
+    // answers a POST without tools/call in JSON when the client accepts it (SSE is optional there).
+    'server-sse-multiple-streams: server-sse-streams-functional INFO': 'JSON answers, allowed',
+  },
+  'stdio draft': {
+    // The bridge does not serve subscriptions/listen (server/discover does not offer it): the suite skips.
+    'server-stateless: sep-2575-server-sends-subscription-ack SKIPPED': 'no subscriptions/listen',
+    'server-stateless: sep-2575-server-tags-subscription-id SKIPPED': 'no subscriptions/listen',
+    'server-stateless: sep-2575-server-honors-notification-filter SKIPPED': 'no subscriptions/listen',
+  },
+}
 /** Each scenario opens its own session, and some more than one: about 60 for the two suites. */
 const ROOMY_SESSIONS = {
   sessions: {
@@ -96,7 +114,10 @@ describe('MCP conformance suite, server scenarios, through the gateway', () => {
     for (const target of ['http', 'stdio'] as const)
       for (const suite of SUITES) {
         const through = results.get(`${target} ${suite}`) as CheckResults
-        const lost = lostChecks(results.get(`direct ${suite}`) as CheckResults, through)
+        const known = KNOWN_LOSSES[`${target} ${suite}`] ?? {}
+        const lost = lostChecks(results.get(`direct ${suite}`) as CheckResults, through).filter(
+          (line) => !(line in known),
+        )
         for (const scenario of new Set(lost.map((line) => line.split(':')[0] as string))) {
           reruns.push(`${target}: ${scenario}`)
           const dir = join(root, `${target}-${scenario}-again`)
@@ -127,7 +148,17 @@ describe('MCP conformance suite, server scenarios, through the gateway', () => {
           `direct ${JSON.stringify(countChecks(direct))}, ${target} ${JSON.stringify(countChecks(through))}`,
         )
         assert.ok(countChecks(direct).passed > 0, 'the suite ran')
-        assert.deepEqual(lostChecks(direct, through), [])
+        const known = KNOWN_LOSSES[`${target} ${suite}`] ?? {}
+        const lost = lostChecks(direct, through)
+        assert.deepEqual(
+          lost.filter((line) => !(line in known)),
+          [],
+        )
+        assert.deepEqual(
+          Object.keys(known).filter((line) => !lost.includes(line)),
+          [],
+          'no longer lost: remove from KNOWN_LOSSES',
+        )
       })
     }
   }

@@ -147,11 +147,8 @@ export function countChecks(results: CheckResults): { passed: number; failed: nu
   return { passed, failed, scenarios: results.size }
 }
 
-/**
- * Success, a note (INFO: an optional feature not used) and a skip (the suite found the requirement not
- * applicable to what the server advertises) rank alike; then a warning (a SHOULD missed); then a failure.
- */
-const RANK: Record<string, number> = { SUCCESS: 0, INFO: 0, SKIPPED: 0, WARNING: 1 }
+/** Success, then a warning (a SHOULD missed), then anything else (a failure, a note, a skip, no result). */
+const RANK: Record<string, number> = { SUCCESS: 0, WARNING: 1 }
 const rank = (status: string | undefined) => RANK[status ?? ''] ?? 2
 
 /** Every check that did better in `direct` than in `through` (missing there counts), as `scenario: check status`. */
