@@ -403,8 +403,7 @@ export class StdioChild {
     try {
       message = JSON.parse(line)
       // `null` or a bare number is JSON too, and reading a field of it would throw in this handler.
-      if (typeof message !== 'object' || message === null || Array.isArray(message))
-        throw new TypeError('not an object')
+      if (typeof message !== 'object' || message === null) throw new TypeError('not an object')
     } catch {
       this.#options.metrics.upstreamErrors.inc({ kind: 'garbage' })
       this.#log.warn({ line: line.slice(0, 200) }, 'the MCP server wrote a line that is not JSON; ignored')
