@@ -90,8 +90,17 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string | string[]> = {},
 ): void {
+  sendJsonText(res, status, JSON.stringify(body), headers)
+}
+
+/** {@link sendJson} for a body already serialized (relayed as it came). */
+export function sendJsonText(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  headers: Record<string, string | string[]> = {},
+): void {
   if (answered(res)) return
-  const text = JSON.stringify(body)
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),

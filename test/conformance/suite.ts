@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readdir, readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { browse, CookieJar } from '../auth-server/harness.ts'
 
@@ -94,4 +96,69 @@ async function playBrowser(authorizationUrl: string): Promise<void> {
   const callback = response.headers.get('location')
   if (!callback) throw new Error(`the authorization ended without a redirect: ${response.status}`)
   await (await fetch(callback)).arrayBuffer()
+}
+
+/** `scenario -> check key -> status` from the suite's `-o` directory; a key is the check id, `#n` on repeats. */
+export type CheckResults = Map<string, Map<string, string>>
+
+/**
+ * Runs `conformance server` on `url` for one suite (`active` is the default one, `draft` the 2026-07-28
+ * scenarios) or one scenario, and reads each check's status from the result files it writes.
+ */
+export async function runServerSuite(
+  url: string,
+  which: { suite: 'active' | 'draft' } | { scenario: string },
+  outDir: string,
+): Promise<CheckResults> {
+  const selection = 'suite' in which ? ['--suite', which.suite] : ['--scenario', which.scenario]
+  const child = spawn(process.execPath, [CONFORMANCE, 'server', '--url', url, ...selection, '-o', outDir], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  })
+  await once(child, 'exit')
+  const results: CheckResults = new Map()
+  for (const dir of await readdir(outDir)) {
+    // `server-<scenario>-<ISO time with dashes>`
+    const scenario = /^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/.exec(dir)?.[1]
+    if (!scenario) continue
+    const checks = JSON.parse(await readFile(join(outDir, dir, 'checks.json'), 'utf8')) as {
+      id: string
+      status: string
+    }[]
+    const statuses = new Map<string, string>()
+    for (const check of checks) {
+      let key = check.id
+      for (let n = 2; statuses.has(key); n++) key = `${check.id}#${n}`
+      statuses.set(key, check.status)
+    }
+    results.set(scenario, statuses)
+  }
+  return results
+}
+
+/** `passed/failed` checks over every scenario, for the report. */
+export function countChecks(results: CheckResults): { passed: number; failed: number; scenarios: number } {
+  let passed = 0
+  let failed = 0
+  for (const checks of results.values())
+    for (const status of checks.values()) {
+      if (status === 'SUCCESS') passed++
+      else if (status === 'FAILURE') failed++
+    }
+  return { passed, failed, scenarios: results.size }
+}
+
+/** Success, then a warning (a SHOULD missed), then anything else (a failure, a note, a skip, no result). */
+const RANK: Record<string, number> = { SUCCESS: 0, WARNING: 1 }
+const rank = (status: string | undefined) => RANK[status ?? ''] ?? 2
+
+/** Every check that did better in `direct` than in `through` (missing there counts), as `scenario: check status`. */
+export function lostChecks(direct: CheckResults, through: CheckResults): string[] {
+  const lost: string[] = []
+  for (const [scenario, checks] of direct)
+    for (const [key, status] of checks) {
+      const there = through.get(scenario)?.get(key)
+      if (rank(status) < 2 && rank(there) > rank(status))
+        lost.push(`${scenario}: ${key} ${there ?? 'missing'}`)
+    }
+  return lost
 }

@@ -6,6 +6,7 @@ import type { SessionRegistry } from '../sessions.ts'
 import { type McpExchange, type Upstream, waitUntil } from '../upstream.ts'
 import { type ChildOptions, commandRunnable, initializeChild, StdioChild } from './child.ts'
 import { EventStream } from './event-stream.ts'
+import { keepBodyRaw } from './raw.ts'
 import { BridgeSession } from './session.ts'
 import { type AnswerRewrite, PostSink } from './sinks.ts'
 import {
@@ -15,6 +16,7 @@ import {
   statelessResult,
   statelessStatus,
 } from './stateless.ts'
+import { withTraceContext } from './trace.ts'
 
 /** How long a child gets to exit after SIGTERM before it is killed. */
 const CHILD_STOP_MS = 2000
@@ -172,6 +174,7 @@ export class StdioUpstream implements Upstream {
     const { res } = exchange
     const { child } = session
     const requests = exchange.messages.filter(isRequest)
+    keepBodyRaw(exchange.messages, exchange.body, exchange.batch)
     if (requests.length === 0) {
       await child.forward(session, undefined, exchange.messages)
       sendStatus(res, 202)
@@ -192,13 +195,12 @@ export class StdioUpstream implements Upstream {
       headers: header,
       status,
       // `tools/list` shows only the tools this caller may call, before the era's own reshaping.
-      rewrite: (answer, method) =>
-        rewrite(
-          method === 'tools/list' && answer.result !== undefined
-            ? { ...answer, result: policy.filterToolsList(answer.result, exchange.principal?.token) }
-            : answer,
-          method,
-        ),
+      rewrite: (answer, method) => {
+        if (method !== 'tools/list' || answer.result === undefined) return rewrite(answer, method)
+        const result = policy.filterToolsList(answer.result, exchange.principal?.token)
+        // Only a list that lost tools is a new message; an unfiltered one keeps the child's bytes.
+        return rewrite(result === answer.result ? answer : { ...answer, result }, method)
+      },
     })
     this.#options.metrics.streams.inc()
     const started = performance.now()
@@ -207,7 +209,7 @@ export class StdioUpstream implements Upstream {
       res.on('close', resolve)
     })
     try {
-      await child.forward(session, sink, exchange.messages)
+      await child.forward(session, sink, withTraceContext(exchange.messages, exchange.req.headers))
       await ended
     } finally {
       this.#options.metrics.streams.dec()

@@ -14,6 +14,7 @@ import {
   rpcError,
 } from '../jsonrpc.ts'
 import type { GatewayMetrics } from '../metrics.ts'
+import { keepRaw, rawValue, replaceValue, textOf } from './raw.ts'
 import type { BridgeSession } from './session.ts'
 import { InternalReceiver, idKey, PostSink, type Receiver } from './sinks.ts'
 
@@ -74,8 +75,8 @@ function reapOnExit(child: StdioChild): void {
   })
 }
 
-/** One newline-delimited message for a child. */
-const frame = (message: JsonRpcMessage): string => `${JSON.stringify(message)}\n`
+/** One newline-delimited message for a child: the client's bytes where it wrote them (see raw.ts). */
+const frame = (message: JsonRpcMessage): string => `${textOf(message)}\n`
 
 /**
  * A request in flight at the child. The child sees ids and progress tokens the bridge numbers itself, so
@@ -85,6 +86,9 @@ const frame = (message: JsonRpcMessage): string => `${JSON.stringify(message)}\n
 interface Pending {
   childId: number
   clientId: JsonRpcId
+  /** The client's id and progress token as it wrote them, for the answer (`undefined`: serialized). */
+  clientIdText: string | undefined
+  clientTokenText: string | undefined
   /** The session that asked; `undefined` for the bridge's own requests. */
   session: BridgeSession | undefined
   sink: Receiver
@@ -286,6 +290,8 @@ export class StdioChild {
     const pending: Pending = {
       childId,
       clientId: request.id as JsonRpcId,
+      clientIdText: rawValue(request, ['id']),
+      clientTokenText: rawValue(request, ['params', '_meta', 'progressToken']),
       session,
       sink,
       timer: this.#timeout(childId),
@@ -301,13 +307,14 @@ export class StdioChild {
     const same = mine.get(idKey(pending.clientId))
     if (same === undefined) mine.set(idKey(pending.clientId), new Set([pending]))
     else same.add(pending)
-    if (pending.childToken === undefined) return { ...request, id: childId }
+    const renumbered = replaceValue(request, { ...request, id: childId }, ['id'], childId)
+    if (pending.childToken === undefined) return renumbered
     this.#byChildToken.set(pending.childToken, pending)
-    return {
-      ...request,
-      id: childId,
+    const next = {
+      ...renumbered,
       params: { ...request.params, _meta: { ...meta, progressToken: pending.childToken } },
     }
+    return replaceValue(renumbered, next, ['params', '_meta', 'progressToken'], pending.childToken)
   }
 
   /** The client cancelled one of its session's requests: stop waiting, and pass it on under the child's id. */
@@ -321,7 +328,8 @@ export class StdioChild {
     if (pending === undefined) return undefined
     this.#settle(idKey(pending.childId))
     pending.sink.drop(idKey(pending.clientId))
-    return { ...message, params: { ...message.params, requestId: pending.childId } }
+    const next = { ...message, params: { ...message.params, requestId: pending.childId } }
+    return replaceValue(message, next, ['params', 'requestId'], pending.childId)
   }
 
   #write(messages: readonly JsonRpcMessage[]): Promise<void> {
@@ -401,9 +409,20 @@ export class StdioChild {
       this.#log.warn({ line: line.slice(0, 200) }, 'the MCP server wrote a line that is not JSON; ignored')
       return
     }
+    keepRaw(message, line)
     if (isResponse(message)) {
       const pending = this.#settle(idKey(message.id as JsonRpcId))
-      if (pending !== undefined) this.#deliver(pending.sink, { ...message, id: pending.clientId })
+      if (pending !== undefined)
+        this.#deliver(
+          pending.sink,
+          replaceValue(
+            message,
+            { ...message, id: pending.clientId },
+            ['id'],
+            pending.clientId,
+            pending.clientIdText,
+          ),
+        )
       return
     }
     if (message.method === 'notifications/progress') this.#progress(message)
@@ -423,10 +442,12 @@ export class StdioChild {
     }
     // Progress shows the server is alive: the request's timeout starts again, as the MCP SDK does.
     pending.timer.refresh()
-    this.#deliver(pending.sink, {
-      ...message,
-      params: { ...message.params, progressToken: pending.clientToken },
-    })
+    const path = ['params', 'progressToken']
+    const next = { ...message, params: { ...message.params, progressToken: pending.clientToken } }
+    this.#deliver(
+      pending.sink,
+      replaceValue(message, next, path, pending.clientToken, pending.clientTokenText),
+    )
   }
 
   #deliver(sink: Receiver, message: JsonRpcMessage): void {

@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http'
 import { answered } from '../http.ts'
 import type { JsonRpcMessage } from '../jsonrpc.ts'
 import { formatSseEvent } from '../sse.ts'
+import { textOf } from './raw.ts'
 
 /**
  * What the bridge keeps of its SSE streams for `Last-Event-ID` resumption: the newest events of each stream,
@@ -73,7 +74,7 @@ export class EventStream {
     const text = formatSseEvent({
       id: `${this.id}/${this.#seq}`,
       event: 'message',
-      data: JSON.stringify(message),
+      data: textOf(message),
     })
     this.#events.push({ seq: this.#seq, text })
     if (this.#events.length > REPLAY_LIMITS.eventsPerStream) this.#events.shift()

@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http'
-import { sendJson, sendStatus } from '../http.ts'
+import { sendJsonText, sendStatus } from '../http.ts'
 import { isResponse, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc.ts'
 import type { EventStream } from './event-stream.ts'
+import { textOf } from './raw.ts'
 
 /** A JSON-RPC id as a map key: `1` and `"1"` are different requests. */
 export const idKey = (id: JsonRpcId): string => `${typeof id}:${id}`
@@ -93,10 +94,11 @@ export class PostSink implements Receiver {
   #finish(): void {
     if (this.stream) this.stream.finish()
     else if (this.#collected.length === 0) sendStatus(this.#res, 202, this.#headers)
-    else if (this.#batch) sendJson(this.#res, 200, this.#collected, this.#headers)
+    else if (this.#batch)
+      sendJsonText(this.#res, 200, `[${this.#collected.map(textOf).join(',')}]`, this.#headers)
     else {
       const [answer] = this.#collected as [JsonRpcMessage]
-      sendJson(this.#res, this.#status(answer), answer, this.#headers)
+      sendJsonText(this.#res, this.#status(answer), textOf(answer), this.#headers)
     }
     this.onDone()
   }

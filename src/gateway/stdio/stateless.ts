@@ -6,6 +6,7 @@ import { GatewayError } from '../errors.ts'
 import { isRequest, type JsonRpcMessage, PROTOCOL_VERSION_META, RPC, STATELESS_VERSIONS } from '../jsonrpc.ts'
 import type { McpExchange } from '../upstream.ts'
 import { LEGACY_VERSIONS } from './child.ts'
+import { addMembers, replaceValue } from './raw.ts'
 
 const CLIENT_CAPABILITIES_META = 'io.modelcontextprotocol/clientCapabilities'
 
@@ -39,8 +40,17 @@ function missingMetaField(meta: unknown): string | undefined {
   return undefined
 }
 
+/** Methods whose target 2026-07-28 repeats in the `Mcp-Name` header, and the param it copies. */
+const NAMED: Readonly<Record<string, string>> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+}
+
 /**
- * Why a 2026-07-28 request is refused before it reaches the child, if it is: a missing `Mcp-Method` header;
+ * Why a 2026-07-28 request is refused before it reaches the child, if it is: a missing `Mcp-Method` header,
+ * or a missing `Mcp-Name` for a request that names a tool, prompt or resource (the gateway already refused
+ * one that disagrees with the body);
  * a `_meta` without the version or the client capabilities the revision requires on every request; a
  * `_meta` version other than the header's (the gateway already checked that a present `Mcp-Method` matches
  * the body); a method this era does not have here.
@@ -50,6 +60,15 @@ export function statelessRefusal(exchange: McpExchange, version: string): Gatewa
   if (requests.length > 0 && exchange.req.headers['mcp-method'] === undefined)
     return new GatewayError('header_mismatch', { reason: 'the Mcp-Method header is required' })
   for (const m of requests) {
+    const named = NAMED[m.method as string]
+    if (
+      named !== undefined &&
+      m.params?.[named] !== undefined &&
+      exchange.req.headers['mcp-name'] === undefined
+    ) {
+      const reason = `the Mcp-Name header is required for ${m.method}`
+      return new GatewayError('header_mismatch', { reason })
+    }
     const meta: unknown = m.params?._meta
     const missing = missingMetaField(meta)
     if (missing !== undefined) {
@@ -82,19 +101,37 @@ const CACHEABLE = new Set([
   'server/discover',
 ])
 
+/** The 2025 revisions' code for an unknown resource; 2026-07-28 uses invalid params (SEP-2164). */
+const RESOURCE_NOT_FOUND_2025 = -32002
+
 /**
- * A 2025 server's result in 2026-07-28 form: `resultType` is required, and cacheable results need a
- * lifetime and scope; `private` with no lifetime, as `tools/list` is filtered for each token.
+ * A 2025 server's answer in 2026-07-28 form: `resultType` is required, and cacheable results need a
+ * lifetime and scope (`private` with no lifetime, as `tools/list` is filtered for each token); an unknown
+ * resource is an invalid-params error.
  */
 export function statelessResult(message: JsonRpcMessage, method: string | undefined): JsonRpcMessage {
-  const result = message.result as Record<string, unknown> | undefined
-  if (typeof result !== 'object' || result === null) return message
-  const stamped: Record<string, unknown> = { resultType: 'complete', ...result }
-  if (method !== undefined && CACHEABLE.has(method)) {
-    stamped.ttlMs ??= 0
-    stamped.cacheScope ??= 'private'
+  if (method === 'resources/read' && message.error?.code === RESOURCE_NOT_FOUND_2025) {
+    const next = { ...message, error: { ...message.error, code: RPC.invalidParams } }
+    return replaceValue(message, next, ['error', 'code'], RPC.invalidParams)
   }
-  return { ...message, result: stamped }
+  const result = message.result
+  if (!isObject(result)) return message
+  const added: Record<string, unknown> = {}
+  if (!('resultType' in result)) added.resultType = 'complete'
+  // A member present as `null` is replaced, not added: a second one would be a duplicate key.
+  let replaced = false
+  if (method !== undefined && CACHEABLE.has(method))
+    for (const [key, value] of [
+      ['ttlMs', 0],
+      ['cacheScope', 'private'],
+    ] as const)
+      if (result[key] == null) {
+        added[key] = value
+        replaced ||= key in result
+      }
+  if (Object.keys(added).length === 0) return message
+  const next = { ...message, result: { ...result, ...added } }
+  return replaced ? next : addMembers(message, next, ['result'], added)
 }
 
 /**
