@@ -19,7 +19,7 @@ const { values: args } = parseArgs({
 })
 if (args.quick) {
   // Set before the benchmark modules read them.
-  process.env.BENCH_SECONDS ??= '0.2'
+  process.env.BENCH_SECONDS ??= '0.1'
   process.env.BENCH_CONNECTIONS ??= '4'
   process.env.BENCH_MEMORY_TOKENS ??= '500'
 }
