@@ -325,8 +325,9 @@ function stopChild({ process: child }: Child): Promise<void> {
   })
 }
 
+/** A loaded machine (the shared CI box) can take well over 5 s to start server-everything: wait up to 60 s. */
 async function waitForPort(port: number): Promise<void> {
-  for (let attempt = 0; attempt < 100; attempt++) {
+  for (let attempt = 0; attempt < 1200; attempt++) {
     const ok = await fetch(`http://127.0.0.1:${port}/`).then(
       () => true,
       () => false,

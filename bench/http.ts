@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { requestHead } from '../src/guard/adapters/node_http.ts'
 import type { Guard } from '../src/guard/index.ts'
 import { accessTokenClaims, guardFor, startIssuer } from './fixtures.ts'
 import type { LoadConfig, LoadReport } from './load.ts'
@@ -61,7 +62,7 @@ async function startServer(guard: Guard | undefined): Promise<BenchServer> {
     answered++
     req.resume()
     if (!guard) return void res.end(ANSWER)
-    guard.check(toRequest(req)).then(
+    guard.check(requestHead(req, req.url ?? '/')).then(
       (result) => (result.ok ? res.end(ANSWER) : refuse(res, result.response.status)),
       () => refuse(res, 500),
     )
@@ -111,16 +112,4 @@ async function startServer(guard: Guard | undefined): Promise<BenchServer> {
 function refuse(res: ServerResponse, status: number): void {
   res.statusCode = status
   res.end()
-}
-
-/** What an adapter does: the guard's core takes a web-standard Request. */
-function toRequest(req: IncomingMessage): Request {
-  const headers = new Headers()
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    headers.append(req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string)
-  }
-  return new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`, {
-    method: req.method,
-    headers,
-  })
 }

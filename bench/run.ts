@@ -1,161 +1,266 @@
 /**
- * `npm run bench`: token verification, HTTP throughput, the gateway against a direct connection and cache
- * memory, each next to the baselines it is judged against, all measured in this run. BENCH_SECONDS (default 2) sets the measured time per case.
+ * `npm run bench`: token verification, HTTP throughput, the gateway, cache memory and the authorization
+ * server, each next to the baselines it is judged against, all measured in this run (alternated rounds, CPU
+ * time, medians). Prints each figure with its ratio and writes `results/<date>.json`, `.md` and `.svg`.
+ *
+ *   --quick      every section, briefly: proves the benchmarks still run (CI); its figures mean nothing
+ *   --out DIR    where the results go (default bench/results)
+ *
+ * BENCH_SECONDS (default 2) sets the measured time per case.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
-import {
-  benchGateway,
-  benchGatewaySteps,
-  DIRECT_ROUTE,
-  type GatewayCost,
-  type GatewayResult,
-} from './gateway.ts'
-import { benchHttp, connections, type HttpResult } from './http.ts'
-import { benchSeconds } from './measure.ts'
-import { benchMemory, type MemoryResult } from './memory.ts'
-import { benchVerify, RAW_CASE, type VerifyResult } from './verify.ts'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { Target } from './chart.ts'
 
-const RESULTS = new URL('./results/latest.md', import.meta.url)
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, out: { type: 'string' } },
+})
+if (args.quick) {
+  // Set before the benchmark modules read them.
+  process.env.BENCH_SECONDS ??= '0.1'
+  process.env.BENCH_CONNECTIONS ??= '4'
+  process.env.BENCH_MEMORY_TOKENS ??= '500'
+}
+const outDir = resolve(args.out ?? new URL('./results', import.meta.url).pathname)
+
+const { BARE, benchAuthServer } = await import('./auth-server.ts')
+const { benchGateway, benchGatewaySteps, DIRECT_ROUTE } = await import('./gateway.ts')
+const { benchHttp, connections } = await import('./http.ts')
+const { benchSeconds } = await import('./measure.ts')
+const { benchMemory } = await import('./memory.ts')
+const { benchVerify, FAST_JWT_CACHE_CASE, GUARD_COLD_CASE, GUARD_WARM_CASES, RAW_CASE } = await import(
+  './verify.ts'
+)
+const { chart } = await import('./chart.ts')
 
 const progress = (line: string) => process.stderr.write(`… ${line}\n`)
 const started = new Date()
 const loadBefore = loadavg()[0] as number
-const verifyResults = await benchVerify(progress)
-const httpResults = await benchHttp(progress)
-const gatewayResults = await benchGateway(connections, progress)
+
+const verify = await benchVerify(progress)
+const http = await benchHttp(progress)
+const gateway = await benchGateway(connections, progress)
 const gatewaySteps = await benchGatewaySteps(progress)
 progress(`memory: ${process.env.BENCH_MEMORY_TOKENS ?? '100000'} distinct tokens through the cached guard`)
-const memoryResult = await benchMemory()
+const memory = await benchMemory()
+const authServer = await benchAuthServer(progress, {
+  seconds: args.quick ? benchSeconds : benchSeconds * 1.5,
+  rounds: args.quick ? 1 : 3,
+  chains: args.quick ? 1 : 4,
+})
+
+const targets: Target[] = []
+for (const { alg, cases } of verify) {
+  const ops = (name: string) => cases.find((c) => c.name === name)?.measurement.opsPerCpuSecond ?? Number.NaN
+  const raw = ops(RAW_CASE)
+  targets.push({
+    what: `guard cold ${alg}`,
+    figure: ops(GUARD_COLD_CASE),
+    unit: 'ops/CPU-s',
+    baseline: RAW_CASE,
+    ratio: ops(GUARD_COLD_CASE) / raw,
+    goal: { ratio: 0.85, atLeast: true },
+  })
+  const fastJwtCache = ops(FAST_JWT_CACHE_CASE)
+  for (const name of GUARD_WARM_CASES) {
+    targets.push({
+      what: `${name.replace(', cache on (same token)', '')} warm ${alg}`,
+      figure: ops(name),
+      unit: 'ops/CPU-s',
+      baseline: Number.isNaN(fastJwtCache)
+        ? '1,000,000 ops/CPU-s (fast-jwt not installed)'
+        : FAST_JWT_CACHE_CASE,
+      ratio: ops(name) / (Number.isNaN(fastJwtCache) ? 1e6 : fastJwtCache),
+      goal: { ratio: Number.isNaN(fastJwtCache) ? 1 : 3, atLeast: true },
+    })
+  }
+}
+for (const flow of new Set(authServer.map((r) => r.flow))) {
+  const bare = authServer.find((r) => r.flow === flow && r.server === BARE)
+  for (const r of authServer.filter((r) => r.flow === flow && r.server !== BARE)) {
+    targets.push({
+      what: `${r.server}: ${flow}`,
+      figure: r.opsPerCpuSecond,
+      unit: 'ops/CPU-s',
+      baseline: BARE,
+      ratio: r.opsPerCpuSecond / (bare?.opsPerCpuSecond ?? Number.NaN),
+      goal: { ratio: 0.85, atLeast: true },
+    })
+  }
+}
+
+const machine = {
+  node: process.versions.node,
+  openssl: process.versions.openssl,
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model ?? 'unknown CPU',
+  loadBefore,
+  loadAfter: loadavg()[0] as number,
+}
+const results = {
+  startedAt: started.toISOString(),
+  quick: args.quick,
+  benchSeconds,
+  connections,
+  seconds: Math.round((Date.now() - started.getTime()) / 1000),
+  machine,
+  targets,
+  verify,
+  http,
+  gateway,
+  gatewaySteps,
+  memory,
+  authServer,
+}
 
 const report = [
-  `# Gatehouse guard and gateway benchmark, ${started.toISOString()}`,
+  `# Gatehouse benchmark, ${started.toISOString()}${args.quick ? ' (--quick: the figures mean nothing)' : ''}`,
   '',
-  `Node ${process.versions.node}, OpenSSL ${process.versions.openssl}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}. ` +
-    `BENCH_SECONDS=${benchSeconds} (warm-up ${benchSeconds / 4} s), ${connections} HTTP connections. ` +
-    `Load average ${loadBefore.toFixed(2)} at the start, ${(loadavg()[0] as number).toFixed(2)} at the end; ` +
-    `run took ${Math.round((Date.now() - started.getTime()) / 1000)} s.`,
+  `Node ${machine.node}, OpenSSL ${machine.openssl}, ${machine.cpus} × ${machine.cpu}. ` +
+    `BENCH_SECONDS=${benchSeconds}, ${connections} HTTP connections. Load average ${loadBefore.toFixed(2)} at the ` +
+    `start, ${machine.loadAfter.toFixed(2)} at the end; run took ${results.seconds} s. Figures are medians of ` +
+    'alternated rounds, in CPU time.',
+  '',
+  '## Targets',
+  '',
+  table(
+    ['what', 'figure', 'baseline', 'ratio', 'goal', 'met'],
+    targets.map((t) => [
+      t.what,
+      `${integer(t.figure)} ${t.unit}`,
+      t.baseline,
+      `${t.ratio.toFixed(2)}×`,
+      `${t.goal.atLeast ? '≥' : '≤'} ${t.goal.ratio}×`,
+      met(t),
+    ]),
+  ),
   '',
   '## Token verification (one token, sequential)',
   '',
-  verifyTable(verifyResults),
+  table(
+    ['alg (token)', 'measurement', 'ops/s', 'ops/CPU-s', 'CPU µs/op', 'vs raw (CPU)'],
+    verify.flatMap(({ alg, tokenBytes, cases }) => {
+      const raw = cases.find((c) => c.name === RAW_CASE)?.measurement.opsPerCpuSecond ?? Number.NaN
+      return cases.map(({ name, measurement: m }) => [
+        `${alg} (${tokenBytes} B)`,
+        name,
+        integer(m.opsPerSecond),
+        integer(m.opsPerCpuSecond),
+        (1e6 / m.opsPerCpuSecond).toFixed(2),
+        `${(m.opsPerCpuSecond / raw).toFixed(2)}×`,
+      ])
+    }),
+  ),
   '',
   '## HTTP: 44-byte JSON-RPC answer, keep-alive load generator in a child process',
   '',
-  httpTable(httpResults),
+  table(
+    ['server mode', 'req/s', 'p50 ms', 'p99 ms', 'server CPU µs/req', 'vs baseline (CPU)'],
+    http.map(({ mode, load, serverCpuMicros }) => [
+      mode,
+      integer(load.requests / load.seconds),
+      load.p50Ms.toFixed(2),
+      load.p99Ms.toFixed(2),
+      serverCpuMicros.toFixed(1),
+      `${(serverCpuMicros / (http[0]?.serverCpuMicros ?? Number.NaN)).toFixed(2)}×`,
+    ]),
+  ),
   '',
-  '## Gateway: an MCP tools/call straight to the upstream and through `gatehouse serve`, same load generator',
+  '## Gateway: an MCP tools/call straight to the upstream and through the gateway, same load generator',
   '',
-  gatewayTable(gatewayResults),
+  table(
+    [
+      'upstream',
+      'route',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'gateway CPU µs/req',
+      'upstream CPU µs/req',
+      'total vs direct',
+    ],
+    gateway.map(({ upstream, route, load, gatewayCpuMicros, upstreamCpuMicros }) => {
+      const direct = gateway.find((r) => r.upstream === upstream && r.route === DIRECT_ROUTE)
+      const total = gatewayCpuMicros + upstreamCpuMicros
+      const directTotal = direct ? direct.gatewayCpuMicros + direct.upstreamCpuMicros : Number.NaN
+      return [
+        upstream,
+        route,
+        integer(load.requests / load.seconds),
+        load.p50Ms.toFixed(2),
+        load.p99Ms.toFixed(2),
+        gatewayCpuMicros.toFixed(1),
+        upstreamCpuMicros.toFixed(1),
+        direct ? `${(total / directTotal).toFixed(2)}×` : '',
+      ]
+    }),
+  ),
   '',
   '## Gateway steps, timed alone (one token, sequential)',
   '',
-  gatewayStepsTable(gatewaySteps),
+  table(
+    ['step', 'CPU µs/op'],
+    gatewaySteps.map(({ step, cpuMicros }) => [step, cpuMicros.toFixed(1)]),
+  ),
   '',
-  '## Memory: distinct ES256 tokens through one guard with its default cache',
+  `## Memory: distinct tokens through one guard (cacheMaxEntries ${integer(memory.cacheMaxEntries)}), after a full GC`,
   '',
-  memoryTable(memoryResult),
+  table(
+    ['tokens verified', 'RSS MiB', 'heapTotal MiB', 'heapUsed MiB'],
+    memory.snapshots.map(({ verified, rss, heapTotal, heapUsed }) => [
+      integer(verified),
+      mib(rss),
+      mib(heapTotal),
+      mib(heapUsed),
+    ]),
+  ),
+  '',
+  '## Authorization server against bare oidc-provider (server CPU; the client is another process)',
+  '',
+  table(
+    ['flow', 'server', 'ops/s', 'ops/CPU-s', 'CPU µs/op', 'vs bare (CPU)'],
+    authServer.map((r) => {
+      const bare = authServer.find((b) => b.flow === r.flow && b.server === BARE)
+      return [
+        r.flow,
+        r.server,
+        integer(r.opsPerSecond),
+        integer(r.opsPerCpuSecond),
+        r.cpuMicros.toFixed(0),
+        `${(r.opsPerCpuSecond / (bare?.opsPerCpuSecond ?? Number.NaN)).toFixed(2)}×`,
+      ]
+    }),
+  ),
   '',
 ].join('\n')
 
 process.stdout.write(report)
-await mkdir(new URL('.', RESULTS), { recursive: true })
-await writeFile(RESULTS, report)
-progress(`written to ${RESULTS.pathname}`)
+const stem = join(outDir, started.toISOString().slice(0, 10) + (args.quick ? '-quick' : ''))
+await mkdir(outDir, { recursive: true })
+await writeFile(`${stem}.json`, `${JSON.stringify(results, null, 2)}\n`)
+await writeFile(`${stem}.md`, report)
+await writeFile(`${stem}.svg`, chart(targets, started.toISOString()))
+progress(`written to ${stem}.{json,md,svg}`)
+// Keep-alive sockets and child processes of the sections must not hold the run open.
+process.exit(0)
 
-function verifyTable(results: VerifyResult[]): string {
-  const rows = results.flatMap(({ alg, tokenBytes, cases }) => {
-    const raw = cases.find((c) => c.name === RAW_CASE)?.measurement.opsPerCpuSecond ?? NaN
-    return cases.map(({ name, measurement: m }) => [
-      `${alg} (${tokenBytes} B)`,
-      name,
-      integer(m.opsPerSecond),
-      integer(m.opsPerCpuSecond),
-      (1e6 / m.opsPerCpuSecond).toFixed(1),
-      `${Math.round((100 * m.opsPerCpuSecond) / raw)} %`,
-    ])
-  })
-  return table(['alg (token)', 'measurement', 'ops/s', 'ops/CPU-s', 'CPU µs/op', 'vs raw (CPU)'], rows)
-}
-
-function httpTable(results: HttpResult[]): string {
-  const rows = results.map(({ mode, load, serverCpuMicros, serverBusy }) => [
-    mode,
-    integer(load.requests / load.seconds),
-    load.p50Ms.toFixed(2),
-    load.p99Ms.toFixed(2),
-    serverCpuMicros.toFixed(1),
-    `${Math.round(serverBusy * 100)} %`,
-  ])
-  return table(['server mode', 'req/s', 'p50 ms', 'p99 ms', 'server CPU µs/req', 'server busy'], rows)
-}
-
-function gatewayTable(results: GatewayResult[]): string {
-  const rows = results.map(({ upstream, route, load, gatewayCpuMicros, upstreamCpuMicros }) => {
-    const direct = results.find((r) => r.upstream === upstream && r.route === DIRECT_ROUTE)
-    const total = gatewayCpuMicros + upstreamCpuMicros
-    return [
-      upstream,
-      route,
-      integer(load.requests / load.seconds),
-      load.p50Ms.toFixed(2),
-      load.p99Ms.toFixed(2),
-      gatewayCpuMicros.toFixed(1),
-      upstreamCpuMicros.toFixed(1),
-      total.toFixed(1),
-      direct && route !== DIRECT_ROUTE
-        ? `+${(total - direct.gatewayCpuMicros - direct.upstreamCpuMicros).toFixed(1)}`
-        : '',
-    ]
-  })
-  return (
-    'Gateway CPU is this process (the gateway runs in it); upstream CPU is the upstream process, read from ' +
-    '/proc (clock-tick resolution). server-everything over stdio has no direct route: it speaks no HTTP.\n\n' +
-    table(
-      [
-        'upstream',
-        'route',
-        'req/s',
-        'p50 ms',
-        'p99 ms',
-        'gateway CPU µs/req',
-        'upstream CPU µs/req',
-        'total CPU µs/req',
-        'vs direct µs/req',
-      ],
-      rows,
-    )
-  )
-}
-
-function gatewayStepsTable(steps: GatewayCost[]): string {
-  return table(
-    ['step', 'CPU µs/op'],
-    steps.map(({ step, cpuMicros }) => [step, cpuMicros.toFixed(1)]),
-  )
-}
-
-function memoryTable({ cacheMaxEntries, snapshots }: MemoryResult): string {
-  const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1)
-  const rows = snapshots.map(({ verified, rss, heapTotal, heapUsed }) => [
-    integer(verified),
-    mb(rss),
-    mb(heapTotal),
-    mb(heapUsed),
-  ])
-  return `cacheMaxEntries ${integer(cacheMaxEntries)}; readings after a full GC.\n\n${table(
-    ['tokens verified', 'RSS MiB', 'heapTotal MiB', 'heapUsed MiB'],
-    rows,
-  )}`
+function met(t: Target): string {
+  const ok = t.goal.atLeast ? t.ratio >= t.goal.ratio : t.ratio <= t.goal.ratio
+  if (Number.isNaN(t.ratio)) return 'n/a'
+  return ok ? 'met' : `missed by ${Math.abs(t.goal.ratio - t.ratio).toFixed(2)}×`
 }
 
 function table(header: string[], rows: string[][]): string {
-  const align = header.map((_, i) =>
-    i === 0 || (i === 1 && (header[1] === 'measurement' || header[1] === 'route')) ? '---' : '---:',
-  )
+  const align = header.map((_, i) => (i < 2 ? '---' : '---:'))
   return [header, align, ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
 function integer(value: number): string {
-  return Math.round(value).toLocaleString('en-US')
+  return Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : 'n/a'
+}
+
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(1)
 }

@@ -104,6 +104,7 @@ export async function startEmbeddedAuthorizationServer(
       ...(config.refreshReuseIntervalSeconds === undefined
         ? {}
         : { refreshReuseIntervalSeconds: config.refreshReuseIntervalSeconds }),
+      ...(config.tokenRateLimit === undefined ? {} : { tokenRateLimit: config.tokenRateLimit }),
       clients: config.clients,
       tokenExchange: config.tokenExchange,
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),

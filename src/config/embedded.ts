@@ -34,6 +34,8 @@ export interface EmbeddedAuthorizationConfig {
   /** `authorization_server.refresh_reuse_interval`; undefined: the server's default (30 s). */
   refreshReuseIntervalSeconds: number | undefined
   login: LoginAndConsentOptions
+  /** `authorization_server.token_rate_limit`; undefined: the server's default (300 a minute). */
+  tokenRateLimit: RateLimit | undefined
   registration: { enabled?: boolean; rateLimit?: RateLimit }
   cimd: { enabled?: boolean; rateLimit?: RateLimit }
   clients: StaticClient[]
@@ -89,6 +91,7 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
       Object.entries(block.ttl).map(([key, value]) => [TTL_KEYS[key as keyof typeof TTL_KEYS], value]),
     ),
     refreshReuseIntervalSeconds: block.refresh_reuse_interval,
+    tokenRateLimit: rateLimitOf(block.token_rate_limit),
     login: { identityProviders, ...(localAccounts === undefined ? {} : { localAccounts }) },
     registration: switchable(block.registration),
     cimd: switchable(block.cimd),
@@ -155,8 +158,10 @@ function switchable(block: {
 }) {
   return {
     ...(block.enabled === undefined ? {} : { enabled: block.enabled }),
-    ...(block.rate_limit
-      ? { rateLimit: { limit: block.rate_limit.limit, windowSeconds: block.rate_limit.window_seconds } }
-      : {}),
+    ...(block.rate_limit ? { rateLimit: rateLimitOf(block.rate_limit) as RateLimit } : {}),
   }
+}
+
+function rateLimitOf(setting: { limit: number; window_seconds: number } | undefined): RateLimit | undefined {
+  return setting && { limit: setting.limit, windowSeconds: setting.window_seconds }
 }

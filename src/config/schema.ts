@@ -237,6 +237,11 @@ const authorizationServer = block({
       'seconds in which a client may retry a refresh whose answer it lost and get a fresh set instead of losing the grant (0: off)',
     defaultText: '30',
   }),
+  token_rate_limit: rateLimit(
+    300,
+    60,
+    'token requests from one client address (raise it when many users share one address, e.g. behind a NAT)',
+  ),
   login: block({
     local_accounts: setting(z.optional(boolean()), {
       description: 'the username and password form (gatehouse users add <name>)',

@@ -10,20 +10,6 @@ import { type JsonRpcId, type JsonRpcMessage, rpcError } from './jsonrpc.ts'
 export const requestUrl = (req: IncomingMessage, origin: string): URL =>
   new URL(`${origin}${pathOf(req.url ?? '/')}`)
 
-/**
- * A web `Request` carrying the headers of `req`, for the guard. The body is left in `req`; the URL is
- * {@link requestUrl}, so checks such as DPoP's `htu` see what the client addressed.
- */
-export function guardRequest(req: IncomingMessage, url: URL): Request {
-  const headers = new Headers()
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i] as string
-    // HTTP/2 pseudo-headers are not valid Fetch header names.
-    if (!name.startsWith(':')) headers.append(name, req.rawHeaders[i + 1] as string)
-  }
-  return new Request(url, { method: req.method ?? 'GET', headers })
-}
-
 export class BodyTooLarge extends Error {
   override name = 'BodyTooLarge'
 }

@@ -9,11 +9,13 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { AuthorizationServer } from '../auth-server/index.ts'
+import { requestHead } from '../guard/adapters/node_http.ts'
 import {
   createGuard,
   type Guard,
   type GuardOptions,
   type GuardResult,
+  type RequestHead,
   type AuthorizationServerOptions as TrustedServer,
 } from '../guard/index.ts'
 import { clientAddress, isLoopback, LOOPBACK_HOSTNAMES } from '../guard/lib/http.ts'
@@ -24,7 +26,6 @@ import { type CredentialMode, credentialMode } from './credentials/index.ts'
 import { GatewayError } from './errors.ts'
 import {
   BodyTooLarge,
-  guardRequest,
   mediaType,
   readBody,
   requestUrl,
@@ -56,8 +57,8 @@ interface RequestBody {
 interface Admission {
   req: IncomingMessage
   res: ServerResponse
-  /** Its headers and URL as the guard reads them. */
-  request: Request
+  /** Its method, target and credential headers, as the guard reads them: no web `Request` built. */
+  request: RequestHead
   /** Known once a token is verified; `undefined` for anonymous discovery. */
   principal: Principal | undefined
   body: RequestBody
@@ -348,7 +349,7 @@ class GatewayHandler {
           this.#open.delete(res)
           this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) })
         })
-        await this.#mcp(req, res, url)
+        await this.#mcp(req, res)
         return
       }
       await this.#other(req, res, url)
@@ -389,7 +390,7 @@ class GatewayHandler {
     const published = this.#credentials.published.get(path)
     if (published !== undefined)
       return sendJson(res, 200, published, { 'cache-control': 'public, max-age=60' })
-    const metadata = this.#guard.metadataResponse(guardRequest(req, url))
+    const metadata = this.#guard.metadataResponse(requestHead(req, req.url ?? '/'))
     if (metadata) return sendWebResponse(res, metadata)
     sendJson(res, 404, { error: 'not_found' })
   }
@@ -411,7 +412,7 @@ class GatewayHandler {
     return this.#readiness.ready
   }
 
-  async #mcp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET'
     let admission: Admission | undefined
     try {
@@ -429,7 +430,7 @@ class GatewayHandler {
       admission = {
         req,
         res,
-        request: guardRequest(req, url),
+        request: requestHead(req, req.url ?? '/'),
         principal: undefined,
         body: NO_BODY,
         sessionId: undefined,

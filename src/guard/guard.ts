@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { formatChallenge } from './challenge.ts'
 import { discoverAuthorizationServer } from './discovery.ts'
 import { type DpopReplayStore, verifyDpopProof } from './dpop.ts'
@@ -9,10 +8,18 @@ import { RemoteKeySet } from './jwks.ts'
 import { normalizeAudience } from './lib/claims.ts'
 import { looksLikeJws } from './lib/compact.ts'
 import { assertSecureUrl } from './lib/http.ts'
+import {
+  type GuardRequest,
+  hasQueryParameter,
+  headerValue,
+  headOf,
+  normalizedPath,
+  type RequestHead,
+} from './lib/request_head.ts'
 import { ReplayCache, TtlCache } from './lib/ttl_cache.ts'
 import { resourceMetadataDocument, resourceMetadataPaths, resourceMetadataUrl } from './metadata.ts'
 import { type GuardOptions, type ResolvedGuardOptions, resolveGuardOptions } from './options.ts'
-import { missingScopes, stepUpScopes } from './scopes.ts'
+import { expandScopes, missingScopes, stepUpScopes } from './scopes.ts'
 import { type JwtPolicy, type TrustedIssuer, verifyJwtAccessToken } from './verify_jwt.ts'
 
 export type GuardResult =
@@ -35,8 +42,9 @@ const OPAQUE_DETAIL =
  * The resource-server side of MCP authorization. Built by {@link createGuard}, which discovers every
  * trusted authorization server and loads its keys before returning, so a guard that exists can verify.
  *
- * Its core speaks web-standard `Request` and `Response`; the adapters in `adapters/` wrap it for node:http,
- * Express, Hono and the MCP SDK.
+ * It reads a web-standard `Request` or, on Node, a {@link RequestHead} (method, target, header values: no
+ * `Request` built per request), and answers with a web `Response`; the adapters in `adapters/` wrap it for
+ * node:http, Express, Hono and the MCP SDK.
  */
 export class Guard {
   readonly options: ResolvedGuardOptions
@@ -46,9 +54,17 @@ export class Guard {
   readonly resourceMetadataUrl: string
   readonly resourceMetadata: Readonly<Record<string, unknown>>
   readonly #metadataPaths: Set<string>
+  /** The resource's origin: a request's path is read on it, never on its Host header. */
+  readonly #origin: string
   readonly #jwt: JwtPolicy
   readonly #introspection: IntrospectionClient | undefined
+  /**
+   * Verified tokens by {@link cacheKey}; a hit counts only when the whole token matches too. A key of a few
+   * dozen characters is hashed far faster than the token it comes from (a new string on every request).
+   */
   readonly #verified: TtlCache<VerifiedToken>
+  /** Each token's scopes with their implications, expanded once. */
+  readonly #granted = new WeakMap<VerifiedToken, ReadonlySet<string>>()
   readonly #dpopReplay: DpopReplayStore
 
   /** @internal Use {@link createGuard}. */
@@ -61,6 +77,7 @@ export class Guard {
     this.resource = options.resource
     this.resourceMetadataUrl = resourceMetadataUrl(options.resource)
     this.#metadataPaths = resourceMetadataPaths(options.resource)
+    this.#origin = new URL(options.resource).origin
     this.resourceMetadata = Object.freeze(
       resourceMetadataDocument({
         resource: options.resource,
@@ -90,9 +107,11 @@ export class Guard {
    * Checks a request: the token's syntax, signature and claims (or introspection), its DPoP binding, and
    * the scopes. Never throws for bad input: a failure comes back with the challenge response to send.
    */
-  async check(request: Request, options: CheckOptions = {}): Promise<GuardResult> {
-    const result = await this.checkToken(request)
-    return result.ok ? this.checkScopes(request, result.token, options) : result
+  async check(request: GuardRequest, options: CheckOptions = {}): Promise<GuardResult> {
+    const head = headOf(request)
+    const cached = this.#cachedBearer(head)
+    const result = cached ? { ok: true as const, token: cached } : await this.checkToken(head)
+    return result.ok ? this.checkScopes(head, result.token, options) : result
   }
 
   /**
@@ -100,12 +119,15 @@ export class Guard {
    * token is known valid (from a request body it will not read for unknown callers): the token and its
    * DPoP binding, no scopes.
    */
-  async checkToken(request: Request): Promise<GuardResult> {
+  async checkToken(request: GuardRequest): Promise<GuardResult> {
+    const head = headOf(request)
+    const cached = this.#cachedBearer(head)
+    if (cached) return { ok: true, token: cached }
     try {
-      return { ok: true, token: await this.authenticate(request) }
+      return { ok: true, token: await this.#authenticate(head) }
     } catch (error) {
       if (!(error instanceof GuardError)) throw error
-      return this.#reject(error, request)
+      return this.#reject(error, head)
     }
   }
 
@@ -113,14 +135,9 @@ export class Guard {
    * The second half of {@link check}: the guard's `scopes` plus `options.scopes` on a token from
    * {@link checkToken}, refused with the same 403 `insufficient_scope` challenge `check` sends.
    */
-  checkScopes(request: Request, token: VerifiedToken, options: CheckOptions = {}): GuardResult {
+  checkScopes(request: GuardRequest, token: VerifiedToken, options: CheckOptions = {}): GuardResult {
     const required = options.scopes ? [...this.options.scopes, ...options.scopes] : this.options.scopes
-    const missing = missingScopes(
-      token.scopes,
-      required,
-      this.options.scopeMode,
-      this.options.scopeImplications,
-    )
+    const missing = this.#missing(token, required)
     if (missing.length > 0) {
       const error = new GuardError(
         'insufficient_scope',
@@ -128,7 +145,7 @@ export class Guard {
       )
       return this.#reject(
         error,
-        request,
+        headOf(request),
         token,
         stepUpScopes(token.scopes, required, this.options.scopesSupported),
       )
@@ -137,48 +154,90 @@ export class Guard {
   }
 
   /** Authenticates a request and returns the verified token, or throws a {@link GuardError}. No scope checks. */
-  async authenticate(request: Request): Promise<VerifiedToken> {
-    const { scheme, token } = extractToken(request)
-    const verified = await this.verifyToken(token)
-    if (verified.dpopJkt !== undefined || scheme === 'DPoP') await this.#checkDpop(request, scheme, verified)
+  authenticate(request: GuardRequest): Promise<VerifiedToken> {
+    return this.#authenticate(headOf(request))
+  }
+
+  /** Whether the token holds `scopes` under the guard's scope mode and implications, as `check` decides. */
+  allows(token: VerifiedToken, scopes: readonly string[]): boolean {
+    return this.#missing(token, scopes).length === 0
+  }
+
+  /** Verifies a bare access token (JWT or, through introspection, opaque). Results are cached. */
+  async verifyToken(token: string): Promise<VerifiedToken> {
+    return this.#verify(token)
+  }
+
+  /**
+   * The token of a request whose exact Bearer credentials passed every check before and are still cached:
+   * no parsing, no crypto. Only a JWT qualifies (its compact syntax is stricter than the header's token68);
+   * DPoP, a revocation hook and a query string to inspect all take the full path.
+   */
+  #cachedBearer(head: RequestHead): VerifiedToken | undefined {
+    if (this.options.isRevoked || this.options.dpop.required || this.options.cacheSeconds === 0)
+      return undefined
+    const header = head.headers.authorization
+    if (typeof header !== 'string' || !header.startsWith('Bearer ') || head.url.includes('?'))
+      return undefined
+    const token = this.#verified.get(cacheKey(header))
+    return token?.token === header.slice(7) && token.via === 'jwt' && token.dpopJkt === undefined
+      ? token
+      : undefined
+  }
+
+  async #authenticate(head: RequestHead): Promise<VerifiedToken> {
+    const { scheme, token } = extractToken(head)
+    const verified = await this.#verify(token)
+    if (verified.dpopJkt !== undefined || scheme === 'DPoP') await this.#checkDpop(head, scheme, verified)
     else if (this.options.dpop.required)
       throw new GuardError('dpop_binding_mismatch', 'this resource requires DPoP-bound tokens')
     return verified
   }
 
-  /** Whether the token holds `scopes` under the guard's scope mode and implications, as `check` decides. */
-  allows(token: VerifiedToken, scopes: readonly string[]): boolean {
-    return (
-      missingScopes(token.scopes, scopes, this.options.scopeMode, this.options.scopeImplications).length === 0
-    )
-  }
-
-  /** Verifies a bare access token (JWT or, through introspection, opaque). Results are cached by SHA-256. */
-  async verifyToken(token: string): Promise<VerifiedToken> {
-    const { maxTokenBytes } = this.options
+  /** Synchronous for a cached token or a JWT whose key is loaded; throws or rejects with a {@link GuardError}. */
+  #verify(token: string): VerifiedToken | Promise<VerifiedToken> {
+    const { maxTokenBytes, cacheSeconds } = this.options
     if (token.length > maxTokenBytes)
       throw new GuardError('token_too_large', `${token.length} bytes, limit ${maxTokenBytes}`)
     const nowMs = Date.now()
-    const caching = this.options.cacheSeconds > 0
-    const cacheKey = caching ? createHash('sha256').update(token).digest('base64url') : ''
-    const cached = caching ? this.#verified.get(cacheKey, nowMs) : undefined
-    if (cached) return this.#unlessRevoked(cached)
+    const cached = cacheSeconds > 0 ? this.#verified.get(cacheKey(token), nowMs) : undefined
+    if (cached?.token === token) return this.#unlessRevoked(cached)
     const now = Math.floor(nowMs / 1000)
-    const verified = looksLikeJws(token)
-      ? await verifyJwtAccessToken(token, this.#jwt, now)
-      : await this.#introspect(token, now)
-    const until = Math.min(
-      (verified.expiresAt ?? Number.POSITIVE_INFINITY) * 1000,
-      nowMs + this.options.cacheSeconds * 1000,
-    )
-    if (caching) this.#verified.set(cacheKey, verified, until)
-    return this.#unlessRevoked(verified)
+    const remember = (verified: VerifiedToken) => {
+      if (cacheSeconds > 0) {
+        const until = Math.min(
+          (verified.expiresAt ?? Number.POSITIVE_INFINITY) * 1000,
+          nowMs + cacheSeconds * 1000,
+        )
+        this.#verified.set(cacheKey(token), verified, until)
+      }
+      return this.#unlessRevoked(verified)
+    }
+    if (!looksLikeJws(token)) return this.#introspect(token, now).then(remember)
+    const verified = verifyJwtAccessToken(token, this.#jwt, now)
+    return verified instanceof Promise ? verified.then(remember) : remember(verified)
+  }
+
+  #missing(token: VerifiedToken, required: readonly string[]): string[] {
+    if (required.length === 0 || this.options.scopeMode === 'disabled') return []
+    let granted = this.#granted.get(token)
+    if (!granted) {
+      granted = expandScopes(token.scopes, this.options.scopeImplications)
+      this.#granted.set(token, granted)
+    }
+    return missingScopes(granted, required, this.options.scopeMode)
   }
 
   /** The `isRevoked` check runs on every use of a token, cached or not; a failing check refuses (fail closed). */
-  async #unlessRevoked(token: VerifiedToken): Promise<VerifiedToken> {
+  #unlessRevoked(token: VerifiedToken): VerifiedToken | Promise<VerifiedToken> {
     const { isRevoked } = this.options
-    if (!isRevoked) return token
+    return isRevoked ? this.#askRevoked(token, isRevoked) : token
+  }
+
+  async #askRevoked(
+    token: VerifiedToken,
+    isRevoked: (token: VerifiedToken) => boolean | Promise<boolean>,
+  ): Promise<VerifiedToken> {
     let revoked: boolean
     try {
       revoked = await isRevoked(token)
@@ -195,17 +254,19 @@ export class Guard {
   }
 
   /** The PRM response when the request is for one of its paths (with CORS), otherwise `undefined`. */
-  metadataResponse(request: Request): Response | undefined {
-    const { pathname } = new URL(request.url)
-    if (!this.#metadataPaths.has(pathname)) return undefined
+  metadataResponse(request: GuardRequest): Response | undefined {
+    const head = headOf(request)
+    // Every metadata path has "well-known" in it, and URL parsing never creates letters: most requests stop here.
+    if (!head.url.includes('well-known')) return undefined
+    if (!this.#metadataPaths.has(normalizedPath(this.#origin, head.url))) return undefined
     const cors = {
       'access-control-allow-origin': '*',
       'access-control-allow-methods': 'GET, OPTIONS',
       'access-control-allow-headers': 'mcp-protocol-version, accept',
       'access-control-max-age': '86400',
     }
-    if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: cors })
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
+    if (head.method === 'OPTIONS') return new Response(null, { status: 204, headers: cors })
+    if (head.method !== 'GET' && head.method !== 'HEAD') {
       return new Response(null, { status: 405, headers: { ...cors, allow: 'GET, HEAD, OPTIONS' } })
     }
     return Response.json(this.resourceMetadata, {
@@ -217,7 +278,7 @@ export class Guard {
   errorResponse(
     error: GuardError,
     scopes: readonly string[] = this.options.scopes,
-    request?: Request,
+    request?: GuardRequest,
   ): Response {
     const headers = new Headers({
       'content-type': 'application/json',
@@ -226,7 +287,8 @@ export class Guard {
     })
     if (error.status === 401 || error.status === 403) {
       const dpop =
-        error.code.startsWith('dpop_') || request?.headers.get('authorization')?.match(/^dpop /i) != null
+        error.code.startsWith('dpop_') ||
+        (request !== undefined && /^dpop /i.test(headerValue(headOf(request), 'authorization') ?? ''))
       headers.set(
         'www-authenticate',
         formatChallenge({
@@ -247,7 +309,7 @@ export class Guard {
 
   #reject(
     error: GuardError,
-    request: Request,
+    head: RequestHead,
     token?: VerifiedToken,
     scopes?: string[],
   ): GuardResult & { ok: false } {
@@ -256,11 +318,11 @@ export class Guard {
     this.options.logger[level]('request refused', {
       code: error.code,
       detail: error.detail,
-      method: request.method,
-      path: new URL(request.url).pathname,
+      method: head.method,
+      path: normalizedPath(this.#origin, head.url),
       subject: token?.subject,
     })
-    return { ok: false, error, response: this.errorResponse(error, scopes, request) }
+    return { ok: false, error, response: this.errorResponse(error, scopes, head) }
   }
 
   async #introspect(token: string, now: number): Promise<VerifiedToken> {
@@ -268,20 +330,19 @@ export class Guard {
     return introspect(token, this.#introspection, this.#jwt.audiences, now)
   }
 
-  async #checkDpop(request: Request, scheme: string, token: VerifiedToken): Promise<void> {
+  async #checkDpop(head: RequestHead, scheme: string, token: VerifiedToken): Promise<void> {
     if (token.dpopJkt === undefined)
       throw new GuardError('dpop_binding_mismatch', 'an unbound token was sent with the DPoP scheme')
     if (scheme !== 'DPoP')
       throw new GuardError('dpop_binding_mismatch', 'a DPoP-bound token was sent as a Bearer token')
-    const proofs = request.headers.get('dpop')
+    const proofs = headerValue(head, 'dpop')
     if (!proofs || proofs.includes(','))
       throw new GuardError('dpop_proof_invalid', 'exactly one DPoP header is required')
-    const url = new URL(request.url)
     await verifyDpopProof(
       {
         proof: proofs.trim(),
-        method: request.method,
-        url: `${new URL(this.resource).origin}${url.pathname}`,
+        method: head.method,
+        url: `${this.#origin}${normalizedPath(this.#origin, head.url)}`,
         accessToken: token.token,
         jkt: token.dpopJkt,
       },
@@ -297,15 +358,22 @@ export class Guard {
 }
 
 /**
+ * The cache key of a token: its last 32 characters, the end of the signature for a JWT (192 bits an issuer
+ * chose at random or that only its key can produce). Two tokens sharing it only evict each other: a hit is
+ * taken only when the whole token is the cached one.
+ */
+const cacheKey = (token: string): string => token.slice(-32)
+
+/**
  * Reads the token from the one place OAuth 2.1 §5.1 allows for MCP: the Authorization header. A token in
  * the query string is refused outright rather than ignored, so a misbehaving client learns why.
  */
-export function extractToken(request: Request): { scheme: 'Bearer' | 'DPoP'; token: string } {
-  const url = new URL(request.url)
-  if (url.searchParams.has('access_token')) throw new GuardError('token_in_query')
-  const header = request.headers.get('authorization')
-  if (header === null || header.trim() === '') throw new GuardError('token_missing')
-  // Headers joins repeated fields with ", "; a token never contains a comma.
+export function extractToken(request: GuardRequest): { scheme: 'Bearer' | 'DPoP'; token: string } {
+  const head = headOf(request)
+  if (hasQueryParameter(head.url, 'access_token')) throw new GuardError('token_in_query')
+  const header = headerValue(head, 'authorization')
+  if (header === undefined || header.trim() === '') throw new GuardError('token_missing')
+  // Repeated fields are joined with ", ", as Headers does; a token never contains a comma.
   if (header.includes(',')) throw new GuardError('credentials_duplicated', 'several Authorization values')
   const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header)
   if (!match) {

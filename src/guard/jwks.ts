@@ -28,6 +28,8 @@ export interface KeySetOptions {
 export class RemoteKeySet {
   readonly url: URL
   #keys: VerificationKey[] | undefined
+  /** The same keys by `kid`: kids are unique once imported (duplicates are dropped). */
+  #byKid = new Map<string | undefined, VerificationKey>()
   #fetchedAt = 0
   #attemptedAt = Number.NEGATIVE_INFINITY
   #inflight: Promise<void> | undefined
@@ -56,19 +58,27 @@ export class RemoteKeySet {
     return this.#refreshOrThrow()
   }
 
-  async keyFor(kid: string | undefined, alg: JwsAlgorithm): Promise<VerificationKey> {
+  /**
+   * The key for `kid` and `alg` when it is already loaded, without waiting: the path of every token but the
+   * first after a rotation. Keys past their age are refreshed in the background (stale ones keep serving
+   * while the provider is down, and retries stay within the cooldown).
+   */
+  knownKey(kid: string | undefined, alg: JwsAlgorithm): VerificationKey | undefined {
+    if (!this.#keys) return undefined
     const now = Date.now()
-    if (!this.#keys) await this.#refreshOrThrow()
-    else if (
+    if (
       now - this.#fetchedAt > this.#options.cacheMaxAgeMs &&
       now - this.#attemptedAt >= this.#options.cooldownMs
     ) {
-      // While the provider is down, stale keys keep serving and retries stay within the cooldown.
       void this.#refresh()
     }
+    return this.#select(kid, alg)
+  }
 
-    let key = this.#select(kid, alg)
-    if (!key && (this.#inflight || now - this.#attemptedAt >= this.#options.cooldownMs)) {
+  async keyFor(kid: string | undefined, alg: JwsAlgorithm): Promise<VerificationKey> {
+    if (!this.#keys) await this.#refreshOrThrow()
+    let key = this.knownKey(kid, alg)
+    if (!key && (this.#inflight || Date.now() - this.#attemptedAt >= this.#options.cooldownMs)) {
       await this.#refresh()
       key = this.#select(kid, alg)
     }
@@ -84,10 +94,10 @@ export class RemoteKeySet {
   #select(kid: string | undefined, alg: JwsAlgorithm): VerificationKey | undefined {
     const keys = this.#keys ?? []
     // Without a kid, a key is chosen only when there is no choice to make.
-    const candidates = kid === undefined ? (keys.length === 1 ? keys : []) : keys.filter((k) => k.kid === kid)
-    return candidates.find(
-      (k) => keyFitsAlgorithm(alg, k.kty, k.crv) && (k.alg === undefined || k.alg === alg),
-    )
+    const key = kid === undefined ? (keys.length === 1 ? keys[0] : undefined) : this.#byKid.get(kid)
+    return key && keyFitsAlgorithm(alg, key.kty, key.crv) && (key.alg === undefined || key.alg === alg)
+      ? key
+      : undefined
   }
 
   async #refreshOrThrow(): Promise<void> {
@@ -115,6 +125,7 @@ export class RemoteKeySet {
         ? await this.#read(this.#options.source)
         : await fetchJson(this.url, { timeoutMs: this.#options.timeoutMs, maxBytes: this.#options.maxBytes })
       this.#keys = this.#importAll(document)
+      this.#byKid = new Map(this.#keys.map((key) => [key.kid, key]))
       this.#fetchedAt = Date.now()
     } catch (cause) {
       if (!(cause instanceof FetchFailure)) throw cause

@@ -20,15 +20,16 @@ export function expandScopes(granted: readonly string[], implications: ScopeImpl
   return expanded
 }
 
-/** The required scopes that the granted ones do not satisfy; empty when access is allowed. */
+/**
+ * The required scopes that the granted ones (expanded by {@link expandScopes}, which a caller keeps per token)
+ * do not satisfy; empty when access is allowed.
+ */
 export function missingScopes(
-  granted: readonly string[],
+  have: ReadonlySet<string>,
   required: readonly string[],
   mode: ScopeMode,
-  implications: ScopeImplications,
 ): string[] {
   if (mode === 'disabled' || required.length === 0) return []
-  const have = expandScopes(granted, implications)
   const missing = required.filter((scope) => !have.has(scope))
   if (mode === 'require_any' && missing.length < required.length) return []
   return missing

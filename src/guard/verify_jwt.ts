@@ -11,7 +11,8 @@ import {
   checkTimes,
   normalizeAudience,
 } from './lib/claims.ts'
-import { decodeCompactJws } from './lib/compact.ts'
+import { type DecodedJws, decodeCompactJws } from './lib/compact.ts'
+import type { VerificationKey } from './lib/jwk.ts'
 
 export interface TrustedIssuer {
   issuer: string
@@ -43,22 +44,39 @@ const PLAIN_TYPES = new Set(['jwt', 'application/jwt'])
  * Not checked here: scopes (the guard's scope policy does that), DPoP proofs (see `dpop.ts`), revocation
  * (JWT access tokens cannot be revoked before they expire without introspection).
  * `jku`, `x5u`, `x5c` and `jwk` header parameters are ignored: keys come only from the issuer's JWKS.
+ * Synchronous when the issuer's key is already loaded; either way a refusal is a {@link GuardError}, thrown or
+ * rejected.
  */
-export async function verifyJwtAccessToken(
+export function verifyJwtAccessToken(
   token: string,
   policy: JwtPolicy,
   now: number,
-): Promise<VerifiedToken> {
-  const { header, payload, signingInput, signature } = decodeCompactJws(token, policy.maxTokenBytes)
+): VerifiedToken | Promise<VerifiedToken> {
+  const jws = decodeCompactJws(token, policy.maxTokenBytes)
+  const { header, payload } = jws
   const alg = checkHeader(header, policy)
   const trusted = checkIssuer(payload.iss, policy.issuers)
   const plain = checkType(header.typ, trusted)
   const kid = header.kid
   if (kid !== undefined && typeof kid !== 'string')
     throw new GuardError('token_malformed', '"kid" is not a string')
-  const key = await trusted.keys.keyFor(kid, alg)
-  if (!verifySignature(alg, key.key, signingInput, signature)) throw new GuardError('signature_invalid')
+  // Synchronous while the key is known: no promise on the path of nearly every token.
+  const known = trusted.keys.knownKey(kid, alg)
+  const accept = (key: VerificationKey) => acceptSigned(token, jws, alg, key, trusted, plain, policy, now)
+  return known ? accept(known) : trusted.keys.keyFor(kid, alg).then(accept)
+}
 
+function acceptSigned(
+  token: string,
+  { header, payload, signingInput, signature }: DecodedJws,
+  alg: JwsAlgorithm,
+  key: VerificationKey,
+  trusted: TrustedIssuer,
+  plain: boolean,
+  policy: JwtPolicy,
+  now: number,
+): VerifiedToken {
+  if (!verifySignature(alg, key.key, signingInput, signature)) throw new GuardError('signature_invalid')
   const expiresAt = checkTimes(payload, {
     now,
     clockSkewSeconds: policy.clockSkewSeconds,

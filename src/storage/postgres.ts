@@ -76,7 +76,7 @@ class PostgresDriver implements SqlDriver {
       inTransaction(this.#pool, async (client) => {
         for (const { sql, params, orFail } of statements) {
           const result = await client.query(numbered(sql), params)
-          if (result.rowCount === 0 && orFail) throw orFail
+          if (result.rowCount === 0 && orFail) throw orFail()
         }
       }),
     )

@@ -25,8 +25,11 @@ export type Row = Record<string, unknown>
 export interface SqlStatement {
   sql: string
   params: SqlValue[]
-  /** When the statement changes no row, the transaction is rolled back and this error thrown. */
-  orFail?: Error
+  /**
+   * When the statement changes no row, the transaction is rolled back and this error thrown. Made only then:
+   * an Error captures its stack when built, which cost every consume (each code and refresh) a few µs.
+   */
+  orFail?: () => Error
 }
 
 /** What the store needs from a database: SQL with `?` placeholders, run by SQLite or PostgreSQL. */
@@ -184,7 +187,7 @@ function consumeStatement(model: string, id: string, now: number): SqlStatement 
     sql: `UPDATE oidc_records SET consumed_at = ?
           WHERE model = ? AND id = ? AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
     params: [now, model, lookupKey(id), now],
-    orFail: new OidcConsumeConflictError(model),
+    orFail: () => new OidcConsumeConflictError(model),
   }
 }
 
@@ -277,7 +280,7 @@ export class SqlStore implements Store {
       findByUserCode: (userCode) => findBy('user_code', userCode),
       async consume(id) {
         const { sql, params, orFail } = consumeStatement(model, id, seconds())
-        if ((await db.execute(sql, params)) === 0) throw orFail
+        if ((await db.execute(sql, params)) === 0) throw orFail?.()
       },
       async destroy(id) {
         await db.execute('DELETE FROM oidc_records WHERE model = ? AND id = ?', [model, lookupKey(id)])
@@ -507,7 +510,7 @@ export class SqlStore implements Store {
           {
             sql: `UPDATE signing_keys SET state = 'active', retire_after = NULL WHERE kid = ?`,
             params: [kid],
-            orFail: new Error('storage: no signing key with this kid'),
+            orFail: () => new Error('storage: no signing key with this kid'),
           },
         ])
       },

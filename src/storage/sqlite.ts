@@ -69,7 +69,7 @@ class SqliteDriver implements SqlDriver {
     classified(() =>
       this.immediately(() => {
         for (const { sql, params, orFail } of statements) {
-          if (this.#run(sql, params) === 0 && orFail) throw orFail
+          if (this.#run(sql, params) === 0 && orFail) throw orFail()
         }
       }),
     )

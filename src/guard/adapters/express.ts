@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express'
 import type { CheckOptions, Guard } from '../guard.ts'
-import { authenticateIncoming, toGuardRequest, writeResponse } from './node_http.ts'
+import { authenticateIncoming, requestHead, writeResponse } from './node_http.ts'
 
 /**
  * Express 5 middleware: writes the challenge, or sets `req.auth` (the MCP SDK's `AuthInfo`) and calls
@@ -17,8 +17,7 @@ export function guardMiddleware(guard: Guard, options: CheckOptions = {}): Reque
 /** Serves the Protected Resource Metadata on its well-known paths; passes every other request on. */
 export function protectedResourceMetadata(guard: Guard): RequestHandler {
   return async (req, res, next) => {
-    const request = toGuardRequest(guard, req, req.originalUrl)
-    const metadata = request && guard.metadataResponse(request)
+    const metadata = guard.metadataResponse(requestHead(req, req.originalUrl))
     if (metadata) await writeResponse(res, metadata)
     else next()
   }

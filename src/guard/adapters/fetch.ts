@@ -1,5 +1,6 @@
 import type { CheckOptions, Guard } from '../guard.ts'
 import type { VerifiedToken } from '../identity.ts'
+import type { GuardRequest } from '../lib/request_head.ts'
 
 export type Admission = { ok: true; token: VerifiedToken } | { ok: false; response: Response }
 
@@ -7,7 +8,11 @@ export type Admission = { ok: true; token: VerifiedToken } | { ok: false; respon
  * The one decision every adapter makes: the Protected Resource Metadata for its paths, otherwise the
  * verified token or the challenge to send. Reads headers only, never the body.
  */
-export async function admit(guard: Guard, request: Request, options: CheckOptions = {}): Promise<Admission> {
+export async function admit(
+  guard: Guard,
+  request: GuardRequest,
+  options: CheckOptions = {},
+): Promise<Admission> {
   const metadata = guard.metadataResponse(request)
   if (metadata) return { ok: false, response: metadata }
   const result = await guard.check(request, options)

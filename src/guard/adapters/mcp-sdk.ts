@@ -1,4 +1,4 @@
-import { GUARD_ERRORS, type GuardError } from '../errors.ts'
+import type { GuardError } from '../errors.ts'
 import type { CheckOptions, Guard } from '../guard.ts'
 import type { VerifiedToken } from '../identity.ts'
 import { withGuard } from './fetch.ts'
@@ -58,13 +58,11 @@ export interface GuardTokenVerifier {
 export function guardTokenVerifier(guard: Guard, errors: SdkErrors): GuardTokenVerifier {
   return {
     async verifyAccessToken(token) {
-      let request: Request
-      try {
-        request = new Request(guard.resource, { headers: { authorization: `Bearer ${token}` } })
-      } catch {
-        throw sdkError(errors, 'invalid_token', GUARD_ERRORS.token_malformed.description)
-      }
-      const result = await guard.check(request)
+      const result = await guard.check({
+        method: 'GET',
+        url: guard.resource,
+        headers: { authorization: `Bearer ${token}` },
+      })
       if (!result.ok) throw sdkError(errors, oauthCode(result.error), result.error.publicDescription)
       return toAuthInfo(result.token, guard.resource)
     },
