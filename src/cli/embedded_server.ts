@@ -9,8 +9,15 @@ import {
   devInteractions,
   identityProviderRedirectUri,
   loginAndConsent,
+  parseVaultKeys,
+  type VaultKey,
 } from '../auth-server/index.ts'
-import { checkSecret, type EmbeddedAuthorizationConfig, type StorageSettings } from '../config/embedded.ts'
+import {
+  checkSecret,
+  type EmbeddedAuthorizationConfig,
+  type StorageSettings,
+  type VaultSettings,
+} from '../config/embedded.ts'
 import type { GatewayConfig } from '../gateway/config.ts'
 import { guardLogger } from '../gateway/logger.ts'
 import { type EmbeddedAuthorization, type Gateway, startGateway } from '../gateway/server.ts'
@@ -70,6 +77,15 @@ export async function startEmbeddedAuthorizationServer(
         : { refreshReuseIntervalSeconds: config.refreshReuseIntervalSeconds }),
       clients: config.clients,
       tokenExchange: config.tokenExchange,
+      ...(config.vault
+        ? {
+            vault: {
+              connections: config.vault.connections,
+              keys: await loadVaultKeys(config.vault),
+              refreshBeforeSeconds: config.vault.refreshBeforeSeconds,
+            },
+          }
+        : {}),
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),
       // The development test user holds every scope.
       ...(config.dev ? {} : { userScopes: { everyone: options.everyone, grants: config.scopeGrants } }),
@@ -83,6 +99,12 @@ export async function startEmbeddedAuthorizationServer(
       options.logger.info('register this redirect URI at the identity provider', {
         provider: provider.id,
         redirect_uri: identityProviderRedirectUri(issuer, provider.id),
+      })
+    }
+    for (const [id, connection] of auth.vault?.providers ?? []) {
+      options.logger.info('register this redirect URI at the vault connection provider', {
+        connection: id,
+        redirect_uri: connection.redirectUri,
       })
     }
     return {
@@ -99,6 +121,16 @@ export async function startEmbeddedAuthorizationServer(
     await close()
     throw error
   }
+}
+
+/** The token vault's keys, from the variable or the key file (which should be 0600); the newest first. */
+export async function loadVaultKeys(settings: VaultSettings): Promise<VaultKey[]> {
+  if ('text' in settings.keys) return parseVaultKeys(settings.keys.text, 'GATEHOUSE_VAULT_KEYS')
+  const { file } = settings.keys
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) =>
+    failWith('vault_keys_unreadable', `cannot read the vault key file ${file}: ${error.message}`),
+  )
+  return parseVaultKeys(text, file)
 }
 
 /**

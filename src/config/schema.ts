@@ -205,6 +205,26 @@ const rateLimit = (limit: number, windowSeconds: number, what: string) =>
 
 const lifetime = (description: string) => setting(z.optional(integer(1)), { description })
 
+/** A third-party OAuth provider users connect an account at, for the token vault. */
+const vaultConnection = block({
+  id: text(),
+  name: text(),
+  issuer: z.optional(text()),
+  authorization_endpoint: z.optional(text()),
+  token_endpoint: z.optional(text()),
+  revocation_endpoint: z.optional(text()),
+  client_id: text(),
+  client_secret: text(),
+  scopes: withDefault(names(), [], { description: 'scopes asked for at the provider' }),
+  authorization_params: setting(z.optional(mapping(z.string({ error: 'must be a string' }))), {
+    description: 'extra authorization request parameters, e.g. { access_type: offline, prompt: consent }',
+  }),
+  header: setting(z.optional(block({ name: text(), value: text() })), {
+    description: 'what the upstream gets',
+    defaultText: '{ name: Authorization, value: "Bearer {access_token}" }',
+  }),
+})
+
 const authorizationServer = block({
   scopes: setting(z.optional(names()), {
     description:
@@ -294,6 +314,24 @@ const authorizationServer = block({
         'its tokens may carry, each also in the MCP token] }; anything else is refused',
     },
   ),
+  vault: block({
+    keys: setting(z.optional(text()), {
+      description:
+        'token vault encryption keys, "<id>:<base64 of 32 bytes>" separated by commas, the newest first (it encrypts; all decrypt)',
+      env: 'GATEHOUSE_VAULT_KEYS',
+    }),
+    keys_file: setting(z.optional(text()), {
+      description: 'a file with the vault keys, one "<id>:<base64 key>" per line, the newest first',
+      env: 'GATEHOUSE_VAULT_KEYS_FILE',
+    }),
+    refresh_before_seconds: whole(0, 60, 'an access token expiring within this is refreshed before use'),
+    connections: setting(list(vaultConnection), {
+      description:
+        'third-party OAuth providers users connect an account at (the token vault): { id, name, issuer or ' +
+        'authorization_endpoint + token_endpoint (+ revocation_endpoint), client_id, client_secret, scopes, ' +
+        'authorization_params, header }; the redirect URI to register is printed at start',
+    }),
+  }),
   scope_grants: setting(
     list(
       block({
@@ -310,13 +348,13 @@ const authorizationServer = block({
   ),
 })
 
-/** Modes the configuration reserves for token exchange and the token vault, refused until they exist. */
-const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['exchange', 'vault'])
-const credentialsMode = z.enum(['none', 'passthrough'], {
+/** The mode the configuration reserves for token exchange, refused until it exists. */
+const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['exchange'])
+const credentialsMode = z.enum(['none', 'passthrough', 'vault'], {
   error: (issue) =>
     PLANNED_CREDENTIAL_MODES.has(issue.input)
-      ? `${issue.input} is not available yet (token exchange and the token vault come in a later release); use none or passthrough`
-      : `${show(issue.input)} must be none or passthrough`,
+      ? `${issue.input} is not available yet (token exchange comes in a later release); use none, passthrough or vault`
+      : `${show(issue.input)} must be none, passthrough or vault`,
 })
 
 const tool = block({
@@ -407,9 +445,14 @@ export const settingsSchema = block({
     mode: setting(z.optional(credentialsMode), {
       description:
         'none: the token is stripped and the upstream gets the identity as X-Gatehouse-* headers and a signed ' +
-        'X-Gatehouse-Identity JWT; passthrough forwards the client token (a spec violation; warned)',
+        'X-Gatehouse-Identity JWT; passthrough forwards the client token (a spec violation; warned); vault: the ' +
+        "user's token at a third-party provider (connection), from the embedded authorization server's token vault",
       env: 'GATEHOUSE_UPSTREAM_CREDENTIALS',
       defaultText: 'none',
+    }),
+    connection: setting(z.optional(text()), {
+      description:
+        'mode vault: the id of the authorization_server.vault.connections entry whose token the upstream gets',
     }),
   }),
   sessions: block({

@@ -10,7 +10,7 @@ import { loadSettings, type SettingsFlags } from '../config/load.ts'
 import type { Settings } from '../config/schema.ts'
 import { isLoopback } from '../guard/lib/http.ts'
 
-export type UpstreamCredentialsMode = 'none' | 'passthrough'
+export type UpstreamCredentialsMode = 'none' | 'passthrough' | 'vault'
 
 export type UpstreamConfig =
   | { kind: 'http'; url: URL }
@@ -49,6 +49,8 @@ export interface GatewayConfig {
   allowMachineClients: boolean
   allowAnonymousDiscovery: boolean
   upstreamCredentials: UpstreamCredentialsMode
+  /** `upstream_credentials.connection`: with mode `vault`, the connection whose token the upstream gets. */
+  vaultConnection: string | undefined
   sessions: {
     idleTimeoutSeconds: number
     maxSessions: number
@@ -122,8 +124,9 @@ export async function loadGatewayConfig(
     fail('--dev runs the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers')
   }
   if (flags.dev) checkDevelopmentBinding(transport.address, publicUrl)
+  const upstream = upstreamFrom(flags, settings, sources.get('upstream') === '--upstream')
   return {
-    upstream: upstreamFrom(flags, settings, sources.get('upstream') === '--upstream'),
+    upstream,
     port: transport.port,
     address: transport.address,
     publicUrl,
@@ -139,6 +142,7 @@ export async function loadGatewayConfig(
     allowAnonymousDiscovery:
       settings.allow_anonymous_mcp_discovery ?? auth.allow_anonymous_mcp_discovery ?? false,
     upstreamCredentials: upstreamCredentials(settings),
+    vaultConnection: vaultConnection(settings, embedded, upstream),
     sessions: {
       idleTimeoutSeconds: sessions.idle_timeout_seconds,
       maxSessions: sessions.max_sessions,
@@ -184,6 +188,35 @@ function upstreamCredentials(settings: Settings): UpstreamCredentialsMode {
     )
   }
   return implied
+}
+
+/**
+ * Mode `vault` injects a token the embedded authorization server's vault holds for the user: it needs that
+ * server (where Gatehouse knows the user), an HTTP upstream (a stdio child gets no per-request headers), and
+ * a declared connection.
+ */
+function vaultConnection(
+  settings: Settings,
+  embedded: boolean,
+  upstream: UpstreamConfig,
+): string | undefined {
+  const { mode, connection } = settings.upstream_credentials
+  if (mode !== 'vault') {
+    if (connection !== undefined) fail('upstream_credentials.connection is only for mode vault')
+    return undefined
+  }
+  if (!embedded)
+    fail(
+      'upstream_credentials.mode vault needs the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers',
+    )
+  if (upstream.kind !== 'http')
+    fail('upstream_credentials.mode vault needs an HTTP upstream: a stdio server gets no per-request headers')
+  const declared = settings.authorization_server.vault.connections.map((entry) => entry.id)
+  if (connection === undefined || !declared.includes(connection))
+    fail(
+      `upstream_credentials.connection must name one of authorization_server.vault.connections (${declared.join(', ') || 'none declared'})`,
+    )
+  return connection
 }
 
 /** Development mode signs anyone in as the test user: nothing but this machine may reach it. */

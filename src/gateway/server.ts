@@ -264,6 +264,8 @@ class GatewayHandler {
     this.#credentials = credentialMode(config.upstreamCredentials, {
       resource: guard.resource,
       upstream: upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
+      vault: authorizationServer?.auth.vault,
+      connection: config.vaultConnection,
     })
     const shared = {
       policy: this.#policy,

@@ -5,6 +5,8 @@ interface SessionEntry {
   /** The principal key of the creator; `undefined` for an anonymous discovery session, claimed on first authenticated use. */
   owner: string | undefined
   lastSeen: number
+  /** The client declared URL-mode elicitation at `initialize` (MCP 2025-11-25). */
+  urlElicitation: boolean
 }
 
 export type SessionLookup = 'ok' | 'unknown'
@@ -100,11 +102,15 @@ export class SessionRegistry {
     return undefined
   }
 
-  bind(id: string, owner: string | undefined): void {
+  bind(id: string, owner: string | undefined, urlElicitation = false): void {
     const [place] = this.#admitted.get(owner) ?? []
     if (place !== undefined) this.#free(owner, place)
     if (!this.#sessions.has(id)) this.#metrics.sessions.inc()
-    this.#sessions.set(id, { owner, lastSeen: Date.now() })
+    this.#sessions.set(id, { owner, lastSeen: Date.now(), urlElicitation })
+  }
+
+  urlElicitation(id: string): boolean {
+    return this.#sessions.get(id)?.urlElicitation ?? false
   }
 
   /** Checks that `owner` may use session `id`, and notes the use. */

@@ -1,3 +1,4 @@
+import type { TokenVault } from '../../auth-server/vault/vault.ts'
 import type { Principal } from '../identity.ts'
 
 /** What a credential mode knows when the gateway starts. */
@@ -6,6 +7,22 @@ export interface ModeContext {
   resource: string
   /** Names the upstream: the audience of anything the mode signs for it. */
   upstream: string
+  /** The embedded authorization server's token vault; undefined with an external authorization server. */
+  vault: TokenVault | undefined
+  /** `upstream_credentials.connection`: the vault connection whose token the upstream gets. */
+  connection: string | undefined
+}
+
+/**
+ * Thrown by {@link CredentialMode.headers} when the caller must act before the upstream may be called (connect
+ * an account at `url`): the gateway answers the request itself and the upstream sees nothing of it.
+ */
+export class UserActionRequired extends Error {
+  readonly url: string
+  constructor(message: string, url: string) {
+    super(message)
+    this.url = url
+  }
 }
 
 /**
