@@ -48,7 +48,7 @@ export async function startThirdParty(): Promise<ThirdParty> {
     delayMs: 0,
     start(redirectUri) {
       provider = new Provider(issuer, {
-        jwks: { keys: [generateJwk('ES256')] },
+        jwks: { keys: [generateJwk('RS256')] },
         clients: [
           {
             client_id: VAULT_CLIENT.id,
