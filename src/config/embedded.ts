@@ -110,7 +110,7 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
   }
 }
 
-function vaultSettings(block: Settings['authorization_server']['vault']): VaultSettings | undefined {
+export function vaultSettings(block: Settings['authorization_server']['vault']): VaultSettings | undefined {
   if (block.connections.length === 0) return undefined
   if ((block.keys === undefined) === (block.keys_file === undefined))
     fail(

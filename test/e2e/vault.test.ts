@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, test } from 'node:test'
@@ -7,6 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { stringify } from 'yaml'
 import { parseVaultKeys, TokenVault } from '../../src/auth-server/index.ts'
 import { createLocalUser } from '../../src/auth-server/interactions/index.ts'
 import { vaultMode } from '../../src/gateway/credentials/vault.ts'
@@ -14,7 +16,7 @@ import type { Gateway } from '../../src/gateway/server.ts'
 import type { Store } from '../../src/storage/store.ts'
 import { registerPublicClient, token } from '../auth-server/harness.ts'
 import { launchBrowser } from '../support/browser.ts'
-import { asHarness, startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
+import { asHarness, gatehouse, startEmbeddedGateway, tempDir } from '../support/embedded-gateway.ts'
 import { postRpc } from '../support/gateway-harness.ts'
 import { authorizationRequest, startClientCallback } from '../support/login-flow.ts'
 import {
@@ -29,6 +31,8 @@ import {
 const PASSWORD = 'correct horse battery staple'
 const key = () => randomBytes(32).toString('base64')
 const KEYS = `k2:${key()}`
+/** The key the rotation test puts in front. */
+const NEWER = `k3:${key()}`
 const silent = { warn() {}, info() {} }
 
 describe('token vault: connect a third-party account in Chromium, the gateway injects its token (mode vault)', () => {
@@ -376,14 +380,72 @@ describe('token vault: connect a third-party account in Chromium, the gateway in
   })
 
   test('key rotation: a new key in front seals, the old one still opens, rekey re-seals every row, then the old key can go', async () => {
-    const k3 = `k3:${key()}`
-    const rotated = anotherInstance(`${k3},${KEYS}`)
+    const rotated = anotherInstance(`${NEWER},${KEYS}`)
     const before = await rotated.header(userId, 'acme')
     assert.ok(before.ok)
     assert.deepEqual(await rotated.rekey(), { resealed: 1, skipped: 0 })
     assert.equal((await row())?.keyId, 'k3')
-    assert.deepEqual(await anotherInstance(k3).header(userId, 'acme'), before)
+    assert.deepEqual(await anotherInstance(NEWER).header(userId, 'acme'), before)
     assert.deepEqual(await rotated.rekey(), { resealed: 0, skipped: 0 })
     await assert.rejects(anotherInstance(KEYS).header(userId, 'acme'), { code: 'vault_key_unknown' })
+  })
+
+  test('gatehouse connections list (table and --json), rekey, and revoke, which revokes at the provider', async () => {
+    const config = join(await tempDir('vault-cli'), 'gatehouse.yaml')
+    await writeFile(
+      config,
+      stringify({
+        data_dir: dataDir,
+        authorization_server: {
+          vault: {
+            keys: `${NEWER},${KEYS}`,
+            connections: [
+              {
+                id: 'acme',
+                name: 'Acme',
+                issuer: third.issuer,
+                client_id: VAULT_CLIENT.id,
+                client_secret: VAULT_CLIENT.secret,
+              },
+            ],
+          },
+        },
+      }),
+    )
+    const cli = (...args: string[]) => gatehouse(['connections', ...args, '--config', config])
+    const table = await cli('list')
+    assert.equal(table.code, 0, table.stderr)
+    assert.match(table.stdout, /^USER +CONNECTION +STATUS +SCOPE +EXPIRES +KEY +UPDATED$/m)
+    assert.match(table.stdout, /^alice +acme +active +repo +\S+Z +k3 +\S+Z$/m)
+    const listed = JSON.parse((await cli('list', '--json', '--user', 'alice')).stdout) as Record<
+      string,
+      unknown
+    >[]
+    assert.deepEqual(
+      listed.map(({ user, user_id, connection, status, key_id }) => ({
+        user,
+        user_id,
+        connection,
+        status,
+        key_id,
+      })),
+      [{ user: 'alice', user_id: userId, connection: 'acme', status: 'active', key_id: 'k3' }],
+    )
+    assert.equal((await cli('rekey')).stdout, 're-sealed 0 connection(s) with the newest key\n')
+    const accessToken = (toolCalls().at(-1)?.authorization ?? '').slice('Bearer '.length)
+    const revocations = third.counts.revocations
+    const revoked = await cli('revoke', 'alice', 'acme')
+    assert.equal(
+      revoked.stdout,
+      "revoked alice's acme tokens at the provider and forgot them\n",
+      revoked.stderr,
+    )
+    assert.equal(third.counts.revocations, revocations + 2)
+    assert.equal((await third.introspect(accessToken)).active, false)
+    assert.equal(await row(), undefined)
+    const again = await cli('revoke', 'alice', 'acme')
+    assert.equal(again.code, 1)
+    assert.equal(again.stderr, 'gatehouse: alice has no acme connection\n')
+    assert.equal((await cli('list', '--json')).stdout, '[]\n')
   })
 })
