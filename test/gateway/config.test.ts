@@ -152,15 +152,55 @@ describe('gateway configuration', () => {
     {
       name: 'an unknown credentials mode',
       file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'forward' } },
-      message: /^upstream_credentials.mode "forward" must be none or passthrough$/,
+      message: /^upstream_credentials.mode "forward" must be none, passthrough or vault$/,
     },
-    ...['exchange', 'vault'].map((mode) => ({
-      name: `the credentials mode ${mode}, not built yet`,
-      file: { upstream: 'http://a/mcp', upstream_credentials: { mode } },
-      message: new RegExp(
-        `^upstream_credentials.mode ${mode} is not available yet .*; use none or passthrough$`,
-      ),
-    })),
+    {
+      name: 'the credentials mode exchange, not built yet',
+      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'exchange' } },
+      message: /^upstream_credentials.mode exchange is not available yet .*; use none, passthrough or vault$/,
+    },
+    {
+      name: 'mode vault without a declared connection',
+      env: {},
+      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'vault', connection: 'github' } },
+      message:
+        /^upstream_credentials.connection must name one of authorization_server.vault.connections \(none declared\)$/,
+    },
+    {
+      name: 'mode vault with an external authorization server',
+      file: {
+        upstream: 'http://a/mcp',
+        upstream_credentials: { mode: 'vault', connection: 'github' },
+        transport: { auth: { servers: ['https://idp.example'] } },
+      },
+      message: /^upstream_credentials.mode vault needs the embedded authorization server/,
+    },
+    {
+      name: 'a connection without mode vault',
+      file: { upstream: 'http://a/mcp', upstream_credentials: { connection: 'github' } },
+      message: /^upstream_credentials.connection is only for mode vault$/,
+    },
+    {
+      name: 'vault connections without keys',
+      env: {},
+      file: {
+        upstream: 'http://a/mcp',
+        authorization_server: {
+          vault: {
+            connections: [
+              {
+                id: 'github',
+                name: 'GitHub',
+                issuer: 'https://github.example',
+                client_id: 'c',
+                client_secret: 's',
+              },
+            ],
+          },
+        },
+      },
+      message: /^authorization_server.vault: give the encryption keys once/,
+    },
     {
       name: 'a per-user session limit of zero',
       file: { upstream: 'http://a/mcp', sessions: { max_sessions_per_user: 0 } },
