@@ -314,6 +314,20 @@ const authorizationServer = block({
         'its tokens may carry, each also in the MCP token] }; anything else is refused',
     },
   ),
+  scope_grants: setting(
+    list(
+      block({
+        scopes: names().check(z.minLength(1, { error: 'must list at least one scope' })),
+        users: z.optional(names()),
+        claim: z.optional(block({ name: text(), value: text(), provider: z.optional(text()) })),
+      }),
+    ),
+    {
+      description:
+        'who holds the tools’ scopes beyond the basic ones: { scopes, users: [names] } or ' +
+        '{ scopes, claim: { name, value, provider } } (an upstream claim, a value or a list containing it)',
+    },
+  ),
   vault: block({
     keys: setting(z.optional(text()), {
       description:
@@ -332,20 +346,6 @@ const authorizationServer = block({
         'authorization_params, header }; the redirect URI to register is printed at start',
     }),
   }),
-  scope_grants: setting(
-    list(
-      block({
-        scopes: names().check(z.minLength(1, { error: 'must list at least one scope' })),
-        users: z.optional(names()),
-        claim: z.optional(block({ name: text(), value: text(), provider: z.optional(text()) })),
-      }),
-    ),
-    {
-      description:
-        'who holds the tools’ scopes beyond the basic ones: { scopes, users: [names] } or ' +
-        '{ scopes, claim: { name, value, provider } } (an upstream claim, a value or a list containing it)',
-    },
-  ),
 })
 
 /** The mode the configuration reserves for token exchange, refused until it exists. */

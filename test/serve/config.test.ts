@@ -131,7 +131,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
-        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, token_exchange, scope_grants',
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, login, registration, cimd, clients, token_exchange, scope_grants, vault',
     },
     {
       name: 'an unknown lifetime',
