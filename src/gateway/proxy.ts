@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import {
   type ClientRequest,
   request as httpRequest,
@@ -9,6 +8,7 @@ import { request as httpsRequest } from 'node:https'
 import { pipeline } from 'node:stream/promises'
 import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
+import { answerActionRequired, initializeDeclaresUrlElicitation } from './action_required.ts'
 import { type CredentialMode, UserActionRequired } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
 import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
@@ -18,7 +18,6 @@ import {
   isResponse,
   type JsonRpcId,
   type JsonRpcMessage,
-  RPC,
   rpcError,
 } from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
@@ -47,19 +46,6 @@ export interface HttpUpstreamOptions {
   maxBodyBytes: number
   /** A GET stream that carries nothing for this long is closed, so a lingering one cannot keep a session. */
   streamIdleTimeoutMs: number | undefined
-}
-
-/** MCP 2025-11-25: the request needs the user to complete a URL-mode elicitation first. */
-const URL_ELICITATION_REQUIRED = -32_042
-const CLIENT_CAPABILITIES_META = 'io.modelcontextprotocol/clientCapabilities'
-
-/** Whether `holder[key]` is client capabilities with `elicitation.url` (an object). */
-function declaresUrlElicitation(holder: unknown, key: string): boolean {
-  const capabilities = (holder as Record<string, unknown> | undefined)?.[key] as
-    | Record<string, unknown>
-    | undefined
-  const elicitation = capabilities?.elicitation as Record<string, unknown> | undefined
-  return typeof elicitation?.url === 'object' && elicitation.url !== null
 }
 
 /** How long `/readyz` waits for the upstream's answer. */
@@ -262,62 +248,11 @@ export class HttpUpstream implements Upstream {
       // Discovery and the streams go on without the user's credentials, so a client can set up its session
       // and list the tools; anything else is answered here, and the upstream sees nothing of it.
       if (exchange.req.method !== 'POST' || isDiscoveryOnly(exchange.messages)) return headers
-      this.#answerActionRequired(exchange, error)
+      const declared =
+        exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId)
+      answerActionRequired(exchange, error, declared)
       return undefined
     }
-  }
-
-  /**
-   * Each request of the body answered with what the user must do: to a client that declared URL-mode
-   * elicitation (MCP 2025-11-25), a URLElicitationRequiredError (-32042) carrying the URL; to others, a
-   * `tools/call` gets a tool result with `isError` whose text has the URL (the model can show it), and any other
-   * request an error with the URL in its message and `data`.
-   */
-  #answerActionRequired(exchange: McpExchange, required: UserActionRequired): void {
-    const elicit = this.#urlElicitation(exchange)
-    const answers = exchange.messages.filter(isRequest).map((m): JsonRpcMessage => {
-      const id = m.id as JsonRpcId
-      if (elicit) {
-        const elicitation = {
-          mode: 'url',
-          elicitationId: randomUUID(),
-          url: required.url,
-          message: required.message,
-        }
-        return {
-          jsonrpc: '2.0',
-          id,
-          error: {
-            code: URL_ELICITATION_REQUIRED,
-            message: required.message,
-            data: { elicitations: [elicitation] },
-          },
-        }
-      }
-      if (m.method === 'tools/call')
-        return {
-          jsonrpc: '2.0',
-          id,
-          result: { content: [{ type: 'text', text: required.message }], isError: true },
-        }
-      return {
-        jsonrpc: '2.0',
-        id,
-        error: { code: RPC.internalError, message: required.message, data: { url: required.url } },
-      }
-    })
-    if (answers.length === 0) {
-      exchange.res.writeHead(202, { 'content-length': 0 }).end()
-      return
-    }
-    sendJson(exchange.res, 200, exchange.batch ? answers : answers[0])
-  }
-
-  /** Whether the client declared URL-mode elicitation: at `initialize` of its session, or in this request (stateless era). */
-  #urlElicitation(exchange: McpExchange): boolean {
-    if (exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId))
-      return true
-    return exchange.messages.some((m) => declaresUrlElicitation(m.params?._meta, CLIENT_CAPABILITIES_META))
   }
 
   #send(call: ProxyCall, method: string, headers: HeaderMap, body: Buffer): Promise<IncomingMessage> {
@@ -350,9 +285,7 @@ export class HttpUpstream implements Upstream {
     const created = response.headers['mcp-session-id']
     const initialize = exchange.messages.some((m) => m.method === 'initialize')
     if (initialize && typeof created === 'string' && response.statusCode === 200) {
-      const elicit = exchange.messages.some(
-        (m) => m.method === 'initialize' && declaresUrlElicitation(m.params, 'capabilities'),
-      )
+      const elicit = initializeDeclaresUrlElicitation(exchange.messages)
       this.#options.sessions.bind(created, exchange.principal?.key, elicit)
     }
     if (response.statusCode === 404 && exchange.sessionId !== undefined)

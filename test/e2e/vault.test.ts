@@ -448,4 +448,44 @@ describe('token vault: connect a third-party account in Chromium, the gateway in
     assert.equal(again.stderr, 'gatehouse: alice has no acme connection\n')
     assert.equal((await cli('list', '--json')).stdout, '[]\n')
   })
+
+  test('not connected, raw JSON-RPC: a batch is answered per request, a lone notification gets 202, _meta capabilities ask for -32042; the API sees none of it', async () => {
+    assert.equal(await row(), undefined)
+    const calls = api.calls.length
+    const post = (body: unknown) =>
+      postRpc(gateway.resource, body, {
+        authorization: `Bearer ${mcpToken}`,
+        'mcp-protocol-version': '2025-11-25',
+      })
+    const batch = await post([
+      { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami' } },
+      { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'acme://repo' } },
+      { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 0 } },
+    ])
+    assert.equal(batch.status, 200)
+    const message = `Connect your Acme account to use this tool: open ${connectUrl}, then try again.`
+    assert.deepEqual(await batch.json(), [
+      { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: message }], isError: true } },
+      { jsonrpc: '2.0', id: 2, error: { code: -32603, message, data: { url: connectUrl } } },
+    ])
+    const notification = await post({
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: 0 },
+    })
+    assert.equal(notification.status, 202)
+    const capabilities = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { url: {} } } }
+    const elicited = await post({
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'tools/call',
+      params: { name: 'whoami', _meta: capabilities },
+    })
+    const body = (await elicited.json()) as {
+      error: { code: number; data: { elicitations: { url: string }[] } }
+    }
+    assert.equal(body.error.code, -32042)
+    assert.equal(body.error.data.elicitations[0]?.url, connectUrl)
+    assert.equal(api.calls.length, calls)
+  })
 })

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { TokenVault } from '../../vault/vault.ts'
 import { type Exchange, PageRefusal, type PagesContext, redirect, send } from '../context.ts'
 import { html } from '../html.ts'
-import { constantTimeEqual } from '../security.ts'
+import { readCookie } from '../security.ts'
 
 /** Who is signed in to the authorization server in this browser; the pages of the token vault are theirs. */
 export interface SignedIn {
@@ -19,7 +19,7 @@ const CSRF_TTL = 3600
  * cookie, its session bound to this browser ({@link PagesContext.binding}), an enabled account.
  */
 export async function signedIn(context: PagesContext, req: IncomingMessage): Promise<SignedIn> {
-  const id = cookie(req, context.provider.cookieName('session'))
+  const id = readCookie(req, context.provider.cookieName('session'))
   const session = id ? await context.provider.Session.find(id) : undefined
   const userId = session?.accountId
   if (!session || !userId || !context.binding.matches(req, userId))
@@ -74,12 +74,4 @@ export async function disconnect(
   if (!vault.providers.has(connectionId)) throw new PageRefusal('not_found')
   await vault.disconnect(user.userId, connectionId)
   redirect(res, `${context.interactionPath}connections`)
-}
-
-function cookie(req: IncomingMessage, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const at = part.indexOf('=')
-    if (at !== -1 && constantTimeEqual(part.slice(0, at).trim(), name)) return part.slice(at + 1).trim()
-  }
-  return undefined
 }
