@@ -130,6 +130,11 @@ const REGISTRY = {
     title: 'Connection cancelled',
     description: 'The provider did not grant access, so nothing was connected.',
   },
+  connect_rate_limited: {
+    status: 429,
+    title: 'Too many attempts',
+    description: 'Too many connections started from this account. Wait a few minutes, then try again.',
+  },
   connect_failed: {
     status: 502,
     title: 'Connection failed',

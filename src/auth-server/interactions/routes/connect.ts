@@ -12,6 +12,8 @@ interface PendingConnection {
 
 /** How long a user may take at the provider (seconds). */
 const PENDING_TTL = 600
+/** Connections one user may start in that time: each keeps a pending record until it expires. */
+const STARTS_PER_WINDOW = 20
 
 function providerOf(context: PagesContext, connectionId: string | undefined) {
   const provider = vaultOf(context).providers.get(connectionId ?? '')
@@ -53,6 +55,8 @@ export async function startConnect(
   const provider = providerOf(context, params.connection)
   const user = await signedIn(context, req)
   await checkPageCsrf(context, user, form)
+  if (!(await context.store.hit(`vault-connect:${user.userId}`, STARTS_PER_WINDOW, PENDING_TTL)))
+    throw new PageRefusal('connect_rate_limited', undefined, PENDING_TTL)
   let start: Awaited<ReturnType<typeof provider.start>>
   try {
     start = await provider.start()
