@@ -44,7 +44,7 @@ async function openVault(store: Store, { settings }: AdminSettings): Promise<Tok
     store,
     STDERR,
     { issuer: settings.public_url ?? 'http://localhost', interactionPath: '/interaction/' },
-    { connections: vault.connections, keys: await loadVaultKeys(vault) },
+    { connections: vault.connections, keys: await loadVaultKeys(vault, STDERR) },
   )
 }
 

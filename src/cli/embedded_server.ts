@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -81,7 +81,7 @@ export async function startEmbeddedAuthorizationServer(
         ? {
             vault: {
               connections: config.vault.connections,
-              keys: await loadVaultKeys(config.vault),
+              keys: await loadVaultKeys(config.vault, options.logger),
               refreshBeforeSeconds: config.vault.refreshBeforeSeconds,
             },
           }
@@ -123,13 +123,22 @@ export async function startEmbeddedAuthorizationServer(
   }
 }
 
-/** The token vault's keys, from the variable or the key file (which should be 0600); the newest first. */
-export async function loadVaultKeys(settings: VaultSettings): Promise<VaultKey[]> {
+/** The token vault's keys, from the variable or the key file (warned unless 0600 or stricter); the newest first. */
+export async function loadVaultKeys(settings: VaultSettings, logger?: AuthServerLogger): Promise<VaultKey[]> {
   if ('text' in settings.keys) return parseVaultKeys(settings.keys.text, 'GATEHOUSE_VAULT_KEYS')
   const { file } = settings.keys
   const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) =>
     failWith('vault_keys_unreadable', `cannot read the vault key file ${file}: ${error.message}`),
   )
+  const mode = (await stat(file)).mode & 0o777
+  if (mode & 0o077)
+    logger?.warn(
+      'the vault key file can be read by other users: anyone who reads it and the store has every connected token; chmod 600 it',
+      {
+        path: file,
+        mode: mode.toString(8),
+      },
+    )
   return parseVaultKeys(text, file)
 }
 
