@@ -41,6 +41,9 @@ export class RefreshRefused extends Error {}
 
 const CONNECTION_ID = /^[a-z0-9][a-z0-9-]{0,31}$/
 const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/
+/** Headers the gateway itself sets or forwards for the MCP exchange: a connection may not replace them. */
+const RESERVED_HEADERS =
+  /^(host|content-length|content-type|transfer-encoding|connection|accept|cookie|mcp-.*|x-gatehouse-.*)$/i
 export const TOKEN_PLACEHOLDER = '{access_token}'
 const TIMEOUT_SECONDS = 10
 
@@ -71,6 +74,8 @@ export function checkVaultConnections(connections: readonly VaultConnectionOptio
     const header = connection.header
     if (header && (!HEADER_NAME.test(header.name) || !header.value.includes(TOKEN_PLACEHOLDER)))
       refuse(`header needs a name of A-Z a-z 0-9 - and a value containing ${TOKEN_PLACEHOLDER}`)
+    if (header && RESERVED_HEADERS.test(header.name))
+      refuse(`header ${header.name} is the MCP exchange's own; name another (Authorization, X-Api-Key, …)`)
   }
 }
 
