@@ -18,9 +18,12 @@ export interface TokenVaultOptions {
   refreshBeforeSeconds?: number
 }
 
-/** What the gateway gets for one user and connection: the header for the upstream, or why there is none. */
+/**
+ * What a caller gets for one user and connection: the access token and the header the connection declares for
+ * it, or why there is none and where the user connects the account.
+ */
 export type VaultAnswer =
-  | { ok: true; header: { name: string; value: string } }
+  | { ok: true; accessToken: string; header: { name: string; value: string } }
   | { ok: false; reason: 'not_connected' | 'broken' | 'unavailable'; connectUrl: string; name: string }
 
 /** A refresh holds the row this long (seconds): longer than the provider's timeout, so it ends first. */
@@ -73,7 +76,10 @@ export class TokenVault {
     return `${this.#connectBase}connect/${connectionId}`
   }
 
-  /** The header carrying `userId`'s token for `connectionId`, refreshed first when it is about to expire. */
+  /**
+   * `userId`'s token for `connectionId` and its header, refreshed first when it is about to expire. The gateway's
+   * `vault` mode calls it per request; a server embedding the authorization server calls it for its own API calls.
+   */
   async header(userId: string, connectionId: string): Promise<VaultAnswer> {
     const provider = this.#provider(connectionId)
     const row = await this.#store.connections.find(userId, connectionId)
@@ -163,7 +169,7 @@ export class TokenVault {
   }
 
   #answer(provider: ConnectionProvider, accessToken: string): VaultAnswer {
-    return { ok: true, header: provider.header(accessToken) }
+    return { ok: true, accessToken, header: provider.header(accessToken) }
   }
 
   #missing(provider: ConnectionProvider, reason: 'not_connected' | 'broken' | 'unavailable'): VaultAnswer {
