@@ -26,6 +26,10 @@ export type AuditType =
   | 'key.rotated'
   | 'admin.signed_in'
   | 'admin.refused'
+  | 'vault.connected'
+  | 'vault.connect_refused'
+  | 'vault.disconnected'
+  | 'vault.broken'
 
 /** Kept at most this long and this many (a flood of refused requests cannot grow the table without bound). */
 export const AUDIT_RETENTION = { seconds: 30 * 86_400, events: 100_000 }

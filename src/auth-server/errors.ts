@@ -20,6 +20,16 @@ const REGISTRY = {
     description: 'a stored signing key cannot be decrypted with the configured secret',
   },
   signing_key_missing: { status: 500, description: 'there is no signing key yet' },
+  vault_key_invalid: { status: 500, description: 'the token vault keys are missing or malformed' },
+  vault_key_unknown: {
+    status: 500,
+    description: 'a vault row was sealed with a key that is not configured',
+  },
+  vault_unreadable: {
+    status: 500,
+    description: 'a vault row cannot be decrypted with the configured key',
+  },
+  vault_connection_invalid: { status: 500, description: 'a token vault connection is misconfigured' },
   username_invalid: { status: 400, description: 'the username is not allowed' },
   password_invalid: { status: 400, description: 'the password is too short or too long' },
   user_exists: { status: 409, description: 'a user with this username already exists' },
@@ -102,6 +112,33 @@ const REGISTRY = {
     status: 502,
     title: 'Sign-in unavailable',
     description: 'The identity provider could not be reached. Try again later.',
+  },
+  connect_sign_in_required: {
+    status: 401,
+    title: 'Sign in first',
+    description:
+      'Connecting an account needs you signed in to this server in this browser. Sign in from your app, then open the link again.',
+  },
+  connect_state_invalid: {
+    status: 400,
+    title: 'Connection failed',
+    description:
+      'This answer of the provider does not belong to this browser, was already used, or expired. Start again.',
+  },
+  connect_denied: {
+    status: 400,
+    title: 'Connection cancelled',
+    description: 'The provider did not grant access, so nothing was connected.',
+  },
+  connect_rate_limited: {
+    status: 429,
+    title: 'Too many attempts',
+    description: 'Too many connections started from this account. Wait a few minutes, then try again.',
+  },
+  connect_failed: {
+    status: 502,
+    title: 'Connection failed',
+    description: 'The provider could not be reached or its answer could not be verified. Try again later.',
   },
   not_found: { status: 404, title: 'Not found', description: 'There is no sign-in page here.' },
   method_not_allowed: {

@@ -24,6 +24,7 @@ import { registrationMiddleware } from './registration.ts'
 import { rotationScopeMiddleware } from './rotation.ts'
 import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exchange.ts'
 import { UserScopes } from './user_scopes.ts'
+import { TokenVault } from './vault/vault.ts'
 
 export { MACHINE_TOKEN_GTY } from './configuration.ts'
 export { CONSOLE_CLIENT_ID, type ConsoleHandler, type UpstreamHealth } from './console/index.ts'
@@ -77,6 +78,9 @@ export {
   type TokenExchangeRule,
 } from './token_exchange.ts'
 export type { ScopeGrant, UserScopesOptions } from './user_scopes.ts'
+export { parseVaultKeys, type VaultKey } from './vault/cipher.ts'
+export type { VaultConnectionOptions } from './vault/provider.ts'
+export { TokenVault, type TokenVaultOptions, type VaultAnswer } from './vault/vault.ts'
 
 export interface AuthorizationServer {
   /** The issuer identifier, byte-exact, for the guard's `authorizationServers` and the PRM. */
@@ -84,6 +88,8 @@ export interface AuthorizationServer {
   provider: Provider
   /** The kid that signs new tokens. */
   signingKid: string
+  /** The token vault, when connections are configured. */
+  vault: TokenVault | undefined
   /** The published JWKS keys (public parts only), for a guard in the same process (`jwks` of its options). */
   publicJwks(): JsonWebKey[]
   /**
@@ -136,6 +142,9 @@ export async function createAuthorizationServer(
   provider.use(logoutRedirectMiddleware(options, ROUTES.end_session))
   provider.use(tokenRateLimitMiddleware(options.store, ROUTES.token, options.tokenRateLimit, options.proxy))
   provider.use(unauthorizedClientMiddleware(ROUTES.token))
+  const vault = input.vault?.connections.length
+    ? new TokenVault(options.store, options.logger, { issuer: options.issuer, interactionPath }, input.vault)
+    : undefined
   const interactions = (options.interactions ?? devInteractions)(provider, {
     issuer: options.issuer,
     interactionPath,
@@ -145,6 +154,7 @@ export async function createAuthorizationServer(
     userScopes,
     sessionBindingKey: deriveKey(options.secret, 'session binding'),
     sessionTtl: options.ttl.session,
+    vault,
   })
   const publicJwks = keys.map(({ kid, alg, use, ...jwk }) => ({
     ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }),
@@ -185,6 +195,7 @@ export async function createAuthorizationServer(
     issuer: options.issuer,
     provider,
     signingKid,
+    vault,
     publicJwks: () => publicJwks.map((jwk) => ({ ...jwk })),
     handle: createMount(
       options.issuer,

@@ -13,6 +13,7 @@ import {
   withExchangeGrant,
 } from './token_exchange.ts'
 import { checkUserScopes, type UserScopes, type UserScopesOptions } from './user_scopes.ts'
+import type { TokenVault, TokenVaultOptions } from './vault/vault.ts'
 
 /** Handles one request under the interaction path; resolves true when it answered it. */
 export type InteractionHandler = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>
@@ -31,6 +32,8 @@ export interface InteractionContext {
   sessionBindingKey: Buffer
   /** How long a browser session lasts (`ttl.session`), in seconds. */
   sessionTtl: number
+  /** The token vault, when connections are configured: its pages are among the interaction pages. */
+  vault: TokenVault | undefined
 }
 
 /** Login and consent, given the provider: finish with `provider.interactionFinished`. */
@@ -166,6 +169,11 @@ export interface AuthorizationServerOptions {
    * (the default): no console, and no console client at the provider.
    */
   console?: { admins: readonly string[] }
+  /**
+   * The token vault: third-party OAuth providers users connect an account at (pages under the interaction
+   * path), their tokens sealed in the store with `keys`. Default none.
+   */
+  vault?: TokenVaultOptions
   logger?: AuthServerLogger
 }
 

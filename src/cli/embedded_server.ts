@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -9,8 +9,15 @@ import {
   devInteractions,
   identityProviderRedirectUri,
   loginAndConsent,
+  parseVaultKeys,
+  type VaultKey,
 } from '../auth-server/index.ts'
-import { checkSecret, type EmbeddedAuthorizationConfig, type StorageSettings } from '../config/embedded.ts'
+import {
+  checkSecret,
+  type EmbeddedAuthorizationConfig,
+  type StorageSettings,
+  type VaultSettings,
+} from '../config/embedded.ts'
 import type { GatewayConfig } from '../gateway/config.ts'
 import { guardLogger } from '../gateway/logger.ts'
 import { type EmbeddedAuthorization, type Gateway, startGateway } from '../gateway/server.ts'
@@ -107,6 +114,15 @@ export async function startEmbeddedAuthorizationServer(
       ...(config.tokenRateLimit === undefined ? {} : { tokenRateLimit: config.tokenRateLimit }),
       clients: config.clients,
       tokenExchange: config.tokenExchange,
+      ...(config.vault
+        ? {
+            vault: {
+              connections: config.vault.connections,
+              keys: await loadVaultKeys(config.vault, options.logger),
+              refreshBeforeSeconds: config.vault.refreshBeforeSeconds,
+            },
+          }
+        : {}),
       interactions: config.dev ? devInteractions : loginAndConsent(config.login),
       // The development test user holds every scope.
       ...(config.dev ? {} : { userScopes: { everyone: options.everyone, grants: config.scopeGrants } }),
@@ -128,6 +144,12 @@ export async function startEmbeddedAuthorizationServer(
         ? `admin console at ${issuer}/admin for ${config.consoleAdmins.length} administrator(s)`
         : 'admin console off: no authorization_server.console.admins',
     )
+    for (const [id, connection] of auth.vault?.providers ?? []) {
+      options.logger.info('register this redirect URI at the vault connection provider', {
+        connection: id,
+        redirect_uri: connection.redirectUri,
+      })
+    }
     return {
       auth,
       store,
@@ -142,6 +164,25 @@ export async function startEmbeddedAuthorizationServer(
     await close()
     throw error
   }
+}
+
+/** The token vault's keys, from the variable or the key file (warned unless 0600 or stricter); the newest first. */
+export async function loadVaultKeys(settings: VaultSettings, logger?: AuthServerLogger): Promise<VaultKey[]> {
+  if ('text' in settings.keys) return parseVaultKeys(settings.keys.text, 'GATEHOUSE_VAULT_KEYS')
+  const { file } = settings.keys
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) =>
+    failWith('vault_keys_unreadable', `cannot read the vault key file ${file}: ${error.message}`),
+  )
+  const mode = (await stat(file)).mode & 0o777
+  if (mode & 0o077)
+    logger?.warn(
+      'the vault key file can be read by other users: anyone who reads it and the store has every connected token; chmod 600 it',
+      {
+        path: file,
+        mode: mode.toString(8),
+      },
+    )
+  return parseVaultKeys(text, file)
 }
 
 /**

@@ -39,6 +39,10 @@ export const COMMANDS: Record<
     summary: 'the same as grants (consents revoke <username> <client_id>)',
     run: async () => (await import('./grants.ts')).runGrants,
   },
+  connections: {
+    summary: 'third-party accounts users connected through the token vault: list, revoke, rekey',
+    run: async () => (await import('./connections.ts')).runConnections,
+  },
   doctor: {
     summary: "check a provider's set-up and explain a token, as the guard sees them",
     run: async () => (await import('./doctor.ts')).runDoctor,

@@ -8,6 +8,7 @@ import type {
   SigningAlgorithm,
   StaticClient,
   TokenExchangeRule,
+  VaultConnectionOptions,
 } from '../auth-server/index.ts'
 import { type GuardSettings, guardSettings } from './apollo.ts'
 import { fail } from './errors.ts'
@@ -48,6 +49,15 @@ export interface EmbeddedAuthorizationConfig {
   scopeGrants: ScopeGrant[]
   /** `authorization_server.console.admins`: who may use the admin console; empty, it is off. */
   consoleAdmins: string[]
+  /** `authorization_server.vault`, when connections are declared; the keys are read at start. */
+  vault: VaultSettings | undefined
+}
+
+export interface VaultSettings {
+  connections: VaultConnectionOptions[]
+  /** `keys` (GATEHOUSE_VAULT_KEYS) or `keys_file`: exactly one. */
+  keys: { text: string } | { file: string }
+  refreshBeforeSeconds: number
 }
 
 /** `data_dir`, `storage.url` and `secret` as resolved; development mode has a throwaway store and secret. */
@@ -102,6 +112,37 @@ export function embeddedAuthorizationConfig(settings: Settings, dev: boolean): E
       block.scope_grants,
       identityProviders.map((provider) => provider.id),
     ),
+    vault: vaultSettings(block.vault),
+  }
+}
+
+export function vaultSettings(block: Settings['authorization_server']['vault']): VaultSettings | undefined {
+  if (block.connections.length === 0) return undefined
+  if ((block.keys === undefined) === (block.keys_file === undefined))
+    fail(
+      'authorization_server.vault: give the encryption keys once, GATEHOUSE_VAULT_KEYS (vault.keys) or vault.keys_file; ' +
+        'an entry is <id>:<base64 of 32 bytes>, e.g. echo "$(date +%Y%m%d):$(openssl rand -base64 32)"',
+    )
+  return {
+    connections: block.connections.map((connection) => ({
+      id: connection.id,
+      name: connection.name,
+      ...(connection.issuer === undefined ? {} : { issuer: connection.issuer }),
+      ...(connection.authorization_endpoint === undefined
+        ? {}
+        : { authorizationEndpoint: connection.authorization_endpoint }),
+      ...(connection.token_endpoint === undefined ? {} : { tokenEndpoint: connection.token_endpoint }),
+      ...(connection.revocation_endpoint === undefined
+        ? {}
+        : { revocationEndpoint: connection.revocation_endpoint }),
+      clientId: connection.client_id,
+      clientSecret: connection.client_secret,
+      scopes: connection.scopes,
+      ...(connection.authorization_params ? { authorizationParams: connection.authorization_params } : {}),
+      ...(connection.header ? { header: connection.header } : {}),
+    })),
+    keys: block.keys !== undefined ? { text: block.keys } : { file: resolve(block.keys_file as string) },
+    refreshBeforeSeconds: block.refresh_before_seconds,
   }
 }
 

@@ -205,6 +205,26 @@ const rateLimit = (limit: number, windowSeconds: number, what: string) =>
 
 const lifetime = (description: string) => setting(z.optional(integer(1)), { description })
 
+/** A third-party OAuth provider users connect an account at, for the token vault. */
+const vaultConnection = block({
+  id: text(),
+  name: text(),
+  issuer: z.optional(text()),
+  authorization_endpoint: z.optional(text()),
+  token_endpoint: z.optional(text()),
+  revocation_endpoint: z.optional(text()),
+  client_id: text(),
+  client_secret: text(),
+  scopes: withDefault(names(), [], { description: 'scopes asked for at the provider' }),
+  authorization_params: setting(z.optional(mapping(z.string({ error: 'must be a string' }))), {
+    description: 'extra authorization request parameters, e.g. { access_type: offline, prompt: consent }',
+  }),
+  header: setting(z.optional(block({ name: text(), value: text() })), {
+    description: 'what the upstream gets',
+    defaultText: '{ name: Authorization, value: "Bearer {access_token}" }',
+  }),
+})
+
 const authorizationServer = block({
   scopes: setting(z.optional(names()), {
     description:
@@ -320,15 +340,28 @@ const authorizationServer = block({
       defaultText: '[] (console off)',
     }),
   }),
+  vault: block({
+    keys: setting(z.optional(text()), {
+      description:
+        'token vault encryption keys, "<id>:<base64 of 32 bytes>" separated by commas, the newest first (it encrypts; all decrypt)',
+      env: 'GATEHOUSE_VAULT_KEYS',
+    }),
+    keys_file: setting(z.optional(text()), {
+      description: 'a file with the vault keys, one "<id>:<base64 key>" per line, the newest first',
+      env: 'GATEHOUSE_VAULT_KEYS_FILE',
+    }),
+    refresh_before_seconds: whole(0, 60, 'an access token expiring within this is refreshed before use'),
+    connections: setting(list(vaultConnection), {
+      description:
+        'third-party OAuth providers users connect an account at (the token vault): { id, name, issuer or ' +
+        'authorization_endpoint + token_endpoint (+ revocation_endpoint), client_id, client_secret, scopes, ' +
+        'authorization_params, header }; the redirect URI to register is printed at start',
+    }),
+  }),
 })
 
-/** The token vault's mode is reserved, refused until it exists. */
-const PLANNED_CREDENTIAL_MODES = new Set<unknown>(['vault'])
-const credentialsMode = z.enum(['none', 'passthrough', 'exchange'], {
-  error: (issue) =>
-    PLANNED_CREDENTIAL_MODES.has(issue.input)
-      ? `${issue.input} is not available yet (the token vault comes in a later release); use none, passthrough or exchange`
-      : `${show(issue.input)} must be none, passthrough or exchange`,
+const credentialsMode = z.enum(['none', 'passthrough', 'exchange', 'vault'], {
+  error: (issue) => `${show(issue.input)} must be none, passthrough, exchange or vault`,
 })
 
 const exchangeSetting = (description: string) => setting(z.optional(text()), { description })
@@ -470,11 +503,16 @@ export const settingsSchema = block({
       description:
         'none: the token is stripped and the upstream gets the identity as X-Gatehouse-* headers and a signed ' +
         'X-Gatehouse-Identity JWT; passthrough forwards the client token (a spec violation; warned); exchange ' +
-        "sends a token exchanged for the upstream's audience (see exchange)",
+        "sends a token exchanged for the upstream's audience (see exchange); vault: the user's token at a " +
+        "third-party provider (connection), from the embedded authorization server's token vault",
       env: 'GATEHOUSE_UPSTREAM_CREDENTIALS',
       defaultText: 'none',
     }),
     exchange: exchangeBlock,
+    connection: setting(z.optional(text()), {
+      description:
+        'mode vault: the id of the authorization_server.vault.connections entry whose token the upstream gets',
+    }),
   }),
   sessions: block({
     idle_timeout_seconds: whole(1, 900, 'an idle session is closed after this'),

@@ -134,8 +134,10 @@ export async function loadGatewayConfig(
       'authorization_server.console signs administrators in at the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers, or remove the console',
     )
   }
+  const upstream = upstreamFrom(flags, settings, sources.get('upstream') === '--upstream')
+  checkVaultConnection(settings, embedded, upstream)
   return {
-    upstream: upstreamFrom(flags, settings, sources.get('upstream') === '--upstream'),
+    upstream,
     port: transport.port,
     address: transport.address,
     publicUrl,
@@ -201,6 +203,31 @@ function upstreamCredentials(settings: Settings): UpstreamCredentialsMode {
     )
   }
   return implied
+}
+
+/**
+ * Mode `vault` injects a token the embedded authorization server's vault holds for the user: it needs that
+ * server (where Gatehouse knows the user), an HTTP upstream (a stdio child gets no per-request headers), and
+ * a declared connection.
+ */
+/** `upstream_credentials.connection` names a declared vault connection, and only with mode `vault`. */
+function checkVaultConnection(settings: Settings, embedded: boolean, upstream: UpstreamConfig): void {
+  const { mode, connection } = settings.upstream_credentials
+  if (mode !== 'vault') {
+    if (connection !== undefined) fail('upstream_credentials.connection is only for mode vault')
+    return
+  }
+  if (!embedded)
+    fail(
+      'upstream_credentials.mode vault needs the embedded authorization server: unset OAUTH_ISSUER_URL and transport.auth.servers',
+    )
+  if (upstream.kind !== 'http')
+    fail('upstream_credentials.mode vault needs an HTTP upstream: a stdio server gets no per-request headers')
+  const declared = settings.authorization_server.vault.connections.map((entry) => entry.id)
+  if (connection === undefined || !declared.includes(connection))
+    fail(
+      `upstream_credentials.connection must name one of authorization_server.vault.connections (${declared.join(', ') || 'none declared'})`,
+    )
 }
 
 /** Development mode signs anyone in as the test user: nothing but this machine may reach it. */

@@ -126,6 +126,12 @@ export const GATEWAY_ERRORS = {
     rpc: RPC.internalError,
     description: 'the MCP server refused the request the gateway authorized; check upstream_credentials',
   },
+  vault_unavailable: {
+    status: 503,
+    rpc: RPC.internalError,
+    description:
+      "the user's token for the upstream could not be obtained (its provider or the token vault failed); try again later",
+  },
   upstream_stream_failed: {
     status: 502,
     rpc: RPC.internalError,

@@ -8,7 +8,8 @@ import { request as httpsRequest } from 'node:https'
 import { pipeline } from 'node:stream/promises'
 import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
-import type { CredentialMode } from './credentials/index.ts'
+import { answerActionRequired, initializeDeclaresUrlElicitation } from './action_required.ts'
+import { type CredentialMode, UserActionRequired } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
 import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
 import {
@@ -20,7 +21,7 @@ import {
   rpcError,
 } from './jsonrpc.ts'
 import type { GatewayMetrics } from './metrics.ts'
-import type { ToolPolicy } from './policy.ts'
+import { isDiscoveryOnly, type ToolPolicy } from './policy.ts'
 import type { SessionBindings } from './sessions.ts'
 import { formatSseEvent, SseRelay } from './sse.ts'
 import {
@@ -178,6 +179,7 @@ export class HttpUpstream implements Upstream {
     res.on('close', onClientClose)
     try {
       const headers = await this.#requestHeaders(exchange)
+      if (headers === undefined) return
       if (call.endedBy !== undefined) throw call.endedBy
       response = await this.#send(call, req.method ?? 'GET', headers, exchange.body)
       this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
@@ -232,13 +234,25 @@ export class HttpUpstream implements Upstream {
     res.end()
   }
 
-  async #requestHeaders(exchange: McpExchange): Promise<HeaderMap> {
+  /** The upstream request's headers; undefined when the gateway answered the request itself. */
+  async #requestHeaders(exchange: McpExchange): Promise<HeaderMap | undefined> {
     const headers = forwardedRequestHeaders(exchange.req.headers)
     // Only a session id the gateway checked against its owner goes on (none in the stateless era).
     if (exchange.sessionId !== undefined) headers['mcp-session-id'] = exchange.sessionId
     if (exchange.body.length > 0) headers['content-length'] = String(exchange.body.length)
     if (exchange.principal === undefined) return headers
-    return Object.assign(headers, await this.#options.credentials.headers(exchange.principal))
+    try {
+      return Object.assign(headers, await this.#options.credentials.headers(exchange.principal))
+    } catch (error) {
+      if (!(error instanceof UserActionRequired)) throw error
+      // Discovery and the streams go on without the user's credentials, so a client can set up its session
+      // and list the tools; anything else is answered here, and the upstream sees nothing of it.
+      if (exchange.req.method !== 'POST' || isDiscoveryOnly(exchange.messages)) return headers
+      const declared =
+        exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId)
+      answerActionRequired(exchange, error, declared)
+      return undefined
+    }
   }
 
   #send(call: ProxyCall, method: string, headers: HeaderMap, body: Buffer): Promise<IncomingMessage> {
@@ -275,7 +289,11 @@ export class HttpUpstream implements Upstream {
     const initialize = exchange.messages.some((m) => m.method === 'initialize')
     if (initialize && typeof created === 'string' && response.statusCode === 200) {
       try {
-        await this.#options.sessions.bind(created, exchange.principal?.key)
+        await this.#options.sessions.bind(
+          created,
+          exchange.principal?.key,
+          initializeDeclaresUrlElicitation(exchange.messages),
+        )
       } catch (error) {
         response.resume()
         throw error

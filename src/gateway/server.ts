@@ -291,6 +291,7 @@ class GatewayHandler {
       upstream: upstream.kind === 'http' ? upstream.url.href : `stdio:${upstream.command}`,
       settings: config.upstreamCredentialSettings,
       authorizationServer: authorizationServer?.trusted.issuer,
+      vault: authorizationServer?.auth.vault,
     })
     const shared = {
       policy: this.#policy,

@@ -5,6 +5,8 @@ interface SessionEntry {
   /** The principal key of the creator; `undefined` for an anonymous discovery session, claimed on first authenticated use. */
   owner: string | undefined
   lastSeen: number
+  /** The client declared URL-mode elicitation at `initialize` (MCP 2025-11-25). */
+  urlElicitation: boolean
 }
 
 export type SessionLookup = 'ok' | 'unknown'
@@ -41,7 +43,10 @@ export interface AdmittedRequest {
  */
 export interface SessionBindings {
   admit(owner: string | undefined, request: AdmittedRequest): Promaybe<SessionRefusal | undefined>
-  bind(id: string, owner: string | undefined): Promaybe<void>
+  /** `urlElicitation`: the client declared URL-mode elicitation at `initialize` (MCP 2025-11-25). */
+  bind(id: string, owner: string | undefined, urlElicitation?: boolean): Promaybe<void>
+  /** Whether the session's client can be sent a URL-mode elicitation; false when not known here. */
+  urlElicitation(id: string): boolean
   use(id: string, owner: string | undefined): Promaybe<SessionLookup>
   delete(id: string): Promaybe<void>
   /** Sessions to end now as unused for longer than `maxIdleMs` (none for Redis, where they expire by themselves). */
@@ -117,11 +122,15 @@ export class SessionRegistry implements SessionBindings {
     return undefined
   }
 
-  bind(id: string, owner: string | undefined): void {
+  bind(id: string, owner: string | undefined, urlElicitation = false): void {
     const [place] = this.#admitted.get(owner) ?? []
     if (place !== undefined) this.#free(owner, place)
     if (!this.#sessions.has(id)) this.#metrics.sessions.inc()
-    this.#sessions.set(id, { owner, lastSeen: Date.now() })
+    this.#sessions.set(id, { owner, lastSeen: Date.now(), urlElicitation })
+  }
+
+  urlElicitation(id: string): boolean {
+    return this.#sessions.get(id)?.urlElicitation ?? false
   }
 
   /** Checks that `owner` may use session `id`, and notes the use. */

@@ -117,6 +117,11 @@ export class RedisSessions implements SessionBindings {
   readonly #admitted = new Map<string, Set<string>>()
   /** Sessions used through this instance, and when last: those with a stream open here are kept alive. */
   readonly #local = new Map<string, number>()
+  /**
+   * Sessions bound here whose client declared URL-mode elicitation. Kept by the instance that saw the
+   * `initialize` only: elsewhere the session's client gets the connect URL in a tool result instead.
+   */
+  readonly #urlElicitation = new Set<string>()
 
   constructor(options: {
     redis: SharedRedis
@@ -170,7 +175,7 @@ export class RedisSessions implements SessionBindings {
     return undefined
   }
 
-  async bind(id: string, owner: string | undefined): Promise<void> {
+  async bind(id: string, owner: string | undefined, urlElicitation = false): Promise<void> {
     const tag = tagOf(owner)
     const [place = ''] = this.#admitted.get(tag) ?? []
     this.#take(tag, place)
@@ -180,6 +185,11 @@ export class RedisSessions implements SessionBindings {
       [Date.now(), this.#idleMs, id, tag, place, this.#idleMs + PLACE_MS],
     )
     this.#local.set(id, Date.now())
+    if (urlElicitation) this.#urlElicitation.add(id)
+  }
+
+  urlElicitation(id: string): boolean {
+    return this.#urlElicitation.has(id)
   }
 
   async use(id: string, owner: string | undefined): Promise<SessionLookup> {
@@ -196,6 +206,7 @@ export class RedisSessions implements SessionBindings {
 
   async delete(id: string): Promise<void> {
     this.#local.delete(id)
+    this.#urlElicitation.delete(id)
     await this.#run(DELETE, [`session:${id}`, 'sessions'], [id])
   }
 
@@ -213,7 +224,10 @@ export class RedisSessions implements SessionBindings {
         this.#redis.script(TOUCH, [`session:${id}`, 'sessions'], args).catch(() => {
           // Reported by the Redis client; the next round tries again.
         })
-      } else if (now - lastUsed > maxIdleMs) this.#local.delete(id)
+      } else if (now - lastUsed > maxIdleMs) {
+        this.#local.delete(id)
+        this.#urlElicitation.delete(id)
+      }
     }
     return []
   }

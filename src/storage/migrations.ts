@@ -137,6 +137,27 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; statements: (dialect: 
       )`,
     ],
   },
+  {
+    // The token vault: each user's connected third-party accounts, tokens sealed by the vault.
+    version: 5,
+    statements: (dialect) => [
+      `CREATE TABLE vault_connections (
+        user_id TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        expires_at ${dialect.integer},
+        scope TEXT,
+        status TEXT NOT NULL CHECK (status IN ('active', 'broken')),
+        version ${dialect.integer} NOT NULL,
+        lease_until ${dialect.integer},
+        created_at ${dialect.integer} NOT NULL,
+        updated_at ${dialect.integer} NOT NULL,
+        PRIMARY KEY (user_id, connection_id)
+      )`,
+      'CREATE INDEX vault_connections_connection_id ON vault_connections (connection_id)',
+    ],
+  },
 ]
 
 /** The statements that bring a database at `applied` versions up to date, each followed by its bookkeeping. */

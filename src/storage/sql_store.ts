@@ -5,6 +5,8 @@ import {
   type AuditEvent,
   type AuditRecords,
   type ClientUsageRecords,
+  type ConnectionChanges,
+  type ConnectionRecords,
   type Consent,
   type ConsentRecords,
   type KeyRecords,
@@ -17,6 +19,7 @@ import {
   type Store,
   type User,
   type UserRecords,
+  type VaultConnection,
 } from './store.ts'
 
 export type SqlValue = string | number | null
@@ -140,6 +143,32 @@ function toConsent(row: Row): Consent {
   }
 }
 
+function toConnection(row: Row): VaultConnection {
+  return {
+    userId: String(row.user_id),
+    connectionId: String(row.connection_id),
+    sealed: String(row.sealed),
+    keyId: String(row.key_id),
+    expiresAt: optionalInteger(row.expires_at),
+    scope: optionalString(row.scope),
+    status: row.status === 'broken' ? 'broken' : 'active',
+    version: integer(row.version),
+    leaseUntil: optionalInteger(row.lease_until),
+    createdAt: integer(row.created_at),
+    updatedAt: integer(row.updated_at),
+  }
+}
+
+/** The columns of {@link ConnectionChanges}, in a fixed order. */
+const CONNECTION_COLUMNS: Record<keyof ConnectionChanges, string> = {
+  sealed: 'sealed',
+  keyId: 'key_id',
+  expiresAt: 'expires_at',
+  scope: 'scope',
+  status: 'status',
+  leaseUntil: 'lease_until',
+}
+
 function toSigningKey(row: Row): SigningKey {
   return {
     kid: String(row.kid),
@@ -221,6 +250,7 @@ export class SqlStore implements Store {
   readonly audit: AuditRecords
   readonly revocations: RevocationRecords
   readonly clientUsage: ClientUsageRecords
+  readonly connections: ConnectionRecords
   readonly #db: SqlDriver
   readonly #now: () => number
   readonly #counters: StoreOptions['counters']
@@ -237,6 +267,7 @@ export class SqlStore implements Store {
     this.audit = this.#auditRecords()
     this.revocations = this.#revocationRecords()
     this.clientUsage = this.#clientUsageRecords()
+    this.connections = this.#connectionRecords()
   }
 
   #seconds(): number {
@@ -428,6 +459,7 @@ export class SqlStore implements Store {
         if (!storable(id)) return false
         const deleted = await db.execute('DELETE FROM users WHERE id = ?', [id])
         await db.execute('DELETE FROM consents WHERE user_id = ?', [id])
+        await db.execute('DELETE FROM vault_connections WHERE user_id = ?', [id])
         return deleted > 0
       },
     }
@@ -555,6 +587,86 @@ export class SqlStore implements Store {
           [lookupKey(subject), clientKey(clientId), clientKey(clientId), seconds()],
         )
         return optionalInteger(row?.revoked_at)
+      },
+    }
+  }
+
+  #connectionRecords(): ConnectionRecords {
+    const db = this.#db
+    const seconds = () => this.#seconds()
+    const find = async (userId: string, connectionId: string) => {
+      if (!storable(userId) || !storable(connectionId)) return undefined
+      const [row] = await db.query(
+        'SELECT * FROM vault_connections WHERE user_id = ? AND connection_id = ?',
+        [userId, connectionId],
+      )
+      return row ? toConnection(row) : undefined
+    }
+    return {
+      find,
+      async listByUser(userId) {
+        if (!storable(userId)) return []
+        const rows = await db.query(
+          'SELECT * FROM vault_connections WHERE user_id = ? ORDER BY connection_id',
+          [userId],
+        )
+        return rows.map(toConnection)
+      },
+      async list(connectionId) {
+        const rows =
+          connectionId === undefined
+            ? await db.query('SELECT * FROM vault_connections ORDER BY user_id, connection_id', [])
+            : await db.query('SELECT * FROM vault_connections WHERE connection_id = ? ORDER BY user_id', [
+                text('connectionId', connectionId),
+              ])
+        return rows.map(toConnection)
+      },
+      async save(connection) {
+        const now = seconds()
+        await db.execute(
+          `INSERT INTO vault_connections (user_id, connection_id, sealed, key_id, expires_at, scope, status,
+             version, lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', 1, NULL, ?, ?)
+           ON CONFLICT (user_id, connection_id) DO UPDATE SET sealed = excluded.sealed,
+             key_id = excluded.key_id, expires_at = excluded.expires_at, scope = excluded.scope,
+             status = 'active', version = vault_connections.version + 1, lease_until = NULL,
+             created_at = excluded.created_at, updated_at = excluded.updated_at`,
+          [
+            text('userId', connection.userId),
+            text('connectionId', connection.connectionId),
+            text('sealed', connection.sealed),
+            text('keyId', connection.keyId),
+            connection.expiresAt ?? null,
+            optionalText('scope', connection.scope),
+            now,
+            now,
+          ],
+        )
+        return (await find(connection.userId, connection.connectionId)) as VaultConnection
+      },
+      async update(userId, connectionId, version, changes) {
+        if (!storable(userId) || !storable(connectionId)) return undefined
+        const columns = (Object.keys(CONNECTION_COLUMNS) as (keyof ConnectionChanges)[]).filter(
+          (key) => key in changes,
+        )
+        const values = columns.map((key) => {
+          const value = changes[key]
+          return typeof value === 'string' ? text(key, value) : (value ?? null)
+        })
+        const sets = columns.map((key) => `${CONNECTION_COLUMNS[key]} = ?, `).join('')
+        const changed = await db.execute(
+          `UPDATE vault_connections SET ${sets}version = version + 1, updated_at = ?
+           WHERE user_id = ? AND connection_id = ? AND version = ?`,
+          [...values, seconds(), userId, connectionId, version],
+        )
+        return changed === 1 ? find(userId, connectionId) : undefined
+      },
+      async delete(userId, connectionId) {
+        if (!storable(userId) || !storable(connectionId)) return false
+        const changed = await db.execute(
+          'DELETE FROM vault_connections WHERE user_id = ? AND connection_id = ?',
+          [userId, connectionId],
+        )
+        return changed > 0
       },
     }
   }

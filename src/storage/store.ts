@@ -33,6 +33,7 @@ export interface Store {
   readonly audit: AuditRecords
   readonly revocations: RevocationRecords
   readonly clientUsage: ClientUsageRecords
+  readonly connections: ConnectionRecords
   /**
    * Counts an event in a fixed window and says whether it is still within `limit`; shared by every
    * instance using the store (rate limits on sign-in, registration, CIMD fetches).
@@ -185,4 +186,55 @@ export interface ClientUsageRecords {
   touch(clientId: string, at: number): Promise<void>
   /** The last use of every client that has one, by client_id. */
   list(): Promise<Map<string, number>>
+}
+
+/**
+ * A user's account at a third-party OAuth provider, connected through the token vault. The tokens are sealed
+ * by the vault (AES-256-GCM, `keyId` names the key); the store never sees them in clear.
+ */
+export interface VaultConnection {
+  userId: string
+  /** The connection's id in the configuration (`github`). */
+  connectionId: string
+  /** The sealed tokens (access and refresh token). */
+  sealed: string
+  /** The encryption key that sealed them. */
+  keyId: string
+  /** When the access token expires (seconds since the epoch), when the provider said. */
+  expiresAt: number | undefined
+  scope: string | undefined
+  /** `broken`: the provider refused the refresh token (`invalid_grant`); the user must connect again. */
+  status: 'active' | 'broken'
+  /** Raised by every write: {@link ConnectionRecords.update} is a compare-and-set on it. */
+  version: number
+  /** An instance refreshing the tokens holds the row until then (seconds); others wait for its result. */
+  leaseUntil: number | undefined
+  createdAt: number
+  updatedAt: number
+}
+
+export type ConnectionChanges = Partial<
+  Pick<VaultConnection, 'sealed' | 'keyId' | 'expiresAt' | 'scope' | 'status' | 'leaseUntil'>
+>
+
+export interface ConnectionRecords {
+  find(userId: string, connectionId: string): Promise<VaultConnection | undefined>
+  listByUser(userId: string): Promise<VaultConnection[]>
+  /** Every user's, for the admin commands (`connectionId` alone: one connection's). */
+  list(connectionId?: string): Promise<VaultConnection[]>
+  /** A new connection, or a reconnect replacing the row (active again, lease cleared, version raised). */
+  save(
+    connection: Pick<VaultConnection, 'userId' | 'connectionId' | 'sealed' | 'keyId' | 'expiresAt' | 'scope'>,
+  ): Promise<VaultConnection>
+  /**
+   * Writes `changes` only if the row is still at `version` (no other instance or request wrote since it was
+   * read), raising the version; returns the new row, or undefined when it changed or is gone.
+   */
+  update(
+    userId: string,
+    connectionId: string,
+    version: number,
+    changes: ConnectionChanges,
+  ): Promise<VaultConnection | undefined>
+  delete(userId: string, connectionId: string): Promise<boolean>
 }

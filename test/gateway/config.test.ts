@@ -152,12 +152,7 @@ describe('gateway configuration', () => {
     {
       name: 'an unknown credentials mode',
       file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'forward' } },
-      message: /^upstream_credentials.mode "forward" must be none, passthrough or exchange$/,
-    },
-    {
-      name: 'the credentials mode vault, not built yet',
-      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'vault' } },
-      message: /^upstream_credentials.mode vault is not available yet .*; use none, passthrough or exchange$/,
+      message: /^upstream_credentials.mode "forward" must be none, passthrough, exchange or vault$/,
     },
     {
       name: 'an unknown key of the exchange block',
@@ -166,6 +161,48 @@ describe('gateway configuration', () => {
         upstream_credentials: { mode: 'exchange', exchange: { audiences: [] } },
       },
       message: /^upstream_credentials.exchange: unknown setting audiences; known: issuer, /,
+    },
+    {
+      name: 'mode vault without a declared connection',
+      env: {},
+      file: { upstream: 'http://a/mcp', upstream_credentials: { mode: 'vault', connection: 'github' } },
+      message:
+        /^upstream_credentials.connection must name one of authorization_server.vault.connections \(none declared\)$/,
+    },
+    {
+      name: 'mode vault with an external authorization server',
+      file: {
+        upstream: 'http://a/mcp',
+        upstream_credentials: { mode: 'vault', connection: 'github' },
+        transport: { auth: { servers: ['https://idp.example'] } },
+      },
+      message: /^upstream_credentials.mode vault needs the embedded authorization server/,
+    },
+    {
+      name: 'a connection without mode vault',
+      file: { upstream: 'http://a/mcp', upstream_credentials: { connection: 'github' } },
+      message: /^upstream_credentials.connection is only for mode vault$/,
+    },
+    {
+      name: 'vault connections without keys',
+      env: {},
+      file: {
+        upstream: 'http://a/mcp',
+        authorization_server: {
+          vault: {
+            connections: [
+              {
+                id: 'github',
+                name: 'GitHub',
+                issuer: 'https://github.example',
+                client_id: 'c',
+                client_secret: 's',
+              },
+            ],
+          },
+        },
+      },
+      message: /^authorization_server.vault: give the encryption keys once/,
     },
     {
       name: 'a per-user session limit of zero',

@@ -141,7 +141,7 @@ describe('gatehouse serve: the embedded authorization server settings', () => {
       name: 'an unknown authorization server setting',
       file: { authorization_server: { scope: ['mcp'] } },
       message:
-        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, token_rate_limit, login, registration, cimd, clients, token_exchange, scope_grants, console',
+        'authorization_server: unknown setting scope; known: scopes, signing_algorithm, ttl, refresh_reuse_interval, token_rate_limit, login, registration, cimd, clients, token_exchange, scope_grants, console, vault',
     },
     {
       name: 'an unknown lifetime',

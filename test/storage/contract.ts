@@ -754,6 +754,130 @@ export function storeContract(harness: StoreHarness): void {
     assert.ok(candidates.includes(active[0]?.kid ?? ''), 'one of the new keys won')
   })
 
+  test('connections: save, find, listByUser, list, reconnect raises the version and makes it active again, delete', async () => {
+    const { store, clock } = await stores(1)
+    const sealed = { sealed: 'v1.k1.iv.tag.ct', keyId: 'k1', expiresAt: 2000, scope: 'repo' }
+    const saved = await store.connections.save({ userId: 'alice', connectionId: 'github', ...sealed })
+    assert.deepEqual(saved, {
+      userId: 'alice',
+      connectionId: 'github',
+      ...sealed,
+      status: 'active',
+      version: 1,
+      leaseUntil: undefined,
+      createdAt: seconds(clock.ms),
+      updatedAt: seconds(clock.ms),
+    })
+    await store.connections.save({
+      userId: 'alice',
+      connectionId: 'google',
+      sealed: 'x',
+      keyId: 'k1',
+      expiresAt: undefined,
+      scope: undefined,
+    })
+    await store.connections.save({ userId: 'bob', connectionId: 'github', ...sealed })
+    assert.deepEqual(await store.connections.find('alice', 'github'), saved)
+    assert.equal(await store.connections.find('alice', 'jira'), undefined)
+    assert.equal(await store.connections.find('alice\0', 'github'), undefined)
+    assert.deepEqual(
+      (await store.connections.listByUser('alice')).map((c) => c.connectionId),
+      ['github', 'google'],
+    )
+    assert.deepEqual(
+      (await store.connections.list()).map((c) => `${c.userId}/${c.connectionId}`),
+      ['alice/github', 'alice/google', 'bob/github'],
+    )
+    assert.deepEqual(
+      (await store.connections.list('github')).map((c) => c.userId),
+      ['alice', 'bob'],
+    )
+    const broken = await store.connections.update('alice', 'github', 1, { status: 'broken', leaseUntil: 99 })
+    assert.equal(broken?.status, 'broken')
+    clock.advance(10)
+    const again = await store.connections.save({
+      userId: 'alice',
+      connectionId: 'github',
+      ...sealed,
+      sealed: 'new',
+    })
+    assert.deepEqual(
+      [again.status, again.version, again.leaseUntil, again.sealed, again.updatedAt],
+      ['active', 3, undefined, 'new', seconds(clock.ms)],
+    )
+    assert.equal(await store.connections.delete('alice', 'github'), true)
+    assert.equal(await store.connections.delete('alice', 'github'), false)
+    assert.equal(await store.connections.find('alice', 'github'), undefined)
+  })
+
+  test('connections: update is a compare-and-set on the version; only the named columns change', async () => {
+    const { store } = await stores(1)
+    const row = await store.connections.save({
+      userId: 'alice',
+      connectionId: 'github',
+      sealed: 'a',
+      keyId: 'k1',
+      expiresAt: 100,
+      scope: 'repo',
+    })
+    const leased = await store.connections.update('alice', 'github', row.version, { leaseUntil: 500 })
+    assert.deepEqual(leased, { ...row, leaseUntil: 500, version: row.version + 1 })
+    assert.equal(await store.connections.update('alice', 'github', row.version, { sealed: 'b' }), undefined)
+    const refreshed = await store.connections.update('alice', 'github', row.version + 1, {
+      sealed: 'b',
+      keyId: 'k2',
+      expiresAt: undefined,
+      leaseUntil: undefined,
+    })
+    assert.deepEqual(
+      [refreshed?.sealed, refreshed?.keyId, refreshed?.expiresAt, refreshed?.leaseUntil, refreshed?.scope],
+      ['b', 'k2', undefined, undefined, 'repo'],
+    )
+    assert.equal(await store.connections.update('nobody', 'github', 1, { sealed: 'c' }), undefined)
+  })
+
+  test('connections: 20 concurrent updates of one version over two stores: exactly one wins', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    const row = await first.connections.save({
+      userId: 'alice',
+      connectionId: 'github',
+      sealed: 'a',
+      keyId: 'k1',
+      expiresAt: 100,
+      scope: undefined,
+    })
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 ? first : second).connections.update('alice', 'github', row.version, { leaseUntil: i }),
+      ),
+    )
+    assert.equal(results.filter((result) => result !== undefined).length, 1)
+    assert.equal((await first.connections.find('alice', 'github'))?.version, row.version + 1)
+  })
+
+  test('connections: deleting a user deletes their connections', async () => {
+    const { store } = await stores(1)
+    const user = await store.users.create({
+      username: 'carol',
+      passwordHash: undefined,
+      externalId: undefined,
+      claims: {},
+    })
+    await store.connections.save({
+      userId: user.id,
+      connectionId: 'github',
+      sealed: 'a',
+      keyId: 'k1',
+      expiresAt: undefined,
+      scope: undefined,
+    })
+    await store.users.delete(user.id)
+    assert.deepEqual(await store.connections.listByUser(user.id), [])
+  })
+
   test('audit: append, then recent returns the newest first, up to the limit', async () => {
     const { store } = await stores(1)
     const events = Array.from({ length: 5 }, (_, i) => ({

@@ -44,7 +44,7 @@ test('sqlite: the default file is <dataDir>/gatehouse.db, owner-only, in WAL mod
         .prepare('SELECT version FROM schema_migrations')
         .all()
         .map((row) => row.version),
-      [1, 2, 3, 4],
+      [1, 2, 3, 4, 5],
     )
     db.close()
   } finally {

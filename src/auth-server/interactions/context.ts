@@ -27,6 +27,10 @@ export interface PagesContext extends InteractionContext {
   pendingSignIns: OidcAdapter
   /** The `state` of this browser's sign-in at an identity provider. */
   stateCookie: InteractionCookie
+  /** Connections gone to a vault provider, by their `state`, until the browser comes back. */
+  vaultStates: OidcAdapter
+  /** The `state` of this browser's connection at a vault provider. */
+  vaultStateCookie: InteractionCookie
   signInBackoff: SignInBackoff
   localAccounts: boolean
   perAddress: RateLimit

@@ -111,6 +111,8 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
       // drop the sign-ins in flight during an upgrade.
       pendingSignIns: store.oidcAdapter('GatehouseUpstreamState'),
       stateCookie: new InteractionCookie(issuer, 'gatehouse-upstream'),
+      vaultStates: store.oidcAdapter('GatehouseVaultState'),
+      vaultStateCookie: new InteractionCookie(issuer, 'gatehouse-vault'),
       signInBackoff: new SignInBackoff(store, backoff),
       localAccounts,
       perAddress,

@@ -11,6 +11,8 @@ import {
   signingIn,
 } from './context.ts'
 import { callback } from './routes/callback.ts'
+import { connectPage, finishConnect, startConnect } from './routes/connect.ts'
+import { connections, disconnect } from './routes/connections.ts'
 import { continueAs } from './routes/continue_as.ts'
 import { decide } from './routes/decide.ts'
 import { federate } from './routes/federate.ts'
@@ -33,7 +35,7 @@ interface Route {
 
 const FORM_LIMIT = 16 * 1024
 /** What a path parameter must look like for its route to match; others take any one segment. */
-const PARAMS: Record<string, RegExp> = { uid: /^[\w-]{1,64}$/ }
+const PARAMS: Record<string, RegExp> = { uid: /^[\w-]{1,64}$/, connection: /^[a-z0-9][a-z0-9-]{0,31}$/ }
 
 /** The interaction of this browser, and the one the path names. */
 const loadInteraction: Step = async (context, exchange) => {
@@ -77,6 +79,12 @@ const FORM = [...PAGE, readForm, checkCsrf]
 /** The sign-in and consent pages. The first route whose path matches decides; another method gets 405. */
 export const PAGE_ROUTES: readonly Route[] = [
   { method: 'GET', path: 'callback/:provider', steps: [], handle: callback },
+  // The token vault's pages: no interaction, the signed-in user of the browser session (checked by each).
+  { method: 'GET', path: 'connections', steps: [], handle: connections },
+  { method: 'POST', path: 'connections/:connection/disconnect', steps: [readForm], handle: disconnect },
+  { method: 'GET', path: 'connect/:connection', steps: [], handle: connectPage },
+  { method: 'POST', path: 'connect/:connection/start', steps: [readForm], handle: startConnect },
+  { method: 'GET', path: 'connected/:connection', steps: [], handle: finishConnect },
   { method: 'GET', path: ':uid', steps: PAGE, handle: show },
   { method: 'POST', path: ':uid/login', steps: [...FORM, prompt(signingIn)], handle: localLogin },
   { method: 'POST', path: ':uid/federate/:provider', steps: [...FORM, prompt(signingIn)], handle: federate },

@@ -109,12 +109,17 @@ export class InteractionCookie {
   }
 
   read(req: IncomingMessage): string | undefined {
-    for (const part of (req.headers.cookie ?? '').split(';')) {
-      const at = part.indexOf('=')
-      if (at !== -1 && part.slice(0, at).trim() === this.name) return part.slice(at + 1).trim()
-    }
-    return undefined
+    return readCookie(req, this.name)
   }
+}
+
+/** The value of the request's cookie `name`, the first one when the header repeats it. */
+export function readCookie(req: IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const at = part.indexOf('=')
+    if (at !== -1 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim()
+  }
+  return undefined
 }
 
 function appendSetCookie(res: ServerResponse, cookie: string) {

@@ -1,3 +1,4 @@
+import type { TokenVault } from '../../auth-server/vault/vault.ts'
 import type { Settings } from '../../config/schema.ts'
 import type { Principal } from '../identity.ts'
 
@@ -11,6 +12,20 @@ export interface ModeContext {
   settings: Settings['upstream_credentials']
   /** The embedded authorization server's issuer, when it runs. */
   authorizationServer: string | undefined
+  /** The embedded authorization server's token vault; undefined with an external authorization server. */
+  vault: TokenVault | undefined
+}
+
+/**
+ * Thrown by {@link CredentialMode.headers} when the caller must act before the upstream may be called (connect
+ * an account at `url`): the gateway answers the request itself and the upstream sees nothing of it.
+ */
+export class UserActionRequired extends Error {
+  readonly url: string
+  constructor(message: string, url: string) {
+    super(message)
+    this.url = url
+  }
 }
 
 /**
