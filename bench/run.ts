@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import {
+  BARE_ROUTE,
   benchGateway,
   benchGatewaySteps,
   DIRECT_ROUTE,
@@ -14,6 +15,7 @@ import {
 import { benchHttp, connections, type HttpResult } from './http.ts'
 import { benchSeconds } from './measure.ts'
 import { benchMemory, type MemoryResult } from './memory.ts'
+import { benchSseMemory, type SseMemoryResult } from './memory-sse.ts'
 import { benchVerify, RAW_CASE, type VerifyResult } from './verify.ts'
 
 const RESULTS = new URL('./results/latest.md', import.meta.url)
@@ -27,6 +29,7 @@ const gatewayResults = await benchGateway(connections, progress)
 const gatewaySteps = await benchGatewaySteps(progress)
 progress(`memory: ${process.env.BENCH_MEMORY_TOKENS ?? '100000'} distinct tokens through the cached guard`)
 const memoryResult = await benchMemory()
+const sseMemoryResults = await benchSseMemory(progress)
 
 const report = [
   `# Gatehouse guard and gateway benchmark, ${started.toISOString()}`,
@@ -55,6 +58,10 @@ const report = [
   '## Memory: distinct ES256 tokens through one guard with its default cache',
   '',
   memoryTable(memoryResult),
+  '',
+  '## Memory per idle SSE stream, each proxy alone in a child process',
+  '',
+  sseMemoryTable(sseMemoryResults),
   '',
 ].join('\n')
 
@@ -93,6 +100,7 @@ function httpTable(results: HttpResult[]): string {
 function gatewayTable(results: GatewayResult[]): string {
   const rows = results.map(({ upstream, route, load, gatewayCpuMicros, upstreamCpuMicros }) => {
     const direct = results.find((r) => r.upstream === upstream && r.route === DIRECT_ROUTE)
+    const bare = results.find((r) => r.upstream === upstream && r.route === BARE_ROUTE)
     const total = gatewayCpuMicros + upstreamCpuMicros
     return [
       upstream,
@@ -106,6 +114,7 @@ function gatewayTable(results: GatewayResult[]): string {
       direct && route !== DIRECT_ROUTE
         ? `+${(total - direct.gatewayCpuMicros - direct.upstreamCpuMicros).toFixed(1)}`
         : '',
+      bare && route !== DIRECT_ROUTE ? `${(gatewayCpuMicros / bare.gatewayCpuMicros).toFixed(2)}×` : '',
     ]
   })
   return (
@@ -122,6 +131,7 @@ function gatewayTable(results: GatewayResult[]): string {
         'upstream CPU µs/req',
         'total CPU µs/req',
         'vs direct µs/req',
+        'gateway CPU vs bare proxy',
       ],
       rows,
     )
@@ -146,6 +156,14 @@ function memoryTable({ cacheMaxEntries, snapshots }: MemoryResult): string {
   return `cacheMaxEntries ${integer(cacheMaxEntries)}; readings after a full GC.\n\n${table(
     ['tokens verified', 'RSS MiB', 'heapTotal MiB', 'heapUsed MiB'],
     rows,
+  )}`
+}
+
+function sseMemoryTable(results: SseMemoryResult[]): string {
+  const kib = (bytes: number) => (bytes / 1024).toFixed(1)
+  return `${integer(results[0]?.streams ?? 0)} streams; growth over the reading before they opened, after a full GC.\n\n${table(
+    ['proxy', 'KiB RSS per stream', 'KiB heap per stream'],
+    results.map(({ proxy, rssPerStream, heapPerStream }) => [proxy, kib(rssPerStream), kib(heapPerStream)]),
   )}`
 }
 

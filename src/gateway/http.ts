@@ -11,17 +11,27 @@ export const requestUrl = (req: IncomingMessage, origin: string): URL =>
   new URL(`${origin}${pathOf(req.url ?? '/')}`)
 
 /**
- * A web `Request` carrying the headers of `req`, for the guard. The body is left in `req`; the URL is
- * {@link requestUrl}, so checks such as DPoP's `htu` see what the client addressed.
+ * Whether a request addresses `path` (a URL's pathname on `origin`), as {@link requestUrl} would say. The
+ * MCP path itself, with or without a query, needs no URL parsed: it is every proxied request.
  */
-export function guardRequest(req: IncomingMessage, url: URL): Request {
+export function addresses(req: IncomingMessage, origin: string, path: string): boolean {
+  const target = req.url ?? '/'
+  if (target.startsWith(path) && (target.length === path.length || target[path.length] === '?')) return true
+  return requestUrl(req, origin).pathname === path
+}
+
+/**
+ * A web `Request` carrying the headers of `req`, for the guard. The body is left in `req`; the URL is
+ * {@link requestUrl}'s, so checks such as DPoP's `htu` see what the client addressed.
+ */
+export function guardRequest(req: IncomingMessage, origin: string): Request {
   const headers = new Headers()
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i] as string
     // HTTP/2 pseudo-headers are not valid Fetch header names.
     if (!name.startsWith(':')) headers.append(name, req.rawHeaders[i + 1] as string)
   }
-  return new Request(url, { method: req.method ?? 'GET', headers })
+  return new Request(`${origin}${pathOf(req.url ?? '/')}`, { method: req.method ?? 'GET', headers })
 }
 
 export class BodyTooLarge extends Error {

@@ -22,6 +22,7 @@ import { type GatewayConfig, guardOptionsFor } from './config.ts'
 import { type CredentialMode, credentialMode } from './credentials/index.ts'
 import { GatewayError } from './errors.ts'
 import {
+  addresses,
   BodyTooLarge,
   guardRequest,
   mediaType,
@@ -289,7 +290,6 @@ class GatewayHandler {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = requestUrl(req, this.#origin)
     // Checked first: the log object would otherwise be built on every request for nothing.
     if (this.#logger.isLevelEnabled('debug'))
       this.#logger.debug(
@@ -304,16 +304,16 @@ class GatewayHandler {
       // The authorization server owns its paths on this origin (the 2025-03-26 /authorize, /token, /register
       // fallbacks, its discovery documents, the sign-in pages); the MCP path is never one of them.
       if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
-      if (url.pathname === this.#mcpPath) {
+      if (addresses(req, this.#origin, this.#mcpPath)) {
         this.#open.add(res)
         res.on('close', () => {
           this.#open.delete(res)
           this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) })
         })
-        await this.#mcp(req, res, url)
+        await this.#mcp(req, res)
         return
       }
-      await this.#other(req, res, url)
+      await this.#other(req, res, requestUrl(req, this.#origin))
     } catch (error) {
       this.#logger.error({ err: error }, 'request failed')
       sendError(res, new GatewayError('internal_error'))
@@ -351,7 +351,7 @@ class GatewayHandler {
     const published = this.#credentials.published.get(path)
     if (published !== undefined)
       return sendJson(res, 200, published, { 'cache-control': 'public, max-age=60' })
-    const metadata = this.#guard.metadataResponse(guardRequest(req, url))
+    const metadata = this.#guard.metadataResponse(guardRequest(req, this.#origin))
     if (metadata) return sendWebResponse(res, metadata)
     sendJson(res, 404, { error: 'not_found' })
   }
@@ -368,7 +368,7 @@ class GatewayHandler {
     return this.#readiness.ready
   }
 
-  async #mcp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET'
     let admission: Admission | undefined
     try {
@@ -386,7 +386,7 @@ class GatewayHandler {
       admission = {
         req,
         res,
-        request: guardRequest(req, url),
+        request: guardRequest(req, this.#origin),
         principal: undefined,
         body: NO_BODY,
         sessionId: undefined,
