@@ -303,8 +303,10 @@ export class HttpUpstream implements Upstream {
     const streaming = type === 'text/event-stream'
     const post = exchange.req.method === 'POST'
     // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any.
-    if (streaming && !post) clearTimeout(call.deadline)
-    else response.on('data', () => call.deadline?.refresh())
+    if (streaming && !post) {
+      clearTimeout(call.deadline)
+      call.deadline = undefined
+    } else response.on('data', () => call.deadline?.refresh())
     const listIds = toolsListIds(exchange.messages)
     // Only a JSON answer the tool policy may have to filter is read whole; the rest goes on as it comes.
     if (type === 'application/json' && post && listIds !== undefined) {
@@ -352,22 +354,23 @@ export class HttpUpstream implements Upstream {
       this.#options.metrics.streams.inc()
       if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
     }
-    try {
-      if (streaming) {
-        const rewrite = (data: string) => this.#rewriteEvent(data, listIds, call)
-        await relay(response, new SseRelay(res, rewrite, this.#options.maxBodyBytes))
-        // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
-        res.end()
-      } else {
-        await relay(response, res)
-      }
-    } finally {
+    const relayed = streaming
+      ? relay(
+          response,
+          new SseRelay(res, (data) => this.#rewriteEvent(data, listIds, call), this.#options.maxBodyBytes),
+        ).then(
+          // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
+          () => void res.end(),
+        )
+      : relay(response, res)
+    // Returned, not awaited: this frame would be held for as long as the stream lasts.
+    return relayed.finally(() => {
       clearTimeout(idle)
       if (streaming) {
         this.#options.metrics.streams.dec()
         if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
       }
-    }
+    })
   }
 
   /** The whole body of an answer, within `limit` bytes. */

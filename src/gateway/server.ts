@@ -310,14 +310,18 @@ class GatewayHandler {
           this.#open.delete(res)
           this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) })
         })
-        await this.#mcp(req, res)
-        return
+        // Not awaited in this frame, which a stream would hold for as long as it lasts.
+        return this.#mcp(req, res).catch((error: unknown) => this.#failed(res, error))
       }
       await this.#other(req, res, requestUrl(req, this.#origin))
     } catch (error) {
-      this.#logger.error({ err: error }, 'request failed')
-      sendError(res, new GatewayError('internal_error'))
+      this.#failed(res, error)
     }
+  }
+
+  #failed(res: ServerResponse, error: unknown): void {
+    this.#logger.error({ err: error }, 'request failed')
+    sendError(res, new GatewayError('internal_error'))
   }
 
   async close(server: Server): Promise<void> {
@@ -368,7 +372,21 @@ class GatewayHandler {
     return this.#readiness.ready
   }
 
-  async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Admits the request, then hands it to the upstream, once the admission's frame (with the guard's `Request`)
+   * is gone: a stream would hold it for as long as it lasts.
+   */
+  #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.#admit(req, res).then((exchange) => {
+      if (exchange === undefined) return
+      if (req.method === 'POST') return this.#upstream.post(exchange)
+      if (req.method === 'GET') return this.#upstream.get(exchange)
+      return this.#upstream.delete(exchange)
+    })
+  }
+
+  /** The exchange for the upstream, or `undefined` when the request was answered (refused, or OPTIONS). */
+  async #admit(req: IncomingMessage, res: ServerResponse): Promise<McpExchange | undefined> {
     const method = req.method ?? 'GET'
     let admission: Admission | undefined
     try {
@@ -399,12 +417,10 @@ class GatewayHandler {
     } catch (error) {
       if (!(error instanceof GatewayError)) throw error
       if (error.detail) this.#logger.info({ code: error.code, detail: error.detail }, 'request refused')
-      return sendError(res, error, singleId(admission?.body.messages ?? []))
+      sendError(res, error, singleId(admission?.body.messages ?? []))
+      return
     }
-    const exchange = exchangeOf(admission)
-    if (method === 'POST') await this.#upstream.post(exchange)
-    else if (method === 'GET') await this.#upstream.get(exchange)
-    else await this.#upstream.delete(exchange)
+    return exchangeOf(admission)
   }
 
   /**
