@@ -449,7 +449,7 @@ class GatewayHandler {
   }
 
   /** An anonymous request that is more than discovery needs a token after all. */
-  async #tokenUnlessDiscovery(a: Admission): Promise<boolean> {
+  #tokenUnlessDiscovery(a: Admission): boolean | Promise<boolean> {
     if (a.principal !== undefined || isDiscoveryOnly(a.body.messages)) return true
     return this.#authenticate(a)
   }
@@ -468,15 +468,14 @@ class GatewayHandler {
   }
 
   /** The token holds the scopes of the guard and of every tool the body calls. */
-  async #scopes(a: Admission): Promise<boolean> {
+  #scopes(a: Admission): boolean | Promise<boolean> {
     if (a.principal === undefined) return true
     const { messages } = a.body
     const result = this.#guard.checkScopes(a.request, a.principal.token, {
       scopes: this.#policy.requiredScopes(messages),
     })
     if (result.ok) return true
-    await this.#refuse(a.res, result)
-    return false
+    return this.#refuse(a.res, result).then(() => false)
   }
 
   /** A client acting for itself (client credentials) calls only what machine clients may. */
