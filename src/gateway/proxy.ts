@@ -255,7 +255,7 @@ export class HttpUpstream implements Upstream {
     const { url, timeoutMs } = this.#options
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-      const request = send({ ...this.#target, method, headers })
+      const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
       call.request = request
       const detail = `nothing from the upstream for ${timeoutMs} ms`
       call.deadline = setTimeout(
@@ -414,6 +414,20 @@ export class HttpUpstream implements Upstream {
     const result = this.#options.policy.filterToolsList(m.result, exchange.principal?.token)
     return result === m.result ? message : { ...m, result }
   }
+}
+
+/**
+ * The request's headers, `Host` first, as the flat list Node's client writes straight into the request head:
+ * given an object, it keeps a copy of every header for the request's whole life (an SSE stream's included).
+ */
+function headerList(host: string, headers: HeaderMap): string[] {
+  const list = ['host', host]
+  for (const name in headers) {
+    const value = headers[name] as string | string[]
+    if (typeof value === 'string') list.push(name, value)
+    else for (const item of value) list.push(name, item)
+  }
+  return list
 }
 
 /** The ids of the `tools/list` requests among `messages`, whose answers the tool policy filters; none: `undefined`. */
