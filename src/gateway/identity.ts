@@ -33,8 +33,10 @@ export class UpstreamIdentity {
   readonly #issuer: string
   readonly #audience: string
   readonly #header: string
-  /** Headers by {@link callerKey}, oldest first, with when they stop being reused. */
-  readonly #cache = new Map<string, { headers: Readonly<Record<string, string>>; until: number }>()
+  /** Headers by {@link callerKey}, oldest first. */
+  readonly #cache = new Map<string, CachedHeaders>()
+  /** The same entries by token: the guard's cache hands out one `VerifiedToken` per token, so no key is built. */
+  readonly #byToken = new WeakMap<VerifiedToken, CachedHeaders>()
 
   constructor(issuer: string, audience: string) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
@@ -51,14 +53,22 @@ export class UpstreamIdentity {
 
   headers(token: VerifiedToken): Readonly<Record<string, string>> {
     const nowMs = Date.now()
+    const known = this.#byToken.get(token)
+    if (known !== undefined && nowMs < known.until) return known.headers
     const key = callerKey(token)
-    const cached = this.#cache.get(key)
-    if (cached !== undefined && nowMs < cached.until) return cached.headers
-    const headers = Object.freeze(this.#headers(token, Math.floor(nowMs / 1000)))
-    this.#cache.delete(key)
-    if (this.#cache.size >= MAX_CACHED_CALLERS) this.#cache.delete(this.#cache.keys().next().value as string)
-    this.#cache.set(key, { headers, until: nowMs + REUSE_MS })
-    return headers
+    let cached = this.#cache.get(key)
+    if (cached === undefined || nowMs >= cached.until) {
+      cached = {
+        headers: Object.freeze(this.#headers(token, Math.floor(nowMs / 1000))),
+        until: nowMs + REUSE_MS,
+      }
+      this.#cache.delete(key)
+      if (this.#cache.size >= MAX_CACHED_CALLERS)
+        this.#cache.delete(this.#cache.keys().next().value as string)
+      this.#cache.set(key, cached)
+    }
+    this.#byToken.set(token, cached)
+    return cached.headers
   }
 
   #headers(token: VerifiedToken, now: number): Record<string, string> {
@@ -90,6 +100,12 @@ export class UpstreamIdentity {
     const input = `${this.#header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
     return `${input}.${sign(null, Buffer.from(input), this.#key).toString('base64url')}`
   }
+}
+
+interface CachedHeaders {
+  headers: Readonly<Record<string, string>>
+  /** When they stop being reused. */
+  until: number
 }
 
 /**

@@ -257,11 +257,10 @@ export class HttpUpstream implements Upstream {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
       const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
       call.request = request
-      const detail = `nothing from the upstream for ${timeoutMs} ms`
-      call.deadline = setTimeout(
-        () => call.timeOut(new GatewayError('upstream_timeout', { detail })),
-        timeoutMs,
-      )
+      call.deadline = setTimeout(() => {
+        const detail = `nothing from the upstream for ${timeoutMs} ms`
+        call.timeOut(new GatewayError('upstream_timeout', { detail }))
+      }, timeoutMs)
       request.on('response', resolve)
       request.on('error', (error) => {
         reject(

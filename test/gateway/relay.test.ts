@@ -167,16 +167,27 @@ describe('UpstreamIdentity: one assertion per caller, for 45 s', () => {
     }
   })
 
-  it('signs a new assertion once 45 s have passed, and never hands out one with less than 15 s left', (t) => {
-    t.mock.timers.enable({ apis: ['Date'], now: Date.parse('2026-11-27T12:00:00Z') })
-    const identity = new UpstreamIdentity('https://gateway.test/mcp', 'http://upstream.test/mcp')
-    const first = identityOf(identity.headers(caller({})))
-    t.mock.timers.tick(44_999)
-    assert.equal(identityOf(identity.headers(caller({}))).jti, first.jti)
-    t.mock.timers.tick(1)
-    const second = identityOf(identity.headers(caller({})))
-    assert.notEqual(second.jti, first.jti)
-    assert.equal(second.iat, (first.iat as number) + 45)
-    assert.equal((second.exp as number) - (second.iat as number), 60)
-  })
+  for (const [label, tokenOf] of [
+    [
+      'the same token',
+      (() => {
+        const alice = caller({})
+        return () => alice
+      })(),
+    ],
+    ['another token of the same caller', () => caller({})],
+  ] as const) {
+    it(`signs a new assertion once 45 s have passed, never one with less than 15 s left (${label})`, (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.parse('2026-11-27T12:00:00Z') })
+      const identity = new UpstreamIdentity('https://gateway.test/mcp', 'http://upstream.test/mcp')
+      const first = identityOf(identity.headers(tokenOf()))
+      t.mock.timers.tick(44_999)
+      assert.equal(identityOf(identity.headers(tokenOf())).jti, first.jti)
+      t.mock.timers.tick(1)
+      const second = identityOf(identity.headers(tokenOf()))
+      assert.notEqual(second.jti, first.jti)
+      assert.equal(second.iat, (first.iat as number) + 45)
+      assert.equal((second.exp as number) - (second.iat as number), 60)
+    })
+  }
 })
