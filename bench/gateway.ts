@@ -1,7 +1,8 @@
 /**
- * The gateway's cost per request: the same MCP `tools/call` sent straight to an upstream and through
- * `gatehouse serve` (in this process), side by side. The upstreams run in child processes, so the
- * gateway's CPU (this process) and the upstream's (read from /proc) are counted apart.
+ * The gateway's cost per request: the same MCP `tools/call` sent straight to an upstream, through
+ * `gatehouse serve` and through the bare reverse proxies of `bare-proxy.ts` (all in this process), side by
+ * side, rounds alternated. The upstreams run in child processes, so the proxy's CPU (this process) and the
+ * upstream's (read from /proc) are counted apart.
  * Run as `node bench/gateway.ts upstream` it is the minimal upstream itself.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
@@ -15,6 +16,7 @@ import { type GatewayFlags, loadGatewayConfig } from '../src/gateway/config.ts'
 import { UpstreamIdentity } from '../src/gateway/identity.ts'
 import { type Gateway, startGateway } from '../src/gateway/server.ts'
 import type { TestIdp } from '../test/support/idp.ts'
+import { startNodeProxy, startUndiciProxy } from './bare-proxy.ts'
 import { accessTokenClaims, guardFor, RESOURCE, startIssuer } from './fixtures.ts'
 import type { LoadConfig, LoadReport } from './load.ts'
 import { benchSeconds, interleave, measureSideBySide } from './measure.ts'
@@ -35,12 +37,14 @@ export interface GatewayCost {
 }
 
 export const DIRECT_ROUTE = 'direct, no auth'
+/** The baseline of issue 10's target: the gateway's CPU per request at most 1.2 times this proxy's. */
+export const BARE_ROUTE = 'bare node:http proxy, keep-alive agent'
 
 const LOAD_SCRIPT = new URL('./load.ts', import.meta.url).pathname
 const EVERYTHING = createRequire(import.meta.url).resolve(
   '@modelcontextprotocol/server-everything/dist/index.js',
 )
-const ROUNDS = 3
+const ROUNDS = 5
 const PROTOCOL_VERSION = '2025-06-18'
 const MCP_HEADERS = {
   accept: 'application/json, text/event-stream',
@@ -80,8 +84,12 @@ export async function benchGateway(
   try {
     const minimal = await start(startChild([import.meta.filename, 'upstream']), stopChild)
     const minimalUrl = `http://127.0.0.1:${minimal.port}/mcp`
+    const bare = await start(startNodeProxy(new URL(minimalUrl)), (proxy) => proxy.close())
+    const undici = await start(startUndiciProxy(new URL(minimalUrl)), (proxy) => proxy.close())
     const minimalRoutes: Route[] = [
       { upstream: 'minimal node:http', route: DIRECT_ROUTE, port: minimal.port },
+      { upstream: 'minimal node:http', route: BARE_ROUTE, port: bare.port },
+      { upstream: 'minimal node:http', route: 'bare undici Pool proxy', port: undici.port },
       {
         upstream: 'minimal node:http',
         route: 'gateway, guard cache on',
@@ -168,12 +176,17 @@ export async function benchGatewaySteps(onProgress: (line: string) => void): Pro
     }
     const identity = new UpstreamIdentity(RESOURCE, 'http://127.0.0.1/mcp')
     const verified = await cached.verifyToken(token)
+    let callers = 0
     const steps: [string, () => unknown][] = [
       ['token check: guard.check, cache on (same token)', () => cached.check(request())],
       ['token check: guard.check, cache off (RS256 verify)', () => uncached.check(request())],
       [
-        'identity headers: UpstreamIdentity.headers (node:crypto, as the gateway signs)',
+        'identity headers: UpstreamIdentity.headers, reused (a caller within 45 s)',
         () => identity.headers(verified),
+      ],
+      [
+        "identity headers: UpstreamIdentity.headers, signed (node:crypto; a caller's first request)",
+        () => identity.headers({ ...verified, subject: `user-${callers++}` }),
       ],
       ['identity JWT baseline: EdDSA SignJWT (jose)', signIdentity],
       [

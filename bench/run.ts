@@ -22,14 +22,16 @@ if (args.quick) {
   process.env.BENCH_SECONDS ??= '0.1'
   process.env.BENCH_CONNECTIONS ??= '4'
   process.env.BENCH_MEMORY_TOKENS ??= '500'
+  process.env.BENCH_SSE_STREAMS ??= '200'
 }
 const outDir = resolve(args.out ?? new URL('./results', import.meta.url).pathname)
 
 const { BARE, benchAuthServer } = await import('./auth-server.ts')
-const { benchGateway, benchGatewaySteps, DIRECT_ROUTE } = await import('./gateway.ts')
+const { BARE_ROUTE, benchGateway, benchGatewaySteps, DIRECT_ROUTE } = await import('./gateway.ts')
 const { benchHttp, connections } = await import('./http.ts')
 const { benchSeconds } = await import('./measure.ts')
 const { benchMemory } = await import('./memory.ts')
+const { benchSseMemory } = await import('./memory-sse.ts')
 const { benchVerify, FAST_JWT_CACHE_CASE, GUARD_COLD_CASE, GUARD_WARM_CASES, RAW_CASE } = await import(
   './verify.ts'
 )
@@ -45,6 +47,7 @@ const gateway = await benchGateway(connections, progress)
 const gatewaySteps = await benchGatewaySteps(progress)
 progress(`memory: ${process.env.BENCH_MEMORY_TOKENS ?? '100000'} distinct tokens through the cached guard`)
 const memory = await benchMemory()
+const sseMemory = await benchSseMemory(progress)
 const authServer = await benchAuthServer(progress, {
   seconds: args.quick ? benchSeconds : benchSeconds * 1.5,
   rounds: args.quick ? 1 : 3,
@@ -91,6 +94,29 @@ for (const flow of new Set(authServer.map((r) => r.flow))) {
   }
 }
 
+const bare = gateway.find((r) => r.route === BARE_ROUTE)
+for (const r of gateway.filter((r) => r.upstream === bare?.upstream && r.route.startsWith('gateway'))) {
+  targets.push({
+    what: `gateway CPU per request (${r.route})`,
+    figure: r.gatewayCpuMicros,
+    unit: 'µs/req',
+    baseline: BARE_ROUTE,
+    ratio: r.gatewayCpuMicros / (bare?.gatewayCpuMicros ?? Number.NaN),
+    goal: { ratio: 1.2, atLeast: false },
+  })
+}
+const bareSse = sseMemory.find((r) => r.proxy === 'bare node:http proxy')
+for (const r of sseMemory.filter((r) => r.proxy === 'gatehouse serve')) {
+  targets.push({
+    what: 'memory per idle SSE stream through the gateway',
+    figure: r.rssPerStream / 1024,
+    unit: 'KiB RSS',
+    baseline: 'bare node:http proxy',
+    ratio: r.rssPerStream / (bareSse?.rssPerStream ?? Number.NaN),
+    goal: { ratio: 1, atLeast: false },
+  })
+}
+
 const machine = {
   node: process.versions.node,
   openssl: process.versions.openssl,
@@ -112,6 +138,7 @@ const results = {
   gateway,
   gatewaySteps,
   memory,
+  sseMemory,
   authServer,
 }
 
@@ -180,11 +207,13 @@ const report = [
       'gateway CPU µs/req',
       'upstream CPU µs/req',
       'total vs direct',
+      'gateway CPU vs bare proxy',
     ],
     gateway.map(({ upstream, route, load, gatewayCpuMicros, upstreamCpuMicros }) => {
       const direct = gateway.find((r) => r.upstream === upstream && r.route === DIRECT_ROUTE)
       const total = gatewayCpuMicros + upstreamCpuMicros
       const directTotal = direct ? direct.gatewayCpuMicros + direct.upstreamCpuMicros : Number.NaN
+      const bareProxy = gateway.find((r) => r.upstream === upstream && r.route === BARE_ROUTE)
       return [
         upstream,
         route,
@@ -194,6 +223,9 @@ const report = [
         gatewayCpuMicros.toFixed(1),
         upstreamCpuMicros.toFixed(1),
         direct ? `${(total / directTotal).toFixed(2)}×` : '',
+        bareProxy && route !== DIRECT_ROUTE
+          ? `${(gatewayCpuMicros / bareProxy.gatewayCpuMicros).toFixed(2)}×`
+          : '',
       ]
     }),
   ),
@@ -214,6 +246,17 @@ const report = [
       mib(rss),
       mib(heapTotal),
       mib(heapUsed),
+    ]),
+  ),
+  '',
+  `## Memory per idle SSE stream, ${integer(sseMemory[0]?.streams ?? 0)} streams, each proxy alone in a child process`,
+  '',
+  table(
+    ['proxy', 'KiB RSS per stream', 'KiB heap per stream'],
+    sseMemory.map(({ proxy, rssPerStream, heapPerStream }) => [
+      proxy,
+      (rssPerStream / 1024).toFixed(1),
+      (heapPerStream / 1024).toFixed(1),
     ]),
   ),
   '',

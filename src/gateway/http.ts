@@ -10,6 +10,16 @@ import { type JsonRpcId, type JsonRpcMessage, rpcError } from './jsonrpc.ts'
 export const requestUrl = (req: IncomingMessage, origin: string): URL =>
   new URL(`${origin}${pathOf(req.url ?? '/')}`)
 
+/**
+ * Whether a request addresses `path` (a URL's pathname on `origin`), as {@link requestUrl} would say. The
+ * MCP path itself, with or without a query, needs no URL parsed: it is every proxied request.
+ */
+export function addresses(req: IncomingMessage, origin: string, path: string): boolean {
+  const target = req.url ?? '/'
+  if (target.startsWith(path) && (target.length === path.length || target[path.length] === '?')) return true
+  return requestUrl(req, origin).pathname === path
+}
+
 export class BodyTooLarge extends Error {
   override name = 'BodyTooLarge'
 }

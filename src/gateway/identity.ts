@@ -3,6 +3,10 @@ import type { VerifiedToken } from '../guard/index.ts'
 
 export const UPSTREAM_JWKS_PATH = '/.well-known/gatehouse/upstream-jwks.json'
 const ASSERTION_TTL_SECONDS = 60
+/** How long one caller's assertion is reused: the upstream always gets one with at least 15 s left. */
+const REUSE_MS = 45_000
+/** Callers whose headers are kept; past this the oldest entry goes (a new caller costs one signature). */
+const MAX_CACHED_CALLERS = 10_000
 
 /** Who is calling, as the gateway knows it: the stable key that sessions are bound to. */
 export interface Principal {
@@ -19,7 +23,8 @@ export const principalOf = (token: VerifiedToken): Principal => ({
  * Tells the upstream who the caller is, in `mode: none`. The plain `X-Gatehouse-*` headers are for
  * convenience; `X-Gatehouse-Identity` is what an upstream should trust: a JWT signed by this gateway
  * (ephemeral Ed25519 key, JWKS at {@link UPSTREAM_JWKS_PATH}), with the upstream as audience and a lifetime
- * of one minute, so it is useless anywhere else and soon.
+ * of one minute, so it is useless anywhere else and soon. A signature costs more than the rest of a proxied
+ * request, so one caller's headers are reused for {@link REUSE_MS}: the `jti` names an assertion, not a request.
  */
 export class UpstreamIdentity {
   readonly #key: KeyObject
@@ -28,6 +33,10 @@ export class UpstreamIdentity {
   readonly #issuer: string
   readonly #audience: string
   readonly #header: string
+  /** Headers by {@link callerKey}, oldest first. */
+  readonly #cache = new Map<string, CachedHeaders>()
+  /** The same entries by token: the guard's cache hands out one `VerifiedToken` per token, so no key is built. */
+  readonly #byToken = new WeakMap<VerifiedToken, CachedHeaders>()
 
   constructor(issuer: string, audience: string) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
@@ -42,8 +51,27 @@ export class UpstreamIdentity {
     )
   }
 
-  async headers(token: VerifiedToken): Promise<Record<string, string>> {
-    const now = Math.floor(Date.now() / 1000)
+  headers(token: VerifiedToken): Readonly<Record<string, string>> {
+    const nowMs = Date.now()
+    const known = this.#byToken.get(token)
+    if (known !== undefined && nowMs < known.until) return known.headers
+    const key = callerKey(token)
+    let cached = this.#cache.get(key)
+    if (cached === undefined || nowMs >= cached.until) {
+      cached = {
+        headers: Object.freeze(this.#headers(token, Math.floor(nowMs / 1000))),
+        until: nowMs + REUSE_MS,
+      }
+      this.#cache.delete(key)
+      if (this.#cache.size >= MAX_CACHED_CALLERS)
+        this.#cache.delete(this.#cache.keys().next().value as string)
+      this.#cache.set(key, cached)
+    }
+    this.#byToken.set(token, cached)
+    return cached.headers
+  }
+
+  #headers(token: VerifiedToken, now: number): Record<string, string> {
     const assertion = this.#sign({
       iss: this.#issuer,
       aud: this.#audience,
@@ -67,11 +95,26 @@ export class UpstreamIdentity {
     return headers
   }
 
-  /** Compact EdDSA JWS through node:crypto: this runs on every proxied request, and jose's WebCrypto path cost three times as much. */
+  /** Compact EdDSA JWS through node:crypto: jose's WebCrypto path cost three times as much. */
   #sign(claims: Record<string, unknown>): string {
     const input = `${this.#header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
     return `${input}.${sign(null, Buffer.from(input), this.#key).toString('base64url')}`
   }
+}
+
+interface CachedHeaders {
+  headers: Readonly<Record<string, string>>
+  /** When they stop being reused. */
+  until: number
+}
+
+/**
+ * Every value the headers are made of, each length-prefixed so that no two callers share a key (a subject
+ * may contain any character, the separator included).
+ */
+function callerKey(token: VerifiedToken): string {
+  const part = (value: string | undefined) => (value === undefined ? '-' : `${value.length}:${value}`)
+  return `${part(token.issuer)}${part(token.subject)}${part(token.clientId)}${part(token.actor)}${part(token.scopes.join(' '))}`
 }
 
 // Claims may hold characters a header cannot; those values are percent-encoded instead of dropped.

@@ -5,7 +5,7 @@ import {
   type RequestOptions,
 } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { pipeline } from 'node:stream/promises'
+import type { Writable } from 'node:stream'
 import { urlToHttpOptions } from 'node:url'
 import type { Logger } from 'pino'
 import { answerActionRequired, initializeDeclaresUrlElicitation } from './action_required.ts'
@@ -50,6 +50,11 @@ export interface HttpUpstreamOptions {
 
 /** How long `/readyz` waits for the upstream's answer. */
 const READY_TIMEOUT_MS = 2000
+/**
+ * A body of known length up to this is read whole and sent with its headers in one write; a longer one, or
+ * one of unknown length, streams. Reading whole holds no more than the socket buffers a stream fills anyway.
+ */
+const WHOLE_BODY_BYTES = 65_536
 
 /** The `gatehouse_upstream_errors_total` kind of each upstream failure, as dashboards know them. */
 const METRIC_KIND: Partial<Record<GatewayErrorCode, string>> = {
@@ -72,15 +77,20 @@ class ProxyCall {
   endedBy: GatewayError | 'idle' | undefined
   /** Whether the client's answer is an SSE stream (its headers sent), which can still carry error events. */
   eventStream = false
-  /** The ids of the POST's requests whose answer has not gone to the client yet. */
-  readonly unanswered: Set<JsonRpcId>
+  /** On an event stream, the ids of the POST's requests whose answer has not gone to the client yet. */
+  unanswered: Set<JsonRpcId> | undefined
   /** `limits.upstream_timeout_ms` between two signs of life of the upstream: headers, then each chunk. */
   deadline: NodeJS.Timeout | undefined
   timedOut: GatewayError | undefined
 
   constructor(exchange: McpExchange) {
     this.exchange = exchange
-    this.unanswered = new Set(exchange.messages.filter(isRequest).map((m) => m.id as JsonRpcId))
+  }
+
+  /** From now on the client's answer is an event stream, which reports each request left without an answer. */
+  streams(): void {
+    this.eventStream = true
+    this.unanswered = new Set(this.exchange.messages.filter(isRequest).map((m) => m.id as JsonRpcId))
   }
 
   end(reason: GatewayError | 'idle'): void {
@@ -95,9 +105,9 @@ class ProxyCall {
 }
 
 /**
- * The Streamable HTTP reverse proxy. Responses stream through as they arrive (`pipeline`, so a slow
- * client slows the upstream read, never the gateway's memory); only JSON bodies, which are bounded, are
- * read whole, to validate them and filter `tools/list`. SSE events are read one by one: each must be
+ * The Streamable HTTP reverse proxy. Responses stream through as they arrive (piped, so a slow client
+ * slows the upstream read, never the gateway's memory); only small bodies of known length, and JSON answers
+ * to `tools/list` (bounded, to filter them), are read whole. SSE events are read one by one: each must be
  * JSON-RPC, and the answers are counted, so that a stream that fails or is ended at shutdown still gets an
  * error for each request left without an answer. A client that goes away aborts the upstream request.
  */
@@ -227,7 +237,7 @@ export class HttpUpstream implements Upstream {
       return
     }
     if (failure)
-      for (const id of call.unanswered) {
+      for (const id of call.unanswered ?? []) {
         const data = JSON.stringify(rpcError(id, failure.rpcCode, failure.publicText))
         res.write(formatSseEvent({ event: 'message', data }))
       }
@@ -259,13 +269,12 @@ export class HttpUpstream implements Upstream {
     const { url, timeoutMs } = this.#options
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-      const request = send({ ...this.#target, method, headers })
+      const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
       call.request = request
-      const detail = `nothing from the upstream for ${timeoutMs} ms`
-      call.deadline = setTimeout(
-        () => call.timeOut(new GatewayError('upstream_timeout', { detail })),
-        timeoutMs,
-      )
+      call.deadline = setTimeout(() => {
+        const detail = `nothing from the upstream for ${timeoutMs} ms`
+        call.timeOut(new GatewayError('upstream_timeout', { detail }))
+      }, timeoutMs)
       request.on('response', resolve)
       request.on('error', (error) => {
         reject(
@@ -328,23 +337,14 @@ export class HttpUpstream implements Upstream {
     const streaming = type === 'text/event-stream'
     const post = exchange.req.method === 'POST'
     // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any.
-    if (streaming && !post) clearTimeout(call.deadline)
-    else response.on('data', () => call.deadline?.refresh())
-    const listIds = new Set(
-      exchange.messages
-        .filter((m) => isRequest(m) && m.method === 'tools/list')
-        .map((m) => m.id as JsonRpcId),
-    )
+    if (streaming && !post) {
+      clearTimeout(call.deadline)
+      call.deadline = undefined
+    } else response.on('data', () => call.deadline?.refresh())
+    const listIds = toolsListIds(exchange.messages)
     // Only a JSON answer the tool policy may have to filter is read whole; the rest goes on as it comes.
-    if (type === 'application/json' && post && listIds.size > 0) {
-      const body = await readBody(response, this.#options.maxBodyBytes).catch((error: unknown) => {
-        // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
-        response.destroy()
-        if (!(error instanceof BodyTooLarge)) throw error
-        throw new GatewayError('upstream_too_large', {
-          detail: `a JSON response above ${this.#options.maxBodyBytes} bytes`,
-        })
-      })
+    if (type === 'application/json' && post && listIds !== undefined) {
+      const body = await this.#readAnswer(response, this.#options.maxBodyBytes)
       let parsed: unknown
       try {
         parsed = JSON.parse(body.toString('utf8'))
@@ -363,10 +363,18 @@ export class HttpUpstream implements Upstream {
       })
     }
     // Relayed unchanged, a body keeps its length; SSE events may be rewritten.
-    const length = response.headers['content-length']
-    if (!streaming && length !== undefined) headers['content-length'] = length
+    const length = streaming ? undefined : response.headers['content-length']
+    if (length !== undefined) {
+      headers['content-length'] = length
+      if (Number(length) <= WHOLE_BODY_BYTES) {
+        const body = await this.#readAnswer(response, WHOLE_BODY_BYTES)
+        res.writeHead(status, headers).end(body)
+        return
+      }
+    }
     res.writeHead(status, headers)
-    res.flushHeaders()
+    // A stream's headers go now: its first event may be long in coming.
+    if (streaming) res.flushHeaders()
     const sessionId = exchange.sessionId
     const idleMs = this.#options.streamIdleTimeoutMs
     // No heartbeat: the gateway keeping a stream busy would keep its session from ever being reaped.
@@ -375,31 +383,42 @@ export class HttpUpstream implements Upstream {
         ? setTimeout(() => call.end('idle'), idleMs)
         : undefined
     if (idle) response.on('data', () => idle.refresh())
-    call.eventStream = streaming
     if (streaming) {
+      call.streams()
       this.#options.metrics.streams.inc()
       if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
     }
-    try {
-      if (streaming) {
-        const rewrite = (data: string) => this.#rewriteEvent(data, listIds, call)
-        await pipeline(response, new SseRelay(res, rewrite, this.#options.maxBodyBytes))
-        // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
-        res.end()
-      } else {
-        await pipeline(response, res)
-      }
-    } finally {
+    const relayed = streaming
+      ? relay(
+          response,
+          new SseRelay(res, (data) => this.#rewriteEvent(data, listIds, call), this.#options.maxBodyBytes),
+        ).then(
+          // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
+          () => void res.end(),
+        )
+      : relay(response, res)
+    // Returned, not awaited: this frame would be held for as long as the stream lasts.
+    return relayed.finally(() => {
       clearTimeout(idle)
       if (streaming) {
         this.#options.metrics.streams.dec()
         if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
       }
-    }
+    })
+  }
+
+  /** The whole body of an answer, within `limit` bytes. */
+  #readAnswer(response: IncomingMessage, limit: number): Promise<Buffer> {
+    return readBody(response, limit).catch((error: unknown) => {
+      // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
+      response.destroy()
+      if (!(error instanceof BodyTooLarge)) throw error
+      throw new GatewayError('upstream_too_large', { detail: `a JSON response above ${limit} bytes` })
+    })
   }
 
   /** Checks that an event is JSON-RPC, notes the answers it carries, and filters `tools/list` results. */
-  #rewriteEvent(data: string, listIds: Set<JsonRpcId>, call: ProxyCall): string {
+  #rewriteEvent(data: string, listIds: ReadonlySet<JsonRpcId> | undefined, call: ProxyCall): string {
     let message: unknown
     try {
       message = JSON.parse(data)
@@ -411,22 +430,75 @@ export class HttpUpstream implements Upstream {
       throw new GatewayError('upstream_garbage', {
         detail: `an event of the upstream's stream is not JSON-RPC: ${JSON.stringify(data.slice(0, 100))}`,
       })
-    for (const m of messages) if (isResponse(m)) call.unanswered.delete(m.id as JsonRpcId)
+    for (const m of messages) if (isResponse(m)) call.unanswered?.delete(m.id as JsonRpcId)
     const filtered = this.#filter(message, listIds, call.exchange)
     return filtered === message ? data : JSON.stringify(filtered)
   }
 
   /** The message with its `tools/list` results filtered; the same value when nothing had to change. */
-  #filter(message: unknown, listIds: Set<JsonRpcId>, exchange: McpExchange): unknown {
+  #filter(message: unknown, listIds: ReadonlySet<JsonRpcId> | undefined, exchange: McpExchange): unknown {
     if (Array.isArray(message)) {
       const filtered = message.map((m) => this.#filter(m, listIds, exchange))
       return filtered.every((m, i) => m === message[i]) ? message : filtered
     }
     const m = message as JsonRpcMessage
-    if (listIds.size === 0 || typeof m !== 'object' || m === null || !listIds.has(m.id as JsonRpcId))
+    if (listIds === undefined || typeof m !== 'object' || m === null || !listIds.has(m.id as JsonRpcId))
       return message
     if (m.result === undefined) return message
     const result = this.#options.policy.filterToolsList(m.result, exchange.principal?.token)
     return result === m.result ? message : { ...m, result }
   }
+}
+
+/**
+ * The request's headers, `Host` first, as the flat list Node's client writes straight into the request head:
+ * given an object, it keeps a copy of every header for the request's whole life (an SSE stream's included).
+ */
+function headerList(host: string, headers: HeaderMap): string[] {
+  const list = ['host', host]
+  for (const name in headers) {
+    const value = headers[name] as string | string[]
+    if (typeof value === 'string') list.push(name, value)
+    else for (const item of value) list.push(name, item)
+  }
+  return list
+}
+
+/** The ids of the `tools/list` requests among `messages`, whose answers the tool policy filters; none: `undefined`. */
+function toolsListIds(messages: readonly JsonRpcMessage[]): ReadonlySet<JsonRpcId> | undefined {
+  let ids: Set<JsonRpcId> | undefined
+  for (const m of messages) {
+    if (m.method !== 'tools/list' || !isRequest(m)) continue
+    ids ??= new Set()
+    ids.add(m.id as JsonRpcId)
+  }
+  return ids
+}
+
+/**
+ * `from` piped into `to`, settled once `to` has finished, or with the first failure of either (either
+ * closing early included); `from` is then destroyed. What `stream.pipeline` does for two streams, without
+ * the AbortController and DOMException it makes on every call, which cost more than a small answer's relay.
+ */
+function relay(from: IncomingMessage, to: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (error?: Error) => {
+      from.off('error', settle).off('close', onFromClose)
+      to.off('error', settle).off('close', onToClose).off('finish', onFinish)
+      if (error === undefined) return resolve()
+      from.unpipe(to)
+      from.destroy()
+      reject(error)
+    }
+    const onFinish = () => settle()
+    const onFromClose = () => {
+      if (!from.readableEnded) settle(new Error('the upstream answer ended early'))
+    }
+    const onToClose = () => {
+      if (!to.writableFinished) settle(new Error('the client went away'))
+    }
+    from.on('error', settle).on('close', onFromClose)
+    to.on('error', settle).on('close', onToClose).on('finish', onFinish)
+    from.pipe(to)
+  })
 }

@@ -25,6 +25,7 @@ import { type GatewayConfig, guardOptionsFor } from './config.ts'
 import { type CredentialMode, credentialMode } from './credentials/index.ts'
 import { GatewayError } from './errors.ts'
 import {
+  addresses,
   BodyTooLarge,
   mediaType,
   readBody,
@@ -327,7 +328,6 @@ class GatewayHandler {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = requestUrl(req, this.#origin)
     // Checked first: the log object would otherwise be built on every request for nothing.
     if (this.#logger.isLevelEnabled('debug'))
       this.#logger.debug(
@@ -344,20 +344,24 @@ class GatewayHandler {
       if (this.#authorizationServer && (await this.#authorizationServer.auth.handle(req, res))) return
       const adminConsole = this.#authorizationServer?.auth.console
       if (adminConsole && (await adminConsole(req, res, () => this.#ready()))) return
-      if (url.pathname === this.#mcpPath) {
+      if (addresses(req, this.#origin, this.#mcpPath)) {
         this.#open.add(res)
         res.on('close', () => {
           this.#open.delete(res)
           this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) })
         })
-        await this.#mcp(req, res)
-        return
+        // Not awaited in this frame, which a stream would hold for as long as it lasts.
+        return this.#mcp(req, res).catch((error: unknown) => this.#failed(res, error))
       }
-      await this.#other(req, res, url)
+      await this.#other(req, res, requestUrl(req, this.#origin))
     } catch (error) {
-      this.#logger.error({ err: error }, 'request failed')
-      sendError(res, new GatewayError('internal_error'))
+      this.#failed(res, error)
     }
+  }
+
+  #failed(res: ServerResponse, error: unknown): void {
+    this.#logger.error({ err: error }, 'request failed')
+    sendError(res, new GatewayError('internal_error'))
   }
 
   async close(server: Server): Promise<void> {
@@ -413,7 +417,21 @@ class GatewayHandler {
     return this.#readiness.ready
   }
 
-  async #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Admits the request, then hands it to the upstream, once the admission's frame (with the guard's `Request`)
+   * is gone: a stream would hold it for as long as it lasts.
+   */
+  #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.#admit(req, res).then((exchange) => {
+      if (exchange === undefined) return
+      if (req.method === 'POST') return this.#upstream.post(exchange)
+      if (req.method === 'GET') return this.#upstream.get(exchange)
+      return this.#upstream.delete(exchange)
+    })
+  }
+
+  /** The exchange for the upstream, or `undefined` when the request was answered (refused, or OPTIONS). */
+  async #admit(req: IncomingMessage, res: ServerResponse): Promise<McpExchange | undefined> {
     const method = req.method ?? 'GET'
     let admission: Admission | undefined
     try {
@@ -444,12 +462,10 @@ class GatewayHandler {
     } catch (error) {
       if (!(error instanceof GatewayError)) throw error
       if (error.detail) this.#logger.info({ code: error.code, detail: error.detail }, 'request refused')
-      return sendError(res, error, singleId(admission?.body.messages ?? []))
+      sendError(res, error, singleId(admission?.body.messages ?? []))
+      return
     }
-    const exchange = exchangeOf(admission)
-    if (method === 'POST') await this.#upstream.post(exchange)
-    else if (method === 'GET') await this.#upstream.get(exchange)
-    else await this.#upstream.delete(exchange)
+    return exchangeOf(admission)
   }
 
   /**
@@ -478,7 +494,7 @@ class GatewayHandler {
   }
 
   /** An anonymous request that is more than discovery needs a token after all. */
-  async #tokenUnlessDiscovery(a: Admission): Promise<boolean> {
+  #tokenUnlessDiscovery(a: Admission): boolean | Promise<boolean> {
     if (a.principal !== undefined || isDiscoveryOnly(a.body.messages)) return true
     return this.#authenticate(a)
   }
@@ -497,15 +513,14 @@ class GatewayHandler {
   }
 
   /** The token holds the scopes of the guard and of every tool the body calls. */
-  async #scopes(a: Admission): Promise<boolean> {
+  #scopes(a: Admission): boolean | Promise<boolean> {
     if (a.principal === undefined) return true
     const { messages } = a.body
     const result = this.#guard.checkScopes(a.request, a.principal.token, {
       scopes: this.#policy.requiredScopes(messages),
     })
     if (result.ok) return true
-    await this.#refuse(a.res, result)
-    return false
+    return this.#refuse(a.res, result).then(() => false)
   }
 
   /** A client acting for itself (client credentials) calls only what machine clients may. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { describe, it } from 'node:test'
-import { accepts, mediaType, requestUrl } from '../../src/gateway/http.ts'
+import { accepts, addresses, mediaType, requestUrl } from '../../src/gateway/http.ts'
 import { normalizedPath } from '../../src/guard/lib/request_head.ts'
 
 const ORIGIN = 'https://mcp.gatehouse.test'
@@ -27,6 +27,32 @@ describe('gateway: the request target becomes the path the guard reads', () => {
   it('`//evil.example/mcp` is not the MCP path', () => {
     assert.equal(requestUrl(incoming('//evil.example/mcp'), ORIGIN).pathname, '//evil.example/mcp')
   })
+})
+
+describe('gateway: the MCP path recognised without a URL, as requestUrl reads it', () => {
+  for (const path of ['/mcp', '/', '/a%20b/mcp']) {
+    it(path, () => {
+      for (const target of [
+        path,
+        `${path}?x=1`,
+        `${path}?`,
+        `${path}#x`,
+        `${path}/`,
+        `${path}x`,
+        `${path};x`,
+        `/x/..${path}`,
+        `/.${path}`,
+        `//evil.example${path}`,
+        `http://evil.example${path}?q`,
+        path.toUpperCase(),
+        path.replace('m', '%6d'),
+        '*',
+      ]) {
+        const expected = requestUrl(incoming(target), ORIGIN).pathname === path
+        assert.equal(addresses(incoming(target), ORIGIN, path), expected, target)
+      }
+    })
+  }
 })
 
 describe('gateway: one media-type parser', () => {
