@@ -361,3 +361,38 @@ describe('gateway: subscriptions/listen with stdio.shared', () => {
     await closed
   })
 })
+
+describe('gateway: an idle subscriptions/listen stream', () => {
+  let idp: TestIdp
+  let gateway: Gateway
+  let log: LogCapture
+
+  before(async () => {
+    idp = await startIdp()
+    log = logCapture()
+    gateway = await startTestGateway(
+      idp,
+      { command: [NODE, CHILD] },
+      { limits: { stream_idle_timeout_ms: 200 } },
+      log,
+    )
+  })
+  after(async () => {
+    await gateway?.close()
+    await idp?.close()
+  })
+
+  it('is ended with the request’s result, and its resource subscriptions released', async () => {
+    const stream = await listen(gateway.resource, await headersFor(idp, 'alice'), 1, {
+      resourceSubscriptions: ['x:idle'],
+    })
+    await stream.next()
+    assert.deepEqual(await stream.next(), {
+      jsonrpc: '2.0',
+      id: 1,
+      result: { resultType: 'complete', _meta: { [SUBSCRIPTION_ID]: 1 } },
+    })
+    await assert.rejects(stream.next(), /the stream ended/)
+    await childSaid(log, 'unsubscribe x:idle')
+  })
+})

@@ -465,7 +465,8 @@ export class StdioChild {
    * Messages the child sends on its own. Over stdio nothing in them names the request they belong to (the
    * MCP SDK's `relatedRequestId` picks an HTTP stream and is not written to stdio), so the bridge knows whom
    * they are for only when the child has one session, ever: a child of its own. A list change is news for
-   * every listening session. The rest of a shared child's (logging, resource updates, sampling, elicitation,
+   * every listening session and every listen stream that asked for it; a resource update goes to the listen
+   * streams of a child of its own that named the URI. The rest of a shared child's (logging, resource updates, sampling, elicitation,
    * roots, pings) could be any user's, whatever is in flight when it comes: it goes nowhere.
    */
   #toClient(message: JsonRpcMessage): void {
