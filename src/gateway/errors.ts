@@ -96,6 +96,21 @@ export const GATEWAY_ERRORS = {
     rpc: RPC.connectionClosed,
     description: 'Bad Request: Last-Event-ID names no stream this session keeps',
   },
+  listen_not_alone: {
+    status: 400,
+    rpc: RPC.invalidRequest,
+    description: 'Bad Request: subscriptions/listen must be sent alone',
+  },
+  listen_filter_invalid: {
+    status: 400,
+    rpc: RPC.invalidParams,
+    description: 'Invalid params: params.notifications is not a subscription filter',
+  },
+  too_many_listen_streams: {
+    status: 429,
+    rpc: RPC.connectionClosed,
+    description: 'too many open subscriptions/listen streams for this user',
+  },
   stateless_no_sessions: {
     status: 405,
     rpc: RPC.connectionClosed,

@@ -37,12 +37,6 @@ const KNOWN_LOSSES: Record<string, Record<string, string>> = {
     // answers a POST without tools/call in JSON when the client accepts it (SSE is optional there).
     'server-sse-multiple-streams: server-sse-streams-functional INFO': 'JSON answers, allowed',
   },
-  'stdio draft': {
-    // The bridge does not serve subscriptions/listen (server/discover does not offer it): the suite skips.
-    'server-stateless: sep-2575-server-sends-subscription-ack SKIPPED': 'no subscriptions/listen',
-    'server-stateless: sep-2575-server-tags-subscription-id SKIPPED': 'no subscriptions/listen',
-    'server-stateless: sep-2575-server-honors-notification-filter SKIPPED': 'no subscriptions/listen',
-  },
 }
 /** Each scenario opens its own session, and some more than one: about 60 for the two suites. */
 const ROOMY_SESSIONS = {

@@ -220,14 +220,13 @@ describe('gateway: 2026-07-28 stateless requests', () => {
     }
   })
 
-  it('stdio: methods the revision removed, and subscriptions/listen, are 404 -32601 and never reach the server', async () => {
+  it('stdio: methods the revision removed are 404 -32601 and never reach the server', async () => {
     const removed = [
       'initialize',
       'ping',
       'logging/setLevel',
       'resources/subscribe',
       'resources/unsubscribe',
-      'subscriptions/listen',
     ]
     for (const method of removed) {
       const response = await postRpc(
@@ -284,12 +283,12 @@ describe('gateway: 2026-07-28 stateless requests', () => {
     assert.equal(response.headers.get('mcp-session-id'), null)
     const { result } = await response.json()
     assert.deepEqual(result.supportedVersions, BRIDGE_VERSIONS)
-    // Nothing only subscriptions/listen would deliver: the bridge does not serve it.
-    assert.ok(result.capabilities.tools, 'server-everything has tools')
+    // List changes and resource subscriptions as the child offers them: subscriptions/listen serves them
+    // (test/gateway/stdio-listen.test.ts).
     for (const name of ['tools', 'prompts', 'resources']) {
-      assert.equal(result.capabilities[name]?.listChanged, undefined, name)
+      assert.equal(result.capabilities[name]?.listChanged, true, name)
     }
-    assert.equal(result.capabilities.resources?.subscribe, undefined)
+    assert.equal(result.capabilities.resources?.subscribe, true)
     assert.equal(result._meta['io.modelcontextprotocol/serverInfo'].name, 'mcp-servers/everything')
     assert.deepEqual([result.resultType, result.ttlMs, result.cacheScope], ['complete', 0, 'private'])
   })

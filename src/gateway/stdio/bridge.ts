@@ -1,11 +1,18 @@
 import { GatewayError } from '../errors.ts'
 import { accepts, acceptsEventStream, sendError, sendJson, sendStatus, singleId } from '../http.ts'
-import { isRequest, isStatelessEra, type JsonRpcMessage, STATELESS_VERSIONS } from '../jsonrpc.ts'
+import {
+  isRequest,
+  isStatelessEra,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  STATELESS_VERSIONS,
+} from '../jsonrpc.ts'
 import type { ToolPolicy } from '../policy.ts'
 import type { SessionRegistry } from '../sessions.ts'
 import { type McpExchange, type Upstream, waitUntil } from '../upstream.ts'
 import { type ChildOptions, commandRunnable, initializeChild, StdioChild } from './child.ts'
 import { EventStream } from './event-stream.ts'
+import { honoured, LISTEN_LIMITS, ListenStream, parseFilter } from './listen.ts'
 import { keepBodyRaw } from './raw.ts'
 import { BridgeSession } from './session.ts'
 import { type AnswerRewrite, PostSink } from './sinks.ts'
@@ -151,7 +158,10 @@ export class StdioUpstream implements Upstream {
   async close(graceMs: number): Promise<void> {
     const children = [...new Set([...this.#sessions.values()].map((s) => s.child))]
     if (this.#shared && !children.includes(this.#shared.child)) children.push(this.#shared.child)
-    for (const session of this.#sessions.values()) session.standalone.finish()
+    for (const session of this.#sessions.values()) {
+      session.standalone.finish()
+      session.listens.endAll()
+    }
     await waitUntil(() => !children.some((child) => child.busy), graceMs)
     const late = new GatewayError('shutting_down')
     for (const child of children) child.failPending(late.rpcCode, late.publicText)
@@ -254,7 +264,11 @@ export class StdioUpstream implements Upstream {
       sendError(res, new GatewayError('unsupported_protocol_version', { reason, data }), id)
       return
     }
-    const refusal = statelessRefusal(exchange, version)
+    const refusal =
+      statelessRefusal(exchange, version) ??
+      (exchange.messages.length > 1 && exchange.messages.some((m) => m.method === 'subscriptions/listen')
+        ? new GatewayError('listen_not_alone')
+        : undefined)
     if (refusal) {
       sendError(res, refusal, id)
       return
@@ -273,10 +287,44 @@ export class StdioUpstream implements Upstream {
     this.#options.sessions.use(child.session.id, exchange.principal?.key)
     const [message] = exchange.messages
     if (exchange.messages.length === 1 && message?.method === 'server/discover' && isRequest(message)) {
-      sendJson(res, 200, { jsonrpc: '2.0', id: message.id, result: discoverResult(child.initialized) })
+      const result = discoverResult(child.initialized, this.#options.shared)
+      sendJson(res, 200, { jsonrpc: '2.0', id: message.id, result })
       return
     }
+    if (message?.method === 'subscriptions/listen' && isRequest(message))
+      return this.#listen(exchange, child, message)
     await this.#relay(exchange, child.session, {}, statelessResult, statelessStatus)
+  }
+
+  /**
+   * Opens a `subscriptions/listen` stream on the subject's session (see listen.ts): the agreed filter is what
+   * the child offers, with the resource subscriptions it accepted.
+   */
+  async #listen(exchange: McpExchange, child: InitializedSession, message: JsonRpcMessage): Promise<void> {
+    const { res } = exchange
+    const id = message.id as JsonRpcId
+    const { listens } = child.session
+    const asked = parseFilter(message.params?.notifications)
+    if (typeof asked === 'string') {
+      sendError(res, new GatewayError('listen_filter_invalid', { reason: `Invalid params: ${asked}` }), id)
+      return
+    }
+    if (listens.size >= LISTEN_LIMITS.streamsPerSubject) {
+      const detail = `${listens.size} open listen streams`
+      sendError(res, new GatewayError('too_many_listen_streams', { detail }), id)
+      return
+    }
+    const agreed = honoured(asked, child.initialized.capabilities, this.#options.shared)
+    const uris = await listens.subscribe(agreed.uris)
+    if (res.destroyed || child.session.child.exited) {
+      listens.abandon(uris)
+      if (!res.destroyed) sendError(res, new GatewayError('upstream_not_initialized'), id)
+      return
+    }
+    const stream = new ListenStream(res, id, { ...agreed, uris }, this.#options.streamIdleTimeoutMs)
+    listens.add(stream)
+    this.#options.metrics.streams.inc()
+    res.on('close', () => this.#options.metrics.streams.dec())
   }
 
   /** GET and DELETE have no meaning without sessions (the 2026-07-28 transport answers them with 405). */

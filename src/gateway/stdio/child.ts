@@ -242,6 +242,7 @@ export class StdioChild {
     }
     for (const [key, owner] of this.#childRequests) if (owner === session) this.#childRequests.delete(key)
     session.standalone.finish()
+    session.listens.endAll()
   }
 
   /** Answers every request in flight with this error (the gateway stops), and cancels it at the child. */
@@ -464,18 +465,28 @@ export class StdioChild {
    * Messages the child sends on its own. Over stdio nothing in them names the request they belong to (the
    * MCP SDK's `relatedRequestId` picks an HTTP stream and is not written to stdio), so the bridge knows whom
    * they are for only when the child has one session, ever: a child of its own. A list change is news for
-   * every listening session. The rest of a shared child's (logging, resource updates, sampling, elicitation,
+   * every listening session and every listen stream that asked for it; a resource update goes to the listen
+   * streams of a child of its own that named the URI. The rest of a shared child's (logging, resource updates, sampling, elicitation,
    * roots, pings) could be any user's, whatever is in flight when it comes: it goes nowhere.
    */
   #toClient(message: JsonRpcMessage): void {
     const method = message.method as string
     if (isNotification(message) && LIST_CHANGED.has(method)) {
       // Without the child's params: the news is the method, and nothing else goes to everyone.
-      for (const session of this.sessions)
-        if (session.listening) session.standalone.write({ jsonrpc: '2.0', method })
+      const news: JsonRpcMessage = { jsonrpc: '2.0', method }
+      for (const session of this.sessions) {
+        if (session.listening) session.standalone.write(news)
+        session.listens.deliver(news)
+      }
       return
     }
-    const session = this.#recipient()
+    const own = this.#ownSession()
+    if (method === 'notifications/resources/updated' && own !== undefined && own.listens.size > 0) {
+      // Sent for the subscriptions the bridge took for this subject's listen streams (see listen.ts).
+      own.listens.deliver(message)
+      return
+    }
+    const session = own?.listening ? own : undefined
     if (session === undefined) {
       this.#unattributed(message)
       return
@@ -490,11 +501,11 @@ export class StdioChild {
     else this.#pause(session.standalone.write(message), session.standalone)
   }
 
-  /** The session a child's own message is for: the only one of a child of its own, if it listens. */
-  #recipient(): BridgeSession | undefined {
+  /** The session a child's own messages are for: the only one of a child of its own. */
+  #ownSession(): BridgeSession | undefined {
     if (this.#options.shared || this.sessions.size !== 1) return undefined
     const [session] = this.sessions
-    return session?.listening ? session : undefined
+    return session
   }
 
   /** A message no session can be sent: dropped (its content is never logged); a request is refused. */
@@ -516,7 +527,10 @@ export class StdioChild {
       const pending = this.#settle(key)
       pending?.sink.send(rpcError(pending.clientId, RPC.connectionClosed, `the MCP server process ${reason}`))
     }
-    for (const session of this.sessions) session.standalone.finish()
+    for (const session of this.sessions) {
+      session.standalone.finish()
+      session.listens.endAll()
+    }
     this.onExit()
   }
 }

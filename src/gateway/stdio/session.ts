@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { StdioChild } from './child.ts'
 import { EventStream, parseEventId, REPLAY_LIMITS } from './event-stream.ts'
+import { ListenStreams } from './listen.ts'
 
 /**
  * One MCP session of the bridge: its id, the child it talks to, and the streams it can resume. A session
@@ -14,16 +15,24 @@ export class BridgeSession {
   /** Messages not tied to a request: the GET stream, kept while no GET is open. */
   readonly standalone = new EventStream()
   readonly #streams = new Map<string, EventStream>([[this.standalone.id, this.standalone]])
+  /** Its `subscriptions/listen` streams (a 2026-07-28 subject's session). */
+  readonly listens: ListenStreams
   onEnd: () => void = () => {}
 
   constructor(child: StdioChild, listening: boolean) {
     this.child = child
     this.listening = listening
+    this.listens = new ListenStreams((method, params) =>
+      child.request(method, params).then(
+        (answer) => answer.error === undefined,
+        () => false,
+      ),
+    )
     child.sessions.add(this)
   }
 
   get busy(): boolean {
-    return this.child.inFlight(this) || this.standalone.attached
+    return this.child.inFlight(this) || this.standalone.attached || this.listens.size > 0
   }
 
   /** A new stream for a POST's answers; the oldest finished streams are forgotten. */

@@ -17,8 +17,8 @@ const CLIENT_CAPABILITIES_META = 'io.modelcontextprotocol/clientCapabilities'
 export const BRIDGE_VERSIONS: readonly string[] = [...STATELESS_VERSIONS, ...LEGACY_VERSIONS]
 
 /**
- * Methods that never reach the child in the 2026-07-28 era: those the revision removed, and
- * `subscriptions/listen`, which the bridge does not serve (so `server/discover` promises no notifications).
+ * Methods the 2026-07-28 revision removed: they never reach the child (the bridge takes resource
+ * subscriptions itself, for `subscriptions/listen`).
  */
 const NOT_SERVED = new Set([
   'initialize',
@@ -26,7 +26,6 @@ const NOT_SERVED = new Set([
   'logging/setLevel',
   'resources/subscribe',
   'resources/unsubscribe',
-  'subscriptions/listen',
 ])
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -135,22 +134,20 @@ export function statelessResult(message: JsonRpcMessage, method: string | undefi
 }
 
 /**
- * The child's capabilities without those only `subscriptions/listen` would deliver (list changes, resource
- * subscriptions): the bridge does not serve it, and a capability must not promise what is not there.
+ * The child's capabilities as `subscriptions/listen` serves them: a shared child's resource updates reach
+ * no one (nothing says whose subscription they answer), so it does not offer `subscribe`.
  */
-function withoutSubscriptions(capabilities: unknown): Record<string, unknown> {
+function servedCapabilities(capabilities: unknown, shared: boolean): Record<string, unknown> {
   if (!isObject(capabilities)) return {}
-  const kept: Record<string, unknown> = { ...capabilities }
-  for (const name of ['tools', 'prompts', 'resources']) {
-    const capability = kept[name]
-    if (!isObject(capability)) continue
-    const { listChanged: _changes, subscribe: _subscribe, ...rest } = capability
-    kept[name] = rest
-  }
-  return kept
+  if (!shared || !isObject(capabilities.resources)) return capabilities
+  const { subscribe: _subscribe, ...resources } = capabilities.resources
+  return { ...capabilities, resources }
 }
 
-export function discoverResult(initialized: Record<string, unknown>): JsonRpcMessage['result'] {
+export function discoverResult(
+  initialized: Record<string, unknown>,
+  shared: boolean,
+): JsonRpcMessage['result'] {
   const { capabilities, instructions, serverInfo } = initialized
   return statelessResult(
     {
@@ -158,7 +155,7 @@ export function discoverResult(initialized: Record<string, unknown>): JsonRpcMes
       id: 0,
       result: {
         supportedVersions: BRIDGE_VERSIONS,
-        capabilities: withoutSubscriptions(capabilities),
+        capabilities: servedCapabilities(capabilities, shared),
         ...(instructions === undefined ? {} : { instructions }),
         _meta: { 'io.modelcontextprotocol/serverInfo': serverInfo },
       },
