@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync, StatementSync } from 'node:sqlite'
 import Provider, { type ClientMetadata, type Configuration } from 'oidc-provider'
 import pg from 'pg'
 import { createAuthorizationServer } from '../src/auth-server/index.ts'
@@ -33,6 +34,25 @@ export interface AuthServerResult {
   cpuMicros: number
   /** Requests per second the client saw: the server shares the machine with the client. */
   opsPerSecond: number
+  /** SQL statements per operation, BEGIN and COMMIT included (0 for the in-memory baseline). */
+  statements: number
+}
+
+/** Every SQL statement this process sends, counted at the drivers: the store's cost in round trips. */
+let statementsSent = 0
+function countStatements(): void {
+  const count = <T extends object>(proto: T, name: keyof T & string) => {
+    const original = proto[name] as (...args: unknown[]) => unknown
+    Object.defineProperty(proto, name, {
+      value(this: unknown, ...args: unknown[]) {
+        statementsSent++
+        return original.apply(this, args)
+      },
+    })
+  }
+  for (const name of ['all', 'get', 'run', 'iterate'] as const) count(StatementSync.prototype, name)
+  count(DatabaseSync.prototype, 'exec')
+  count(pg.Client.prototype, 'query')
 }
 
 interface BenchedServer {
@@ -46,6 +66,7 @@ export async function benchAuthServer(
   onProgress: (line: string) => void,
   { seconds, rounds, chains = 4 }: { seconds: number; rounds: number; chains?: number },
 ): Promise<AuthServerResult[]> {
+  countStatements()
   const servers: BenchedServer[] = []
   const client = fork(CLIENT_SCRIPT, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   try {
@@ -88,23 +109,31 @@ async function round(
     seconds,
     chains,
   }
-  const report = await new Promise<{ report: ClientReport; cpuMicros: number; wallMs: number }>(
-    (resolve, reject) => {
-      let window: { cpu: NodeJS.CpuUsage; at: number } | undefined
-      const onMessage = (message: 'measuring' | ClientReport) => {
-        if (message === 'measuring') {
-          window = { cpu: process.cpuUsage(), at: performance.now() }
-          return
-        }
-        client.off('message', onMessage)
-        if (!window) return reject(new Error(`${server.name} ${flow}: ${message.firstFailure}`))
-        const cpu = process.cpuUsage(window.cpu)
-        resolve({ report: message, cpuMicros: cpu.user + cpu.system, wallMs: performance.now() - window.at })
+  const report = await new Promise<{
+    report: ClientReport
+    cpuMicros: number
+    wallMs: number
+    statements: number
+  }>((resolve, reject) => {
+    let window: { cpu: NodeJS.CpuUsage; at: number; statements: number } | undefined
+    const onMessage = (message: 'measuring' | ClientReport) => {
+      if (message === 'measuring') {
+        window = { cpu: process.cpuUsage(), at: performance.now(), statements: statementsSent }
+        return
       }
-      client.on('message', onMessage)
-      client.send(task)
-    },
-  )
+      client.off('message', onMessage)
+      if (!window) return reject(new Error(`${server.name} ${flow}: ${message.firstFailure}`))
+      const cpu = process.cpuUsage(window.cpu)
+      resolve({
+        report: message,
+        cpuMicros: cpu.user + cpu.system,
+        wallMs: performance.now() - window.at,
+        statements: statementsSent - window.statements,
+      })
+    }
+    client.on('message', onMessage)
+    client.send(task)
+  })
   const { ops, failures, firstFailure } = report.report
   if (failures > 0 || ops === 0)
     throw new Error(`${server.name} ${flow}: ${failures} failures, first: ${firstFailure}`)
@@ -112,6 +141,7 @@ async function round(
     opsPerCpuSecond: ops / (report.cpuMicros / 1e6),
     cpuMicros: report.cpuMicros / ops,
     opsPerSecond: ops / (report.wallMs / 1000),
+    statements: report.statements / ops,
   }
 }
 

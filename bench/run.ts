@@ -263,7 +263,7 @@ const report = [
   '## Authorization server against bare oidc-provider (server CPU; the client is another process)',
   '',
   table(
-    ['flow', 'server', 'ops/s', 'ops/CPU-s', 'CPU µs/op', 'vs bare (CPU)'],
+    ['flow', 'server', 'ops/s', 'ops/CPU-s', 'CPU µs/op', 'SQL statements/op', 'vs bare (CPU)'],
     authServer.map((r) => {
       const bare = authServer.find((b) => b.flow === r.flow && b.server === BARE)
       return [
@@ -272,6 +272,7 @@ const report = [
         integer(r.opsPerSecond),
         integer(r.opsPerCpuSecond),
         r.cpuMicros.toFixed(0),
+        r.statements.toFixed(1),
         `${(r.opsPerCpuSecond / (bare?.opsPerCpuSecond ?? Number.NaN)).toFixed(2)}×`,
       ]
     }),

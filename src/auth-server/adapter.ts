@@ -1,6 +1,7 @@
 import { errors } from 'oidc-provider'
 import { OidcConsumeConflictError } from '../storage/index.ts'
 import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
+import { REQUEST_CACHED_MODELS, requestCached } from './request_cache.ts'
 import { rotatingWrites } from './rotation.ts'
 
 /** How often one instance re-extends the lifetime of a registered client that is in use. */
@@ -25,7 +26,8 @@ export function adapterFactory(
 ) {
   const extendedAt = new Map<string, number>()
   return (model: string) => {
-    const inner = store.oidcAdapter(model)
+    const stored = store.oidcAdapter(model)
+    const inner = REQUEST_CACHED_MODELS.has(model) ? requestCached(model, stored) : stored
     const writes = model === 'RefreshToken' ? rotatingWrites(store, inner, refreshReuseInterval) : inner
     const adapter: OidcAdapter = {
       upsert: async (id, payload, expiresIn) => {

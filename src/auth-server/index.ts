@@ -21,6 +21,7 @@ import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { StoreOutage } from './outage.ts'
 import { tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
+import { withRequestCache } from './request_cache.ts'
 import { rotationScopeMiddleware } from './rotation.ts'
 import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exchange.ts'
 import { UserScopes } from './user_scopes.ts'
@@ -197,12 +198,8 @@ export async function createAuthorizationServer(
     signingKid,
     vault,
     publicJwks: () => publicJwks.map((jwk) => ({ ...jwk })),
-    handle: createMount(
-      options.issuer,
-      interactionPath,
-      interactions,
-      provider.callback(),
-      options.allowedOrigins,
+    handle: withRequestCache(
+      createMount(options.issuer, interactionPath, interactions, provider.callback(), options.allowedOrigins),
     ),
     console: adminConsole,
     close: async () => stopRetaining(),

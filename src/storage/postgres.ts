@@ -24,6 +24,8 @@ const NETWORK_CODES = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
 ])
+/** SQLSTATE of the guard in {@link PostgresDriver.transactionOfDistinctRows}. */
+const DIVISION_BY_ZERO = '22012'
 /** What `pg` says when a connection is lost or cannot be made in time. */
 const CONNECTION_LOST =
   /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/
@@ -80,6 +82,29 @@ class PostgresDriver implements SqlDriver {
         }
       }),
     )
+  }
+
+  /**
+   * One statement of data-modifying CTEs, which PostgreSQL runs all or none. A statement with `orFail` that
+   * changed no row makes the final SELECT divide by zero, which aborts (and so undoes) the whole statement.
+   */
+  async transactionOfDistinctRows(statements: SqlStatement[]): Promise<void> {
+    const ctes = statements.map(({ sql }, i) => `w${i} AS (${sql} RETURNING 1)`)
+    const guarded = statements.flatMap(({ orFail }, i) => (orFail ? [i] : []))
+    const checks = guarded.map((i) => `1 / (SELECT count(*) FROM w${i})`)
+    const sql = `WITH ${ctes.join(', ')} SELECT ${checks.length > 0 ? checks.join(', ') : '1'}`
+    try {
+      await classified(
+        this.#pool.query(
+          numbered(sql),
+          statements.flatMap(({ params }) => params),
+        ),
+      )
+    } catch (error) {
+      const first = statements[guarded[0] ?? -1]
+      if ((error as { code?: unknown }).code === DIVISION_BY_ZERO && first?.orFail) throw first.orFail()
+      throw error
+    }
   }
 
   close(): Promise<void> {
