@@ -221,13 +221,7 @@ describe('gateway: 2026-07-28 stateless requests', () => {
   })
 
   it('stdio: methods the revision removed are 404 -32601 and never reach the server', async () => {
-    const removed = [
-      'initialize',
-      'ping',
-      'logging/setLevel',
-      'resources/subscribe',
-      'resources/unsubscribe',
-    ]
+    const removed = ['initialize', 'ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']
     for (const method of removed) {
       const response = await postRpc(
         stdio.resource,
