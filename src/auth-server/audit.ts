@@ -1,4 +1,5 @@
 import type { KoaContextWithOIDC, default as Provider } from 'oidc-provider'
+import { StoreUnavailableError } from '../storage/index.ts'
 import type { Store } from '../storage/store.ts'
 import type { AuthServerLogger } from './options.ts'
 
@@ -61,7 +62,11 @@ export async function recordAudit(store: Store, type: AuditType, data: Record<st
  */
 export function recordTokenEvents(provider: Provider, store: Store, logger: AuthServerLogger) {
   const written = new Map<string, number>()
-  const failed = (error: Error) => logger.warn('audit event not written', { error: error.message })
+  const failed = (error: Error) => {
+    // A store outage is reported once, by the outage handler (outage.ts), not once per lost event.
+    if (!(error instanceof StoreUnavailableError))
+      logger.warn('audit event not written', { error: error.message })
+  }
   const touch = async (clientId: string, at: number) => {
     if ((written.get(clientId) ?? 0) > at - USAGE_INTERVAL_SECONDS) return
     if (written.size >= USAGE_MEMORY) written.clear()
