@@ -23,7 +23,13 @@ Options:
   --connection <id>  list only this connection's users
 ${JSON_HELP}
 ${STORE_HELP}
-  GATEHOUSE_VAULT_KEYS (or authorization_server.vault.keys_file) applies as for gatehouse serve.`
+  GATEHOUSE_VAULT_KEYS (or authorization_server.vault.keys_file) applies as for gatehouse serve.
+
+Examples:
+  gatehouse connections list --user alice
+  gatehouse connections list --connection github --json
+  gatehouse connections revoke alice github
+  GATEHOUSE_VAULT_KEYS=k2:<new>,k1:<old> gatehouse connections rekey --config gatehouse.yaml`
 
 /** The commands' logger: the vault's warnings (a provider that refused the revocation) go to stderr. */
 const STDERR: AuthServerLogger = {

@@ -240,15 +240,6 @@ describe('gateway exchange mode: the configuration', () => {
       /"obo" must be rfc8693 or entra_obo/,
     )
   })
-
-  test('the token vault is still refused as not available yet', async () => {
-    const path = join(await mkdtemp(join(tmpdir(), 'gatehouse-exchange-')), 'gatehouse.yaml')
-    await writeFile(path, stringify({ upstream: api.url, upstream_credentials: { mode: 'vault' } }))
-    await assert.rejects(
-      loadGatewayConfig({ config: path }, { OAUTH_ISSUER_URL: idp.issuer }),
-      /vault is not available yet/,
-    )
-  })
 })
 
 describe('gateway exchange mode: the provider down', () => {
