@@ -294,6 +294,13 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       assert.match(await response.text(), /console_csrf_invalid/)
     }
     assert.equal((await listGrants(store, { userId: carolId })).length, 1, 'nothing changed')
+    const noVault = await fetch(`${issuer}/admin/connections/revoke`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded', origin: issuer },
+      body: new URLSearchParams({ csrf, user: carolId, connection: 'acme' }),
+    })
+    assert.equal(noVault.status, 404, 'no vault: its action is not a page either')
 
     // In Chromium: a page on another port of the host (same site, so the Strict cookie goes along) posts.
     const attacker = await serveHtml(
