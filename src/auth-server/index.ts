@@ -189,6 +189,7 @@ export async function createAuthorizationServer(
             minimumKeepSeconds: signedTokenLifetimeSeconds(options.ttl),
             by,
           }),
+        vault,
       })
     : undefined
   const stopRetaining = retainWhileSigning(options.store, signingKid, signedTokenLifetimeSeconds(options.ttl))

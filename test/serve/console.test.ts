@@ -145,11 +145,6 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       await page.keyboard.press('Tab')
       assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content')
       assert.deepEqual(await listGrants(store, { clientId: 'gatehouse-console' }), [], 'no grant kept')
-      assert.equal(
-        await page.getByText('Vault connections').count(),
-        1,
-        'the vault page is reserved in the list',
-      )
       await shot(page, 'overview')
 
       const visit = async (link: string, heading: string, name: string) => {
@@ -169,6 +164,9 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       assert.equal(await page.getByRole('cell', { name: 'bob', exact: true }).count(), 1)
       await visit('Signing keys', 'Signing keys', 'keys')
       const kidsBefore = (await store.keys.list()).map((key) => key.kid)
+      await visit('Vault connections', 'Vault connections', 'connections-not-configured')
+      assert.ok((await page.locator('main').textContent())?.includes('The token vault is not configured'))
+      assert.equal(await page.getByRole('table').count(), 0)
       await visit('Upstream health', 'Upstream health', 'health')
       assert.equal(await page.locator('.ok').textContent(), 'ready')
 
@@ -296,6 +294,13 @@ describe('admin console (/admin) in Chromium, behind the embedded authorization 
       assert.match(await response.text(), /console_csrf_invalid/)
     }
     assert.equal((await listGrants(store, { userId: carolId })).length, 1, 'nothing changed')
+    const noVault = await fetch(`${issuer}/admin/connections/revoke`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded', origin: issuer },
+      body: new URLSearchParams({ csrf, user: carolId, connection: 'acme' }),
+    })
+    assert.equal(noVault.status, 404, 'no vault: its action is not a page either')
 
     // In Chromium: a page on another port of the host (same site, so the Strict cookie goes along) posts.
     const attacker = await serveHtml(

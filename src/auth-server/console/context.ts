@@ -6,6 +6,7 @@ import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
 import type { InteractionCookie } from '../interactions/security.ts'
 import type { Rotation } from '../keys.ts'
 import type { AuthServerLogger } from '../options.ts'
+import type { TokenVault } from '../vault/vault.ts'
 import type { AdminSession, AdminSessions } from './session.ts'
 import { type Body, layout } from './views.ts'
 
@@ -30,6 +31,8 @@ export interface ConsoleContext {
   signingKid: string
   /** The same rotation as `gatehouse keys rotate`, by this administrator. */
   rotateKey(by: string): Promise<Rotation>
+  /** The token vault, when connections are configured: its page lists and revokes them. */
+  vault: TokenVault | undefined
 }
 
 /** One request to a console page, after the steps before its handler. */

@@ -7,6 +7,7 @@ import { formOf } from '../interactions/router.ts'
 import { InteractionCookie, setPageHeaders } from '../interactions/security.ts'
 import type { Rotation } from '../keys.ts'
 import type { AuthServerLogger } from '../options.ts'
+import type { TokenVault } from '../vault/vault.ts'
 import {
   type ConsoleContext,
   type ConsoleExchange,
@@ -86,10 +87,12 @@ export const CONSOLE_ROUTES: readonly Route[] = [
   { method: 'GET', path: '/grants', steps: PAGE, handle: HANDLERS.grants },
   { method: 'GET', path: '/keys', steps: PAGE, handle: HANDLERS.keys },
   { method: 'GET', path: '/audit', steps: PAGE, handle: HANDLERS.audit },
+  { method: 'GET', path: '/connections', steps: PAGE, handle: HANDLERS.connections },
   { method: 'GET', path: '/health', steps: PAGE, handle: HANDLERS.health },
   { method: 'GET', path: '/callback', steps: [], handle: callback },
   { method: 'POST', path: '/grants/revoke', steps: ACTION, handle: HANDLERS.revokeGrant },
   { method: 'POST', path: '/keys/rotate', steps: ACTION, handle: HANDLERS.rotateKey },
+  { method: 'POST', path: '/connections/revoke', steps: ACTION, handle: HANDLERS.revokeConnection },
   { method: 'POST', path: '/sign-out', steps: ACTION, handle: HANDLERS.signOut },
 ]
 
@@ -114,6 +117,7 @@ export interface ConsoleOptions {
   staticClients: readonly ClientMetadata[]
   signingKid: string
   rotateKey(by: string): Promise<Rotation>
+  vault: TokenVault | undefined
 }
 
 /**

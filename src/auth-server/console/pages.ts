@@ -11,6 +11,11 @@ const NOTICES: Record<string, string> = {
   revoked: 'Access revoked: its refresh tokens no longer work, and the gateway refuses its access tokens.',
   rotated:
     'A new signing key is active. Every instance signs with it after its next restart; the previous key stays published.',
+  disconnected:
+    'Connection revoked at the provider and forgotten: the user’s tools get the connect URL again.',
+  forgotten:
+    'Connection forgotten, but the provider did not revoke its tokens (no revocation endpoint, or it failed: see the server log).',
+  gone: 'That connection was already gone.',
 }
 
 function render(context: ConsoleContext, exchange: ConsoleExchange, path: string, content: SafeHtml) {
@@ -73,6 +78,7 @@ const overview: Handler = async (context, exchange) => {
     '/users': users.length,
     '/grants': grants.length,
   }
+  if (context.vault) counts['/connections'] = (await context.store.connections.list()).length
   render(
     context,
     exchange,
@@ -225,6 +231,58 @@ ${table(
   )
 }
 
+/** Every user's vault connections, as `gatehouse connections list`: state and metadata, never the sealed tokens. */
+const connections: Handler = async (context, exchange) => {
+  const vault = context.vault
+  if (!vault) {
+    render(
+      context,
+      exchange,
+      '/connections',
+      html`<p>The token vault is not configured: no connections (<code>authorization_server.vault.connections</code>).</p>`,
+    )
+    return
+  }
+  const names = new Map((await context.store.users.list()).map((user) => [user.id, user.username]))
+  const rows = (await context.store.connections.list()).map((row) => ({
+    ...row,
+    username: names.get(row.userId) ?? row.userId,
+    name: vault.providers.get(row.connectionId)?.options.name,
+  }))
+  const action = `${context.base}/connections/revoke`
+  render(
+    context,
+    exchange,
+    '/connections',
+    table(
+      'Third-party accounts users connected through the token vault',
+      [
+        ['User', (row) => row.username],
+        [
+          'Connection',
+          (row) => html`${row.name ?? '(no longer configured)'} <code>${row.connectionId}</code>`,
+        ],
+        ['State', (row) => (row.status === 'active' ? 'active' : html`<span class="bad">broken</span>`)],
+        ['Scopes', (row) => list(row.scope?.split(' ').filter(Boolean) ?? [])],
+        ['Expires', (row) => time(row.expiresAt)],
+        ['Updated', (row) => time(row.updatedAt)],
+        [
+          'Action',
+          (row) =>
+            actionForm(
+              action,
+              exchange.session.csrf,
+              { user: row.userId, connection: row.connectionId },
+              { text: 'Revoke', label: `Revoke ${row.username}'s ${row.connectionId} connection` },
+            ),
+        ],
+      ],
+      rows,
+      'No connections yet: users connect their accounts at the connect URL their tools give them.',
+    ),
+  )
+}
+
 const health: Handler = async (context, exchange) => {
   const started = performance.now()
   const ready = await exchange.health().catch(() => false)
@@ -253,6 +311,17 @@ const rotateKey: Handler = async (context, exchange) => {
   seeOther(exchange.res, `${context.base}/keys?done=rotated`)
 }
 
+/** POST: revokes at the provider and forgets, the same `TokenVault.disconnect` as `gatehouse connections revoke`. */
+const revokeConnection: Handler = async (context, exchange) => {
+  if (!context.vault) throw new ConsoleRefusal('console_not_found')
+  const userId = exchange.form.get('user') ?? ''
+  const connectionId = exchange.form.get('connection') ?? ''
+  if (!userId || !connectionId) throw new ConsoleRefusal('console_csrf_invalid')
+  const { found, revoked } = await context.vault.disconnect(userId, connectionId, exchange.session.user.id)
+  const done = !found ? 'gone' : revoked ? 'disconnected' : 'forgotten'
+  seeOther(exchange.res, `${context.base}/connections?done=${done}`)
+}
+
 const signOut: Handler = async (context, exchange) => {
   await context.sessions.end(exchange.req, exchange.res)
   sendPage(exchange.res, 200, {
@@ -269,7 +338,9 @@ export const HANDLERS = {
   keys,
   audit,
   health,
+  connections,
   revokeGrant,
   rotateKey,
+  revokeConnection,
   signOut,
 }

@@ -10,15 +10,10 @@ export const PAGES = [
   { path: '/users', label: 'Users' },
   { path: '/grants', label: 'Grants and consents' },
   { path: '/keys', label: 'Signing keys' },
+  { path: '/connections', label: 'Vault connections' },
   { path: '/audit', label: 'Audit events' },
   { path: '/health', label: 'Upstream health' },
 ] as const
-
-/**
- * RESERVED for the vault (built separately): its page of vault connections takes this entry of the
- * navigation, a route in `CONSOLE_ROUTES` and a handler in `pages.ts`. Until then it is listed, not linked.
- */
-const RESERVED = [{ label: 'Vault connections', note: 'reserved for the token vault' }]
 
 const STYLE = `
 body{font:15px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d1f23}
@@ -28,7 +23,6 @@ header{background:#1d1f23;color:#fff;padding:.75rem 1.5rem;display:flex;flex-wra
 header a{color:#fff}header p{margin:0;font-weight:700}
 nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:1rem}
 nav [aria-current=page]{font-weight:700;text-decoration:none;border-bottom:2px solid #fff}
-nav .reserved{color:#aab}
 main{max-width:72rem;margin:1.5rem auto;padding:1.5rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002}
 h1{font-size:1.4rem;margin-top:0}
 table{border-collapse:collapse;width:100%;margin:1rem 0}
@@ -66,11 +60,8 @@ function navigation(admin: NonNullable<Body['admin']>): SafeHtml {
     (page) =>
       html`<li><a href="${admin.base}${page.path}"${page.path === admin.current ? new SafeHtml(' aria-current="page"') : ''}>${page.label}</a></li>`,
   )
-  const reserved = RESERVED.map(
-    (entry) => html`<li class="reserved">${entry.label} <small>(${entry.note})</small></li>`,
-  )
   return html`<header><p>Gatehouse console</p>
-<nav aria-label="Console pages"><ul>${links}${reserved}</ul></nav>
+<nav aria-label="Console pages"><ul>${links}</ul></nav>
 <form class="signout" method="post" action="${admin.base}/sign-out"><input type="hidden" name="csrf" value="${admin.csrf}"><button type="submit">Sign out ${admin.username}</button></form>
 </header>`
 }

@@ -111,8 +111,13 @@ export class TokenVault {
   /**
    * Revokes the tokens at the provider (refresh token first: most providers end the access tokens with it),
    * then forgets them. A provider that cannot be reached does not keep the row: the user asked to forget it.
+   * `by` names the administrator who did it for the user (the console), in the audit event.
    */
-  async disconnect(userId: string, connectionId: string): Promise<{ found: boolean; revoked: boolean }> {
+  async disconnect(
+    userId: string,
+    connectionId: string,
+    by?: string,
+  ): Promise<{ found: boolean; revoked: boolean }> {
     const row = await this.#store.connections.find(userId, connectionId)
     if (!row) return { found: false, revoked: false }
     let revoked = false
@@ -131,7 +136,12 @@ export class TokenVault {
       }
     }
     const found = await this.#store.connections.delete(userId, connectionId)
-    await this.#audit('vault.disconnected', { userId, connection: connectionId, revoked })
+    await this.#audit('vault.disconnected', {
+      userId,
+      connection: connectionId,
+      revoked,
+      ...(by ? { by } : {}),
+    })
     return { found, revoked }
   }
 
