@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pathOf } from '../guard/adapters/node_http.ts'
+import { normalizedPath } from '../guard/lib/request_head.ts'
 import type { GatewayError } from './errors.ts'
 import { type JsonRpcId, type JsonRpcMessage, rpcError } from './jsonrpc.ts'
 
@@ -17,7 +18,7 @@ export const requestUrl = (req: IncomingMessage, origin: string): URL =>
 export function addresses(req: IncomingMessage, origin: string, path: string): boolean {
   const target = req.url ?? '/'
   if (target.startsWith(path) && (target.length === path.length || target[path.length] === '?')) return true
-  return requestUrl(req, origin).pathname === path
+  return normalizedPath(origin, target) === path
 }
 
 export class BodyTooLarge extends Error {

@@ -1,11 +1,12 @@
 import { generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto'
 import type { VerifiedToken } from '../guard/index.ts'
+import { TtlCache } from '../guard/lib/ttl_cache.ts'
 
 export const UPSTREAM_JWKS_PATH = '/.well-known/gatehouse/upstream-jwks.json'
 const ASSERTION_TTL_SECONDS = 60
 /** How long one caller's assertion is reused: the upstream always gets one with at least 15 s left. */
 const REUSE_MS = 45_000
-/** Callers whose headers are kept; past this the oldest entry goes (a new caller costs one signature). */
+/** Callers whose headers are kept. */
 const MAX_CACHED_CALLERS = 10_000
 
 /** Who is calling, as the gateway knows it: the stable key that sessions are bound to. */
@@ -33,8 +34,8 @@ export class UpstreamIdentity {
   readonly #issuer: string
   readonly #audience: string
   readonly #header: string
-  /** Headers by {@link callerKey}, oldest first. */
-  readonly #cache = new Map<string, CachedHeaders>()
+  /** Headers by {@link callerKey}; when full, the oldest caller goes (a new one costs one signature). */
+  readonly #cache = new TtlCache<CachedHeaders>(MAX_CACHED_CALLERS)
   /** The same entries by token: the guard's cache hands out one `VerifiedToken` per token, so no key is built. */
   readonly #byToken = new WeakMap<VerifiedToken, CachedHeaders>()
 
@@ -56,16 +57,13 @@ export class UpstreamIdentity {
     const known = this.#byToken.get(token)
     if (known !== undefined && nowMs < known.until) return known.headers
     const key = callerKey(token)
-    let cached = this.#cache.get(key)
-    if (cached === undefined || nowMs >= cached.until) {
+    let cached = this.#cache.get(key, nowMs)
+    if (cached === undefined) {
       cached = {
         headers: Object.freeze(this.#headers(token, Math.floor(nowMs / 1000))),
         until: nowMs + REUSE_MS,
       }
-      this.#cache.delete(key)
-      if (this.#cache.size >= MAX_CACHED_CALLERS)
-        this.#cache.delete(this.#cache.keys().next().value as string)
-      this.#cache.set(key, cached)
+      this.#cache.set(key, cached, cached.until)
     }
     this.#byToken.set(token, cached)
     return cached.headers

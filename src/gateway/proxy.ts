@@ -413,7 +413,7 @@ export class HttpUpstream implements Upstream {
       // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
       response.destroy()
       if (!(error instanceof BodyTooLarge)) throw error
-      throw new GatewayError('upstream_too_large', { detail: `a JSON response above ${limit} bytes` })
+      throw new GatewayError('upstream_too_large', { detail: `a response above ${limit} bytes` })
     })
   }
 

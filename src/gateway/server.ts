@@ -418,7 +418,7 @@ class GatewayHandler {
   }
 
   /**
-   * Admits the request, then hands it to the upstream, once the admission's frame (with the guard's `Request`)
+   * Admits the request, then hands it to the upstream, once the admission's frame (with its request head)
    * is gone: a stream would hold it for as long as it lasts.
    */
   #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
