@@ -121,7 +121,8 @@ test('postgres: a connection lost in the middle of a transaction fails that writ
     // ends that connection, as a PostgreSQL restart does. pg emits the loss as an 'error' event on the client:
     // one without a listener crashed the gateway.
     await locker.query(`BEGIN; LOCK TABLE ${schema}.signing_keys IN ACCESS EXCLUSIVE MODE`)
-    const activating = store.keys.activate('kid-1', 0)
+    // The handler is attached now: the write can fail before the test reaches its assertion.
+    const activating = assert.rejects(store.keys.activate('kid-1', 0), StoreUnavailableError)
     let waiting: number | undefined
     while (waiting === undefined) {
       // Only a backend this lock blocks: other runs on the same server have waiters of their own.
@@ -131,7 +132,7 @@ test('postgres: a connection lost in the middle of a transaction fails that writ
       waiting = rows[0]?.pid
     }
     await locker.query('SELECT pg_terminate_backend($1)', [waiting])
-    await assert.rejects(activating, StoreUnavailableError)
+    await activating
     await locker.query('ROLLBACK')
     // The pool replaced the lost connection.
     assert.deepEqual(await store.keys.list(), [])
