@@ -1,7 +1,8 @@
-import { createPublicKey, type KeyObject, verify } from 'node:crypto'
+import { createPublicKey, verify } from 'node:crypto'
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js'
 import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/provider.js'
 import { createRemoteJWKSet, importJWK, type JWTVerifyGetKey, type JWTVerifyOptions, jwtVerify } from 'jose'
+import { derFromP1363 } from '../src/guard/lib/algorithms.ts'
 import type { TestIdp } from '../test/support/idp.ts'
 import {
   ALGORITHMS,
@@ -49,11 +50,12 @@ const fastJwt = (await import(FAST_JWT).catch(() => undefined)) as FastJwt | und
  */
 const fresh = (value: string): string => ` ${value}`.slice(1)
 
-const RAW_VERIFY: Record<BenchAlgorithm, (data: Buffer, key: KeyObject, signature: Buffer) => boolean> = {
-  RS256: (data, key, signature) => verify('sha256', data, key, signature),
-  ES256: (data, key, signature) => verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature),
-  EdDSA: (data, key, signature) => verify(null, data, key, signature),
-}
+/**
+ * The cheapest call node:crypto offers: the key bare (an options object costs two caught exceptions per call,
+ * about 20 us) and the ES256 signature in DER, converted once before the loop.
+ */
+const RAW_HASH: Record<BenchAlgorithm, string | null> = { RS256: 'sha256', ES256: 'sha256', EdDSA: null }
+const rawSignature = (alg: BenchAlgorithm, jws: Buffer): Buffer => (alg === 'ES256' ? derFromP1363(jws) : jws)
 
 export async function benchVerify(onProgress: (line: string) => void): Promise<VerifyResult[]> {
   const results: VerifyResult[] = []
@@ -85,7 +87,7 @@ async function verifyCases(
   const publicKey = createPublicKey(idp.signingKey)
   const [header, payload, signature] = token.split('.') as [string, string, string]
   const signingInput = Buffer.from(`${header}.${payload}`)
-  const signatureBytes = Buffer.from(signature, 'base64url')
+  const signatureBytes = rawSignature(alg, Buffer.from(signature, 'base64url'))
   const cryptoKey = await importJWK({ ...publicKey.export({ format: 'jwk' }), kid: idp.kid }, alg)
   const strict = strictJoseOptions(alg, idp.issuer)
   const guardUncached = await guardFor(idp, 0)
@@ -97,7 +99,8 @@ async function verifyCases(
     [
       RAW_CASE,
       () => {
-        if (!RAW_VERIFY[alg](signingInput, publicKey, signatureBytes)) throw new Error('raw verify failed')
+        if (!verify(RAW_HASH[alg], signingInput, publicKey, signatureBytes))
+          throw new Error('raw verify failed')
       },
     ],
     ['jose jwtVerify, strict', () => jwtVerify(token, cryptoKey, strict)],
