@@ -41,7 +41,11 @@ export function actorOf(
 /** Scopes from `scope` (RFC 9068, space-delimited) or `scp` (Okta, Entra: an array or a string). */
 export function scopesOf(claims: Record<string, unknown>): string[] {
   const raw = claims.scope ?? claims.scp
-  if (typeof raw === 'string') return raw.split(' ').filter(Boolean)
+  if (typeof raw === 'string') {
+    const scopes = raw.split(' ')
+    // Only doubled, leading or trailing spaces leave empty names; filtering every list would cost a copy.
+    return scopes.includes('') ? scopes.filter(Boolean) : scopes
+  }
   if (Array.isArray(raw)) return raw.filter((s): s is string => typeof s === 'string')
   return []
 }

@@ -428,6 +428,15 @@ describe('RS-3 syntax and size, refused before any crypto', () => {
   const joined = (h: string, p: string, s: string) => `${h}.${p}.${s}`
   const cases: Case[] = [
     { name: 'control: the genuine token', token: () => joined(...parts()), code: 'accepted' },
+    {
+      // The header segment was just decoded and cached: reusing it must not reuse any verdict.
+      name: 'the header segment of the token before, with a signature made for another payload',
+      token: () => {
+        const [h, p] = parts()
+        return joined(h, p, parts()[2])
+      },
+      code: 'signature_invalid',
+    },
     { name: '2 segments', token: () => parts().slice(0, 2).join('.'), code: 'token_opaque' },
     { name: '4 segments', token: () => [...parts(), parts()[2]].join('.'), code: 'token_opaque' },
     { name: 'an extra trailing dot', token: () => `${joined(...parts())}.`, code: 'token_opaque' },
