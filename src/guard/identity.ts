@@ -41,13 +41,21 @@ export function actorOf(
 /** Scopes from `scope` (RFC 9068, space-delimited) or `scp` (Okta, Entra: an array or a string). */
 export function scopesOf(claims: Record<string, unknown>): string[] {
   const raw = claims.scope ?? claims.scp
-  if (typeof raw === 'string') {
-    const scopes = raw.split(' ')
-    // Only doubled, leading or trailing spaces leave empty names; filtering every list would cost a copy.
-    return scopes.includes('') ? scopes.filter(Boolean) : scopes
-  }
+  if (typeof raw === 'string') return spaceDelimited(raw)
   if (Array.isArray(raw)) return raw.filter((s): s is string => typeof s === 'string')
   return []
+}
+
+/** The names in a space-delimited list, without the empty ones that extra spaces would make (split(' ') would). */
+function spaceDelimited(list: string): string[] {
+  const names: string[] = []
+  let start = 0
+  for (let space = list.indexOf(' '); space !== -1; space = list.indexOf(' ', start)) {
+    if (space > start) names.push(list.slice(start, space))
+    start = space + 1
+  }
+  if (start < list.length) names.push(list.slice(start))
+  return names
 }
 
 export function audiencesOf(claims: Record<string, unknown>): string[] {

@@ -62,8 +62,10 @@ export function verifyJwtAccessToken(
     throw new GuardError('token_malformed', '"kid" is not a string')
   // Synchronous while the key is known: no promise on the path of nearly every token.
   const known = trusted.keys.knownKey(kid, alg)
-  const accept = (key: VerificationKey) => acceptSigned(token, jws, alg, key, trusted, plain, policy, now)
-  return known ? accept(known) : trusted.keys.keyFor(kid, alg).then(accept)
+  if (known) return acceptSigned(token, jws, alg, known, trusted, plain, policy, now)
+  return trusted.keys
+    .keyFor(kid, alg)
+    .then((key) => acceptSigned(token, jws, alg, key, trusted, plain, policy, now))
 }
 
 function acceptSigned(
