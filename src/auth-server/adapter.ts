@@ -1,8 +1,8 @@
 import { errors } from 'oidc-provider'
 import { OidcConsumeConflictError } from '../storage/index.ts'
 import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
-import { REQUEST_CACHED_MODELS, requestCached } from './request_cache.ts'
-import { rotatingWrites } from './rotation.ts'
+import { REQUEST_CACHED_MODELS, requestCached, withGrantPrefetch } from './request_cache.ts'
+import { REDEEMED_MODELS, redeemingWrites } from './rotation.ts'
 
 /** How often one instance re-extends the lifetime of a registered client that is in use. */
 const EXTEND_EVERY_MS = 3_600_000
@@ -27,8 +27,13 @@ export function adapterFactory(
   const extendedAt = new Map<string, number>()
   return (model: string) => {
     const stored = store.oidcAdapter(model)
-    const inner = REQUEST_CACHED_MODELS.has(model) ? requestCached(model, stored) : stored
-    const writes = model === 'RefreshToken' ? rotatingWrites(store, inner, refreshReuseInterval) : inner
+    const redeemed = REDEEMED_MODELS.has(model)
+    const inner = REQUEST_CACHED_MODELS.has(model)
+      ? requestCached(model, stored)
+      : redeemed
+        ? withGrantPrefetch(stored)
+        : stored
+    const writes = redeemed ? redeemingWrites(model, store, inner, refreshReuseInterval) : inner
     const adapter: OidcAdapter = {
       upsert: async (id, payload, expiresIn) => {
         if (model !== 'Client') return lostRaceIsInvalidGrant(writes.upsert(id, payload, expiresIn))
@@ -43,6 +48,7 @@ export function adapterFactory(
         if (typeof alg === 'string' && !publishedAlgs.has(alg)) delete found.id_token_signed_response_alg
         return found
       },
+      findWithGrant: (id) => inner.findWithGrant(id),
       findByUid: (uid) => inner.findByUid(uid),
       findByUserCode: (code) => inner.findByUserCode(code),
       consume: (id) => lostRaceIsInvalidGrant(writes.consume(id)),

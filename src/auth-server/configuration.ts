@@ -9,6 +9,7 @@ import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { selfRegisteredScopeOpen } from './registration.ts'
+import { findUser } from './request_cache.ts'
 import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
 import { continueRetry } from './rotation.ts'
@@ -69,7 +70,7 @@ export function providerConfiguration(
       return grant
     },
     findAccount: async (_ctx, sub, token) => {
-      const user = await store.users.findById(sub)
+      const user = await findUser(store, sub)
       // Undefined ends what the account holds: refresh fails (invalid_grant), and so do userinfo and sign-in.
       if (!user || user.disabledAt !== undefined) return undefined
       // The provider's one hook between its checks of a presented refresh token and its reuse detection.

@@ -1,18 +1,22 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { OidcAdapter, OidcPayload } from '../storage/store.ts'
+import type { OidcAdapter, OidcPayload, Store, User } from '../storage/store.ts'
 
 /**
  * The records `oidc-provider` reads several times within one HTTP request (an interaction is loaded by the
- * page, again by `interactionFinished`, and written back; a session likewise). Within the request they are
- * read once and then served from what was read or written; nothing outlives the request, so another
- * instance's write is seen by the next request as before. Only these models: codes and refresh tokens are
- * single-use, and their reads must go to the store every time.
+ * page, again by `interactionFinished`, and written back; a session likewise; a grant by each step of a token
+ * request). Within the request they are read once and then served from what was read or written; nothing
+ * outlives the request, so another instance's write is seen by the next request as before. Only these models:
+ * codes and refresh tokens are single-use, and their reads must go to the store every time.
  */
-export const REQUEST_CACHED_MODELS: ReadonlySet<string> = new Set(['Interaction', 'Session'])
+export const REQUEST_CACHED_MODELS: ReadonlySet<string> = new Set(['Interaction', 'Session', 'Grant'])
 
-/** A record's JSON as last read or written in this request; null when it is known to be absent. */
-type RequestRecords = Map<string, string | null>
+interface RequestRecords {
+  /** A record's JSON as last read or written in this request; null when it is known to be absent. */
+  records: Map<string, string | null>
+  /** Users read with a code or refresh token (`findWithGrant`); null when known to be absent. */
+  users: Map<string, User | null>
+}
 
 const requests = new AsyncLocalStorage<RequestRecords>()
 
@@ -20,34 +24,62 @@ const requests = new AsyncLocalStorage<RequestRecords>()
 export function withRequestCache<T>(
   handle: (req: IncomingMessage, res: ServerResponse) => T,
 ): (req: IncomingMessage, res: ServerResponse) => T {
-  return (req, res) => requests.run(new Map(), handle, req, res)
+  return (req, res) => requests.run({ records: new Map(), users: new Map() }, handle, req, res)
 }
+
+const key = (model: string, id: string) => `${model}\0${id}`
 
 /** `inner` with `find` served from the request's cache, kept up to date by `upsert` and `destroy`. */
 export function requestCached(model: string, inner: OidcAdapter): OidcAdapter {
-  const key = (id: string) => `${model}\0${id}`
   return {
     ...inner,
     async find(id) {
-      const records = requests.getStore()
-      const cached = records?.get(key(id))
+      const records = requests.getStore()?.records
+      const cached = records?.get(key(model, id))
       if (cached !== undefined) return cached === null ? undefined : (JSON.parse(cached) as OidcPayload)
       const found = await inner.find(id)
-      records?.set(key(id), found === undefined ? null : JSON.stringify(found))
+      records?.set(key(model, id), found === undefined ? null : JSON.stringify(found))
       return found
     },
     async upsert(id, payload, expiresIn) {
       await inner.upsert(id, payload, expiresIn)
       // The store never returns a record whose expiry has come.
-      requests.getStore()?.set(key(id), expiresIn > 0 ? JSON.stringify(payload) : null)
+      requests.getStore()?.records.set(key(model, id), expiresIn > 0 ? JSON.stringify(payload) : null)
     },
     async destroy(id) {
       await inner.destroy(id)
-      requests.getStore()?.set(key(id), null)
+      requests.getStore()?.records.set(key(model, id), null)
     },
     async revokeByGrantId(grantId) {
       await inner.revokeByGrantId(grantId)
-      requests.getStore()?.clear()
+      requests.getStore()?.records.clear()
     },
   }
+}
+
+/**
+ * `inner` (codes, refresh tokens) with `find` reading the grant and the user in the same statement, for the
+ * rest of the request: the provider looks up both right after the token.
+ */
+export function withGrantPrefetch(inner: OidcAdapter): OidcAdapter {
+  return {
+    ...inner,
+    async find(id) {
+      const request = requests.getStore()
+      if (!request) return inner.find(id)
+      const found = await inner.findWithGrant(id)
+      if (!found) return undefined
+      const { record, grant, user } = found
+      if (typeof record.grantId === 'string')
+        request.records.set(key('Grant', record.grantId), grant ? JSON.stringify(grant) : null)
+      if (typeof record.accountId === 'string') request.users.set(record.accountId, user ?? null)
+      return record
+    },
+  }
+}
+
+/** The user, as read with this request's code or refresh token when it was, else from the store. */
+export async function findUser(store: Store, id: string): Promise<User | undefined> {
+  const read = requests.getStore()?.users.get(id)
+  return read === undefined ? store.users.findById(id) : (read ?? undefined)
 }

@@ -139,6 +139,16 @@ function toUser(row: Row): User {
   }
 }
 
+const USER_COLUMNS = ['id', 'username', 'password_hash', 'external_id', 'claims', 'created_at', 'disabled_at']
+/** The `users` columns of a join on `users u`, each as `user_<column>`. */
+const JOINED_USER_COLUMNS = USER_COLUMNS.map((column) => `u.${column} AS user_${column}`).join(', ')
+
+/** The user of a joined row, whose `users` columns are named `user_<column>`; undefined when none joined. */
+function toJoinedUser(row: Row): User | undefined {
+  if (row.user_id === null || row.user_id === undefined) return undefined
+  return toUser(Object.fromEntries(USER_COLUMNS.map((column) => [column, row[`user_${column}`]])))
+}
+
 function toConsent(row: Row): Consent {
   return {
     userId: String(row.user_id),
@@ -185,6 +195,14 @@ function toSigningKey(row: Row): SigningKey {
   }
 }
 
+/** A row's `payload`, with `consumed` set from `consumed_at`. */
+function toOidcPayload(row: Row): OidcPayload {
+  const payload: OidcPayload = JSON.parse(String(row.payload))
+  const consumed = optionalInteger(row.consumed_at)
+  if (consumed !== undefined) payload.consumed = consumed
+  return payload
+}
+
 /** `OidcAdapter.upsert`: replaces the whole row; `consumed_at` follows `payload.consumed`. */
 function upsertStatement(
   model: string,
@@ -222,6 +240,13 @@ function consumeStatement(model: string, id: string, now: number): SqlStatement 
           WHERE model = ? AND id = ? AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
     params: [now, model, lookupKey(id), now],
     orFail: () => new OidcConsumeConflictError(model),
+  }
+}
+
+function auditStatement(event: AuditEvent): SqlStatement {
+  return {
+    sql: 'INSERT INTO audit_events (at, type, data) VALUES (?, ?, ?)',
+    params: [event.at, text('type', event.type), JSON.stringify(event.data)],
   }
 }
 
@@ -298,11 +323,7 @@ export class SqlStore implements Store {
          WHERE model = ? AND ${column} = ? AND (expires_at IS NULL OR expires_at > ?)`,
         [model, lookupKey(value), seconds()],
       )
-      if (!row) return undefined
-      const payload: OidcPayload = JSON.parse(String(row.payload))
-      const consumed = optionalInteger(row.consumed_at)
-      if (consumed !== undefined) payload.consumed = consumed
-      return payload
+      return row ? toOidcPayload(row) : undefined
     }
     return {
       async upsert(id, payload, expiresIn) {
@@ -312,6 +333,25 @@ export class SqlStore implements Store {
         await db.execute(sql, params)
       },
       find: (id) => findBy('id', id),
+      async findWithGrant(id) {
+        const now = seconds()
+        // The grant's id and the record's grant_id are the same digest; account_id is a user's id.
+        const [row] = await db.query(
+          `SELECT r.payload, r.consumed_at, g.payload AS grant_payload, ${JOINED_USER_COLUMNS}
+           FROM oidc_records r
+           LEFT JOIN oidc_records g ON g.model = 'Grant' AND g.id = r.grant_id
+             AND (g.expires_at IS NULL OR g.expires_at > ?)
+           LEFT JOIN users u ON u.id = r.account_id
+           WHERE r.model = ? AND r.id = ? AND (r.expires_at IS NULL OR r.expires_at > ?)`,
+          [now, model, lookupKey(id), now],
+        )
+        if (!row) return undefined
+        return {
+          record: toOidcPayload(row),
+          grant: row.grant_payload === null ? undefined : JSON.parse(String(row.grant_payload)),
+          user: toJoinedUser(row),
+        }
+      },
       findByUid: (uid) => findBy('uid', uid),
       findByUserCode: (userCode) => findBy('user_code', userCode),
       async consume(id) {
@@ -365,13 +405,16 @@ export class SqlStore implements Store {
   async oidcTransaction(writes: readonly OidcWrite[]): Promise<void> {
     const now = this.#seconds()
     await this.#purgeExpired(now)
-    const statements = writes.map((write) =>
-      write.kind === 'consume'
-        ? consumeStatement(write.model, write.id, now)
-        : upsertStatement(write.model, write.id, write.payload, write.expiresIn, now),
-    )
-    // A model and id each (a rotation: the old token, the new one, the link between them).
-    const distinct = new Set(writes.map((write) => `${write.model}\0${write.id}`)).size === writes.length
+    const statements = writes.map((write) => {
+      if (write.kind === 'consume') return consumeStatement(write.model, write.id, now)
+      if (write.kind === 'upsert')
+        return upsertStatement(write.model, write.id, write.payload, write.expiresIn, now)
+      return auditStatement(write.event)
+    })
+    // A model and id each (a rotation: the old token, the new one, the link between them); each audit
+    // event is a row of its own.
+    const rows = writes.flatMap((write) => (write.kind === 'audit' ? [] : [`${write.model}\0${write.id}`]))
+    const distinct = new Set(rows).size === rows.length
     if (distinct && this.#db.transactionOfDistinctRows) await this.#db.transactionOfDistinctRows(statements)
     else await this.#db.transaction(statements)
   }
@@ -682,11 +725,8 @@ export class SqlStore implements Store {
     const db = this.#db
     return {
       async append(event: AuditEvent) {
-        await db.execute('INSERT INTO audit_events (at, type, data) VALUES (?, ?, ?)', [
-          event.at,
-          text('type', event.type),
-          JSON.stringify(event.data),
-        ])
+        const { sql, params } = auditStatement(event)
+        await db.execute(sql, params)
       },
       async recent(limit) {
         const rows = await db.query('SELECT at, type, data FROM audit_events ORDER BY id DESC LIMIT ?', [

@@ -244,6 +244,36 @@ export function storeContract(harness: StoreHarness): void {
     }
   })
 
+  test('oidc: findWithGrant reads the record with its grant and its user; each undefined when absent or expired', async () => {
+    const { store, clock } = await stores(1)
+    const alice = await store.users.create({
+      username: 'alice',
+      passwordHash: undefined,
+      externalId: undefined,
+      claims: { email: 'a@example.com' },
+    })
+    const tokens = store.oidcAdapter('RefreshToken')
+    await store.oidcAdapter('Grant').upsert('g1', { jti: 'g1', accountId: alice.id }, 30)
+    await tokens.upsert('rt', { jti: 'rt', grantId: 'g1', accountId: alice.id }, 600)
+    await tokens.consume('rt')
+    const consumed = seconds(START)
+    assert.deepEqual(await tokens.findWithGrant('rt'), {
+      record: { jti: 'rt', grantId: 'g1', accountId: alice.id, consumed },
+      grant: { jti: 'g1', accountId: alice.id },
+      user: alice,
+    })
+    await tokens.upsert('other', { jti: 'other', grantId: 'g-none', accountId: 'nobody' }, 600)
+    assert.deepEqual(await tokens.findWithGrant('other'), {
+      record: { jti: 'other', grantId: 'g-none', accountId: 'nobody' },
+      grant: undefined,
+      user: undefined,
+    })
+    clock.advance(30)
+    assert.equal((await tokens.findWithGrant('rt'))?.grant, undefined, 'the grant expired')
+    assert.equal(await store.oidcAdapter('AuthorizationCode').findWithGrant('rt'), undefined, 'another model')
+    assert.equal(await tokens.findWithGrant('never-issued'), undefined)
+  })
+
   test('oidc: revokeAccountGrants deletes the grants of one client, or every record of the account', async () => {
     const { store } = await stores(1)
     const put = (model: string, id: string, payload: Record<string, unknown>) =>
@@ -387,6 +417,28 @@ export function storeContract(harness: StoreHarness): void {
       assert.deepEqual(await tokens.find('open'), { jti: 'open' }, failing)
       assert.equal(await tokens.find('next'), undefined, failing)
     }
+  })
+
+  test('oidcTransaction: an audit write is appended with the other writes, and not when a consume fails', async () => {
+    const { store } = await stores(1)
+    const codes = store.oidcAdapter('AuthorizationCode')
+    await codes.upsert('code', { jti: 'code' }, 60)
+    const redeem = (code: string, at: number) =>
+      store.oidcTransaction([
+        { kind: 'consume', model: 'AuthorizationCode', id: code },
+        {
+          kind: 'upsert',
+          model: 'RefreshToken',
+          id: `rt-${at}`,
+          payload: { jti: `rt-${at}` },
+          expiresIn: 60,
+        },
+        { kind: 'audit', event: { at, type: 'token.issued', data: { clientId: 'c' } } },
+      ])
+    await redeem('code', 1)
+    await assert.rejects(redeem('code', 2), isConsumeConflict('AuthorizationCode'))
+    assert.deepEqual(await store.audit.recent(10), [{ at: 1, type: 'token.issued', data: { clientId: 'c' } }])
+    assert.equal(await store.oidcAdapter('RefreshToken').find('rt-2'), undefined)
   })
 
   test('oidcTransaction: 20 concurrent rotations of one token over two stores: exactly one is stored', async () => {

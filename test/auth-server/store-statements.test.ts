@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { DatabaseSync, StatementSync } from 'node:sqlite'
+import { after, describe, test } from 'node:test'
+import pg from 'pg'
+import { authorize, connect, type Harness, registerPublicClient, startAuthServer, token } from './harness.ts'
+
+const BASE_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const SCHEMA = `gh_statements_${randomBytes(6).toString('hex')}`
+
+after(async () => {
+  const client = new pg.Client({ connectionString: BASE_URL })
+  await client.connect()
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`)
+  } finally {
+    await client.end()
+  }
+})
+
+/** The SQL text of every statement this process sends while `work` runs, as the drivers receive it. */
+async function statementsOf(work: () => Promise<unknown>): Promise<string[]> {
+  const sent: string[] = []
+  const restore: (() => void)[] = []
+  const spy = <T extends object>(
+    proto: T,
+    name: keyof T & string,
+    sqlOf: (self: T, args: unknown[]) => unknown,
+  ) => {
+    const original = proto[name] as (...args: unknown[]) => unknown
+    Object.defineProperty(proto, name, {
+      configurable: true,
+      writable: true,
+      value(this: T, ...args: unknown[]) {
+        sent.push(String(sqlOf(this, args)))
+        return original.apply(this, args)
+      },
+    })
+    restore.push(() =>
+      Object.defineProperty(proto, name, { value: original, configurable: true, writable: true }),
+    )
+  }
+  for (const name of ['all', 'get', 'run', 'iterate'] as const)
+    spy(StatementSync.prototype, name, (statement) => statement.sourceSQL)
+  spy(DatabaseSync.prototype, 'exec', (_, [sql]) => sql)
+  spy(pg.Client.prototype, 'query', (_, [query]) =>
+    typeof query === 'string' ? query : (query as { text: string }).text,
+  )
+  try {
+    await work()
+  } finally {
+    for (const undo of restore) undo()
+  }
+  // The once-a-minute deletion of expired rows is housekeeping, not the request's.
+  return sent.map((sql) => sql.replace(/\s+/g, ' ').trim()).filter((sql) => !/WHERE expires_at <=/.test(sql))
+}
+
+/** Statements that write outside an explicit transaction commit on their own. */
+const commits = (sent: string[]) =>
+  sent.filter(
+    (sql) => sql === 'COMMIT' || (/^(INSERT|UPDATE|DELETE|WITH)\b/.test(sql) && !inTransaction(sent, sql)),
+  ).length
+
+function inTransaction(sent: string[], sql: string): boolean {
+  const at = sent.indexOf(sql)
+  const begin = sent.lastIndexOf('BEGIN IMMEDIATE', at)
+  const commit = sent.lastIndexOf('COMMIT', at)
+  return begin > commit
+}
+
+for (const [backend, storageUrl, most] of [
+  // SQLite: a transaction is BEGIN, its statements and COMMIT, each a call; PostgreSQL: one round trip.
+  ['SQLite', undefined, { statements: 9, commits: 2 }],
+  ['PostgreSQL', `${BASE_URL}?schema=${SCHEMA}`, { statements: 4, commits: 2 }],
+] as const) {
+  describe(`the SQL of a token request (${backend})`, () => {
+    let h: Harness
+    let clientId: string
+    const setUp = async () => {
+      h ??= await startAuthServer({ storageUrl })
+      clientId ??= await registerPublicClient(h)
+      // A first redemption and refresh, so that what runs once per process or per client is done.
+      const { refresh_token } = await connect(h, clientId)
+      await token(h, {
+        grant_type: 'refresh_token',
+        refresh_token: refresh_token as string,
+        client_id: clientId,
+      })
+    }
+    after(() => h?.close())
+
+    test(`a code redemption: the rate limit, the registered client, one read (code, grant and user), one transaction (code consumed, refresh token and audit event stored); at most ${most.statements} statements`, async () => {
+      await setUp()
+      const { code, redirectUri, verifier } = await authorize(h, clientId)
+      let body: Record<string, unknown> = {}
+      const sent = await statementsOf(async () => {
+        ;({ body } = await token(h, {
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: redirectUri,
+          code_verifier: verifier,
+          client_id: clientId,
+          resource: h.resource,
+        }))
+      })
+      assert.ok(body.refresh_token, JSON.stringify(body))
+      assert.ok(sent.length <= most.statements, sent.join('\n'))
+      assert.equal(commits(sent), most.commits, sent.join('\n'))
+      assert.equal(sent.filter((sql) => sql.includes('audit_events')).length, 1, 'the audit event once')
+    })
+
+    test(`a refresh: the rate limit, the registered client, one read (token, grant and user), one transaction (rotation and audit event); at most ${most.statements} statements`, async () => {
+      await setUp()
+      const { refresh_token } = await connect(h, clientId)
+      let body: Record<string, unknown> = {}
+      const sent = await statementsOf(async () => {
+        ;({ body } = await token(h, {
+          grant_type: 'refresh_token',
+          refresh_token: refresh_token as string,
+          client_id: clientId,
+        }))
+      })
+      assert.ok(body.refresh_token, JSON.stringify(body))
+      assert.ok(sent.length <= most.statements, sent.join('\n'))
+      assert.equal(commits(sent), most.commits, sent.join('\n'))
+      assert.equal(sent.filter((sql) => sql.includes('audit_events')).length, 1, 'the audit event once')
+    })
+  })
+}
