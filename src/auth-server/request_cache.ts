@@ -28,27 +28,40 @@ export function withRequestCache<T>(
 }
 
 const key = (model: string, id: string) => `${model}\0${id}`
+/** Records found by uid are cached apart: a write of the model forgets them all (a write may move a uid). */
+const uidKey = (model: string, uid: string) => `${model}\0uid\0${uid}`
 
-/** `inner` with `find` served from the request's cache, kept up to date by `upsert` and `destroy`. */
+function forgetUids(records: Map<string, string | null> | undefined, model: string) {
+  const prefix = uidKey(model, '')
+  for (const cached of records?.keys() ?? []) if (cached.startsWith(prefix)) records?.delete(cached)
+}
+
+/** `inner` with `find` and `findByUid` served from the request's cache, kept up to date by `upsert` and `destroy`. */
 export function requestCached(model: string, inner: OidcAdapter): OidcAdapter {
+  const cachedFind = async (cacheKey: string, read: () => Promise<OidcPayload | undefined>) => {
+    const records = requests.getStore()?.records
+    const cached = records?.get(cacheKey)
+    if (cached !== undefined) return cached === null ? undefined : (JSON.parse(cached) as OidcPayload)
+    const found = await read()
+    records?.set(cacheKey, found === undefined ? null : JSON.stringify(found))
+    return found
+  }
   return {
     ...inner,
-    async find(id) {
-      const records = requests.getStore()?.records
-      const cached = records?.get(key(model, id))
-      if (cached !== undefined) return cached === null ? undefined : (JSON.parse(cached) as OidcPayload)
-      const found = await inner.find(id)
-      records?.set(key(model, id), found === undefined ? null : JSON.stringify(found))
-      return found
-    },
+    find: (id) => cachedFind(key(model, id), () => inner.find(id)),
+    findByUid: (uid) => cachedFind(uidKey(model, uid), () => inner.findByUid(uid)),
     async upsert(id, payload, expiresIn) {
       await inner.upsert(id, payload, expiresIn)
+      const records = requests.getStore()?.records
+      forgetUids(records, model)
       // The store never returns a record whose expiry has come.
-      requests.getStore()?.records.set(key(model, id), expiresIn > 0 ? JSON.stringify(payload) : null)
+      records?.set(key(model, id), expiresIn > 0 ? JSON.stringify(payload) : null)
     },
     async destroy(id) {
       await inner.destroy(id)
-      requests.getStore()?.records.set(key(model, id), null)
+      const records = requests.getStore()?.records
+      forgetUids(records, model)
+      records?.set(key(model, id), null)
     },
     async revokeByGrantId(grantId) {
       await inner.revokeByGrantId(grantId)
