@@ -48,7 +48,7 @@ export function adapterFactory(
         if (typeof alg === 'string' && !publishedAlgs.has(alg)) delete found.id_token_signed_response_alg
         return found
       },
-      findWithGrant: (id) => inner.findWithGrant(id),
+      findWithGrant: (id, count) => inner.findWithGrant(id, count),
       findByUid: (uid) => inner.findByUid(uid),
       findByUserCode: (code) => inner.findByUserCode(code),
       consume: (id) => lostRaceIsInvalidGrant(writes.consume(id)),

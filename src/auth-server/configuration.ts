@@ -7,6 +7,7 @@ import { providerCookies } from './interactions/security.ts'
 import { deriveKey, type PrivateJwk } from './keys.ts'
 import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
+import { countTokenRequest } from './rate_limit.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { selfRegisteredScopeOpen } from './registration.ts'
 import { findUser } from './request_cache.ts'
@@ -79,8 +80,11 @@ export function providerConfiguration(
     },
     // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.
     // An exchanged token names the client acting for its user (`act`).
-    extraTokenClaims: (_ctx, token) =>
-      token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : exchangedTokenClaims(token),
+    extraTokenClaims: async (_ctx, token) => {
+      // Called before every access token is minted: a token request not counted yet is counted here.
+      await countTokenRequest(store)
+      return token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : exchangedTokenClaims(token)
+    },
     ...refreshTokenPolicy(options, userScopes),
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { OidcAdapter, OidcPayload, Store, User } from '../storage/store.ts'
+import { takeTokenCount } from './rate_limit.ts'
 
 /**
  * The records `oidc-provider` reads several times within one HTTP request (an interaction is loaded by the
@@ -72,7 +73,8 @@ export function requestCached(model: string, inner: OidcAdapter): OidcAdapter {
 
 /**
  * `inner` (codes, refresh tokens) with `find` reading the grant and the user in the same statement, for the
- * rest of the request: the provider looks up both right after the token.
+ * rest of the request: the provider looks up both right after the token. In a token request not counted yet
+ * against the rate limit, the count is made in that statement too.
  */
 export function withGrantPrefetch(inner: OidcAdapter): OidcAdapter {
   return {
@@ -80,7 +82,9 @@ export function withGrantPrefetch(inner: OidcAdapter): OidcAdapter {
     async find(id) {
       const request = requests.getStore()
       if (!request) return inner.find(id)
-      const found = await inner.findWithGrant(id)
+      const count = takeTokenCount()
+      const { found, withinLimit } = await inner.findWithGrant(id, count?.hit)
+      count?.settle(withinLimit)
       if (!found) return undefined
       const { record, grant, user } = found
       if (typeof record.grantId === 'string')

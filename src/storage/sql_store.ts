@@ -243,6 +243,16 @@ function consumeStatement(model: string, id: string, now: number): SqlStatement 
   }
 }
 
+/** `Store.hit`: the count of the bucket's current window, one more. */
+const HIT_SQL = `INSERT INTO rate_limits (bucket, window_start, count, expires_at) VALUES (?, ?, 1, ?)
+  ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + 1
+  RETURNING count`
+
+function hitParams(bucket: string, windowSeconds: number, now: number): SqlValue[] {
+  const windowStart = now - (now % windowSeconds)
+  return [lookupKey(bucket), windowStart, windowStart + windowSeconds]
+}
+
 function auditStatement(event: AuditEvent): SqlStatement {
   return {
     sql: 'INSERT INTO audit_events (at, type, data) VALUES (?, ?, ?)',
@@ -317,6 +327,9 @@ export class SqlStore implements Store {
     const db = this.#db
     const seconds = () => this.#seconds()
     const purgeExpired = (now: number) => this.#purgeExpired(now)
+    const hit = (bucket: string, limit: number, windowSeconds: number) =>
+      this.hit(bucket, limit, windowSeconds)
+    const counted = this.#counters !== undefined
     const findBy = async (column: 'id' | 'uid' | 'user_code', value: string) => {
       const [row] = await db.query(
         `SELECT payload, consumed_at FROM oidc_records
@@ -333,23 +346,42 @@ export class SqlStore implements Store {
         await db.execute(sql, params)
       },
       find: (id) => findBy('id', id),
-      async findWithGrant(id) {
+      async findWithGrant(id, count) {
         const now = seconds()
-        // The grant's id and the record's grant_id are the same digest; account_id is a user's id.
+        // PostgreSQL counts in the read (an INSERT in WITH); SQLite has no such statement, and its statements
+        // cost no round trip; Redis counters are elsewhere.
+        const folded = count !== undefined && db.kind === 'postgres' && !counted
+        const withinLimit =
+          count === undefined || folded ? true : await hit(count.bucket, count.limit, count.windowSeconds)
+        if (folded) await purgeExpired(now)
+        // One row whether or not the record exists (the count's). The grant's id and the record's grant_id
+        // are the same digest; account_id is a user's id.
         const [row] = await db.query(
-          `SELECT r.payload, r.consumed_at, g.payload AS grant_payload, ${JOINED_USER_COLUMNS}
-           FROM oidc_records r
+          `${folded ? `WITH hit AS (${HIT_SQL}) SELECT hit.count AS hits,` : 'SELECT'}
+             r.payload, r.consumed_at, g.payload AS grant_payload, ${JOINED_USER_COLUMNS}
+           FROM ${folded ? 'hit' : '(SELECT 1) AS one'}
+           LEFT JOIN oidc_records r ON r.model = ? AND r.id = ? AND (r.expires_at IS NULL OR r.expires_at > ?)
            LEFT JOIN oidc_records g ON g.model = 'Grant' AND g.id = r.grant_id
              AND (g.expires_at IS NULL OR g.expires_at > ?)
-           LEFT JOIN users u ON u.id = r.account_id
-           WHERE r.model = ? AND r.id = ? AND (r.expires_at IS NULL OR r.expires_at > ?)`,
-          [now, model, lookupKey(id), now],
+           LEFT JOIN users u ON u.id = r.account_id`,
+          [
+            ...(folded ? hitParams(count.bucket, count.windowSeconds, now) : []),
+            model,
+            lookupKey(id),
+            now,
+            now,
+          ],
         )
-        if (!row) return undefined
         return {
-          record: toOidcPayload(row),
-          grant: row.grant_payload === null ? undefined : JSON.parse(String(row.grant_payload)),
-          user: toJoinedUser(row),
+          withinLimit: folded ? integer(row?.hits) <= count.limit : withinLimit,
+          found:
+            row?.payload === null || row?.payload === undefined
+              ? undefined
+              : {
+                  record: toOidcPayload(row),
+                  grant: row.grant_payload === null ? undefined : JSON.parse(String(row.grant_payload)),
+                  user: toJoinedUser(row),
+                },
         }
       },
       findByUid: (uid) => findBy('uid', uid),
@@ -428,13 +460,7 @@ export class SqlStore implements Store {
     }
     const now = this.#seconds()
     await this.#purgeExpired(now)
-    const windowStart = now - (now % windowSeconds)
-    const [row] = await this.#db.query(
-      `INSERT INTO rate_limits (bucket, window_start, count, expires_at) VALUES (?, ?, 1, ?)
-       ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + 1
-       RETURNING count`,
-      [lookupKey(bucket), windowStart, windowStart + windowSeconds],
-    )
+    const [row] = await this.#db.query(HIT_SQL, hitParams(bucket, windowSeconds, now))
     return integer(row?.count) <= limit
   }
 

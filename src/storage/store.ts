@@ -50,8 +50,9 @@ export interface OidcAdapter {
   /**
    * `find`, and in the same read the grant the record names (`grantId`) and the user it belongs to
    * (`accountId`): what a token request reads next. Each is undefined when absent (or expired, for the grant).
+   * With `count`, also {@link Store.hit} (in the same statement where the database allows: one round trip).
    */
-  findWithGrant(id: string): Promise<OidcRecordWithGrant | undefined>
+  findWithGrant(id: string, count?: RateLimitHit): Promise<GrantSourceRead>
   findByUid(uid: string): Promise<OidcPayload | undefined>
   findByUserCode(userCode: string): Promise<OidcPayload | undefined>
   /**
@@ -67,6 +68,19 @@ export interface OidcRecordWithGrant {
   record: OidcPayload
   grant: OidcPayload | undefined
   user: User | undefined
+}
+
+/** The arguments of {@link Store.hit}. */
+export interface RateLimitHit {
+  bucket: string
+  limit: number
+  windowSeconds: number
+}
+
+export interface GrantSourceRead {
+  found: OidcRecordWithGrant | undefined
+  /** What {@link Store.hit} answered for the count made with the read; true when none was asked. */
+  withinLimit: boolean
 }
 
 /** An `audit` write appends the event in the same transaction (what the writes did, recorded with them). */

@@ -258,20 +258,66 @@ export function storeContract(harness: StoreHarness): void {
     await tokens.consume('rt')
     const consumed = seconds(START)
     assert.deepEqual(await tokens.findWithGrant('rt'), {
-      record: { jti: 'rt', grantId: 'g1', accountId: alice.id, consumed },
-      grant: { jti: 'g1', accountId: alice.id },
-      user: alice,
+      withinLimit: true,
+      found: {
+        record: { jti: 'rt', grantId: 'g1', accountId: alice.id, consumed },
+        grant: { jti: 'g1', accountId: alice.id },
+        user: alice,
+      },
     })
     await tokens.upsert('other', { jti: 'other', grantId: 'g-none', accountId: 'nobody' }, 600)
-    assert.deepEqual(await tokens.findWithGrant('other'), {
+    assert.deepEqual((await tokens.findWithGrant('other')).found, {
       record: { jti: 'other', grantId: 'g-none', accountId: 'nobody' },
       grant: undefined,
       user: undefined,
     })
     clock.advance(30)
-    assert.equal((await tokens.findWithGrant('rt'))?.grant, undefined, 'the grant expired')
-    assert.equal(await store.oidcAdapter('AuthorizationCode').findWithGrant('rt'), undefined, 'another model')
-    assert.equal(await tokens.findWithGrant('never-issued'), undefined)
+    assert.equal((await tokens.findWithGrant('rt')).found?.grant, undefined, 'the grant expired')
+    const otherModel = await store.oidcAdapter('AuthorizationCode').findWithGrant('rt')
+    assert.equal(otherModel.found, undefined, 'another model')
+    assert.equal((await tokens.findWithGrant('never-issued')).found, undefined)
+  })
+
+  test('oidc: findWithGrant with a count counts like hit, found or not, in one window shared with hit', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.oidcAdapter('RefreshToken').upsert('rt', { jti: 'rt' }, 600)
+    const count = { bucket: 'token:203.0.113.7', limit: 4, windowSeconds: 60 }
+    assert.equal(await first.hit(count.bucket, count.limit, count.windowSeconds), true)
+    const reads = []
+    for (const [store, id] of [
+      [first, 'rt'],
+      [second, 'unknown'],
+      [second, 'rt'],
+      [first, 'unknown'],
+    ] as const)
+      reads.push(await store.oidcAdapter('RefreshToken').findWithGrant(id, count))
+    assert.deepEqual(
+      reads.map((read) => [read.withinLimit, read.found?.record.jti]),
+      [
+        [true, 'rt'],
+        [true, undefined],
+        [true, 'rt'],
+        [false, undefined],
+      ],
+    )
+    assert.equal(await second.hit(count.bucket, count.limit, count.windowSeconds), false)
+  })
+
+  test('oidc: 40 concurrent findWithGrant counts over two stores with limit 15: exactly 15 within', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    const count = { bucket: 'token:198.51.100.1', limit: 15, windowSeconds: 60 }
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        (i % 2 ? first : second).oidcAdapter('AuthorizationCode').findWithGrant(`code-${i}`, count),
+      ),
+    )
+    assert.equal(results.filter((read) => read.withinLimit).length, 15)
   })
 
   test('oidc: revokeAccountGrants deletes the grants of one client, or every record of the account', async () => {
