@@ -1,7 +1,13 @@
 import { errors } from 'oidc-provider'
 import { OidcConsumeConflictError } from '../storage/index.ts'
 import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
-import { REQUEST_CACHED_MODELS, requestCached, withGrantPrefetch } from './request_cache.ts'
+import {
+  DEFERRED_MODELS,
+  deferring,
+  REQUEST_CACHED_MODELS,
+  requestCached,
+  withGrantPrefetch,
+} from './request_cache.ts'
 import { REDEEMED_MODELS, redeemingWrites } from './rotation.ts'
 
 /** How often one instance re-extends the lifetime of a registered client that is in use. */
@@ -26,7 +32,9 @@ export function adapterFactory(
 ) {
   const extendedAt = new Map<string, number>()
   return (model: string) => {
-    const stored = store.oidcAdapter(model)
+    const stored = DEFERRED_MODELS.has(model)
+      ? deferring(model, store.oidcAdapter(model), store)
+      : store.oidcAdapter(model)
     const redeemed = REDEEMED_MODELS.has(model)
     const inner = REQUEST_CACHED_MODELS.has(model)
       ? requestCached(model, stored)

@@ -21,7 +21,7 @@ import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { StoreOutage } from './outage.ts'
 import { TokenRequestOverLimit, tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
-import { withRequestCache } from './request_cache.ts'
+import { deferredWritesMiddleware, withRequestCache } from './request_cache.ts'
 import { rotationScopeMiddleware } from './rotation.ts'
 import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exchange.ts'
 import { UserScopes } from './user_scopes.ts'
@@ -138,6 +138,7 @@ export async function createAuthorizationServer(
   })
   recordTokenEvents(provider, options.store, options.logger)
   provider.use(outage.middleware(ROUTES.token))
+  provider.use(deferredWritesMiddleware(ROUTES.authorization, options.store))
   provider.use(rootPathCookies(provider))
   provider.use(rotationScopeMiddleware(ROUTES.token))
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))

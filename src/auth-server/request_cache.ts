@@ -1,7 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { OidcAdapter, OidcPayload, Store, User } from '../storage/store.ts'
+import type Provider from 'oidc-provider'
+import type { OidcAdapter, OidcPayload, OidcWrite, Store, User } from '../storage/store.ts'
 import { takeTokenCount } from './rate_limit.ts'
+import { REDEEMED_MODELS } from './rotation.ts'
 
 /**
  * The records `oidc-provider` reads several times within one HTTP request (an interaction is loaded by the
@@ -17,6 +19,8 @@ interface RequestRecords {
   records: Map<string, string | null>
   /** Users read with a code or refresh token (`findWithGrant`); null when known to be absent. */
   users: Map<string, User | null>
+  /** In an authorization request, its writes not made yet, the last of each record. */
+  deferred?: Map<string, OidcWrite>
 }
 
 const requests = new AsyncLocalStorage<RequestRecords>()
@@ -99,4 +103,93 @@ export function withGrantPrefetch(inner: OidcAdapter): OidcAdapter {
 export async function findUser(store: Store, id: string): Promise<User | undefined> {
   const read = requests.getStore()?.users.get(id)
   return read === undefined ? store.users.findById(id) : (read ?? undefined)
+}
+
+/**
+ * The models whose writes an authorization request (`/authorize` and its resume) defers: the provider writes
+ * the interaction, the session, the grant and the code one by one; they are made in one transaction
+ * instead (PostgreSQL: one round trip), when the provider has answered and before the answer is sent.
+ */
+export const DEFERRED_MODELS: ReadonlySet<string> = new Set([
+  'Interaction',
+  'Session',
+  'Grant',
+  'AuthorizationCode',
+])
+
+/** Provider middleware: defers the writes of each request to `route` or its resume paths, then makes them. */
+export function deferredWritesMiddleware(route: string, store: Store): Parameters<Provider['use']>[0] {
+  return async (ctx, next) => {
+    const request = requests.getStore()
+    if (!request || (ctx.path !== route && !ctx.path.startsWith(`${route}/`))) return next()
+    request.deferred = new Map()
+    try {
+      await next()
+    } finally {
+      await flush(store, request)
+      request.deferred = undefined
+    }
+  }
+}
+
+/** Makes the deferred writes, when `models` is given only if one of them is of these models. */
+async function flush(store: Store, request: RequestRecords, models?: readonly string[]): Promise<void> {
+  const writes = request.deferred
+  if (!writes?.size) return
+  if (models && ![...writes.values()].some((write) => 'model' in write && models.includes(write.model)))
+    return
+  request.deferred = new Map()
+  await store.oidcTransaction([...writes.values()])
+}
+
+/**
+ * `inner` with `upsert` and `destroy` deferred in an authorization request; any other call that may meet a
+ * deferred write makes them first, so that the store never answers with a state older than the request's own
+ * writes.
+ */
+export function deferring(model: string, inner: OidcAdapter, store: Store): OidcAdapter {
+  const defer = (write: OidcWrite & { id: string }) => {
+    const deferred = requests.getStore()?.deferred
+    deferred?.set(key(model, write.id), write)
+    return deferred !== undefined
+  }
+  // A read of this model waits for its writes; a code's or refresh token's read joins the grant.
+  const read = REDEEMED_MODELS.has(model) ? [model, 'Grant'] : [model]
+  const flushed = async () => {
+    const request = requests.getStore()
+    if (request) await flush(store, request, read)
+  }
+  return {
+    async upsert(id, payload, expiresIn) {
+      if (!defer({ kind: 'upsert', model, id, payload, expiresIn }))
+        await inner.upsert(id, payload, expiresIn)
+    },
+    async destroy(id) {
+      if (!defer({ kind: 'destroy', model, id })) await inner.destroy(id)
+    },
+    find: async (id) => {
+      await flushed()
+      return inner.find(id)
+    },
+    findWithGrant: async (id, count) => {
+      await flushed()
+      return inner.findWithGrant(id, count)
+    },
+    findByUid: async (uid) => {
+      await flushed()
+      return inner.findByUid(uid)
+    },
+    findByUserCode: async (userCode) => {
+      await flushed()
+      return inner.findByUserCode(userCode)
+    },
+    consume: async (id) => {
+      await flushed()
+      return inner.consume(id)
+    },
+    revokeByGrantId: async (grantId) => {
+      await flushed()
+      return inner.revokeByGrantId(grantId)
+    },
+  }
 }

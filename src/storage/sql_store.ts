@@ -233,6 +233,10 @@ function upsertStatement(
   }
 }
 
+function destroyStatement(model: string, id: string): SqlStatement {
+  return { sql: 'DELETE FROM oidc_records WHERE model = ? AND id = ?', params: [model, lookupKey(id)] }
+}
+
 /** `OidcAdapter.consume`: a compare-and-set that changes no row when the record is consumed, expired or absent. */
 function consumeStatement(model: string, id: string, now: number): SqlStatement {
   return {
@@ -391,7 +395,8 @@ export class SqlStore implements Store {
         if ((await db.execute(sql, params)) === 0) throw orFail?.()
       },
       async destroy(id) {
-        await db.execute('DELETE FROM oidc_records WHERE model = ? AND id = ?', [model, lookupKey(id)])
+        const { sql, params } = destroyStatement(model, id)
+        await db.execute(sql, params)
       },
       async revokeByGrantId(grantId) {
         await db.execute('DELETE FROM oidc_records WHERE grant_id = ?', [lookupKey(grantId)])
@@ -441,6 +446,7 @@ export class SqlStore implements Store {
       if (write.kind === 'consume') return consumeStatement(write.model, write.id, now)
       if (write.kind === 'upsert')
         return upsertStatement(write.model, write.id, write.payload, write.expiresIn, now)
+      if (write.kind === 'destroy') return destroyStatement(write.model, write.id)
       return auditStatement(write.event)
     })
     // A model and id each (a rotation: the old token, the new one, the link between them); each audit

@@ -24,8 +24,9 @@ export interface Store {
   /**
    * `oidc-provider` writes in one transaction, in order, all or none: each `consume` is the compare-and-set
    * of {@link OidcAdapter.consume} (when it changes nothing, nothing is written and it throws
-   * `OidcConsumeConflictError`), each `upsert` that of {@link OidcAdapter.upsert}, each `audit` that of
-   * {@link AuditRecords.append}. A refresh token's rotation, a code's redemption.
+   * `OidcConsumeConflictError`), each `upsert` and `destroy` that of {@link OidcAdapter.upsert} and
+   * {@link OidcAdapter.destroy}, each `audit` that of {@link AuditRecords.append}. A refresh token's rotation,
+   * a code's redemption, the writes of one authorization request.
    */
   oidcTransaction(writes: readonly OidcWrite[]): Promise<void>
   readonly users: UserRecords
@@ -87,6 +88,7 @@ export interface GrantSourceRead {
 export type OidcWrite =
   | { kind: 'consume'; model: string; id: string }
   | { kind: 'upsert'; model: string; id: string; payload: OidcPayload; expiresIn: number }
+  | { kind: 'destroy'; model: string; id: string }
   | { kind: 'audit'; event: AuditEvent }
 
 export type OidcPayload = Record<string, unknown> & {

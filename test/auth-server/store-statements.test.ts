@@ -19,23 +19,24 @@ after(async () => {
 })
 
 /** Statements that write outside an explicit transaction commit on their own. */
-const commits = (sent: string[]) =>
-  sent.filter(
-    (sql) => sql === 'COMMIT' || (/^(INSERT|UPDATE|DELETE|WITH)\b/.test(sql) && !inTransaction(sent, sql)),
-  ).length
-
-function inTransaction(sent: string[], sql: string): boolean {
-  const at = sent.indexOf(sql)
-  const begin = sent.lastIndexOf('BEGIN IMMEDIATE', at)
-  const commit = sent.lastIndexOf('COMMIT', at)
-  return begin > commit
+function commits(sent: string[]): number {
+  let open = false
+  let count = 0
+  for (const sql of sent) {
+    if (sql === 'BEGIN IMMEDIATE') open = true
+    else if (sql === 'COMMIT') {
+      open = false
+      count++
+    } else if (!open && /^(INSERT|UPDATE|DELETE|WITH)\b/.test(sql)) count++
+  }
+  return count
 }
 
 for (const [backend, storageUrl, most] of [
   // SQLite: a transaction is BEGIN, its statements and COMMIT, each a call; PostgreSQL: one round trip, and
   // the rate limit's count is made in the read.
-  ['SQLite', undefined, { statements: 9, commits: 2 }],
-  ['PostgreSQL', `${BASE_URL}?schema=${SCHEMA}`, { statements: 3, commits: 2 }],
+  ['SQLite', undefined, { statements: 9, commits: 2, authorizeCommits: 6 }],
+  ['PostgreSQL', `${BASE_URL}?schema=${SCHEMA}`, { statements: 3, commits: 2, authorizeCommits: 6 }],
 ] as const) {
   describe(`the SQL of a token request (${backend})`, () => {
     let h: Harness
@@ -71,6 +72,18 @@ for (const [backend, storageUrl, most] of [
       assert.ok(sent.length <= most.statements, sent.join('\n'))
       assert.equal(commits(sent), most.commits, sent.join('\n'))
       assert.equal(sent.filter((sql) => sql.includes('audit_events')).length, 1, 'the audit event once')
+    })
+
+    test(`an authorization (sign-in and consent): each resume at /authorize writes in one transaction; at most ${most.authorizeCommits} commits`, async () => {
+      await setUp()
+      let code: string | undefined
+      const sent = await statementsOf(async () => {
+        ;({ code } = await authorize(h, clientId))
+      })
+      assert.ok(code)
+      // The provider writes the interaction (twice), the session, the grant, the code: 11 writes, one by one
+      // before. Each page of the development interactions still writes on its own.
+      assert.ok(commits(sent) <= most.authorizeCommits, sent.join('\n'))
     })
 
     test(`a refresh: the rate limit, the registered client, one read (token, grant and user), one transaction (rotation and audit event); at most ${most.statements} statements`, async () => {
