@@ -126,7 +126,11 @@ export function deferredWritesMiddleware(route: string, store: Store): Parameter
     try {
       await next()
     } finally {
-      await flush(store, request)
+      await flush(store, request).catch((error: unknown) => {
+        // Not written: the answer (503 or a server error, outage.ts) must not send the browser on.
+        ctx.remove('location')
+        throw error
+      })
       request.deferred = undefined
     }
   }
