@@ -1,8 +1,14 @@
 import { errors } from 'oidc-provider'
 import { OidcConsumeConflictError } from '../storage/index.ts'
 import type { OidcAdapter, OidcPayload, Store } from '../storage/store.ts'
-import { REQUEST_CACHED_MODELS, requestCached } from './request_cache.ts'
-import { rotatingWrites } from './rotation.ts'
+import {
+  DEFERRED_MODELS,
+  deferring,
+  REQUEST_CACHED_MODELS,
+  requestCached,
+  withGrantPrefetch,
+} from './request_cache.ts'
+import { REDEEMED_MODELS, redeemingWrites } from './rotation.ts'
 
 /** How often one instance re-extends the lifetime of a registered client that is in use. */
 const EXTEND_EVERY_MS = 3_600_000
@@ -26,9 +32,16 @@ export function adapterFactory(
 ) {
   const extendedAt = new Map<string, number>()
   return (model: string) => {
-    const stored = store.oidcAdapter(model)
-    const inner = REQUEST_CACHED_MODELS.has(model) ? requestCached(model, stored) : stored
-    const writes = model === 'RefreshToken' ? rotatingWrites(store, inner, refreshReuseInterval) : inner
+    const stored = DEFERRED_MODELS.has(model)
+      ? deferring(model, store.oidcAdapter(model), store)
+      : store.oidcAdapter(model)
+    const redeemed = REDEEMED_MODELS.has(model)
+    const inner = REQUEST_CACHED_MODELS.has(model)
+      ? requestCached(model, stored)
+      : redeemed
+        ? withGrantPrefetch(stored)
+        : stored
+    const writes = redeemed ? redeemingWrites(model, store, inner, refreshReuseInterval) : inner
     const adapter: OidcAdapter = {
       upsert: async (id, payload, expiresIn) => {
         if (model !== 'Client') return lostRaceIsInvalidGrant(writes.upsert(id, payload, expiresIn))
@@ -43,6 +56,7 @@ export function adapterFactory(
         if (typeof alg === 'string' && !publishedAlgs.has(alg)) delete found.id_token_signed_response_alg
         return found
       },
+      findWithGrant: (id, count) => inner.findWithGrant(id, count),
       findByUid: (uid) => inner.findByUid(uid),
       findByUserCode: (code) => inner.findByUserCode(code),
       consume: (id) => lostRaceIsInvalidGrant(writes.consume(id)),

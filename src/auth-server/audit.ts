@@ -1,6 +1,6 @@
 import type { KoaContextWithOIDC, default as Provider } from 'oidc-provider'
 import { StoreUnavailableError } from '../storage/index.ts'
-import type { Store } from '../storage/store.ts'
+import type { OidcWrite, Store } from '../storage/store.ts'
 import type { AuthServerLogger } from './options.ts'
 
 /** Every kind of audit event (docs/storage-schema.md, `audit_events`). */
@@ -48,12 +48,36 @@ const now = () => Math.floor(Date.now() / 1000)
  * retention are deleted. `data` never holds a token, secret or password.
  */
 export async function recordAudit(store: Store, type: AuditType, data: Record<string, unknown>) {
+  await store.audit.append({ at: now(), type, data })
+  await pruneWhenDue(store)
+}
+
+async function pruneWhenDue(store: Store) {
   const at = now()
-  await store.audit.append({ at, type, data })
-  if ((nextPrune.get(store) ?? 0) <= at) {
-    nextPrune.set(store, at + PRUNE_INTERVAL_SECONDS)
-    await store.audit.prune(at - AUDIT_RETENTION.seconds, AUDIT_RETENTION.events)
+  if ((nextPrune.get(store) ?? 0) > at) return
+  nextPrune.set(store, at + PRUNE_INTERVAL_SECONDS)
+  await store.audit.prune(at - AUDIT_RETENTION.seconds, AUDIT_RETENTION.events)
+}
+
+/** The token requests whose `token.issued` event went into the transaction that issued the tokens. */
+const issuedInTransaction = new WeakSet<KoaContextWithOIDC>()
+
+function tokenIssued(ctx: KoaContextWithOIDC): Record<string, unknown> {
+  const userId = ctx.oidc.entities.Account?.accountId
+  return {
+    clientId: ctx.oidc.client?.clientId ?? '',
+    grantType: ctx.oidc.params?.grant_type,
+    ...(userId ? { userId } : {}),
   }
+}
+
+/**
+ * The `token.issued` event of this token request as a write of the transaction that issues its tokens (a
+ * code's redemption, a rotation): written with them, and not again when the request succeeds.
+ */
+export function tokenIssuedWrite(ctx: KoaContextWithOIDC): OidcWrite {
+  issuedInTransaction.add(ctx)
+  return { kind: 'audit', event: { at: now(), type: 'token.issued', data: tokenIssued(ctx) } }
 }
 
 /**
@@ -74,15 +98,11 @@ export function recordTokenEvents(provider: Provider, store: Store, logger: Auth
     await store.clientUsage.touch(clientId, at)
   }
   provider.on('grant.success', (ctx) => {
-    const clientId = ctx.oidc.client?.clientId ?? ''
-    const userId = ctx.oidc.entities.Account?.accountId
     void Promise.all([
-      recordAudit(store, 'token.issued', {
-        clientId,
-        grantType: ctx.oidc.params?.grant_type,
-        ...(userId ? { userId } : {}),
-      }),
-      touch(clientId, now()),
+      issuedInTransaction.has(ctx)
+        ? pruneWhenDue(store)
+        : recordAudit(store, 'token.issued', tokenIssued(ctx)),
+      touch(ctx.oidc.client?.clientId ?? '', now()),
     ]).catch(failed)
   })
   provider.on('grant.error', (ctx, error) => refused(store, 'token.refused', ctx, error).catch(failed))

@@ -7,8 +7,10 @@ import { providerCookies } from './interactions/security.ts'
 import { deriveKey, type PrivateJwk } from './keys.ts'
 import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
+import { countTokenRequest } from './rate_limit.ts'
 import { refreshTokenPolicy } from './refresh.ts'
 import { selfRegisteredScopeOpen } from './registration.ts'
+import { findUser } from './request_cache.ts'
 import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
 import { continueRetry } from './rotation.ts'
@@ -69,7 +71,7 @@ export function providerConfiguration(
       return grant
     },
     findAccount: async (_ctx, sub, token) => {
-      const user = await store.users.findById(sub)
+      const user = await findUser(store, sub)
       // Undefined ends what the account holds: refresh fails (invalid_grant), and so do userinfo and sign-in.
       if (!user || user.disabledAt !== undefined) return undefined
       // The provider's one hook between its checks of a presented refresh token and its reuse detection.
@@ -78,8 +80,11 @@ export function providerConfiguration(
     },
     // RFC 9068 gives a token without a user `sub` = `client_id`; `gty` says so outright, for the resource server.
     // An exchanged token names the client acting for its user (`act`).
-    extraTokenClaims: (_ctx, token) =>
-      token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : exchangedTokenClaims(token),
+    extraTokenClaims: async (_ctx, token) => {
+      // Called before every access token is minted: a token request not counted yet is counted here.
+      await countTokenRequest(store)
+      return token.kind === 'ClientCredentials' ? { gty: MACHINE_TOKEN_GTY } : exchangedTokenClaims(token)
+    },
     ...refreshTokenPolicy(options, userScopes),
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {

@@ -19,9 +19,9 @@ import { logoutRedirectMiddleware } from './logout.ts'
 import { createMount, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { StoreOutage } from './outage.ts'
-import { tokenRateLimitMiddleware } from './rate_limit.ts'
+import { TokenRequestOverLimit, tokenRateLimitMiddleware } from './rate_limit.ts'
 import { registrationMiddleware } from './registration.ts'
-import { withRequestCache } from './request_cache.ts'
+import { deferredWritesMiddleware, withRequestCache } from './request_cache.ts'
 import { rotationScopeMiddleware } from './rotation.ts'
 import { registerTokenExchange, unauthorizedClientMiddleware } from './token_exchange.ts'
 import { UserScopes } from './user_scopes.ts'
@@ -130,12 +130,15 @@ export async function createAuthorizationServer(
   provider.proxy = true
   const outage = new StoreOutage(options.logger)
   provider.on('server_error', (ctx, error) => {
+    // Answered 429 by the rate limit's middleware.
+    if (error instanceof TokenRequestOverLimit) return
     if (!outage.serverError(ctx, error)) {
       options.logger.warn('authorization server error', { error: error.message })
     }
   })
   recordTokenEvents(provider, options.store, options.logger)
   provider.use(outage.middleware(ROUTES.token))
+  provider.use(deferredWritesMiddleware(ROUTES.authorization, options.store))
   provider.use(rootPathCookies(provider))
   provider.use(rotationScopeMiddleware(ROUTES.token))
   provider.use(defaultScopeMiddleware(options, ROUTES.authorization))

@@ -1,7 +1,7 @@
 import type { Configuration } from 'oidc-provider'
 import type { ResolvedOptions } from './options.ts'
 import { assertRefreshResource } from './resources.ts'
-import { isRetry } from './rotation.ts'
+import { isRetry, issuesRefreshToken } from './rotation.ts'
 import type { UserScopes } from './user_scopes.ts'
 
 const YEAR = 365.25 * 86_400
@@ -15,7 +15,7 @@ const YEAR = 365.25 * 86_400
  */
 export function refreshTokenPolicy(options: ResolvedOptions, userScopes: UserScopes): Partial<Configuration> {
   return {
-    issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    issueRefreshToken: (_ctx, client) => issuesRefreshToken(client),
     expiresWithSession: () => false,
     // The one hook between loading the grant and cutting the access token's scope, before anything is consumed.
     rotateRefreshToken: async (ctx) => {

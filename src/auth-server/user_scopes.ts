@@ -1,6 +1,7 @@
 import type Provider from 'oidc-provider'
 import { normalizeUsername, type Store } from '../storage/store.ts'
 import { AuthServerError } from './errors.ts'
+import { findUser } from './request_cache.ts'
 
 type Grant = InstanceType<Provider['Grant']>
 
@@ -93,7 +94,7 @@ export class UserScopes {
   async held(accountId: string): Promise<Holds> {
     if (!this.#policy) return holdsEverything
     const held = new Set([...ALWAYS, ...this.#policy.everyone])
-    const user = await this.#store.users.findById(accountId)
+    const user = await findUser(this.#store, accountId)
     const snapshot = (await this.#snapshots.find(accountId)) as ClaimsSnapshot | undefined
     for (const rule of this.#policy.grants ?? []) {
       const named =

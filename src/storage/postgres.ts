@@ -51,10 +51,20 @@ async function classified<T>(work: Promise<T>): Promise<T> {
   }
 }
 
+/** The store's statements are a few texts, numbered once each (a guard against any unbounded growth). */
+const numberedTexts = new Map<string, string>()
+const NUMBERED_TEXTS = 1000
+
 /** The store's SQL uses `?` placeholders (none appear in literals); PostgreSQL numbers them. */
 function numbered(sql: string): string {
-  let index = 0
-  return sql.replace(/\?/g, () => `$${++index}`)
+  let text = numberedTexts.get(sql)
+  if (text === undefined) {
+    let index = 0
+    text = sql.replace(/\?/g, () => `$${++index}`)
+    if (numberedTexts.size >= NUMBERED_TEXTS) numberedTexts.clear()
+    numberedTexts.set(sql, text)
+  }
+  return text
 }
 
 class PostgresDriver implements SqlDriver {

@@ -139,6 +139,16 @@ function toUser(row: Row): User {
   }
 }
 
+const USER_COLUMNS = ['id', 'username', 'password_hash', 'external_id', 'claims', 'created_at', 'disabled_at']
+/** The `users` columns of a join on `users u`, each as `user_<column>`. */
+const JOINED_USER_COLUMNS = USER_COLUMNS.map((column) => `u.${column} AS user_${column}`).join(', ')
+
+/** The user of a joined row, whose `users` columns are named `user_<column>`; undefined when none joined. */
+function toJoinedUser(row: Row): User | undefined {
+  if (row.user_id === null || row.user_id === undefined) return undefined
+  return toUser(Object.fromEntries(USER_COLUMNS.map((column) => [column, row[`user_${column}`]])))
+}
+
 function toConsent(row: Row): Consent {
   return {
     userId: String(row.user_id),
@@ -185,6 +195,14 @@ function toSigningKey(row: Row): SigningKey {
   }
 }
 
+/** A row's `payload`, with `consumed` set from `consumed_at`. */
+function toOidcPayload(row: Row): OidcPayload {
+  const payload: OidcPayload = JSON.parse(String(row.payload))
+  const consumed = optionalInteger(row.consumed_at)
+  if (consumed !== undefined) payload.consumed = consumed
+  return payload
+}
+
 /** `OidcAdapter.upsert`: replaces the whole row; `consumed_at` follows `payload.consumed`. */
 function upsertStatement(
   model: string,
@@ -215,6 +233,10 @@ function upsertStatement(
   }
 }
 
+function destroyStatement(model: string, id: string): SqlStatement {
+  return { sql: 'DELETE FROM oidc_records WHERE model = ? AND id = ?', params: [model, lookupKey(id)] }
+}
+
 /** `OidcAdapter.consume`: a compare-and-set that changes no row when the record is consumed, expired or absent. */
 function consumeStatement(model: string, id: string, now: number): SqlStatement {
   return {
@@ -222,6 +244,23 @@ function consumeStatement(model: string, id: string, now: number): SqlStatement 
           WHERE model = ? AND id = ? AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
     params: [now, model, lookupKey(id), now],
     orFail: () => new OidcConsumeConflictError(model),
+  }
+}
+
+/** `Store.hit`: the count of the bucket's current window, one more. */
+const HIT_SQL = `INSERT INTO rate_limits (bucket, window_start, count, expires_at) VALUES (?, ?, 1, ?)
+  ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + 1
+  RETURNING count`
+
+function hitParams(bucket: string, windowSeconds: number, now: number): SqlValue[] {
+  const windowStart = now - (now % windowSeconds)
+  return [lookupKey(bucket), windowStart, windowStart + windowSeconds]
+}
+
+function auditStatement(event: AuditEvent): SqlStatement {
+  return {
+    sql: 'INSERT INTO audit_events (at, type, data) VALUES (?, ?, ?)',
+    params: [event.at, text('type', event.type), JSON.stringify(event.data)],
   }
 }
 
@@ -292,17 +331,16 @@ export class SqlStore implements Store {
     const db = this.#db
     const seconds = () => this.#seconds()
     const purgeExpired = (now: number) => this.#purgeExpired(now)
+    const hit = (bucket: string, limit: number, windowSeconds: number) =>
+      this.hit(bucket, limit, windowSeconds)
+    const counted = this.#counters !== undefined
     const findBy = async (column: 'id' | 'uid' | 'user_code', value: string) => {
       const [row] = await db.query(
         `SELECT payload, consumed_at FROM oidc_records
          WHERE model = ? AND ${column} = ? AND (expires_at IS NULL OR expires_at > ?)`,
         [model, lookupKey(value), seconds()],
       )
-      if (!row) return undefined
-      const payload: OidcPayload = JSON.parse(String(row.payload))
-      const consumed = optionalInteger(row.consumed_at)
-      if (consumed !== undefined) payload.consumed = consumed
-      return payload
+      return row ? toOidcPayload(row) : undefined
     }
     return {
       async upsert(id, payload, expiresIn) {
@@ -312,6 +350,44 @@ export class SqlStore implements Store {
         await db.execute(sql, params)
       },
       find: (id) => findBy('id', id),
+      async findWithGrant(id, count) {
+        const now = seconds()
+        // PostgreSQL counts in the read (an INSERT in WITH); SQLite has no such statement, and its statements
+        // cost no round trip; Redis counters are elsewhere.
+        const folded = count !== undefined && db.kind === 'postgres' && !counted
+        const withinLimit =
+          count === undefined || folded ? true : await hit(count.bucket, count.limit, count.windowSeconds)
+        if (folded) await purgeExpired(now)
+        // One row whether or not the record exists (the count's). The grant's id and the record's grant_id
+        // are the same digest; account_id is a user's id.
+        const [row] = await db.query(
+          `${folded ? `WITH hit AS (${HIT_SQL}) SELECT hit.count AS hits,` : 'SELECT'}
+             r.payload, r.consumed_at, g.payload AS grant_payload, ${JOINED_USER_COLUMNS}
+           FROM ${folded ? 'hit' : '(SELECT 1) AS one'}
+           LEFT JOIN oidc_records r ON r.model = ? AND r.id = ? AND (r.expires_at IS NULL OR r.expires_at > ?)
+           LEFT JOIN oidc_records g ON g.model = 'Grant' AND g.id = r.grant_id
+             AND (g.expires_at IS NULL OR g.expires_at > ?)
+           LEFT JOIN users u ON u.id = r.account_id`,
+          [
+            ...(folded ? hitParams(count.bucket, count.windowSeconds, now) : []),
+            model,
+            lookupKey(id),
+            now,
+            now,
+          ],
+        )
+        return {
+          withinLimit: folded ? integer(row?.hits) <= count.limit : withinLimit,
+          found:
+            row?.payload === null || row?.payload === undefined
+              ? undefined
+              : {
+                  record: toOidcPayload(row),
+                  grant: row.grant_payload === null ? undefined : JSON.parse(String(row.grant_payload)),
+                  user: toJoinedUser(row),
+                },
+        }
+      },
       findByUid: (uid) => findBy('uid', uid),
       findByUserCode: (userCode) => findBy('user_code', userCode),
       async consume(id) {
@@ -319,7 +395,8 @@ export class SqlStore implements Store {
         if ((await db.execute(sql, params)) === 0) throw orFail?.()
       },
       async destroy(id) {
-        await db.execute('DELETE FROM oidc_records WHERE model = ? AND id = ?', [model, lookupKey(id)])
+        const { sql, params } = destroyStatement(model, id)
+        await db.execute(sql, params)
       },
       async revokeByGrantId(grantId) {
         await db.execute('DELETE FROM oidc_records WHERE grant_id = ?', [lookupKey(grantId)])
@@ -365,13 +442,17 @@ export class SqlStore implements Store {
   async oidcTransaction(writes: readonly OidcWrite[]): Promise<void> {
     const now = this.#seconds()
     await this.#purgeExpired(now)
-    const statements = writes.map((write) =>
-      write.kind === 'consume'
-        ? consumeStatement(write.model, write.id, now)
-        : upsertStatement(write.model, write.id, write.payload, write.expiresIn, now),
-    )
-    // A model and id each (a rotation: the old token, the new one, the link between them).
-    const distinct = new Set(writes.map((write) => `${write.model}\0${write.id}`)).size === writes.length
+    const statements = writes.map((write) => {
+      if (write.kind === 'consume') return consumeStatement(write.model, write.id, now)
+      if (write.kind === 'upsert')
+        return upsertStatement(write.model, write.id, write.payload, write.expiresIn, now)
+      if (write.kind === 'destroy') return destroyStatement(write.model, write.id)
+      return auditStatement(write.event)
+    })
+    // A model and id each (a rotation: the old token, the new one, the link between them); each audit
+    // event is a row of its own.
+    const rows = writes.flatMap((write) => (write.kind === 'audit' ? [] : [`${write.model}\0${write.id}`]))
+    const distinct = new Set(rows).size === rows.length
     if (distinct && this.#db.transactionOfDistinctRows) await this.#db.transactionOfDistinctRows(statements)
     else await this.#db.transaction(statements)
   }
@@ -385,13 +466,7 @@ export class SqlStore implements Store {
     }
     const now = this.#seconds()
     await this.#purgeExpired(now)
-    const windowStart = now - (now % windowSeconds)
-    const [row] = await this.#db.query(
-      `INSERT INTO rate_limits (bucket, window_start, count, expires_at) VALUES (?, ?, 1, ?)
-       ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + 1
-       RETURNING count`,
-      [lookupKey(bucket), windowStart, windowStart + windowSeconds],
-    )
+    const [row] = await this.#db.query(HIT_SQL, hitParams(bucket, windowSeconds, now))
     return integer(row?.count) <= limit
   }
 
@@ -682,11 +757,8 @@ export class SqlStore implements Store {
     const db = this.#db
     return {
       async append(event: AuditEvent) {
-        await db.execute('INSERT INTO audit_events (at, type, data) VALUES (?, ?, ?)', [
-          event.at,
-          text('type', event.type),
-          JSON.stringify(event.data),
-        ])
+        const { sql, params } = auditStatement(event)
+        await db.execute(sql, params)
       },
       async recent(limit) {
         const rows = await db.query('SELECT at, type, data FROM audit_events ORDER BY id DESC LIMIT ?', [

@@ -66,6 +66,12 @@ class SqliteDriver implements SqlDriver {
   }
 
   async transaction(statements: SqlStatement[]): Promise<void> {
+    // One statement is a transaction of its own; one that changes nothing has nothing to undo.
+    const [only] = statements
+    if (statements.length === 1 && only) {
+      if (classified(() => this.#run(only.sql, only.params)) === 0 && only.orFail) throw only.orFail()
+      return
+    }
     classified(() =>
       this.immediately(() => {
         for (const { sql, params, orFail } of statements) {

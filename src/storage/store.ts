@@ -24,7 +24,9 @@ export interface Store {
   /**
    * `oidc-provider` writes in one transaction, in order, all or none: each `consume` is the compare-and-set
    * of {@link OidcAdapter.consume} (when it changes nothing, nothing is written and it throws
-   * `OidcConsumeConflictError`), each `upsert` that of {@link OidcAdapter.upsert}. A refresh token's rotation.
+   * `OidcConsumeConflictError`), each `upsert` and `destroy` that of {@link OidcAdapter.upsert} and
+   * {@link OidcAdapter.destroy}, each `audit` that of {@link AuditRecords.append}. A refresh token's rotation,
+   * a code's redemption, the writes of one authorization request.
    */
   oidcTransaction(writes: readonly OidcWrite[]): Promise<void>
   readonly users: UserRecords
@@ -46,6 +48,12 @@ export interface Store {
 export interface OidcAdapter {
   upsert(id: string, payload: OidcPayload, expiresIn: number): Promise<void>
   find(id: string): Promise<OidcPayload | undefined>
+  /**
+   * `find`, and in the same read the grant the record names (`grantId`) and the user it belongs to
+   * (`accountId`): what a token request reads next. Each is undefined when absent (or expired, for the grant).
+   * With `count`, also {@link Store.hit} (in the same statement where the database allows: one round trip).
+   */
+  findWithGrant(id: string, count?: RateLimitHit): Promise<GrantSourceRead>
   findByUid(uid: string): Promise<OidcPayload | undefined>
   findByUserCode(userCode: string): Promise<OidcPayload | undefined>
   /**
@@ -57,9 +65,31 @@ export interface OidcAdapter {
   revokeByGrantId(grantId: string): Promise<void>
 }
 
+export interface OidcRecordWithGrant {
+  record: OidcPayload
+  grant: OidcPayload | undefined
+  user: User | undefined
+}
+
+/** The arguments of {@link Store.hit}. */
+export interface RateLimitHit {
+  bucket: string
+  limit: number
+  windowSeconds: number
+}
+
+export interface GrantSourceRead {
+  found: OidcRecordWithGrant | undefined
+  /** What {@link Store.hit} answered for the count made with the read; true when none was asked. */
+  withinLimit: boolean
+}
+
+/** An `audit` write appends the event in the same transaction (what the writes did, recorded with them). */
 export type OidcWrite =
   | { kind: 'consume'; model: string; id: string }
   | { kind: 'upsert'; model: string; id: string; payload: OidcPayload; expiresIn: number }
+  | { kind: 'destroy'; model: string; id: string }
+  | { kind: 'audit'; event: AuditEvent }
 
 export type OidcPayload = Record<string, unknown> & {
   grantId?: string

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { AUDIT_RETENTION, recordAudit } from '../../src/auth-server/audit.ts'
 import { openStore } from '../../src/storage/index.ts'
-import { basic, type Harness, startAuthServer, token } from './harness.ts'
+import { basic, connect, type Harness, registerPublicClient, startAuthServer, token } from './harness.ts'
 
 /** The provider's events are written after its answer: wait until the store has them. */
 async function eventually<T>(read: () => Promise<T | undefined>): Promise<T> {
@@ -49,6 +49,33 @@ describe('audit events: token issuance and refusals by reason, retention', () =>
     const refusal = await eventually(find('token.refused', (data) => data.reason === 'invalid_client'))
     assert.equal(refusal.data.grantType, 'refresh_token')
     assert.ok(!JSON.stringify(refusal).includes('made-up'), 'nothing the request sent is kept')
+  })
+
+  test('a code redemption and a refresh each write one token.issued event, in the transaction that issues', async () => {
+    const clientId = await registerPublicClient(h)
+    const connected = await connect(h, clientId)
+    const refreshed = await token(h, {
+      grant_type: 'refresh_token',
+      refresh_token: connected.refresh_token as string,
+      client_id: clientId,
+    })
+    assert.equal(refreshed.response.status, 200)
+    // The provider's event is written after its answer, in order: once this one is there, a second event of
+    // the redemption or the refresh would be too.
+    await token(
+      h,
+      { grant_type: 'client_credentials', resource: h.resource },
+      basic('machine', 'machine-secret-machine-secret'),
+    )
+    await eventually(find('token.issued', (data) => data.clientId === 'machine'))
+    const events = (await h.store.audit.recent(50)).filter((event) => event.data.clientId === clientId)
+    assert.deepEqual(
+      events.map((event) => [event.type, event.data.grantType, typeof event.data.userId]).reverse(),
+      [
+        ['token.issued', 'authorization_code', 'string'],
+        ['token.issued', 'refresh_token', 'string'],
+      ],
+    )
   })
 
   test('recordAudit deletes the events past the retention: at its first event on a store, then hourly', async () => {

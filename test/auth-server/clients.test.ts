@@ -185,7 +185,7 @@ test('registrations beyond the rate limit get 429 with Retry-After', async () =>
   }
 })
 
-test('token requests beyond the rate limit get 429 with Retry-After, before the grant is looked at', async () => {
+test('token requests beyond the rate limit get 429 with Retry-After (a failed one counted after its answer)', async () => {
   const h = await startAuthServer({ overrides: { tokenRateLimit: { limit: 3, windowSeconds: 300 } } })
   try {
     const guess = () =>

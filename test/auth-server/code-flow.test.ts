@@ -127,6 +127,24 @@ describe('authorization code with PKCE and resource', () => {
       assert.equal(r.body.error, 'invalid_grant')
   })
 
+  test('a client without refresh tokens: its code is consumed at redemption, a second one is invalid_grant', async () => {
+    const codeOnly = await registerPublicClient(h, { grant_types: ['authorization_code'] })
+    const { code, redirectUri, verifier } = await authorize(h, codeOnly)
+    const params = {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+      client_id: codeOnly,
+      resource: h.resource,
+    }
+    const first = await token(h, params)
+    assert.equal(first.response.status, 200)
+    assert.equal(first.body.refresh_token, undefined)
+    const second = await token(h, params)
+    assert.equal(second.body.error, 'invalid_grant')
+  })
+
   describe('PKCE', () => {
     const authorizationCases: [string, Record<string, string | undefined>][] = [
       ['no code_challenge', { code_challenge: undefined, code_challenge_method: undefined }],

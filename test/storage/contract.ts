@@ -244,6 +244,82 @@ export function storeContract(harness: StoreHarness): void {
     }
   })
 
+  test('oidc: findWithGrant reads the record with its grant and its user; each undefined when absent or expired', async () => {
+    const { store, clock } = await stores(1)
+    const alice = await store.users.create({
+      username: 'alice',
+      passwordHash: undefined,
+      externalId: undefined,
+      claims: { email: 'a@example.com' },
+    })
+    const tokens = store.oidcAdapter('RefreshToken')
+    await store.oidcAdapter('Grant').upsert('g1', { jti: 'g1', accountId: alice.id }, 30)
+    await tokens.upsert('rt', { jti: 'rt', grantId: 'g1', accountId: alice.id }, 600)
+    await tokens.consume('rt')
+    const consumed = seconds(START)
+    assert.deepEqual(await tokens.findWithGrant('rt'), {
+      withinLimit: true,
+      found: {
+        record: { jti: 'rt', grantId: 'g1', accountId: alice.id, consumed },
+        grant: { jti: 'g1', accountId: alice.id },
+        user: alice,
+      },
+    })
+    await tokens.upsert('other', { jti: 'other', grantId: 'g-none', accountId: 'nobody' }, 600)
+    assert.deepEqual((await tokens.findWithGrant('other')).found, {
+      record: { jti: 'other', grantId: 'g-none', accountId: 'nobody' },
+      grant: undefined,
+      user: undefined,
+    })
+    clock.advance(30)
+    assert.equal((await tokens.findWithGrant('rt')).found?.grant, undefined, 'the grant expired')
+    const otherModel = await store.oidcAdapter('AuthorizationCode').findWithGrant('rt')
+    assert.equal(otherModel.found, undefined, 'another model')
+    assert.equal((await tokens.findWithGrant('never-issued')).found, undefined)
+  })
+
+  test('oidc: findWithGrant with a count counts like hit, found or not, in one window shared with hit', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    await first.oidcAdapter('RefreshToken').upsert('rt', { jti: 'rt' }, 600)
+    const count = { bucket: 'token:203.0.113.7', limit: 4, windowSeconds: 60 }
+    assert.equal(await first.hit(count.bucket, count.limit, count.windowSeconds), true)
+    const reads = []
+    for (const [store, id] of [
+      [first, 'rt'],
+      [second, 'unknown'],
+      [second, 'rt'],
+      [first, 'unknown'],
+    ] as const)
+      reads.push(await store.oidcAdapter('RefreshToken').findWithGrant(id, count))
+    assert.deepEqual(
+      reads.map((read) => [read.withinLimit, read.found?.record.jti]),
+      [
+        [true, 'rt'],
+        [true, undefined],
+        [true, 'rt'],
+        [false, undefined],
+      ],
+    )
+    assert.equal(await second.hit(count.bucket, count.limit, count.windowSeconds), false)
+  })
+
+  test('oidc: 40 concurrent findWithGrant counts over two stores with limit 15: exactly 15 within', async () => {
+    const {
+      stores: [first, second],
+    } = await stores(2)
+    assert.ok(first && second)
+    const count = { bucket: 'token:198.51.100.1', limit: 15, windowSeconds: 60 }
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        (i % 2 ? first : second).oidcAdapter('AuthorizationCode').findWithGrant(`code-${i}`, count),
+      ),
+    )
+    assert.equal(results.filter((read) => read.withinLimit).length, 15)
+  })
+
   test('oidc: revokeAccountGrants deletes the grants of one client, or every record of the account', async () => {
     const { store } = await stores(1)
     const put = (model: string, id: string, payload: Record<string, unknown>) =>
@@ -387,6 +463,28 @@ export function storeContract(harness: StoreHarness): void {
       assert.deepEqual(await tokens.find('open'), { jti: 'open' }, failing)
       assert.equal(await tokens.find('next'), undefined, failing)
     }
+  })
+
+  test('oidcTransaction: an audit write is appended with the other writes, and not when a consume fails', async () => {
+    const { store } = await stores(1)
+    const codes = store.oidcAdapter('AuthorizationCode')
+    await codes.upsert('code', { jti: 'code' }, 60)
+    const redeem = (code: string, at: number) =>
+      store.oidcTransaction([
+        { kind: 'consume', model: 'AuthorizationCode', id: code },
+        {
+          kind: 'upsert',
+          model: 'RefreshToken',
+          id: `rt-${at}`,
+          payload: { jti: `rt-${at}` },
+          expiresIn: 60,
+        },
+        { kind: 'audit', event: { at, type: 'token.issued', data: { clientId: 'c' } } },
+      ])
+    await redeem('code', 1)
+    await assert.rejects(redeem('code', 2), isConsumeConflict('AuthorizationCode'))
+    assert.deepEqual(await store.audit.recent(10), [{ at: 1, type: 'token.issued', data: { clientId: 'c' } }])
+    assert.equal(await store.oidcAdapter('RefreshToken').find('rt-2'), undefined)
   })
 
   test('oidcTransaction: 20 concurrent rotations of one token over two stores: exactly one is stored', async () => {
