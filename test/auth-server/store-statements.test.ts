@@ -3,7 +3,18 @@ import { randomBytes } from 'node:crypto'
 import { after, describe, test } from 'node:test'
 import pg from 'pg'
 import { statementsOf } from '../support/sql_statements.ts'
-import { authorize, connect, type Harness, registerPublicClient, startAuthServer, token } from './harness.ts'
+import {
+  authorize,
+  authorizeUrl,
+  browse,
+  connect,
+  type Harness,
+  pkce,
+  randomLoopbackCallback,
+  registerPublicClient,
+  startAuthServer,
+  token,
+} from './harness.ts'
 
 const BASE_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const SCHEMA = `gh_statements_${randomBytes(6).toString('hex')}`
@@ -104,3 +115,52 @@ for (const [backend, storageUrl, most] of [
     })
   })
 }
+
+describe('an authorization whose deferred writes fail (PostgreSQL)', () => {
+  const schema = `${SCHEMA}_fail`
+  let h: Harness
+  let admin: pg.Client
+  after(async () => {
+    await h?.close()
+    await admin?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await admin?.end()
+  })
+
+  test('no redirect, nothing of it stored, and the next authorization works', async () => {
+    h = await startAuthServer({ storageUrl: `${BASE_URL}?schema=${schema}` })
+    const clientId = await registerPublicClient(h)
+    await connect(h, clientId)
+    admin = new pg.Client({ connectionString: BASE_URL })
+    await admin.connect()
+    const rows = async (model: string) =>
+      Number(
+        (await admin.query(`SELECT count(*) AS n FROM ${schema}.oidc_records WHERE model = $1`, [model]))
+          .rows[0].n,
+      )
+    // A real failure inside the one transaction: the database refuses the code's insert.
+    await admin.query(`CREATE FUNCTION ${schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`)
+    await admin.query(`CREATE TRIGGER refuse_codes BEFORE INSERT ON ${schema}.oidc_records FOR EACH ROW
+      WHEN (NEW.model = 'AuthorizationCode') EXECUTE FUNCTION ${schema}.refuse()`)
+    const codesBefore = await rows('AuthorizationCode')
+    const challenge = pkce()
+    const response = await browse(
+      authorizeUrl(h, {
+        client_id: clientId,
+        response_type: 'code',
+        redirect_uri: randomLoopbackCallback(),
+        scope: 'mcp:read',
+        resource: h.resource,
+        state: 'st',
+        code_challenge: challenge.challenge,
+        code_challenge_method: 'S256',
+      }),
+    )
+    assert.ok(response.status >= 500, `status ${response.status}`)
+    assert.equal(response.headers.get('location'), null, 'the browser is not sent on')
+    assert.equal(await rows('AuthorizationCode'), codesBefore, 'no code stored')
+    await admin.query(`DROP TRIGGER refuse_codes ON ${schema}.oidc_records`)
+    const { code } = await authorize(h, clientId)
+    assert.ok(code, 'the service is up and writes again')
+  })
+})
