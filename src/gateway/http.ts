@@ -26,6 +26,20 @@ export class BodyTooLarge extends Error {
 }
 
 /**
+ * The whole body, when all of it has arrived and sits unread in the stream's buffer, as a small body that came
+ * with its head has by the time the head is handled: taken at once, with no listener and no promise.
+ * `undefined` when it has not all arrived (or is above `limit`, or the stream is already being read):
+ * {@link readBody} then.
+ */
+export function bufferedBody(stream: IncomingMessage, limit: number): Buffer | undefined {
+  if (!stream.complete || stream.destroyed || stream.readableFlowing !== null) return undefined
+  if (stream.readableLength > limit) return undefined
+  return (stream.read() as Buffer | null) ?? EMPTY
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
  * Reads the whole request body, refusing (before reading, when Content-Length says so) above `limit` bytes.
  * Plain listeners rather than an async iterator: this runs twice per proxied request, and the iterator's
  * promise per chunk cost more than the read. An aborted body destroys the stream. An oversize one is left

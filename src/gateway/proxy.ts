@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { answerActionRequired, initializeDeclaresUrlElicitation } from './action_required.ts'
 import { type CredentialMode, UserActionRequired } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
-import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
+import { BodyTooLarge, bufferedBody, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
 import {
   isJsonRpcMessage,
   isRequest,
@@ -87,10 +87,17 @@ class ProxyCall {
     this.exchange = exchange
   }
 
-  /** From now on the client's answer is an event stream, which reports each request left without an answer. */
+  /**
+   * From now on the client's answer is an event stream, which reports each request left without an answer
+   * (a GET stream answers none: it holds no set for as long as it lasts).
+   */
   streams(): void {
     this.eventStream = true
-    this.unanswered = new Set(this.exchange.messages.filter(isRequest).map((m) => m.id as JsonRpcId))
+    for (const m of this.exchange.messages) {
+      if (!isRequest(m)) continue
+      this.unanswered ??= new Set()
+      this.unanswered.add(m.id as JsonRpcId)
+    }
   }
 
   end(reason: GatewayError | 'idle'): void {
@@ -115,12 +122,16 @@ export class HttpUpstream implements Upstream {
   readonly #options: HttpUpstreamOptions
   readonly #calls = new Set<ProxyCall>()
   readonly #streams = new Map<string, number>()
-  /** The upstream URL as request options, converted once instead of on every request. */
+  /**
+   * The upstream URL as request options, converted once instead of on every request, and only the fields a
+   * request needs: Node copies its options twice per request.
+   */
   readonly #target: RequestOptions
 
   constructor(options: HttpUpstreamOptions) {
     this.#options = options
-    this.#target = urlToHttpOptions(options.url)
+    const { protocol, hostname, port, path, auth } = urlToHttpOptions(options.url)
+    this.#target = { protocol, hostname, port, path, ...(auth === undefined ? {} : { auth }) }
   }
 
   post(exchange: McpExchange): Promise<void> {
@@ -188,12 +199,15 @@ export class HttpUpstream implements Upstream {
     }
     res.on('close', onClientClose)
     try {
-      const headers = await this.#requestHeaders(exchange)
+      // Awaited only when a promise: most modes know their headers at once, and most answers bind nothing.
+      const pending = this.#requestHeaders(exchange)
+      const headers = pending instanceof Promise ? await pending : pending
       if (headers === undefined) return
       if (call.endedBy !== undefined) throw call.endedBy
       response = await this.#send(call, req.method ?? 'GET', headers, exchange.body)
       this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-      await this.#learnSession(exchange, response)
+      const learning = this.#learnSession(exchange, response)
+      if (learning !== undefined) await learning
       await this.#relay(call, response)
     } catch (error) {
       if (res.destroyed) return
@@ -245,24 +259,37 @@ export class HttpUpstream implements Upstream {
   }
 
   /** The upstream request's headers; undefined when the gateway answered the request itself. */
-  async #requestHeaders(exchange: McpExchange): Promise<HeaderMap | undefined> {
+  #requestHeaders(exchange: McpExchange): HeaderMap | undefined | Promise<HeaderMap | undefined> {
     const headers = forwardedRequestHeaders(exchange.req.headers)
     // Only a session id the gateway checked against its owner goes on (none in the stateless era).
     if (exchange.sessionId !== undefined) headers['mcp-session-id'] = exchange.sessionId
     if (exchange.body.length > 0) headers['content-length'] = String(exchange.body.length)
     if (exchange.principal === undefined) return headers
+    let credentials: ReturnType<CredentialMode['headers']>
     try {
-      return Object.assign(headers, await this.#options.credentials.headers(exchange.principal))
+      credentials = this.#options.credentials.headers(exchange.principal)
     } catch (error) {
-      if (!(error instanceof UserActionRequired)) throw error
-      // Discovery and the streams go on without the user's credentials, so a client can set up its session
-      // and list the tools; anything else is answered here, and the upstream sees nothing of it.
-      if (exchange.req.method !== 'POST' || isDiscoveryOnly(exchange.messages)) return headers
-      const declared =
-        exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId)
-      answerActionRequired(exchange, error, declared)
-      return undefined
+      return this.#withoutCredentials(exchange, headers, error)
     }
+    if (!(credentials instanceof Promise)) return Object.assign(headers, credentials)
+    return credentials.then(
+      (known) => Object.assign(headers, known),
+      (error: unknown) => this.#withoutCredentials(exchange, headers, error),
+    )
+  }
+
+  /**
+   * A request whose credentials need the user to act first: discovery and the streams go on without them,
+   * so a client can set up its session and list the tools; anything else is answered here (undefined), and
+   * the upstream sees nothing of it.
+   */
+  #withoutCredentials(exchange: McpExchange, headers: HeaderMap, error: unknown): HeaderMap | undefined {
+    if (!(error instanceof UserActionRequired)) throw error
+    if (exchange.req.method !== 'POST' || isDiscoveryOnly(exchange.messages)) return headers
+    const declared =
+      exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId)
+    answerActionRequired(exchange, error, declared)
+    return undefined
   }
 
   #send(call: ProxyCall, method: string, headers: HeaderMap, body: Buffer): Promise<IncomingMessage> {
@@ -291,25 +318,34 @@ export class HttpUpstream implements Upstream {
 
   /**
    * Binds the session the upstream creates on `initialize` to the caller, before the client learns its id
-   * (its next request may reach another instance); forgets one the upstream ended.
+   * (its next request may reach another instance); forgets one the upstream ended. `undefined` when there
+   * is nothing to learn (most answers).
    */
-  async #learnSession(exchange: McpExchange, response: IncomingMessage): Promise<void> {
+  #learnSession(exchange: McpExchange, response: IncomingMessage): Promise<void> | undefined {
     const created = response.headers['mcp-session-id']
-    const initialize = exchange.messages.some((m) => m.method === 'initialize')
-    if (initialize && typeof created === 'string' && response.statusCode === 200) {
-      try {
-        await this.#options.sessions.bind(
-          created,
-          exchange.principal?.key,
-          initializeDeclaresUrlElicitation(exchange.messages),
-        )
-      } catch (error) {
-        response.resume()
-        throw error
-      }
+    if (
+      response.statusCode === 200 &&
+      typeof created === 'string' &&
+      exchange.messages.some((m) => m.method === 'initialize')
+    ) {
+      return this.#bind(created, exchange, response)
     }
     if (response.statusCode === 404 && exchange.sessionId !== undefined)
-      await this.#forget(exchange.sessionId)
+      return this.#forget(exchange.sessionId)
+    return undefined
+  }
+
+  async #bind(id: string, exchange: McpExchange, response: IncomingMessage): Promise<void> {
+    try {
+      await this.#options.sessions.bind(
+        id,
+        exchange.principal?.key,
+        initializeDeclaresUrlElicitation(exchange.messages),
+      )
+    } catch (error) {
+      response.resume()
+      throw error
+    }
   }
 
   /** A session the upstream ended: a failure to forget it leaves its binding to expire when idle. */
@@ -336,8 +372,9 @@ export class HttpUpstream implements Upstream {
     const type = mediaType(response.headers['content-type'])
     const streaming = type === 'text/event-stream'
     const post = exchange.req.method === 'POST'
-    // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any.
-    if (streaming && !post) {
+    // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any. An answer
+    // that has all arrived already has nothing more to wait for.
+    if ((streaming && !post) || response.complete) {
       clearTimeout(call.deadline)
       call.deadline = undefined
     } else response.on('data', () => call.deadline?.refresh())
@@ -367,7 +404,8 @@ export class HttpUpstream implements Upstream {
     if (length !== undefined) {
       headers['content-length'] = length
       if (Number(length) <= WHOLE_BODY_BYTES) {
-        const body = await this.#readAnswer(response, WHOLE_BODY_BYTES)
+        const read = this.#readAnswer(response, WHOLE_BODY_BYTES)
+        const body = read instanceof Promise ? await read : read
         res.writeHead(status, headers).end(body)
         return
       }
@@ -378,11 +416,9 @@ export class HttpUpstream implements Upstream {
     const sessionId = exchange.sessionId
     const idleMs = this.#options.streamIdleTimeoutMs
     // No heartbeat: the gateway keeping a stream busy would keep its session from ever being reaped.
-    const idle =
-      streaming && exchange.req.method === 'GET' && idleMs !== undefined
-        ? setTimeout(() => call.end('idle'), idleMs)
-        : undefined
-    if (idle) response.on('data', () => idle.refresh())
+    // Its deadline is the upstream socket's own timeout, which each chunk read renews: no timer of ours.
+    if (streaming && exchange.req.method === 'GET' && idleMs !== undefined)
+      call.request?.setTimeout(idleMs, () => call.end('idle'))
     if (streaming) {
       call.streams()
       this.#options.metrics.streams.inc()
@@ -399,7 +435,6 @@ export class HttpUpstream implements Upstream {
       : relay(response, res)
     // Returned, not awaited: this frame would be held for as long as the stream lasts.
     return relayed.finally(() => {
-      clearTimeout(idle)
       if (streaming) {
         this.#options.metrics.streams.dec()
         if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
@@ -407,8 +442,12 @@ export class HttpUpstream implements Upstream {
     })
   }
 
-  /** The whole body of an answer, within `limit` bytes. */
-  #readAnswer(response: IncomingMessage, limit: number): Promise<Buffer> {
+  /** The whole body of an answer, within `limit` bytes: at once when it has all arrived. */
+  #readAnswer(response: IncomingMessage, limit: number): Buffer | Promise<Buffer> {
+    return bufferedBody(response, limit) ?? this.#readArriving(response, limit)
+  }
+
+  #readArriving(response: IncomingMessage, limit: number): Promise<Buffer> {
     return readBody(response, limit).catch((error: unknown) => {
       // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
       response.destroy()
