@@ -11,7 +11,16 @@ import type { Logger } from 'pino'
 import { answerActionRequired, initializeDeclaresUrlElicitation } from './action_required.ts'
 import { type CredentialMode, UserActionRequired } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
-import { BodyTooLarge, bufferedBody, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
+import {
+  arrived,
+  BodyTooLarge,
+  bufferedBody,
+  mediaType,
+  readBody,
+  sendError,
+  sendJson,
+  singleId,
+} from './http.ts'
 import {
   isJsonRpcMessage,
   isRequest,
@@ -374,7 +383,7 @@ export class HttpUpstream implements Upstream {
     const post = exchange.req.method === 'POST'
     // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any. An answer
     // that has all arrived already has nothing more to wait for.
-    if ((streaming && !post) || response.complete) {
+    if ((streaming && !post) || arrived(response)) {
       clearTimeout(call.deadline)
       call.deadline = undefined
     } else response.on('data', () => call.deadline?.refresh())
