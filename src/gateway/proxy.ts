@@ -197,27 +197,18 @@ export class HttpUpstream implements Upstream {
     await waitUntil(() => this.#calls.size === 0, LAST_WORD_MS)
   }
 
+  /** The frame of a call awaits its stream for as long as it lasts: it holds the call, not how it was sent. */
   async #forward(exchange: McpExchange): Promise<void> {
-    const { req, res } = exchange
+    const { res } = exchange
     const call = new ProxyCall(exchange)
     this.#calls.add(call)
-    const started = performance.now()
-    let response: IncomingMessage | undefined
     const onClientClose = () => {
       if (!res.writableFinished) call.request?.destroy()
     }
     res.on('close', onClientClose)
     try {
-      // Awaited only when a promise: most modes know their headers at once, and most answers bind nothing.
-      const pending = this.#requestHeaders(exchange)
-      const headers = pending instanceof Promise ? await pending : pending
-      if (headers === undefined) return
-      if (call.endedBy !== undefined) throw call.endedBy
-      response = await this.#send(call, req.method ?? 'GET', headers, exchange.body)
-      this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-      const learning = this.#learnSession(exchange, response)
-      if (learning !== undefined) await learning
-      await this.#relay(call, response)
+      const response = await this.#answer(call)
+      if (response !== undefined) await this.#relay(call, response)
     } catch (error) {
       if (res.destroyed) return
       this.#lastWord(call, this.#failure(call, error))
@@ -226,6 +217,25 @@ export class HttpUpstream implements Upstream {
       res.off('close', onClientClose)
       this.#calls.delete(call)
     }
+  }
+
+  /**
+   * The upstream's answer to the call, the session it opened bound; `undefined` when the gateway answered
+   * the request itself.
+   */
+  async #answer(call: ProxyCall): Promise<IncomingMessage | undefined> {
+    const { exchange } = call
+    const started = performance.now()
+    // Awaited only when a promise: most modes know their headers at once, and most answers bind nothing.
+    const pending = this.#requestHeaders(exchange)
+    const headers = pending instanceof Promise ? await pending : pending
+    if (headers === undefined) return undefined
+    if (call.endedBy !== undefined) throw call.endedBy
+    const response = await this.#send(call, exchange.req.method ?? 'GET', headers, exchange.body)
+    this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
+    const learning = this.#learnSession(exchange, response)
+    if (learning !== undefined) await learning
+    return response
   }
 
   /** What the client is told about a call that failed: why the gateway ended it, or the upstream failure (logged). */
@@ -301,16 +311,20 @@ export class HttpUpstream implements Upstream {
     return undefined
   }
 
+  /**
+   * Sends the request and resolves with the upstream's answer. Its listeners live as long as the request (a
+   * stream's whole life): they hold the call, never the headers or the body.
+   */
   #send(call: ProxyCall, method: string, headers: HeaderMap, body: Buffer): Promise<IncomingMessage> {
     const { url, timeoutMs } = this.#options
-    return new Promise((resolve, reject) => {
-      const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-      const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
-      call.request = request
-      call.deadline = setTimeout(() => {
-        const detail = `nothing from the upstream for ${timeoutMs} ms`
-        call.timeOut(new GatewayError('upstream_timeout', { detail }))
-      }, timeoutMs)
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest
+    const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
+    call.request = request
+    call.deadline = setTimeout(() => {
+      const detail = `nothing from the upstream for ${timeoutMs} ms`
+      call.timeOut(new GatewayError('upstream_timeout', { detail }))
+    }, timeoutMs)
+    const answered = new Promise<IncomingMessage>((resolve, reject) => {
       request.on('response', resolve)
       request.on('error', (error) => {
         reject(
@@ -321,8 +335,9 @@ export class HttpUpstream implements Upstream {
               }),
         )
       })
-      request.end(body.length > 0 ? body : undefined)
     })
+    request.end(body.length > 0 ? body : undefined)
+    return answered
   }
 
   /**

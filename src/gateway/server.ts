@@ -355,8 +355,9 @@ class GatewayHandler {
       if (addresses(req, this.#origin, this.#mcpPath)) {
         this.#open.add(res)
         res.on('close', this.#closed)
-        // Not awaited in this frame, which a stream would hold for as long as it lasts.
-        return this.#mcp(req, res).catch((error: unknown) => this.#failed(res, error))
+        // Not awaited, nor returned: this frame and its promise would be held for as long as a stream lasts.
+        this.#mcp(req, res)
+        return
       }
       await this.#other(req, res, requestUrl(req, this.#origin))
     } catch (error) {
@@ -426,13 +427,22 @@ class GatewayHandler {
    * Admits the request, then hands it to the upstream, once the admission's frame (with its request head)
    * is gone: a stream would hold it for as long as it lasts.
    */
-  #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    return this.#admit(req, res).then((exchange) => {
-      if (exchange === undefined) return
-      if (req.method === 'POST') return this.#upstream.post(exchange)
-      if (req.method === 'GET') return this.#upstream.get(exchange)
-      return this.#upstream.delete(exchange)
-    })
+  #mcp(req: IncomingMessage, res: ServerResponse): void {
+    const failed = (error: unknown) => this.#failed(res, error)
+    this.#admit(req, res)
+      .then((exchange) => {
+        if (exchange === undefined) return
+        // Not returned: the admission's promise settles now instead of waiting on the stream.
+        const method = req.method
+        const relayed =
+          method === 'POST'
+            ? this.#upstream.post(exchange)
+            : method === 'GET'
+              ? this.#upstream.get(exchange)
+              : this.#upstream.delete(exchange)
+        relayed.catch(failed)
+      })
+      .catch(failed)
   }
 
   /** The exchange for the upstream, or `undefined` when the request was answered (refused, or OPTIONS). */
