@@ -32,7 +32,7 @@ import {
 import type { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, type ToolPolicy } from './policy.ts'
 import type { SessionBindings } from './sessions.ts'
-import { formatSseEvent, SseRelay } from './sse.ts'
+import { formatSseEvent, relayEvents } from './sse.ts'
 import {
   forwardedRequestHeaders,
   forwardedResponseHeaders,
@@ -449,9 +449,11 @@ export class HttpUpstream implements Upstream {
       if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
     }
     const relayed = streaming
-      ? relay(
+      ? relayEvents(
           response,
-          new SseRelay(res, (data) => this.#rewriteEvent(data, listIds, call), this.#options.maxBodyBytes),
+          res,
+          (data) => this.#rewriteEvent(data, listIds, call),
+          this.#options.maxBodyBytes,
         ).then(
           // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
           () => void res.end(),
