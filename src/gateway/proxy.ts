@@ -208,7 +208,8 @@ export class HttpUpstream implements Upstream {
     res.on('close', onClientClose)
     try {
       const response = await this.#answer(call)
-      if (response !== undefined) await this.#relay(call, response)
+      const relaying = response === undefined ? undefined : this.#relay(call, response)
+      if (relaying !== undefined) await relaying
     } catch (error) {
       if (res.destroyed) return
       this.#lastWord(call, this.#failure(call, error))
@@ -216,6 +217,7 @@ export class HttpUpstream implements Upstream {
       clearTimeout(call.deadline)
       res.off('close', onClientClose)
       this.#calls.delete(call)
+      if (call.eventStream) this.#streamEnded(call)
     }
   }
 
@@ -381,7 +383,11 @@ export class HttpUpstream implements Upstream {
     }
   }
 
-  async #relay(call: ProxyCall, response: IncomingMessage): Promise<void> {
+  /**
+   * Relays the answer; a promise while it is under way. Not an async function: a stream's promise is handed
+   * back as it is, rather than adopted by another one that would last as long.
+   */
+  #relay(call: ProxyCall, response: IncomingMessage): Promise<void> | undefined {
     const { exchange } = call
     const { res } = exchange
     const status = response.statusCode ?? 502
@@ -404,19 +410,8 @@ export class HttpUpstream implements Upstream {
     } else response.on('data', () => call.deadline?.refresh())
     const listIds = toolsListIds(exchange.messages)
     // Only a JSON answer the tool policy may have to filter is read whole; the rest goes on as it comes.
-    if (type === 'application/json' && post && listIds !== undefined) {
-      const body = await this.#readAnswer(response, this.#options.maxBodyBytes)
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(body.toString('utf8'))
-      } catch {
-        throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
-      }
-      const filtered = this.#filter(parsed, listIds, exchange)
-      if (filtered !== parsed) sendJson(res, status, filtered, headers)
-      else res.writeHead(status, { ...headers, 'content-length': String(body.length) }).end(body)
-      return
-    }
+    if (type === 'application/json' && post && listIds !== undefined)
+      return this.#relayToolsList(call, response, headers, listIds)
     if (post && status === 200 && !streaming && type !== 'application/json') {
       response.resume()
       throw new GatewayError('upstream_garbage', {
@@ -429,43 +424,61 @@ export class HttpUpstream implements Upstream {
       headers['content-length'] = length
       if (Number(length) <= WHOLE_BODY_BYTES) {
         const read = this.#readAnswer(response, WHOLE_BODY_BYTES)
-        const body = read instanceof Promise ? await read : read
-        res.writeHead(status, headers).end(body)
-        return
+        if (!(read instanceof Promise)) {
+          res.writeHead(status, headers).end(read)
+          return undefined
+        }
+        return read.then((body) => void res.writeHead(status, headers).end(body))
       }
     }
     res.writeHead(status, headers)
+    if (!streaming) return relay(response, res)
     // A stream's headers go now: its first event may be long in coming.
-    if (streaming) res.flushHeaders()
-    const sessionId = exchange.sessionId
+    res.flushHeaders()
     const idleMs = this.#options.streamIdleTimeoutMs
     // No heartbeat: the gateway keeping a stream busy would keep its session from ever being reaped.
     // Its deadline is the upstream socket's own timeout, which each chunk read renews: no timer of ours.
-    if (streaming && exchange.req.method === 'GET' && idleMs !== undefined)
+    if (exchange.req.method === 'GET' && idleMs !== undefined)
       call.request?.setTimeout(idleMs, () => call.end('idle'))
-    if (streaming) {
-      call.streams()
-      this.#options.metrics.streams.inc()
-      if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
+    call.streams()
+    this.#options.metrics.streams.inc()
+    const sessionId = exchange.sessionId
+    if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
+    return relayEvents(
+      response,
+      res,
+      (data) => this.#rewriteEvent(data, listIds, call),
+      this.#options.maxBodyBytes,
+    )
+  }
+
+  /** The end of a call whose answer was an event stream, however it ended. */
+  #streamEnded(call: ProxyCall): void {
+    this.#options.metrics.streams.dec()
+    const sessionId = call.exchange.sessionId
+    if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
+  }
+
+  /** A JSON answer to `tools/list`, read whole to filter it by the tool policy. */
+  async #relayToolsList(
+    call: ProxyCall,
+    response: IncomingMessage,
+    headers: HeaderMap,
+    listIds: ReadonlySet<JsonRpcId>,
+  ): Promise<void> {
+    const { exchange } = call
+    const { res } = exchange
+    const status = response.statusCode ?? 502
+    const body = await this.#readAnswer(response, this.#options.maxBodyBytes)
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(body.toString('utf8'))
+    } catch {
+      throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
     }
-    const relayed = streaming
-      ? relayEvents(
-          response,
-          res,
-          (data) => this.#rewriteEvent(data, listIds, call),
-          this.#options.maxBodyBytes,
-        ).then(
-          // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
-          () => void res.end(),
-        )
-      : relay(response, res)
-    // Returned, not awaited: this frame would be held for as long as the stream lasts.
-    return relayed.finally(() => {
-      if (streaming) {
-        this.#options.metrics.streams.dec()
-        if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
-      }
-    })
+    const filtered = this.#filter(parsed, listIds, exchange)
+    if (filtered !== parsed) sendJson(res, status, filtered, headers)
+    else res.writeHead(status, { ...headers, 'content-length': String(body.length) }).end(body)
   }
 
   /** The whole body of an answer, within `limit` bytes: at once when it has all arrived. */

@@ -30,8 +30,8 @@ const EVENT_END = /(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)/
  * the events before it are written, and `to` is neither ended nor destroyed, so the caller can still write
  * its last word (errors for the requests left without an answer) and end it. Comments and unchanged events
  * pass byte for byte, line endings included (only invalid UTF-8 would not: SSE is UTF-8). Settles once
- * `from` has ended and all of it is written, or with the first failure (either side closing early
- * included); `from` is then destroyed.
+ * `from` has ended, all of it is written and `to` is ended, or with the first failure (either side closing
+ * early included); `from` is then destroyed.
  *
  * Plain listeners sharing one closure context, not a `Writable` piped into: an idle stream lasts long, and
  * each holds only this.
@@ -86,6 +86,8 @@ export function relayEvents(
         return
       }
       send(out)
+      // An upstream may end a stream before its answers: the client resumes it with Last-Event-ID.
+      to.end()
       settle()
     }
     const onFromClose = () => {
