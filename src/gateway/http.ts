@@ -26,6 +26,33 @@ export class BodyTooLarge extends Error {
 }
 
 /**
+ * Whether all of a message's body has arrived: the parser marks it complete only a turn after it buffered
+ * the last bytes, so a body of declared length is complete once that many bytes wait in the buffer.
+ */
+export function arrived(stream: IncomingMessage): boolean {
+  const length = stream.readableLength
+  return stream.complete || (length > 0 && length === Number(stream.headers['content-length']))
+}
+
+/**
+ * The whole body, when all of it has arrived and sits unread in the stream's buffer, as a small body that came
+ * with its head has by the time the head is handled: taken at once, with no listener and no promise.
+ * `undefined` when it has not all arrived (or is above `limit`, or the stream is already being read):
+ * {@link readBody} then.
+ */
+export function bufferedBody(stream: IncomingMessage, limit: number): Buffer | undefined {
+  if (stream.destroyed || stream.readableFlowing !== null || !arrived(stream)) return undefined
+  if (stream.readableLength > limit) return undefined
+  const body = (stream.read() as Buffer | null) ?? EMPTY
+  // Flowing, the emptied stream still ends once the parser is done with it (an answer's socket then goes back
+  // to the pool): nothing reads it again.
+  stream.resume()
+  return body
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
  * Reads the whole request body, refusing (before reading, when Content-Length says so) above `limit` bytes.
  * Plain listeners rather than an async iterator: this runs twice per proxied request, and the iterator's
  * promise per chunk cost more than the read. An aborted body destroys the stream. An oversize one is left

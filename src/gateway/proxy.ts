@@ -11,7 +11,16 @@ import type { Logger } from 'pino'
 import { answerActionRequired, initializeDeclaresUrlElicitation } from './action_required.ts'
 import { type CredentialMode, UserActionRequired } from './credentials/index.ts'
 import { GatewayError, type GatewayErrorCode } from './errors.ts'
-import { BodyTooLarge, mediaType, readBody, sendError, sendJson, singleId } from './http.ts'
+import {
+  arrived,
+  BodyTooLarge,
+  bufferedBody,
+  mediaType,
+  readBody,
+  sendError,
+  sendJson,
+  singleId,
+} from './http.ts'
 import {
   isJsonRpcMessage,
   isRequest,
@@ -23,7 +32,7 @@ import {
 import type { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, type ToolPolicy } from './policy.ts'
 import type { SessionBindings } from './sessions.ts'
-import { formatSseEvent, SseRelay } from './sse.ts'
+import { formatSseEvent, relayEvents } from './sse.ts'
 import {
   forwardedRequestHeaders,
   forwardedResponseHeaders,
@@ -87,10 +96,17 @@ class ProxyCall {
     this.exchange = exchange
   }
 
-  /** From now on the client's answer is an event stream, which reports each request left without an answer. */
+  /**
+   * From now on the client's answer is an event stream, which reports each request left without an answer
+   * (a GET stream answers none: it holds no set for as long as it lasts).
+   */
   streams(): void {
     this.eventStream = true
-    this.unanswered = new Set(this.exchange.messages.filter(isRequest).map((m) => m.id as JsonRpcId))
+    for (const m of this.exchange.messages) {
+      if (!isRequest(m)) continue
+      this.unanswered ??= new Set()
+      this.unanswered.add(m.id as JsonRpcId)
+    }
   }
 
   end(reason: GatewayError | 'idle'): void {
@@ -115,12 +131,16 @@ export class HttpUpstream implements Upstream {
   readonly #options: HttpUpstreamOptions
   readonly #calls = new Set<ProxyCall>()
   readonly #streams = new Map<string, number>()
-  /** The upstream URL as request options, converted once instead of on every request. */
+  /**
+   * The upstream URL as request options, converted once instead of on every request, and only the fields a
+   * request needs: Node copies its options twice per request.
+   */
   readonly #target: RequestOptions
 
   constructor(options: HttpUpstreamOptions) {
     this.#options = options
-    this.#target = urlToHttpOptions(options.url)
+    const { protocol, hostname, port, path, auth } = urlToHttpOptions(options.url)
+    this.#target = { protocol, hostname, port, path, ...(auth === undefined ? {} : { auth }) }
   }
 
   post(exchange: McpExchange): Promise<void> {
@@ -177,24 +197,19 @@ export class HttpUpstream implements Upstream {
     await waitUntil(() => this.#calls.size === 0, LAST_WORD_MS)
   }
 
+  /** The frame of a call awaits its stream for as long as it lasts: it holds the call, not how it was sent. */
   async #forward(exchange: McpExchange): Promise<void> {
-    const { req, res } = exchange
+    const { res } = exchange
     const call = new ProxyCall(exchange)
     this.#calls.add(call)
-    const started = performance.now()
-    let response: IncomingMessage | undefined
     const onClientClose = () => {
       if (!res.writableFinished) call.request?.destroy()
     }
     res.on('close', onClientClose)
     try {
-      const headers = await this.#requestHeaders(exchange)
-      if (headers === undefined) return
-      if (call.endedBy !== undefined) throw call.endedBy
-      response = await this.#send(call, req.method ?? 'GET', headers, exchange.body)
-      this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
-      await this.#learnSession(exchange, response)
-      await this.#relay(call, response)
+      const response = await this.#answer(call)
+      const relaying = response === undefined ? undefined : this.#relay(call, response)
+      if (relaying !== undefined) await relaying
     } catch (error) {
       if (res.destroyed) return
       this.#lastWord(call, this.#failure(call, error))
@@ -202,7 +217,27 @@ export class HttpUpstream implements Upstream {
       clearTimeout(call.deadline)
       res.off('close', onClientClose)
       this.#calls.delete(call)
+      if (call.eventStream) this.#streamEnded(call)
     }
+  }
+
+  /**
+   * The upstream's answer to the call, the session it opened bound; `undefined` when the gateway answered
+   * the request itself.
+   */
+  async #answer(call: ProxyCall): Promise<IncomingMessage | undefined> {
+    const { exchange } = call
+    const started = performance.now()
+    // Awaited only when a promise: most modes know their headers at once, and most answers bind nothing.
+    const pending = this.#requestHeaders(exchange)
+    const headers = pending instanceof Promise ? await pending : pending
+    if (headers === undefined) return undefined
+    if (call.endedBy !== undefined) throw call.endedBy
+    const response = await this.#send(call, exchange.req.method ?? 'GET', headers, exchange.body)
+    this.#options.metrics.upstreamLatency.observe((performance.now() - started) / 1000)
+    const learning = this.#learnSession(exchange, response)
+    if (learning !== undefined) await learning
+    return response
   }
 
   /** What the client is told about a call that failed: why the gateway ended it, or the upstream failure (logged). */
@@ -245,36 +280,53 @@ export class HttpUpstream implements Upstream {
   }
 
   /** The upstream request's headers; undefined when the gateway answered the request itself. */
-  async #requestHeaders(exchange: McpExchange): Promise<HeaderMap | undefined> {
+  #requestHeaders(exchange: McpExchange): HeaderMap | undefined | Promise<HeaderMap | undefined> {
     const headers = forwardedRequestHeaders(exchange.req.headers)
     // Only a session id the gateway checked against its owner goes on (none in the stateless era).
     if (exchange.sessionId !== undefined) headers['mcp-session-id'] = exchange.sessionId
     if (exchange.body.length > 0) headers['content-length'] = String(exchange.body.length)
     if (exchange.principal === undefined) return headers
+    let credentials: ReturnType<CredentialMode['headers']>
     try {
-      return Object.assign(headers, await this.#options.credentials.headers(exchange.principal))
+      credentials = this.#options.credentials.headers(exchange.principal)
     } catch (error) {
-      if (!(error instanceof UserActionRequired)) throw error
-      // Discovery and the streams go on without the user's credentials, so a client can set up its session
-      // and list the tools; anything else is answered here, and the upstream sees nothing of it.
-      if (exchange.req.method !== 'POST' || isDiscoveryOnly(exchange.messages)) return headers
-      const declared =
-        exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId)
-      answerActionRequired(exchange, error, declared)
-      return undefined
+      return this.#withoutCredentials(exchange, headers, error)
     }
+    if (!(credentials instanceof Promise)) return Object.assign(headers, credentials)
+    return credentials.then(
+      (known) => Object.assign(headers, known),
+      (error: unknown) => this.#withoutCredentials(exchange, headers, error),
+    )
   }
 
+  /**
+   * A request whose credentials need the user to act first: discovery and the streams go on without them,
+   * so a client can set up its session and list the tools; anything else is answered here (undefined), and
+   * the upstream sees nothing of it.
+   */
+  #withoutCredentials(exchange: McpExchange, headers: HeaderMap, error: unknown): HeaderMap | undefined {
+    if (!(error instanceof UserActionRequired)) throw error
+    if (exchange.req.method !== 'POST' || isDiscoveryOnly(exchange.messages)) return headers
+    const declared =
+      exchange.sessionId !== undefined && this.#options.sessions.urlElicitation(exchange.sessionId)
+    answerActionRequired(exchange, error, declared)
+    return undefined
+  }
+
+  /**
+   * Sends the request and resolves with the upstream's answer. Its listeners live as long as the request (a
+   * stream's whole life): they hold the call, never the headers or the body.
+   */
   #send(call: ProxyCall, method: string, headers: HeaderMap, body: Buffer): Promise<IncomingMessage> {
     const { url, timeoutMs } = this.#options
-    return new Promise((resolve, reject) => {
-      const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-      const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
-      call.request = request
-      call.deadline = setTimeout(() => {
-        const detail = `nothing from the upstream for ${timeoutMs} ms`
-        call.timeOut(new GatewayError('upstream_timeout', { detail }))
-      }, timeoutMs)
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest
+    const request = send({ ...this.#target, method, headers: headerList(url.host, headers) })
+    call.request = request
+    call.deadline = setTimeout(() => {
+      const detail = `nothing from the upstream for ${timeoutMs} ms`
+      call.timeOut(new GatewayError('upstream_timeout', { detail }))
+    }, timeoutMs)
+    const answered = new Promise<IncomingMessage>((resolve, reject) => {
       request.on('response', resolve)
       request.on('error', (error) => {
         reject(
@@ -285,31 +337,41 @@ export class HttpUpstream implements Upstream {
               }),
         )
       })
-      request.end(body.length > 0 ? body : undefined)
     })
+    request.end(body.length > 0 ? body : undefined)
+    return answered
   }
 
   /**
    * Binds the session the upstream creates on `initialize` to the caller, before the client learns its id
-   * (its next request may reach another instance); forgets one the upstream ended.
+   * (its next request may reach another instance); forgets one the upstream ended. `undefined` when there
+   * is nothing to learn (most answers).
    */
-  async #learnSession(exchange: McpExchange, response: IncomingMessage): Promise<void> {
+  #learnSession(exchange: McpExchange, response: IncomingMessage): Promise<void> | undefined {
     const created = response.headers['mcp-session-id']
-    const initialize = exchange.messages.some((m) => m.method === 'initialize')
-    if (initialize && typeof created === 'string' && response.statusCode === 200) {
-      try {
-        await this.#options.sessions.bind(
-          created,
-          exchange.principal?.key,
-          initializeDeclaresUrlElicitation(exchange.messages),
-        )
-      } catch (error) {
-        response.resume()
-        throw error
-      }
+    if (
+      response.statusCode === 200 &&
+      typeof created === 'string' &&
+      exchange.messages.some((m) => m.method === 'initialize')
+    ) {
+      return this.#bind(created, exchange, response)
     }
     if (response.statusCode === 404 && exchange.sessionId !== undefined)
-      await this.#forget(exchange.sessionId)
+      return this.#forget(exchange.sessionId)
+    return undefined
+  }
+
+  async #bind(id: string, exchange: McpExchange, response: IncomingMessage): Promise<void> {
+    try {
+      await this.#options.sessions.bind(
+        id,
+        exchange.principal?.key,
+        initializeDeclaresUrlElicitation(exchange.messages),
+      )
+    } catch (error) {
+      response.resume()
+      throw error
+    }
   }
 
   /** A session the upstream ended: a failure to forget it leaves its binding to expire when idle. */
@@ -321,7 +383,11 @@ export class HttpUpstream implements Upstream {
     }
   }
 
-  async #relay(call: ProxyCall, response: IncomingMessage): Promise<void> {
+  /**
+   * Relays the answer; a promise while it is under way. Not an async function: a stream's promise is handed
+   * back as it is, rather than adopted by another one that would last as long.
+   */
+  #relay(call: ProxyCall, response: IncomingMessage): Promise<void> | undefined {
     const { exchange } = call
     const { res } = exchange
     const status = response.statusCode ?? 502
@@ -336,26 +402,16 @@ export class HttpUpstream implements Upstream {
     const type = mediaType(response.headers['content-type'])
     const streaming = type === 'text/event-stream'
     const post = exchange.req.method === 'POST'
-    // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any.
-    if (streaming && !post) {
+    // A GET stream may be quiet for long: `limits.stream_idle_timeout_ms` is its deadline, if any. An answer
+    // that has all arrived already has nothing more to wait for.
+    if ((streaming && !post) || arrived(response)) {
       clearTimeout(call.deadline)
       call.deadline = undefined
     } else response.on('data', () => call.deadline?.refresh())
     const listIds = toolsListIds(exchange.messages)
     // Only a JSON answer the tool policy may have to filter is read whole; the rest goes on as it comes.
-    if (type === 'application/json' && post && listIds !== undefined) {
-      const body = await this.#readAnswer(response, this.#options.maxBodyBytes)
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(body.toString('utf8'))
-      } catch {
-        throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
-      }
-      const filtered = this.#filter(parsed, listIds, exchange)
-      if (filtered !== parsed) sendJson(res, status, filtered, headers)
-      else res.writeHead(status, { ...headers, 'content-length': String(body.length) }).end(body)
-      return
-    }
+    if (type === 'application/json' && post && listIds !== undefined)
+      return this.#relayToolsList(call, response, headers, listIds)
     if (post && status === 200 && !streaming && type !== 'application/json') {
       response.resume()
       throw new GatewayError('upstream_garbage', {
@@ -367,48 +423,70 @@ export class HttpUpstream implements Upstream {
     if (length !== undefined) {
       headers['content-length'] = length
       if (Number(length) <= WHOLE_BODY_BYTES) {
-        const body = await this.#readAnswer(response, WHOLE_BODY_BYTES)
-        res.writeHead(status, headers).end(body)
-        return
+        const read = this.#readAnswer(response, WHOLE_BODY_BYTES)
+        if (!(read instanceof Promise)) {
+          res.writeHead(status, headers).end(read)
+          return undefined
+        }
+        return read.then((body) => void res.writeHead(status, headers).end(body))
       }
     }
     res.writeHead(status, headers)
+    if (!streaming) return relay(response, res)
     // A stream's headers go now: its first event may be long in coming.
-    if (streaming) res.flushHeaders()
-    const sessionId = exchange.sessionId
+    res.flushHeaders()
     const idleMs = this.#options.streamIdleTimeoutMs
     // No heartbeat: the gateway keeping a stream busy would keep its session from ever being reaped.
-    const idle =
-      streaming && exchange.req.method === 'GET' && idleMs !== undefined
-        ? setTimeout(() => call.end('idle'), idleMs)
-        : undefined
-    if (idle) response.on('data', () => idle.refresh())
-    if (streaming) {
-      call.streams()
-      this.#options.metrics.streams.inc()
-      if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
-    }
-    const relayed = streaming
-      ? relay(
-          response,
-          new SseRelay(res, (data) => this.#rewriteEvent(data, listIds, call), this.#options.maxBodyBytes),
-        ).then(
-          // An upstream may end a stream before its answers (the client resumes it with Last-Event-ID).
-          () => void res.end(),
-        )
-      : relay(response, res)
-    // Returned, not awaited: this frame would be held for as long as the stream lasts.
-    return relayed.finally(() => {
-      clearTimeout(idle)
-      if (streaming) {
-        this.#options.metrics.streams.dec()
-        if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
-      }
-    })
+    // Its deadline is the upstream socket's own timeout, which each chunk read renews: no timer of ours.
+    if (exchange.req.method === 'GET' && idleMs !== undefined)
+      call.request?.setTimeout(idleMs, () => call.end('idle'))
+    call.streams()
+    this.#options.metrics.streams.inc()
+    const sessionId = exchange.sessionId
+    if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 0) + 1)
+    return relayEvents(
+      response,
+      res,
+      (data) => this.#rewriteEvent(data, listIds, call),
+      this.#options.maxBodyBytes,
+    )
   }
 
-  /** The whole body of an answer, within `limit` bytes. */
-  #readAnswer(response: IncomingMessage, limit: number): Promise<Buffer> {
+  /** The end of a call whose answer was an event stream, however it ended. */
+  #streamEnded(call: ProxyCall): void {
+    this.#options.metrics.streams.dec()
+    const sessionId = call.exchange.sessionId
+    if (sessionId !== undefined) this.#streams.set(sessionId, (this.#streams.get(sessionId) ?? 1) - 1)
+  }
+
+  /** A JSON answer to `tools/list`, read whole to filter it by the tool policy. */
+  async #relayToolsList(
+    call: ProxyCall,
+    response: IncomingMessage,
+    headers: HeaderMap,
+    listIds: ReadonlySet<JsonRpcId>,
+  ): Promise<void> {
+    const { exchange } = call
+    const { res } = exchange
+    const status = response.statusCode ?? 502
+    const body = await this.#readAnswer(response, this.#options.maxBodyBytes)
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(body.toString('utf8'))
+    } catch {
+      throw new GatewayError('upstream_garbage', { detail: 'the upstream answered invalid JSON' })
+    }
+    const filtered = this.#filter(parsed, listIds, exchange)
+    if (filtered !== parsed) sendJson(res, status, filtered, headers)
+    else res.writeHead(status, { ...headers, 'content-length': String(body.length) }).end(body)
+  }
+
+  /** The whole body of an answer, within `limit` bytes: at once when it has all arrived. */
+  #readAnswer(response: IncomingMessage, limit: number): Buffer | Promise<Buffer> {
+    return bufferedBody(response, limit) ?? this.#readArriving(response, limit)
+  }
+
+  #readArriving(response: IncomingMessage, limit: number): Promise<Buffer> {
     return readBody(response, limit).catch((error: unknown) => {
       // No answer is owed to the upstream: the rest of an oversized body is not worth draining.
       response.destroy()

@@ -27,6 +27,7 @@ import { GatewayError } from './errors.ts'
 import {
   addresses,
   BodyTooLarge,
+  bufferedBody,
   mediaType,
   readBody,
   requestUrl,
@@ -41,7 +42,7 @@ import { createGatewayLogger, guardLogger, redactUrl } from './logger.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { isDiscoveryOnly, ToolPolicy } from './policy.ts'
 import { HttpUpstream } from './proxy.ts'
-import { type SessionBindings, SessionRegistry } from './sessions.ts'
+import { type SessionBindings, type SessionLookup, SessionRegistry } from './sessions.ts'
 import { redisReplayStore } from './shared_replay.ts'
 import { RedisSessions } from './shared_sessions.ts'
 import { StdioUpstream } from './stdio/bridge.ts'
@@ -256,6 +257,8 @@ class GatewayHandler {
   #readiness: { at: number; ready: Promise<boolean> } | undefined
   /** Anonymous request bodies being read now, against `limits.max_anonymous_body_reads`. */
   #anonymousReads = 0
+  /** The end of a response of the MCP endpoint: one listener for all of them, not a closure each. */
+  readonly #closed: (this: ServerResponse) => void
 
   constructor(
     config: GatewayConfig,
@@ -266,6 +269,11 @@ class GatewayHandler {
     sharedState: SharedRedis | undefined,
   ) {
     this.#config = config
+    const handler = this
+    this.#closed = function (this: ServerResponse) {
+      handler.#open.delete(this)
+      handler.metrics.requests.inc({ method: this.req.method ?? '', status: String(this.statusCode) })
+    }
     this.#authorizationServer = authorizationServer
     this.#guard = guard
     this.#logger = logger
@@ -346,12 +354,10 @@ class GatewayHandler {
       if (adminConsole && (await adminConsole(req, res, () => this.#ready()))) return
       if (addresses(req, this.#origin, this.#mcpPath)) {
         this.#open.add(res)
-        res.on('close', () => {
-          this.#open.delete(res)
-          this.metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) })
-        })
-        // Not awaited in this frame, which a stream would hold for as long as it lasts.
-        return this.#mcp(req, res).catch((error: unknown) => this.#failed(res, error))
+        res.on('close', this.#closed)
+        // Not awaited, nor returned: this frame and its promise would be held for as long as a stream lasts.
+        this.#mcp(req, res)
+        return
       }
       await this.#other(req, res, requestUrl(req, this.#origin))
     } catch (error) {
@@ -421,13 +427,22 @@ class GatewayHandler {
    * Admits the request, then hands it to the upstream, once the admission's frame (with its request head)
    * is gone: a stream would hold it for as long as it lasts.
    */
-  #mcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    return this.#admit(req, res).then((exchange) => {
-      if (exchange === undefined) return
-      if (req.method === 'POST') return this.#upstream.post(exchange)
-      if (req.method === 'GET') return this.#upstream.get(exchange)
-      return this.#upstream.delete(exchange)
-    })
+  #mcp(req: IncomingMessage, res: ServerResponse): void {
+    const failed = (error: unknown) => this.#failed(res, error)
+    this.#admit(req, res)
+      .then((exchange) => {
+        if (exchange === undefined) return
+        // Not returned: the admission's promise settles now instead of waiting on the stream.
+        const method = req.method
+        const relayed =
+          method === 'POST'
+            ? this.#upstream.post(exchange)
+            : method === 'GET'
+              ? this.#upstream.get(exchange)
+              : this.#upstream.delete(exchange)
+        relayed.catch(failed)
+      })
+      .catch(failed)
   }
 
   /** The exchange for the upstream, or `undefined` when the request was answered (refused, or OPTIONS). */
@@ -488,7 +503,7 @@ class GatewayHandler {
   ]
 
   /** The token, from the headers, unless the request may be anonymous discovery (then its body decides). */
-  async #tokenBeforeBody(a: Admission): Promise<boolean> {
+  #tokenBeforeBody(a: Admission): boolean | Promise<boolean> {
     if (this.#config.allowAnonymousDiscovery && a.req.headers.authorization === undefined) return true
     return this.#authenticate(a)
   }
@@ -542,8 +557,15 @@ class GatewayHandler {
    * and the request goes on to need a token. At most `limits.max_anonymous_body_reads` anonymous bodies are
    * read at once.
    */
-  async #readBody(a: Admission): Promise<boolean> {
+  #readBody(a: Admission): boolean | Promise<boolean> {
     if (a.req.method !== 'POST' || !isJson(a.req)) return true
+    // A caller with a valid token whose body is all here already: no read to wait for (nor to count).
+    const whole =
+      a.principal === undefined ? undefined : bufferedBody(a.req, this.#config.limits.maxBodyBytes)
+    return whole === undefined ? this.#readAndParseBody(a) : this.#parseBody(a, whole)
+  }
+
+  async #readAndParseBody(a: Admission): Promise<boolean> {
     const { maxBodyBytes, maxAnonymousBodyBytes, maxAnonymousBodyReads } = this.#config.limits
     const authenticated = a.principal !== undefined
     if (!authenticated && this.#anonymousReads >= maxAnonymousBodyReads) {
@@ -563,8 +585,12 @@ class GatewayHandler {
     } finally {
       if (!authenticated) this.#anonymousReads -= 1
     }
+    return this.#parseBody(a, bytes)
+  }
+
+  /** The body's strict parse, refused before the upstream sees anything: the bytes that go on must read as authorized. */
+  #parseBody(a: Admission, bytes: Buffer): boolean {
     const parsed = parseJsonRpcBody(bytes, this.#config.limits.maxBatchMessages)
-    // Refused before the upstream sees anything: the bytes that go on must read as authorized.
     if (!parsed.ok) {
       const code = parsed.code === RPC.parseError ? 'body_not_json' : 'body_not_jsonrpc'
       throw new GatewayError(code, { reason: parsed.message })
@@ -603,18 +629,28 @@ class GatewayHandler {
    * The session the request belongs to (none, or an `initialize` admitted to open one): an id unknown or of
    * another subject is refused (404), as is a new one without room or too fast (503 or 429 with Retry-After).
    */
-  async #session(a: Admission): Promise<boolean> {
+  #session(a: Admission): boolean | Promise<boolean> {
     const owner = a.principal?.key
     // The stateless era has no sessions: a stray Mcp-Session-Id is ignored, and never forwarded unchecked.
     const sessionId = isStatelessEra(a.req.headers['mcp-protocol-version'])
       ? undefined
       : a.req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
-      if ((await this.#sessions.use(sessionId, owner)) !== 'ok') throw new GatewayError('session_not_found')
-      a.sessionId = sessionId
-      return true
+      const known = (lookup: SessionLookup) => {
+        if (lookup !== 'ok') throw new GatewayError('session_not_found')
+        a.sessionId = sessionId
+        return true
+      }
+      // In memory the answer is at hand: no promise made for it.
+      const lookup = this.#sessions.use(sessionId, owner)
+      return lookup instanceof Promise ? lookup.then(known) : known(lookup)
     }
     if (!a.body.messages.some((m) => m.method === 'initialize')) return true
+    return this.#newSession(a, owner)
+  }
+
+  /** An `initialize`, admitted to open a session if there is room and its owner does not open them too fast. */
+  async #newSession(a: Admission, owner: string | undefined): Promise<boolean> {
     const refusal = await this.#sessions.admit(owner, a.res)
     if (refusal === undefined) return true
     a.res.setHeader('retry-after', String(refusal.retryAfterSeconds))

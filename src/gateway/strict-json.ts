@@ -61,6 +61,8 @@ class Parser {
   #position = 0
   /** The next backslash at or after the last string searched for one; the length when there is none. */
   #backslash = -1
+  /** Likewise the next raw control character (whitespace between tokens included). */
+  #control = -1
 
   constructor(text: string) {
     this.#text = text
@@ -156,8 +158,8 @@ class Parser {
   /**
    * A string at the opening quote. The next quote and the next backslash are found by native `indexOf`
    * and remembered until passed, so however many escapes a string holds, the text is searched once. Raw
-   * control characters are refused anywhere in a string, escapes or not, so one native regular expression
-   * over the raw text checks for them.
+   * control characters are refused anywhere in a string, escapes or not: the next one is found by a native
+   * regular expression over the raw text and remembered the same way, with no copy of the string made.
    */
   #string(): string {
     const text = this.#text
@@ -175,8 +177,11 @@ class Parser {
       const backslash = this.#backslash
       out += text.slice(run, Math.min(backslash, end))
       if (end < backslash) {
-        const control = CONTROL.exec(text.slice(start, end))
-        if (control !== null) this.#unexpected(start + control.index)
+        if (this.#control < start) {
+          CONTROL.lastIndex = start
+          this.#control = CONTROL.exec(text)?.index ?? text.length
+        }
+        if (this.#control < end) this.#unexpected(this.#control)
         this.#position = end + 1
         return out
       }
@@ -255,7 +260,7 @@ const ESCAPES: Readonly<Record<string, string>> = {
 const HEX = '0123456789abcdef0123456789ABCDEF'
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: JSON strings may not hold raw control characters.
-const CONTROL = /[\u0000-\u001f]/
+const CONTROL = /[\u0000-\u001f]/g
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39
 
