@@ -19,7 +19,7 @@ import type { TestIdp } from '../test/support/idp.ts'
 import { startNodeProxy, startUndiciProxy } from './bare-proxy.ts'
 import { accessTokenClaims, guardFor, RESOURCE, startIssuer } from './fixtures.ts'
 import type { LoadConfig, LoadReport } from './load.ts'
-import { benchSeconds, interleave, measureSideBySide } from './measure.ts'
+import { benchSeconds, interleaveRounds, measureSideBySide } from './measure.ts'
 
 export interface GatewayResult {
   upstream: string
@@ -29,6 +29,8 @@ export interface GatewayResult {
   gatewayCpuMicros: number
   /** ...and in the upstream's process. */
   upstreamCpuMicros: number
+  /** The gateway's CPU per request in each round, in round order (for ratios paired by round). */
+  gatewayCpuMicrosByRound: number[]
 }
 
 export interface GatewayCost {
@@ -203,23 +205,31 @@ export async function benchGatewaySteps(onProgress: (line: string) => void): Pro
 
 async function measureRoutes(routes: Route[], connections: number): Promise<GatewayResult[]> {
   const seconds = benchSeconds / ROUNDS
-  const measured = await interleave(
+  const rounds = await interleaveRounds(
     routes.map((route) => () => measureLoad(route, { connections, seconds })),
     ROUNDS,
-    ({ load }) => load.requests / load.seconds,
   )
-  return measured.map((result, i) => ({
-    upstream: routes[i]?.upstream ?? '',
-    route: routes[i]?.route ?? '',
-    ...result,
-  }))
+  return rounds.map((runs, i) => {
+    const byThroughput = [...runs].sort((a, b) => throughput(a) - throughput(b))
+    return {
+      upstream: routes[i]?.upstream ?? '',
+      route: routes[i]?.route ?? '',
+      ...(byThroughput[Math.floor(byThroughput.length / 2)] as Omit<
+        GatewayResult,
+        'upstream' | 'route' | 'gatewayCpuMicrosByRound'
+      >),
+      gatewayCpuMicrosByRound: runs.map((run) => run.gatewayCpuMicros),
+    }
+  })
 }
+
+const throughput = ({ load }: { load: LoadReport }) => load.requests / load.seconds
 
 /** One load run against a route, with the CPU of the gateway and of the upstream over its measured window. */
 function measureLoad(
   route: Route,
   { connections, seconds }: { connections: number; seconds: number },
-): Promise<Omit<GatewayResult, 'upstream' | 'route'>> {
+): Promise<Omit<GatewayResult, 'upstream' | 'route' | 'gatewayCpuMicrosByRound'>> {
   const config: LoadConfig = {
     port: route.port,
     path: '/mcp',

@@ -43,14 +43,31 @@ export async function interleave<T>(
   rounds: number,
   score: (result: T) => number,
 ): Promise<T[]> {
+  return (await interleaveRounds(runs, rounds)).map((runsOfCase) => {
+    const sorted = [...runsOfCase].sort((a, b) => score(a) - score(b))
+    return sorted[Math.floor(sorted.length / 2)] as T
+  })
+}
+
+/** Runs each case once per round, round after round; every run of each case, in round order. */
+export async function interleaveRounds<T>(
+  runs: readonly (() => Promise<T>)[],
+  rounds: number,
+): Promise<T[][]> {
   const results: T[][] = runs.map(() => [])
   for (let round = 0; round < rounds; round++) {
     for (const [i, run] of runs.entries()) results[i]?.push(await run())
   }
-  return results.map((runsOfCase) => {
-    const sorted = runsOfCase.sort((a, b) => score(a) - score(b))
-    return sorted[Math.floor(sorted.length / 2)] as T
-  })
+  return results
+}
+
+/**
+ * The median of `a[i] / b[i]` over rounds: two cases measured in the same rounds, compared round by round, so
+ * that the machine's load, which moves between rounds, weighs on both sides of each ratio alike.
+ */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  const ratios = a.map((value, i) => value / (b[i] ?? Number.NaN)).sort((x, y) => x - y)
+  return ratios[Math.floor(ratios.length / 2)] ?? Number.NaN
 }
 
 /**
