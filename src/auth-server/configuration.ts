@@ -9,7 +9,7 @@ import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
 import { countTokenRequest } from './rate_limit.ts'
 import { refreshTokenPolicy } from './refresh.ts'
-import { selfRegisteredScopeOpen } from './registration.ts'
+import { registeredClientId, selfRegisteredScopeOpen } from './registration.ts'
 import { findUser } from './request_cache.ts'
 import { resourceIndicators } from './resources.ts'
 import { accountAwarePolicy } from './revocation.ts'
@@ -89,7 +89,11 @@ export function providerConfiguration(
     fetch: createSafeFetch(options.cimd) as Configuration['fetch'],
     features: {
       devInteractions: { enabled: false },
-      registration: { enabled: options.registration.enabled, issueRegistrationAccessToken: false },
+      registration: {
+        enabled: options.registration.enabled,
+        issueRegistrationAccessToken: false,
+        idFactory: registeredClientId,
+      },
       revocation: { enabled: true },
       introspection: {
         enabled: true,

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type Provider from 'oidc-provider'
 import type { Configuration } from 'oidc-provider'
 import { clientAddress, isLoopback } from '../guard/lib/http.ts'
@@ -21,6 +21,18 @@ const REFUSED_SCHEMES = new Set([
   'wss:',
   'ftp:',
 ])
+/**
+ * The `client_id` of a self-registered client: 128 random bits in base64url, never starting with `-`, so that
+ * an operator can type it after a command (`gatehouse clients show <id>`) without it being read as an option.
+ * The provider's default (nanoid) starts with `-` once in 64.
+ */
+export function registeredClientId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url')
+    if (id[0] !== '-') return id
+  }
+}
+
 /** What a self-registered client may ask for: to act for a signed-in user, nothing else. */
 const USER_CLIENT = {
   grant_types: new Set(['authorization_code', 'refresh_token']),

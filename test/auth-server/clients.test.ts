@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { createServer } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { registeredClientId } from '../../src/auth-server/registration.ts'
 import { createGuard } from '../../src/guard/index.ts'
 import {
   authorize,
@@ -56,6 +57,16 @@ describe('dynamic client registration', () => {
     })
     assert.equal(preflight.status, 204)
     assert.equal(preflight.headers.get('access-control-allow-origin'), '*')
+  })
+
+  test('a client_id is 128 random bits of base64url that never starts with "-" (it would read as a CLI option)', async () => {
+    const { response, body } = await register(h, { ...MCP_CLIENT, client_name: 'id shape' })
+    assert.equal(response.status, 201)
+    assert.match(body.client_id as string, /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/)
+    // One in 64 would start with "-" without the redraw: 10,000 draws never passing by chance.
+    const ids = Array.from({ length: 10_000 }, registeredClientId)
+    assert.equal(ids.filter((id) => id.startsWith('-')).length, 0)
+    assert.equal(new Set(ids).size, ids.length)
   })
 
   test('a registration from a browser origin not in allowedOrigins gets 403 (cross-site, DNS rebinding)', async () => {
