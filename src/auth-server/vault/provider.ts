@@ -1,6 +1,7 @@
 import * as oidc from 'openid-client'
 import { AuthServerError } from '../errors.ts'
 import { isLoopbackHost } from '../interactions/security.ts'
+import { Backoff } from './backoff.ts'
 
 /**
  * A third-party OAuth 2 provider users connect an account at (GitHub, Google, Jira, …), as configured. Nothing
@@ -38,6 +39,19 @@ export interface VaultTokens {
 
 /** The provider refused the refresh token for good (`invalid_grant`): the connection is broken. */
 export class RefreshRefused extends Error {}
+
+/**
+ * The provider was not reached, timed out or answered 5xx: refreshes through the connection pause for
+ * `retryAfterSeconds` (see {@link ConnectionProvider.pausedSeconds}).
+ */
+export class ProviderUnavailable extends Error {
+  readonly retryAfterSeconds: number
+
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super(message, options)
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
 
 const CONNECTION_ID = /^[a-z0-9][a-z0-9-]{0,31}$/
 const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/
@@ -87,6 +101,7 @@ export class ConnectionProvider {
   readonly options: VaultConnectionOptions
   readonly redirectUri: string
   #configuration: Promise<oidc.Configuration> | undefined
+  readonly #backoff = new Backoff()
 
   constructor(options: VaultConnectionOptions, redirectUri: string) {
     this.options = options
@@ -136,15 +151,27 @@ export class ConnectionProvider {
     return tokensOf(tokens, undefined)
   }
 
+  /**
+   * Seconds left of the pause after refreshes failed with {@link ProviderUnavailable}; 0 when a refresh may
+   * go. Its caller refuses at once meanwhile, instead of making each caller wait for a provider that is down.
+   */
+  pausedSeconds(): number {
+    return Math.ceil(this.#backoff.remainingMs() / 1000)
+  }
+
   /** A refreshed set; a rotated refresh token replaces the old one, else the old one is kept. */
   async refresh(refreshToken: string): Promise<VaultTokens> {
-    const configuration = await this.configuration()
     try {
-      return tokensOf(await oidc.refreshTokenGrant(configuration, refreshToken), refreshToken)
+      const configuration = await this.configuration()
+      const tokens = tokensOf(await oidc.refreshTokenGrant(configuration, refreshToken), refreshToken)
+      this.#backoff.succeeded()
+      return tokens
     } catch (error) {
       if (error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant')
         throw new RefreshRefused(error.error_description ?? 'invalid_grant', { cause: error })
-      throw error
+      if (!unavailable(error)) throw error
+      const pause = Math.ceil(this.#backoff.failed() / 1000)
+      throw new ProviderUnavailable((error as Error).message, pause, { cause: error })
     }
   }
 
@@ -185,6 +212,17 @@ export class ConnectionProvider {
     }
     return configuration
   }
+}
+
+/**
+ * Whether a failed request found the provider unavailable: no answer (network error, timeout) or a 5xx. An
+ * answer below 500 is the provider refusing this request, which pausing would not change.
+ */
+function unavailable(error: unknown): boolean {
+  const { status, cause } = error as { status?: unknown; cause?: unknown }
+  // openid-client: `status` on an OAuth error body, the Response as `cause` on an unexpected status.
+  const answered = typeof status === 'number' ? status : cause instanceof Response ? cause.status : undefined
+  return answered === undefined || answered >= 500
 }
 
 function tokensOf(tokens: oidc.TokenEndpointResponse, previousRefresh: string | undefined): VaultTokens {
