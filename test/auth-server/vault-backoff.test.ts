@@ -23,10 +23,11 @@ describe('token vault, a provider that drops connections: refreshes pause per co
   let dataDir: string
   let vault: TokenVault
   let requests = 0
-  let answer: 'drop' | 'refuse' = 'drop'
+  let answer: 'drop' | 'refuse' | 'busy' = 'drop'
   const endpoint = createServer((req, res) => {
     requests += 1
     if (answer === 'drop') return void req.socket.destroy()
+    if (answer === 'busy') return void res.writeHead(429).end()
     res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request"}')
   })
 
@@ -78,7 +79,7 @@ describe('token vault, a provider that drops connections: refreshes pause per co
     ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
   })
 
-  test('a dropped connection pauses the connection for every user; an unexpired token is still used; a 4xx starts no pause', async () => {
+  test('a dropped connection pauses the connection for every user; an unexpired token is still used; a 400 starts no pause, a 429 does', async () => {
     await connect('alice', 1)
     // Within refresh_before_seconds (60) of its expiry: refreshed when possible, used while valid.
     await connect('bob', Math.floor(Date.now() / 1000) + 30)
@@ -100,5 +101,12 @@ describe('token vault, a provider that drops connections: refreshes pause per co
     assert.equal(requests, 2)
     assert.deepEqual(await vault.header('alice', 'acme'), unavailable())
     assert.equal(requests, 3)
+    // Too many requests: the second failure of the provider in a row, twice the first pause.
+    answer = 'busy'
+    assert.deepEqual(await vault.header('alice', 'acme'), unavailable(2))
+    assert.equal(requests, 4)
+    const paused = await vault.header('alice', 'acme')
+    assert.ok(!paused.ok && paused.reason === 'unavailable' && (paused.retryAfterSeconds ?? 0) >= 1)
+    assert.equal(requests, 4)
   })
 })

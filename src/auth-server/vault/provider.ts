@@ -1,4 +1,5 @@
 import * as oidc from 'openid-client'
+import { unavailableAnswer } from '../../on-behalf-of/token_request.ts'
 import { AuthServerError } from '../errors.ts'
 import { isLoopbackHost } from '../interactions/security.ts'
 import { Backoff } from './backoff.ts'
@@ -41,7 +42,7 @@ export interface VaultTokens {
 export class RefreshRefused extends Error {}
 
 /**
- * The provider was not reached, timed out or answered 5xx: refreshes through the connection pause for
+ * The provider was not reached, timed out or answered that it is unavailable (5xx, 429): refreshes through the connection pause for
  * `retryAfterSeconds` (see {@link ConnectionProvider.pausedSeconds}).
  */
 export class ProviderUnavailable extends Error {
@@ -215,14 +216,16 @@ export class ConnectionProvider {
 }
 
 /**
- * Whether a failed request found the provider unavailable: no answer (network error, timeout) or a 5xx. An
- * answer below 500 is the provider refusing this request, which pausing would not change.
+ * Whether a failed request found the provider unavailable: no answer (network error, timeout), or an answer
+ * that says so (5xx, 429, `temporarily_unavailable`). Other answers refuse this request: pausing would not help.
  */
 function unavailable(error: unknown): boolean {
-  const { status, cause } = error as { status?: unknown; cause?: unknown }
-  // openid-client: `status` on an OAuth error body, the Response as `cause` on an unexpected status.
-  const answered = typeof status === 'number' ? status : cause instanceof Response ? cause.status : undefined
-  return answered === undefined || answered >= 500
+  // openid-client: `status` on an OAuth error body (with its `error`) or a WWW-Authenticate challenge; the
+  // Response as `cause` on another unexpected status.
+  const { status, error: code, cause } = error as { status?: unknown; error?: unknown; cause?: unknown }
+  if (typeof status === 'number')
+    return unavailableAnswer(status, typeof code === 'string' ? code : undefined)
+  return cause instanceof Response ? unavailableAnswer(cause.status, undefined) : true
 }
 
 function tokensOf(tokens: oidc.TokenEndpointResponse, previousRefresh: string | undefined): VaultTokens {
