@@ -197,13 +197,17 @@ async function readAnswer(response: Response, endpoint: URL): Promise<Record<str
   }
 }
 
+/** A token endpoint's answer that it cannot serve for now (5xx, 429, `temporarily_unavailable`): worth a later try. */
+export const unavailableAnswer = (status: number, error: string | undefined): boolean =>
+  status >= 500 || status === 429 || error === 'temporarily_unavailable'
+
 function refusal(status: number, answer: Record<string, unknown>, endpoint: URL): OnBehalfOfError {
   const error = typeof answer.error === 'string' ? answer.error : undefined
   const said =
     typeof answer.error_description === 'string' ? `: ${answer.error_description.slice(0, 300)}` : ''
   const detail = `token endpoint ${endpoint.href} answered HTTP ${status}${error ? ` ${error}` : ''}${said}`
   let code: OnBehalfOfErrorCode = 'exchange_failed'
-  if (status >= 500 || status === 429 || error === 'temporarily_unavailable') code = 'provider_unavailable'
+  if (unavailableAnswer(status, error)) code = 'provider_unavailable'
   else if (error !== undefined && SUBJECT_ERRORS.has(error)) code = 'subject_rejected'
   else if (error !== undefined && REFUSALS.has(error)) code = 'exchange_refused'
   return new OnBehalfOfError(code, detail, error === undefined ? {} : { providerError: error })

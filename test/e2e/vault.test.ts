@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
@@ -293,11 +294,13 @@ describe('token vault: connect a third-party account in Chromium, the gateway in
     }
   })
 
-  test('provider down while the token has expired: the client is told to retry (503), the API sees nothing, the connection stays usable', async () => {
+  test('provider down while the token has expired: 503 with Retry-After; then refused at once, the provider not asked, until a pause (1 s doubling) ends; a success ends the pauses', async () => {
+    // Connected first: an MCP client's initialize, too, refreshes an expired token.
+    const client = await mcpClient()
     await expire()
     const calls = toolCalls().length
-    third.down = true
-    try {
+    /** A tools/call answered vault_unavailable (503); its Retry-After in seconds. */
+    const refused = async () => {
       const response = await postRpc(
         gateway.resource,
         { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'whoami' } },
@@ -307,15 +310,46 @@ describe('token vault: connect a third-party account in Chromium, the gateway in
       const body = (await response.json()) as { error: { code: number; message: string } }
       assert.equal(body.error.code, -32603)
       assert.match(body.error.message, /could not be obtained/)
-    } finally {
-      third.down = false
+      return Number(response.headers.get('retry-after'))
     }
-    assert.equal(toolCalls().length, calls)
-    assert.equal((await row())?.status, 'active')
-    const client = await mcpClient()
+    /** One call whose refresh reaches the provider (down): refused, with the pause it started. */
+    const triedAndRefused = async () => {
+      const requests = third.counts.tokenRequests
+      const retryAfter = await refused()
+      assert.equal(third.counts.tokenRequests, requests + 1)
+      return retryAfter
+    }
+    /** Calls within a pause of `pause` seconds: refused, and the provider sees none of them. */
+    const refusedWithinPause = async (pause: number) => {
+      const requests = third.counts.tokenRequests
+      for (const retryAfter of await Promise.all([refused(), refused(), refused()]))
+        assert.ok(retryAfter >= 1 && retryAfter <= pause, `Retry-After ${retryAfter} within ${pause} s`)
+      assert.equal(third.counts.tokenRequests, requests)
+    }
+    third.down = true
     try {
+      assert.equal(await triedAndRefused(), 1)
+      await sleep(1000)
+      // The pause is over: one try goes, fails, and the next pause is twice as long.
+      assert.equal(await triedAndRefused(), 2)
+      // Back up, but the pause is not over: not asked. One batch, so that it ends well within the 2 s.
+      third.down = false
+      await refusedWithinPause(2)
+      await sleep(2000)
+      assert.equal(toolCalls().length, calls)
+      assert.equal((await row())?.status, 'active')
+      const refreshes = third.counts.refreshes
+      assert.equal((await whoami(client)).active, true)
+      assert.equal(third.counts.refreshes, refreshes + 1)
+      // The success ended the pauses: the next failure pauses for 1 s again, not 4.
+      await expire()
+      third.down = true
+      assert.equal(await triedAndRefused(), 1)
+      third.down = false
+      await sleep(1000)
       assert.equal((await whoami(client)).active, true)
     } finally {
+      third.down = false
       await client.close()
     }
   })

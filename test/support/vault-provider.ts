@@ -15,8 +15,11 @@ export interface ThirdParty {
   issuer: string
   /** Starts the provider with Gatehouse's redirect URI registered (known once the gateway listens). */
   start(redirectUri: string): void
-  /** What reached the provider: successful refreshes, refused ones, revocation requests. */
-  counts: { refreshes: number; invalidGrants: number; revocations: number }
+  /**
+   * What reached the provider: successful refreshes, refused ones, revocation requests, and every request to
+   * the token endpoint (also those answered 503 while it is down).
+   */
+  counts: { refreshes: number; invalidGrants: number; revocations: number; tokenRequests: number }
   /** While true, the token endpoint answers 503 (the provider is down). */
   down: boolean
   /** Token requests are held this long before the provider sees them, so that concurrent callers overlap. */
@@ -43,7 +46,7 @@ export async function startThirdParty(): Promise<ThirdParty> {
   const grants = new Set<string>()
   const third: ThirdParty = {
     issuer,
-    counts: { refreshes: 0, invalidGrants: 0, revocations: 0 },
+    counts: { refreshes: 0, invalidGrants: 0, revocations: 0, tokenRequests: 0 },
     down: false,
     delayMs: 0,
     start(redirectUri) {
@@ -117,6 +120,7 @@ export async function startThirdParty(): Promise<ThirdParty> {
   }
   server.on('request', async (req, res) => {
     if (!provider || !callback) return void res.writeHead(503).end()
+    if (req.method === 'POST' && req.url === '/token') third.counts.tokenRequests += 1
     if (third.down && req.url?.startsWith('/token')) return void res.writeHead(503).end()
     if (third.delayMs > 0 && req.url === '/token')
       await new Promise((resolve) => setTimeout(resolve, third.delayMs))

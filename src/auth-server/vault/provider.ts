@@ -1,6 +1,8 @@
 import * as oidc from 'openid-client'
+import { unavailableAnswer } from '../../on-behalf-of/token_request.ts'
 import { AuthServerError } from '../errors.ts'
 import { isLoopbackHost } from '../interactions/security.ts'
+import { Backoff } from './backoff.ts'
 
 /**
  * A third-party OAuth 2 provider users connect an account at (GitHub, Google, Jira, …), as configured. Nothing
@@ -38,6 +40,19 @@ export interface VaultTokens {
 
 /** The provider refused the refresh token for good (`invalid_grant`): the connection is broken. */
 export class RefreshRefused extends Error {}
+
+/**
+ * The provider was not reached, timed out or answered that it is unavailable (5xx, 429): refreshes through the connection pause for
+ * `retryAfterSeconds` (see {@link ConnectionProvider.pausedSeconds}).
+ */
+export class ProviderUnavailable extends Error {
+  readonly retryAfterSeconds: number
+
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super(message, options)
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
 
 const CONNECTION_ID = /^[a-z0-9][a-z0-9-]{0,31}$/
 const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/
@@ -87,6 +102,7 @@ export class ConnectionProvider {
   readonly options: VaultConnectionOptions
   readonly redirectUri: string
   #configuration: Promise<oidc.Configuration> | undefined
+  readonly #backoff = new Backoff()
 
   constructor(options: VaultConnectionOptions, redirectUri: string) {
     this.options = options
@@ -136,15 +152,27 @@ export class ConnectionProvider {
     return tokensOf(tokens, undefined)
   }
 
+  /**
+   * Seconds left of the pause after refreshes failed with {@link ProviderUnavailable}; 0 when a refresh may
+   * go. Its caller refuses at once meanwhile, instead of making each caller wait for a provider that is down.
+   */
+  pausedSeconds(): number {
+    return Math.ceil(this.#backoff.remainingMs() / 1000)
+  }
+
   /** A refreshed set; a rotated refresh token replaces the old one, else the old one is kept. */
   async refresh(refreshToken: string): Promise<VaultTokens> {
-    const configuration = await this.configuration()
     try {
-      return tokensOf(await oidc.refreshTokenGrant(configuration, refreshToken), refreshToken)
+      const configuration = await this.configuration()
+      const tokens = tokensOf(await oidc.refreshTokenGrant(configuration, refreshToken), refreshToken)
+      this.#backoff.succeeded()
+      return tokens
     } catch (error) {
       if (error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant')
         throw new RefreshRefused(error.error_description ?? 'invalid_grant', { cause: error })
-      throw error
+      if (!unavailable(error)) throw error
+      const pause = Math.ceil(this.#backoff.failed() / 1000)
+      throw new ProviderUnavailable((error as Error).message, pause, { cause: error })
     }
   }
 
@@ -185,6 +213,19 @@ export class ConnectionProvider {
     }
     return configuration
   }
+}
+
+/**
+ * Whether a failed request found the provider unavailable: no answer (network error, timeout), or an answer
+ * that says so (5xx, 429, `temporarily_unavailable`). Other answers refuse this request: pausing would not help.
+ */
+function unavailable(error: unknown): boolean {
+  // openid-client: `status` on an OAuth error body (with its `error`) or a WWW-Authenticate challenge; the
+  // Response as `cause` on another unexpected status.
+  const { status, error: code, cause } = error as { status?: unknown; error?: unknown; cause?: unknown }
+  if (typeof status === 'number')
+    return unavailableAnswer(status, typeof code === 'string' ? code : undefined)
+  return cause instanceof Response ? unavailableAnswer(cause.status, undefined) : true
 }
 
 function tokensOf(tokens: oidc.TokenEndpointResponse, previousRefresh: string | undefined): VaultTokens {

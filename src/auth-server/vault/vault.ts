@@ -6,6 +6,7 @@ import { VaultCipher, type VaultKey } from './cipher.ts'
 import {
   ConnectionProvider,
   checkVaultConnections,
+  ProviderUnavailable,
   RefreshRefused,
   type VaultConnectionOptions,
   type VaultTokens,
@@ -25,19 +26,27 @@ export interface TokenVaultOptions {
  */
 export type VaultAnswer =
   | { ok: true; accessToken: string; header: { name: string; value: string } }
-  | { ok: false; reason: 'not_connected' | 'broken' | 'unavailable'; connectUrl: string; name: string }
+  | {
+      ok: false
+      reason: 'not_connected' | 'broken' | 'unavailable'
+      connectUrl: string
+      name: string
+      /** With `unavailable` after the provider failed: seconds until the vault asks it again. */
+      retryAfterSeconds?: number
+    }
 
 /** A refresh holds the row this long (seconds): longer than the provider's timeout, so it ends first. */
 const LEASE_SECONDS = 30
 const WAIT_STEP_MS = 100
 const seconds = () => Math.floor(Date.now() / 1000)
+const stillValid = (row: VaultConnection) => row.expiresAt !== undefined && row.expiresAt > seconds()
 
 /**
  * The token vault: each user's tokens at third-party providers, sealed in the store (AES-256-GCM), refreshed
  * before they expire. One refresh per connection at a time: in this process the callers share one promise;
  * across instances a lease taken by compare-and-set on the row's version, so the provider sees one refresh
  * token used once and a rotated one is never lost. `invalid_grant` marks the connection broken: it is not
- * retried, the user connects again.
+ * retried, the user connects again. A provider that is down is asked again only after a growing pause.
  */
 export class TokenVault {
   readonly #store: Store
@@ -183,13 +192,25 @@ export class TokenVault {
     return { ok: true, accessToken, header: provider.header(accessToken) }
   }
 
-  #missing(provider: ConnectionProvider, reason: 'not_connected' | 'broken' | 'unavailable'): VaultAnswer {
+  #missing(
+    provider: ConnectionProvider,
+    reason: 'not_connected' | 'broken' | 'unavailable',
+    retryAfterSeconds?: number,
+  ): VaultAnswer {
     return {
       ok: false,
       reason,
       connectUrl: this.connectUrl(provider.options.id),
       name: provider.options.name,
+      ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
     }
+  }
+
+  /** A row the provider did not refresh: its token while still valid, else unavailable. */
+  #unrefreshed(provider: ConnectionProvider, row: VaultConnection, retryAfterSeconds?: number): VaultAnswer {
+    return stillValid(row)
+      ? this.#answer(provider, this.#open(row).accessToken)
+      : this.#missing(provider, 'unavailable', retryAfterSeconds)
   }
 
   /**
@@ -203,6 +224,9 @@ export class TokenVault {
       const row = await this.#store.connections.find(userId, connectionId)
       if (!row || row.status === 'broken') return this.#missing(provider, row ? 'broken' : 'not_connected')
       if (this.#fresh(row)) return this.#answer(provider, this.#open(row).accessToken)
+      // The provider failed lately: refused at once, neither the lease nor the provider is asked.
+      const paused = provider.pausedSeconds()
+      if (paused > 0) return this.#unrefreshed(provider, row, paused)
       if ((row.leaseUntil ?? 0) > seconds()) {
         await sleep(WAIT_STEP_MS)
         continue
@@ -223,9 +247,8 @@ export class TokenVault {
         leaseUntil: undefined,
         ...changes,
       })
-    const stillValid = held.expiresAt !== undefined && held.expiresAt > seconds()
     if (!tokens.refreshToken) {
-      if (stillValid) {
+      if (stillValid(held)) {
         await release()
         return this.#answer(provider, tokens.accessToken)
       }
@@ -248,7 +271,11 @@ export class TokenVault {
       }
       this.#logger.warn('vault refresh failed', { connection: connectionId, error: (error as Error).message })
       await release()
-      return stillValid ? this.#answer(provider, tokens.accessToken) : this.#missing(provider, 'unavailable')
+      return this.#unrefreshed(
+        provider,
+        held,
+        error instanceof ProviderUnavailable ? error.retryAfterSeconds : undefined,
+      )
     }
     // The new refresh token (rotated or not) and the access token go in one compare-and-set write.
     const written = await release({

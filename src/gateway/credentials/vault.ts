@@ -2,6 +2,9 @@ import { GatewayError } from '../errors.ts'
 import type { CredentialMode, ModeContext } from './mode.ts'
 import { UserActionRequired } from './mode.ts'
 
+/** Seconds, when the vault gives no pause of its own (it waited for another instance's refresh in vain). */
+const DEFAULT_RETRY_AFTER = 5
+
 /**
  * `vault`: the upstream gets the user's own token at a third-party provider (GitHub, Google, …), from the
  * embedded authorization server's token vault, in the header its connection declares; never the client's
@@ -30,6 +33,7 @@ export function vaultMode(context: ModeContext): CredentialMode {
       if (answer.reason === 'unavailable')
         throw new GatewayError('vault_unavailable', {
           detail: `${connection}: the provider did not refresh the token`,
+          headers: { 'retry-after': String(answer.retryAfterSeconds ?? DEFAULT_RETRY_AFTER) },
         })
       const verb = answer.reason === 'broken' ? 'Reconnect' : 'Connect'
       throw new UserActionRequired(
