@@ -3,20 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { AUDIT_RETENTION, recordAudit } from '../../src/auth-server/audit.ts'
 import { openStore } from '../../src/storage/index.ts'
+import { eventually } from '../support/eventually.ts'
 import { basic, connect, type Harness, registerPublicClient, startAuthServer, token } from './harness.ts'
 
 /** The provider's events are written after its answer: wait until the store has them. */
-async function eventually<T>(read: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = await read()
-    if (value !== undefined) return value
-    await sleep(10)
-  }
-  return assert.fail('the event was never written')
-}
+const written = <T>(read: () => Promise<T | undefined>) => eventually('the event to be written', read)
 
 describe('audit events: token issuance and refusals by reason, retention', () => {
   let h: Harness
@@ -35,10 +28,10 @@ describe('audit events: token issuance and refusals by reason, retention', () =>
       basic('machine', 'machine-secret-machine-secret'),
     )
     assert.equal(issued.response.status, 200)
-    const event = await eventually(find('token.issued', (data) => data.clientId === 'machine'))
+    const event = await written(find('token.issued', (data) => data.clientId === 'machine'))
     assert.equal(event.data.grantType, 'client_credentials')
     assert.ok(!JSON.stringify(event).includes(issued.body.access_token as string), 'no token in the event')
-    assert.ok((await eventually(async () => (await h.store.clientUsage.list()).get('machine'))) > 0)
+    assert.ok((await written(async () => (await h.store.clientUsage.list()).get('machine'))) > 0)
 
     const refused = await token(h, {
       grant_type: 'refresh_token',
@@ -46,7 +39,7 @@ describe('audit events: token issuance and refusals by reason, retention', () =>
       client_id: 'nobody',
     })
     assert.equal(refused.response.status, 401)
-    const refusal = await eventually(find('token.refused', (data) => data.reason === 'invalid_client'))
+    const refusal = await written(find('token.refused', (data) => data.reason === 'invalid_client'))
     assert.equal(refusal.data.grantType, 'refresh_token')
     assert.ok(!JSON.stringify(refusal).includes('made-up'), 'nothing the request sent is kept')
   })
@@ -67,7 +60,7 @@ describe('audit events: token issuance and refusals by reason, retention', () =>
       { grant_type: 'client_credentials', resource: h.resource },
       basic('machine', 'machine-secret-machine-secret'),
     )
-    await eventually(find('token.issued', (data) => data.clientId === 'machine'))
+    await written(find('token.issued', (data) => data.clientId === 'machine'))
     const events = (await h.store.audit.recent(50)).filter((event) => event.data.clientId === clientId)
     assert.deepEqual(
       events.map((event) => [event.type, event.data.grantType, typeof event.data.userId]).reverse(),

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { Gateway } from '../../src/gateway/server.ts'
+import { eventually } from '../support/eventually.ts'
 import {
   connectClient,
   EVERYTHING_BIN,
@@ -21,17 +21,6 @@ import {
 import type { TestIdp } from '../support/idp.ts'
 
 const FRAGILE_CHILD = new URL('../support/gateway-stdio-child.ts', import.meta.url).pathname
-
-/** Polls `check` until it returns a value, for effects that happen in another process or on a timer. */
-async function eventually<T>(what: string, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 15_000
-  while (Date.now() < deadline) {
-    const value = await check()
-    if (value !== undefined) return value
-    await sleep(50)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 const logged = (log: LogCapture, msg: string): Record<string, unknown>[] =>
   log.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.msg === msg)
