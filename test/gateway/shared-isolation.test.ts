@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { Gateway } from '../../src/gateway/server.ts'
+import { eventually } from '../support/eventually.ts'
 import {
   ALL_SCOPES,
   EVERYTHING_BIN,
@@ -61,10 +62,8 @@ async function end(...targets: Listener[]): Promise<void> {
 
 /** Waits until `listener` got a notification of `method`. */
 async function waitFor(target: Listener, method: string): Promise<void> {
-  for (let i = 0; i < 100 && !target.received.some((m) => m.method === method); i++) await sleep(50)
-  assert.ok(
-    target.received.some((m) => m.method === method),
-    `${method} never arrived`,
+  await eventually(`${method} to arrive`, () =>
+    target.received.some((m) => m.method === method) ? true : undefined,
   )
 }
 
@@ -259,7 +258,7 @@ describe('gateway: stdio.shared keeps the server’s own messages from reaching 
       headers: { authorization: `Bearer ${bob}`, 'mcp-session-id': b.id, accept: 'text/event-stream' },
     })
     assert.equal(stream.status, 200)
-    const reading = readSse(stream, (text) => text.includes('list_changed'), 5000)
+    const reading = readSse(stream, (text) => text.includes('list_changed'), 15_000)
     await sleep(100)
     await statelessCall(gateway.resource, alice, 'list-changed', { secret: 'alice list' })
     // The stream's priming event (empty data) carries nothing to keep.
