@@ -5,7 +5,8 @@ import { postRpc, startIdp, startTestGateway, tokenFor } from '../support/gatewa
 import { startScriptedUpstream } from '../support/gateway-upstreams.ts'
 import type { TestIdp } from '../support/idp.ts'
 
-const TIMEOUT_MS = 300
+/** Long enough that a process stalled by a loaded machine does not outlast it between two chunks that keep coming. */
+const TIMEOUT_MS = 1000
 const CALL = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: {} } }
 const LIST = { jsonrpc: '2.0', id: 2, method: 'tools/list' }
 /** What `JSON.parse` and `JSON.stringify` would change: a big integer, `1.0`, escapes, spacing. */
@@ -157,14 +158,16 @@ describe('gateway: transparent to the HTTP upstream', () => {
   })
 
   it('relays JSON lines sent under application/json as they come, past the timeout while they keep coming', async () => {
-    const lines = [1, 2, 3, 4].map(
-      (n) => `{"jsonrpc":"2.0","method":"notifications/progress","params":{"n":${n}}}\n`,
+    // A line every tenth of the timeout, for longer than the timeout in all.
+    const lines = Array.from(
+      { length: 12 },
+      (_, n) => `{"jsonrpc":"2.0","method":"notifications/progress","params":{"n":${n + 1}}}\n`,
     )
     upstream.answer = async (_request, res) => {
       res.writeHead(200, { 'content-type': 'application/json' })
       for (const line of lines) {
         res.write(line)
-        await sleep(TIMEOUT_MS / 2)
+        await sleep(TIMEOUT_MS / 10)
       }
       res.end()
     }
