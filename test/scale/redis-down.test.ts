@@ -3,8 +3,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { it, type TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { tempDir } from '../support/embedded-gateway.ts'
+import { eventually } from '../support/eventually.ts'
 import { connectClient, freePort, INITIALIZE, postRpc, transportOf } from '../support/gateway-harness.ts'
 import { startSdkHttpUpstream } from '../support/sdk-http-upstream.ts'
 import { createUsers, refresh, signIn, startServeChild } from '../support/serve-child.ts'
@@ -92,14 +92,13 @@ it('Redis down: session checks and new sessions get 503 (never memory), tokens 5
   assert.equal(upstream.calls.length, calls, 'the upstream saw a call while Redis was down')
 
   await redis.start()
-  // The client reconnects by itself; the session binding was lost with the unpersisted Redis.
-  let answer: Response | undefined
-  for (let attempt = 0; attempt < 50 && answer?.status !== 200; attempt++) {
-    if (attempt > 0) await sleep(100)
-    answer = await postRpc(serve.resource, INITIALIZE, auth)
+  // The client reconnects by itself (its retries up to 2 s apart); the session binding was lost with the
+  // unpersisted Redis.
+  await eventually('a session to open once Redis is back', async () => {
+    const answer = await postRpc(serve.resource, INITIALIZE, auth)
     await answer.arrayBuffer()
-  }
-  assert.equal(answer?.status, 200)
+    return answer.status === 200 ? true : undefined
+  })
   assert.equal((await refresh(serve.issuer, tokens.refresh_token)).status, 200)
   const again = await connectClient(serve.resource, tokens.access_token)
   await again.callTool({ name: 'echo', arguments: { message: 'after' } })
