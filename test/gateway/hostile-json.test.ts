@@ -19,7 +19,8 @@ import { startOddUpstream } from '../support/gateway-upstreams.ts'
 import type { TestIdp } from '../support/idp.ts'
 
 const FRAGILE_CHILD = new URL('../support/gateway-stdio-child.ts', import.meta.url).pathname
-const TIMEOUT_MS = 300
+/** The HTTP upstream, in this process, must answer within it however loaded the machine. */
+const TIMEOUT_MS = 1000
 
 /** An `initialize` (a discovery method, so anonymous discovery lets it in) with `levels` nested arrays in it. */
 const deepInitialize = (levels: number) =>
