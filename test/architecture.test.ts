@@ -17,8 +17,9 @@ const ALLOWED: Record<string, { parts: string[]; packages: string[] }> = {
   config: { parts: ['guard', 'errors'], packages: ['yaml', 'zod'] },
   storage: { parts: [], packages: ['pg', '@redis/client'] },
   // The guard's small helpers (loopback addresses) are shared, never the other way round.
+  // on-behalf-of: the vault shares its rule for which token endpoint answers are worth a later try.
   'auth-server': {
-    parts: ['storage', 'guard', 'errors'],
+    parts: ['storage', 'guard', 'errors', 'on-behalf-of'],
     packages: ['jose', 'oidc-provider', 'openid-client'],
   },
   // The exchange client a server that embeds the guard uses too: nothing of the gateway or the authorization server.
