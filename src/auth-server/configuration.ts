@@ -2,8 +2,8 @@ import type { Configuration, KoaContextWithOIDC } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
 import { adapterFactory } from './adapter.ts'
 import { clientIdMetadataDocument } from './cimd.ts'
-import { CONSOLE_CLIENT_ID } from './console/sign_in.ts'
 import { providerCookies } from './interactions/security.ts'
+import { internalGrant } from './internal_sign_in.ts'
 import { deriveKey, type PrivateJwk } from './keys.ts'
 import { ROUTES } from './mount.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -60,10 +60,8 @@ export function providerConfiguration(
       url: (_ctx, interaction) => `${interactionPath}${interaction.uid}`,
     },
     loadExistingGrant: async (ctx) => {
-      if (options.consoleAdmins.length) {
-        const grant = await consoleGrant(ctx)
-        if (grant) return grant
-      }
+      const internal = await internalGrant(ctx, options.internalClientIds)
+      if (internal) return internal
       const grantId = await existingGrantId(ctx, store)
       const grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined
       // A remembered grant is reused without a page: it gives only what the user still holds.
@@ -124,19 +122,6 @@ export function providerConfiguration(
       IdToken: ttl.idToken,
     },
   }
-}
-
-/**
- * The console is this server's own page, not a third party: its sign-in asks no consent. The grant gives
- * `openid` only, and the console never takes a token from it (it redeems its code in process).
- */
-async function consoleGrant(ctx: KoaContextWithOIDC) {
-  const { client, session } = ctx.oidc
-  if (client?.clientId !== CONSOLE_CLIENT_ID || !session?.accountId) return undefined
-  const grant = new ctx.oidc.provider.Grant({ accountId: session.accountId, clientId: CONSOLE_CLIENT_ID })
-  grant.addOIDCScope('openid')
-  await grant.save()
-  return grant
 }
 
 /** The grant just decided in this authorization's consent, or the session's remembered one for the client. */

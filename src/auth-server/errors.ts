@@ -117,7 +117,13 @@ const REGISTRY = {
     status: 401,
     title: 'Sign in first',
     description:
-      'Connecting an account needs you signed in to this server in this browser. Sign in from your app, then open the link again.',
+      'Connecting an account needs you signed in to this server in this browser. Open the connect link again: it signs you in first.',
+  },
+  connect_sign_in_failed: {
+    status: 400,
+    title: 'Sign-in failed',
+    description:
+      'This sign-in does not belong to this browser, was already used, or expired. Open the connect link again.',
   },
   connect_state_invalid: {
     status: 400,

@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
 import type { Store } from '../storage/store.ts'
-import { CONSOLE_CLIENT_ID, consoleClient } from './console/sign_in.ts'
+import { consoleClient } from './console/sign_in.ts'
 import { AuthServerError } from './errors.ts'
+import { connectClient } from './interactions/connect_sign_in.ts'
 import type { SigningAlgorithm } from './keys.ts'
 import { checkRate, type RateLimit } from './rate_limit.ts'
 import {
@@ -207,6 +208,8 @@ export interface ResolvedOptions {
   tokenExchange: TokenExchangePolicy
   /** Empty: the console is off. */
   consoleAdmins: readonly string[]
+  /** The clients of Gatehouse's own pages (console, connect page) that are on: their sign-in asks no consent. */
+  internalClientIds: ReadonlySet<string>
   logger: AuthServerLogger
 }
 
@@ -242,8 +245,15 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
   }
   const declared = (options.clients ?? []).map((client) => staticClient(client, resources))
   const consoleAdmins = checkAdmins(options.console?.admins ?? [])
-  if (consoleAdmins.length && declared.some(({ metadata }) => metadata.client_id === CONSOLE_CLIENT_ID))
-    fail(`client_id ${CONSOLE_CLIENT_ID} is the console's own: give the client another id`)
+  // Gatehouse's own pages sign in as clients of this server: their ids are reserved while they are on.
+  const internalClients = [
+    ...(consoleAdmins.length ? [consoleClient(issuer)] : []),
+    ...(options.vault?.connections.length ? [connectClient(issuer)] : []),
+  ]
+  for (const { client_id } of internalClients) {
+    if (declared.some(({ metadata }) => metadata.client_id === client_id))
+      fail(`client_id ${client_id} is Gatehouse's own: give the client another id`)
+  }
   const tokenExchange = resolveTokenExchange(
     options.tokenExchange ?? [],
     new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
@@ -260,8 +270,9 @@ export function resolveOptions(options: AuthorizationServerOptions): ResolvedOpt
     ttl,
     clients: [
       ...declared.map(({ metadata }) => withExchangeGrant(metadata, tokenExchange)),
-      ...(consoleAdmins.length ? [consoleClient(issuer)] : []),
+      ...internalClients,
     ],
+    internalClientIds: new Set(internalClients.map(({ client_id }) => client_id)),
     consoleAdmins,
     declaredClients: new Map(declared.map(({ metadata, gatehouse }) => [metadata.client_id, gatehouse])),
     interactions: options.interactions,

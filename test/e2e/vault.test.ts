@@ -10,7 +10,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { stringify } from 'yaml'
-import { parseVaultKeys, TokenVault } from '../../src/auth-server/index.ts'
+import { listGrants, parseVaultKeys, TokenVault } from '../../src/auth-server/index.ts'
 import { createLocalUser } from '../../src/auth-server/interactions/index.ts'
 import { vaultMode } from '../../src/gateway/credentials/vault.ts'
 import type { Gateway } from '../../src/gateway/server.ts'
@@ -213,10 +213,10 @@ describe('token vault: connect a third-party account in Chromium, the gateway in
   })
 
   test('the vault pages refuse a browser without a session, a foreign state and a form without its CSRF token', async () => {
-    const anonymous = await fetch(connectUrl)
+    const origin = new URL(gateway.resource).origin
+    const anonymous = await fetch(`${origin}/interaction/connections`)
     assert.equal(anonymous.status, 401)
     assert.match(await anonymous.text(), /Sign in first/)
-    const origin = new URL(gateway.resource).origin
     const forged = await fetch(`${origin}/interaction/connected/acme?code=stolen&state=forged`)
     assert.equal(forged.status, 400)
     assert.match(await forged.text(), /connect_state_invalid/)
@@ -482,6 +482,84 @@ describe('token vault: connect a third-party account in Chromium, the gateway in
     assert.equal(again.code, 1)
     assert.equal(again.stderr, 'gatehouse: alice has no acme connection\n')
     assert.equal((await cli('list', '--json')).stdout, '[]\n')
+  })
+
+  test('a browser without a session: the connect page signs the user in through /authorize (PKCE, no prompt=login), then connects for that user', async () => {
+    assert.equal(await row(), undefined)
+    const origin = new URL(gateway.resource).origin
+    const fresh = await browser.newContext()
+    try {
+      const tab = await fresh.newPage()
+      const authorize = tab.waitForRequest((request) => new URL(request.url()).pathname === '/authorize')
+      await tab.goto(connectUrl)
+      const asked = new URL((await authorize).url()).searchParams
+      assert.equal(asked.get('client_id'), 'gatehouse-connect')
+      assert.equal(asked.get('redirect_uri'), `${origin}/interaction/connect-sign-in`)
+      assert.equal(asked.get('code_challenge_method'), 'S256')
+      assert.equal(asked.get('prompt'), null)
+      const callback = tab.waitForRequest(
+        (request) => new URL(request.url()).pathname === '/interaction/connect-sign-in',
+      )
+      await tab.getByLabel('Username').fill('alice')
+      await tab.getByLabel('Password').fill(PASSWORD)
+      await tab.getByRole('button', { name: 'Sign in' }).click()
+      await tab.getByRole('button', { name: 'Connect Acme' }).waitFor()
+      assert.equal(new URL(tab.url()).href, connectUrl, 'back on the connect page of the same connection')
+      assert.match((await tab.locator('body').textContent()) ?? '', /Signed in as alice/)
+      assert.equal((await callback).url().includes(`state=${asked.get('state')}`), true)
+      assert.deepEqual(await listGrants(store, { clientId: 'gatehouse-connect' }), [], 'no grant kept')
+      await tab.getByRole('button', { name: 'Connect Acme' }).click()
+      await tab.getByRole('heading', { name: 'Connected accounts' }).waitFor()
+      assert.equal(await tab.locator('[data-connection="acme"] .state').textContent(), 'Connected')
+    } finally {
+      await fresh.close()
+    }
+    assert.equal((await row())?.userId, userId)
+    const client = await mcpClient()
+    try {
+      assert.equal((await whoami(client)).sub, THIRD_PARTY_ACCOUNT)
+    } finally {
+      await client.close()
+    }
+  })
+
+  test("the connect page's sign-in refuses a forged state, another browser's state and a replayed callback, and connects nothing", async () => {
+    await store.connections.delete(userId, 'acme')
+    const origin = new URL(gateway.resource).origin
+    const signInCallback = `${origin}/interaction/connect-sign-in`
+    const refused = async (url: string, cookie?: string) => {
+      const answer = await fetch(url, { redirect: 'manual', headers: cookie ? { cookie } : {} })
+      assert.equal(answer.status, 400)
+      assert.match(await answer.text(), /connect_sign_in_failed/)
+    }
+    await refused(`${signInCallback}?code=stolen&state=forged&iss=${encodeURIComponent(origin)}`)
+    await refused(`${signInCallback}?code=stolen&state=forged`, 'gatehouse-connect-signin=forged')
+    const fresh = await browser.newContext()
+    try {
+      const tab = await fresh.newPage()
+      await tab.goto(connectUrl)
+      const [stateCookie] = (await fresh.cookies(origin)).filter((c) => c.name === 'gatehouse-connect-signin')
+      assert.ok(stateCookie)
+      // This browser's state, presented by another (no cookie, or its own cookie): refused.
+      await refused(
+        `${signInCallback}?code=stolen&state=${stateCookie.value}&iss=${encodeURIComponent(origin)}`,
+      )
+      const callback = tab.waitForRequest(
+        (request) => new URL(request.url()).pathname === '/interaction/connect-sign-in',
+      )
+      await tab.getByLabel('Username').fill('alice')
+      await tab.getByLabel('Password').fill(PASSWORD)
+      await tab.getByRole('button', { name: 'Sign in' }).click()
+      await tab.getByRole('button', { name: 'Connect Acme' }).waitFor()
+      const used = (await callback).url()
+      // The same answer again, with the state cookie put back and the browser's session: spent, refused.
+      await fresh.addCookies([{ ...stateCookie }])
+      const cookies = (await fresh.cookies(origin)).map((c) => `${c.name}=${c.value}`).join('; ')
+      await refused(used, cookies)
+    } finally {
+      await fresh.close()
+    }
+    assert.equal(await row(), undefined)
   })
 
   test('not connected, raw JSON-RPC: a batch is answered per request, a lone notification gets 202, _meta capabilities ask for -32042; the API sees none of it', async () => {

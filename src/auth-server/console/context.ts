@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { ClientMetadata } from 'oidc-provider'
-import type { OidcAdapter, Store } from '../../storage/store.ts'
+import type { Store } from '../../storage/store.ts'
 import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
-import type { InteractionCookie } from '../interactions/security.ts'
+import type { InternalSignIn } from '../internal_sign_in.ts'
 import type { Rotation } from '../keys.ts'
 import type { AuthServerLogger } from '../options.ts'
 import type { TokenVault } from '../vault/vault.ts'
@@ -22,9 +22,8 @@ export interface ConsoleContext {
   store: Store
   logger: AuthServerLogger
   sessions: AdminSessions
-  /** Console sign-ins under way, by their `state`. */
-  pendingSignIns: OidcAdapter
-  stateCookie: InteractionCookie
+  /** The administrator's sign-in at this authorization server, as its console client. */
+  signIn: InternalSignIn
   /** The operator's clients, as the provider has them (the console's own included). */
   staticClients: readonly ClientMetadata[]
   /** The kid this process signs with. */

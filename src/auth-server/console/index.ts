@@ -5,6 +5,7 @@ import type { Store } from '../../storage/store.ts'
 import { html } from '../interactions/html.ts'
 import { formOf } from '../interactions/router.ts'
 import { InteractionCookie, setPageHeaders } from '../interactions/security.ts'
+import { InternalSignIn } from '../internal_sign_in.ts'
 import type { Rotation } from '../keys.ts'
 import type { AuthServerLogger } from '../options.ts'
 import type { TokenVault } from '../vault/vault.ts'
@@ -18,7 +19,7 @@ import {
 } from './context.ts'
 import { HANDLERS } from './pages.ts'
 import { AdminSessions, csrfMatches } from './session.ts'
-import { consolePath, finishSignIn, startSignIn } from './sign_in.ts'
+import { consolePath, consoleSignInClient, finishSignIn } from './sign_in.ts'
 import { CONSOLE_CSP } from './views.ts'
 
 export type { UpstreamHealth } from './context.ts'
@@ -51,7 +52,7 @@ const signedIn: Step = async (context, exchange) => {
     return
   }
   const path = (exchange.req.url ?? '').split('?')[0] as string
-  await startSignIn(context, exchange.res, path)
+  await context.signIn.start(exchange.res, path)
   throw ANSWERED
 }
 
@@ -132,8 +133,14 @@ export function createConsole(options: ConsoleOptions): ConsoleHandler {
     ...options,
     base,
     sessions: new AdminSessions(options.store, options.issuer, options.admins),
-    pendingSignIns: options.store.oidcAdapter('GatehouseConsoleSignIn'),
-    stateCookie: new InteractionCookie(options.issuer, 'gatehouse-admin-signin'),
+    signIn: new InternalSignIn({
+      issuer: options.issuer,
+      provider: options.provider,
+      client: consoleSignInClient(options.issuer),
+      pending: options.store.oidcAdapter('GatehouseConsoleSignIn'),
+      stateCookie: new InteractionCookie(options.issuer, 'gatehouse-admin-signin'),
+      prompt: 'login',
+    }),
   }
   return async (req, res, health) => {
     const path = (req.url ?? '/').split('?')[0] as string

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { OidcAdapter } from '../../storage/store.ts'
 import { AuthServerError, type PageErrorCode, pageError } from '../errors.ts'
+import type { InternalSignIn } from '../internal_sign_in.ts'
 import type { InteractionContext } from '../options.ts'
 import type { RateLimit } from '../rate_limit.ts'
 import { ACCOUNT_UNCONFIRMED } from '../revocation.ts'
@@ -31,6 +32,8 @@ export interface PagesContext extends InteractionContext {
   vaultStates: OidcAdapter
   /** The `state` of this browser's connection at a vault provider. */
   vaultStateCookie: InteractionCookie
+  /** The connect page's sign-in of a browser without a session, as its own client of this server. */
+  connectSignIn: InternalSignIn
   signInBackoff: SignInBackoff
   localAccounts: boolean
   perAddress: RateLimit

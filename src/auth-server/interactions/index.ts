@@ -1,11 +1,13 @@
 import type { Store } from '../../storage/store.ts'
 import { recordAudit } from '../audit.ts'
 import { AuthServerError } from '../errors.ts'
+import { InternalSignIn } from '../internal_sign_in.ts'
 import { ROUTES } from '../mount.ts'
 import type { InteractionsFactory } from '../options.ts'
 import { checkRate, type RateLimit } from '../rate_limit.ts'
 import { revokeGrants } from '../revocation.ts'
 import { SessionBinding } from './binding.ts'
+import { connectSignInClient } from './connect_sign_in.ts'
 import type { PagesContext } from './context.ts'
 import {
   checkIdentityProviders,
@@ -113,6 +115,13 @@ export function loginAndConsent(options: LoginAndConsentOptions = {}): Interacti
       stateCookie: new InteractionCookie(issuer, 'gatehouse-upstream'),
       vaultStates: store.oidcAdapter('GatehouseVaultState'),
       vaultStateCookie: new InteractionCookie(issuer, 'gatehouse-vault'),
+      connectSignIn: new InternalSignIn({
+        issuer,
+        provider,
+        client: connectSignInClient(issuer),
+        pending: store.oidcAdapter('GatehouseConnectSignIn'),
+        stateCookie: new InteractionCookie(issuer, 'gatehouse-connect-signin'),
+      }),
       signInBackoff: new SignInBackoff(store, backoff),
       localAccounts,
       perAddress,

@@ -11,7 +11,7 @@ import {
   signingIn,
 } from './context.ts'
 import { callback } from './routes/callback.ts'
-import { connectPage, finishConnect, startConnect } from './routes/connect.ts'
+import { connectPage, connectSignedIn, finishConnect, startConnect } from './routes/connect.ts'
 import { connections, disconnect } from './routes/connections.ts'
 import { continueAs } from './routes/continue_as.ts'
 import { decide } from './routes/decide.ts'
@@ -85,6 +85,7 @@ export const PAGE_ROUTES: readonly Route[] = [
   { method: 'GET', path: 'connect/:connection', steps: [], handle: connectPage },
   { method: 'POST', path: 'connect/:connection/start', steps: [readForm], handle: startConnect },
   { method: 'GET', path: 'connected/:connection', steps: [], handle: finishConnect },
+  { method: 'GET', path: 'connect-sign-in', steps: [], handle: connectSignedIn },
   { method: 'GET', path: ':uid', steps: PAGE, handle: show },
   { method: 'POST', path: ':uid/login', steps: [...FORM, prompt(signingIn)], handle: localLogin },
   { method: 'POST', path: ':uid/federate/:provider', steps: [...FORM, prompt(signingIn)], handle: federate },

@@ -2,7 +2,7 @@ import { recordAudit } from '../../audit.ts'
 import { type Exchange, PageRefusal, type PagesContext, redirect, send } from '../context.ts'
 import { html } from '../html.ts'
 import { constantTimeEqual, setSecurityHeaders } from '../security.ts'
-import { checkPageCsrf, signedIn, vaultOf } from './connections.ts'
+import { checkPageCsrf, findSignedIn, signedIn, vaultOf } from './connections.ts'
 
 /** A connection under way at the provider, kept server-side under its `state` until the browser returns. */
 interface PendingConnection {
@@ -22,10 +22,14 @@ function providerOf(context: PagesContext, connectionId: string | undefined) {
   return provider
 }
 
-/** GET of the connect page: who is signed in, which account is asked for, and the button. */
+/**
+ * GET of the connect page: who is signed in, which account is asked for, and the button. A browser without a
+ * session is first signed in at this server (the same page as every sign-in) and brought back here.
+ */
 export async function connectPage(context: PagesContext, { req, res, params }: Exchange) {
   const provider = providerOf(context, params.connection)
-  const user = await signedIn(context, req)
+  const user = await findSignedIn(context, req)
+  if (!user) return context.connectSignIn.start(res, provider.options.id)
   const account = await context.store.users.findById(user.userId)
   const token = await context.csrf.issue(user.csrfKey, 3600)
   const { name, id, scopes } = provider.options
@@ -46,6 +50,20 @@ export async function connectPage(context: PagesContext, { req, res, params }: E
 <p>Your tools will call <strong>${name}</strong> as you${scopes.length ? html`, with: <code>${scopes.join(' ')}</code>` : ''}. You can disconnect at any time on <a href="${context.interactionPath}connections">your connected accounts</a>.</p>
 <form method="post" action="${context.interactionPath}connect/${id}/start"><input type="hidden" name="csrf" value="${token}"><button type="submit" class="primary">Connect ${name}</button></form>`,
   )
+}
+
+/**
+ * GET of the connect page's sign-in callback (see `internal_sign_in.ts` for its checks): back to the connect
+ * page of the connection it started from, a configured one (never any other URL), once this browser's session
+ * is the account just signed in (else that page would send it round again).
+ */
+export async function connectSignedIn(context: PagesContext, { req, res }: Exchange) {
+  const done = await context.connectSignIn.finish(req, res)
+  if (!done) throw new PageRefusal('connect_sign_in_failed')
+  const provider = providerOf(context, done.returnTo)
+  const user = await findSignedIn(context, req)
+  if (user?.userId !== done.accountId) throw new PageRefusal('connect_sign_in_failed')
+  redirect(res, `${context.interactionPath}connect/${provider.options.id}`)
 }
 
 /** POST of the connect button: PKCE and `state` kept server-side (and `state` in a cookie), then to the provider. */

@@ -18,15 +18,24 @@ const CSRF_TTL = 3600
  * The user of this browser's session, as the authorization endpoint would see it: the provider's session
  * cookie, its session bound to this browser ({@link PagesContext.binding}), an enabled account.
  */
-export async function signedIn(context: PagesContext, req: IncomingMessage): Promise<SignedIn> {
+export async function findSignedIn(
+  context: PagesContext,
+  req: IncomingMessage,
+): Promise<SignedIn | undefined> {
   const id = readCookie(req, context.provider.cookieName('session'))
   const session = id ? await context.provider.Session.find(id) : undefined
   const userId = session?.accountId
-  if (!session || !userId || !context.binding.matches(req, userId))
-    throw new PageRefusal('connect_sign_in_required')
+  if (!session || !userId || !context.binding.matches(req, userId)) return undefined
   const user = await context.store.users.findById(userId)
-  if (!user || user.disabledAt !== undefined) throw new PageRefusal('connect_sign_in_required')
+  if (!user || user.disabledAt !== undefined) return undefined
   return { userId, csrfKey: `vault:${session.uid}` }
+}
+
+/** {@link findSignedIn}, refused without a user. */
+export async function signedIn(context: PagesContext, req: IncomingMessage): Promise<SignedIn> {
+  const user = await findSignedIn(context, req)
+  if (!user) throw new PageRefusal('connect_sign_in_required')
+  return user
 }
 
 export function vaultOf(context: PagesContext): TokenVault {
