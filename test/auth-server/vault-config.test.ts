@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { resolveOptions } from '../../src/auth-server/options.ts'
 import {
   ConnectionProvider,
   checkVaultConnections,
   type VaultConnectionOptions,
 } from '../../src/auth-server/vault/provider.ts'
+import { SECRET } from './harness.ts'
 
 const base: VaultConnectionOptions = {
   id: 'github',
@@ -54,4 +56,27 @@ test('the header the upstream gets follows the connection template; Authorizatio
     redirect,
   )
   assert.deepEqual(custom.header('t1'), { name: 'x-api-key', value: 'token t1' })
+})
+
+test("Gatehouse's own sign-in clients: registered only while their page is on, their ids refused to declared clients", () => {
+  const options = (clientId: string, on: boolean) => ({
+    issuer: 'https://mcp.example.com',
+    secret: SECRET,
+    store: { oidcAdapter: () => ({}) } as never,
+    resources: [{ url: 'https://mcp.example.com/mcp', scopes: ['mcp'] }],
+    clients: [{ client_id: clientId, redirect_uris: ['https://app.example/cb'], scope: 'mcp' }],
+    ...(on ? { console: { admins: ['root'] }, vault: { keys: [], connections: [base] } } : {}),
+  })
+  for (const id of ['gatehouse-console', 'gatehouse-connect']) {
+    assert.throws(() => resolveOptions(options(id, true)), {
+      code: 'options_invalid',
+      message: new RegExp(`client_id ${id} is Gatehouse's own`),
+    })
+    assert.deepEqual(resolveOptions(options(id, false)).internalClientIds, new Set())
+  }
+  const on = resolveOptions(options('app', true))
+  assert.deepEqual(on.internalClientIds, new Set(['gatehouse-console', 'gatehouse-connect']))
+  const connect = on.clients.find((client) => client.client_id === 'gatehouse-connect')
+  assert.deepEqual(connect?.redirect_uris, ['https://mcp.example.com/interaction/connect-sign-in'])
+  assert.equal(connect?.token_endpoint_auth_method, 'none')
 })
