@@ -16,7 +16,7 @@ import {
   signedTokenLifetimeSeconds,
 } from './keys.ts'
 import { logoutRedirectMiddleware } from './logout.ts'
-import { createMount, ROUTES } from './mount.ts'
+import { createMount, INTERACTION_PREFIX, ROUTES } from './mount.ts'
 import { type AuthorizationServerOptions, resolveOptions } from './options.ts'
 import { StoreOutage } from './outage.ts'
 import { TokenRequestOverLimit, tokenRateLimitMiddleware } from './rate_limit.ts'
@@ -114,7 +114,7 @@ export async function createAuthorizationServer(
 ): Promise<AuthorizationServer> {
   const options = resolveOptions(input)
   const keys = await loadSigningKeys(options.store, options.secret, options.signingAlgorithm)
-  const interactionPath = `${options.issuerPath}/interaction/`
+  const interactionPath = `${options.issuerPath}${INTERACTION_PREFIX}`
   // The claims of a sign-in at an identity provider count as long as a grant made during its session.
   const userScopes = new UserScopes(
     options.userScopes,

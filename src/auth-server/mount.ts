@@ -10,6 +10,9 @@ export const WELL_KNOWN = [
   '/.well-known/openid-configuration',
 ] as const
 
+/** Where the sign-in, consent and vault pages live, under the issuer's path. */
+export const INTERACTION_PREFIX = '/interaction/'
+
 /** The provider's routes, relative to the issuer; the MCP 2025-03-26 fallback paths for an origin issuer. */
 export const ROUTES = {
   authorization: '/authorize',

@@ -1,5 +1,6 @@
 import type { ClientMetadata } from 'oidc-provider'
 import { type InternalClient, internalClientMetadata } from '../internal_sign_in.ts'
+import { INTERACTION_PREFIX } from '../mount.ts'
 
 /** The token vault's connect page signs a user in as an OAuth client of its own authorization server. */
 export const CONNECT_CLIENT_ID = 'gatehouse-connect'
@@ -8,7 +9,7 @@ export const CONNECT_CLIENT_ID = 'gatehouse-connect'
 export const connectSignInClient = (issuer: string): InternalClient => ({
   clientId: CONNECT_CLIENT_ID,
   clientName: 'Gatehouse connected accounts',
-  callbackUri: `${issuer}/interaction/connect-sign-in`,
+  callbackUri: `${issuer}${INTERACTION_PREFIX}connect-sign-in`,
 })
 
 /** The provider's registration of the connect page (added to the static clients when the vault is on). */
