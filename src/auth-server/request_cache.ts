@@ -157,12 +157,15 @@ export function deferring(model: string, inner: OidcAdapter, store: Store): Oidc
     deferred?.set(key(model, write.id), write)
     return deferred !== undefined
   }
-  // A read of this model waits for its writes; a code's or refresh token's read joins the grant.
+  // A read of this model waits for its writes; a code's or refresh token's read joins the grant. A grant's
+  // revocation deletes the records of every model that name it: it waits for all of them.
   const read = REDEEMED_MODELS.has(model) ? [model, 'Grant'] : [model]
-  const flushed = async () => {
+  /** Makes the deferred writes of `models`, or of every model when none are named. */
+  const flushedOf = async (models?: readonly string[]) => {
     const request = requests.getStore()
-    if (request) await flush(store, request, read)
+    if (request) await flush(store, request, models)
   }
+  const flushed = () => flushedOf(read)
   return {
     async upsert(id, payload, expiresIn) {
       if (!defer({ kind: 'upsert', model, id, payload, expiresIn }))
@@ -192,7 +195,7 @@ export function deferring(model: string, inner: OidcAdapter, store: Store): Oidc
       return inner.consume(id)
     },
     revokeByGrantId: async (grantId) => {
-      await flushed()
+      await flushedOf()
       return inner.revokeByGrantId(grantId)
     },
   }

@@ -4,7 +4,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { requestCached, withRequestCache } from '../../src/auth-server/request_cache.ts'
+import {
+  deferredWritesMiddleware,
+  deferring,
+  requestCached,
+  withRequestCache,
+} from '../../src/auth-server/request_cache.ts'
 import { openStore } from '../../src/storage/open.ts'
 import type { OidcAdapter } from '../../src/storage/store.ts'
 
@@ -64,4 +69,22 @@ test('findByUid: each request reads the store again; outside a request nothing i
   await sessions.findByUid('u3')
   await sessions.findByUid('u3')
   assert.equal(reads.count, 4)
+})
+
+test('a grant revoked within an authorization request takes the deferred records that name it with it', async () => {
+  const defer = deferredWritesMiddleware('/authorize', store)
+  const ctx = { path: '/authorize', remove() {} } as unknown as Parameters<typeof defer>[0]
+  const codes = deferring('AuthorizationCode', store.oidcAdapter('AuthorizationCode'), store)
+  const grants = deferring('Grant', store.oidcAdapter('Grant'), store)
+  await inRequest(() =>
+    defer(ctx, async () => {
+      await codes.upsert('code-of-revoked', { grantId: 'grant-revoked', accountId: 'alice' }, 60)
+      await codes.upsert('code-kept', { grantId: 'grant-kept', accountId: 'alice' }, 60)
+      // A Grant's revocation deletes every model's records of the grant, the deferred code's too.
+      await grants.revokeByGrantId('grant-revoked')
+    }),
+  )
+  const stored = store.oidcAdapter('AuthorizationCode')
+  assert.equal(await stored.find('code-of-revoked'), undefined)
+  assert.deepEqual(await stored.find('code-kept'), { grantId: 'grant-kept', accountId: 'alice' })
 })
