@@ -196,6 +196,12 @@ export interface GatewayErrorOptions extends ErrorOptions {
   headers?: Readonly<Record<string, string>>
 }
 
+/**
+ * The `Retry-After` of a refusal the gateway expects to pass within seconds (a store or provider briefly
+ * away, a full queue): one figure for all of them.
+ */
+export const RETRY_SOON_SECONDS = 5
+
 /** The gateway's registry as a part of the shared error model (`src/errors`). */
 export const GATEWAY_ERROR_SET = defineErrors('gateway', GATEWAY_ERRORS)
 

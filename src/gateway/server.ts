@@ -23,7 +23,7 @@ import type { SharedRedis } from '../storage/redis.ts'
 import type { Store } from '../storage/store.ts'
 import { type GatewayConfig, guardOptionsFor } from './config.ts'
 import { type CredentialMode, credentialMode } from './credentials/index.ts'
-import { GatewayError } from './errors.ts'
+import { GatewayError, RETRY_SOON_SECONDS } from './errors.ts'
 import {
   addresses,
   BodyTooLarge,
@@ -570,7 +570,7 @@ class GatewayHandler {
     const authenticated = a.principal !== undefined
     if (!authenticated && this.#anonymousReads >= maxAnonymousBodyReads) {
       a.res.setHeader('connection', 'close')
-      a.res.setHeader('retry-after', '5')
+      a.res.setHeader('retry-after', String(RETRY_SOON_SECONDS))
       throw new GatewayError('anonymous_reads_full')
     }
     let bytes: Buffer

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto'
 import type { SharedRedis } from '../storage/redis.ts'
-import { GatewayError } from './errors.ts'
+import { GatewayError, RETRY_SOON_SECONDS } from './errors.ts'
 import type {
   AdmittedRequest,
   SessionBindings,
@@ -246,7 +246,7 @@ export class RedisSessions implements SessionBindings {
       throw new GatewayError('shared_state_unavailable', {
         detail: (error as Error).message,
         // Redis back within seconds is the usual end of an outage: tell the client when to try again.
-        headers: { 'retry-after': '5' },
+        headers: { 'retry-after': String(RETRY_SOON_SECONDS) },
       })
     }
   }

@@ -8,7 +8,7 @@ import {
   type OnBehalfOfOptions,
   type Target,
 } from '../../on-behalf-of/index.ts'
-import { GatewayError, type GatewayErrorCode } from '../errors.ts'
+import { GatewayError, type GatewayErrorCode, RETRY_SOON_SECONDS } from '../errors.ts'
 import type { CredentialMode, ModeContext } from './mode.ts'
 
 const challenge = (error: string) => (metadata: string) => ({
@@ -28,7 +28,10 @@ const REFUSALS: Record<
   // The provider no longer takes the user's token (revoked, expired there): signing in again helps.
   subject_rejected: { code: 'exchange_subject_rejected', headers: challenge('invalid_token') },
   exchange_failed: { code: 'exchange_failed' },
-  provider_unavailable: { code: 'exchange_unavailable', headers: () => ({ 'retry-after': '5' }) },
+  provider_unavailable: {
+    code: 'exchange_unavailable',
+    headers: () => ({ 'retry-after': String(RETRY_SOON_SECONDS) }),
+  },
 }
 
 /**

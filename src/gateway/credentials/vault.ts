@@ -1,9 +1,6 @@
-import { GatewayError } from '../errors.ts'
+import { GatewayError, RETRY_SOON_SECONDS } from '../errors.ts'
 import type { CredentialMode, ModeContext } from './mode.ts'
 import { UserActionRequired } from './mode.ts'
-
-/** Seconds, when the vault gives no pause of its own (it waited for another instance's refresh in vain). */
-const DEFAULT_RETRY_AFTER = 5
 
 /**
  * `vault`: the upstream gets the user's own token at a third-party provider (GitHub, Google, …), from the
@@ -33,7 +30,7 @@ export function vaultMode(context: ModeContext): CredentialMode {
       if (answer.reason === 'unavailable')
         throw new GatewayError('vault_unavailable', {
           detail: `${connection}: the provider did not refresh the token`,
-          headers: { 'retry-after': String(answer.retryAfterSeconds ?? DEFAULT_RETRY_AFTER) },
+          headers: { 'retry-after': String(answer.retryAfterSeconds ?? RETRY_SOON_SECONDS) },
         })
       const verb = answer.reason === 'broken' ? 'Reconnect' : 'Connect'
       throw new UserActionRequired(
