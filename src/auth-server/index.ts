@@ -51,7 +51,7 @@ export {
   type SigningAlgorithm,
   signedTokenLifetimeSeconds,
 } from './keys.ts'
-export { ROUTES } from './mount.ts'
+export { INTERACTION_PREFIX, ROUTES } from './mount.ts'
 export type {
   AuthorizationServerOptions,
   AuthServerLogger,

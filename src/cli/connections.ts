@@ -1,4 +1,4 @@
-import { type AuthServerLogger, TokenVault } from '../auth-server/index.ts'
+import { type AuthServerLogger, INTERACTION_PREFIX, TokenVault } from '../auth-server/index.ts'
 import { vaultSettings } from '../config/embedded.ts'
 import type { Store, VaultConnection } from '../storage/store.ts'
 import { type AdminSettings, parseAdminArgs, positionals, STORE_HELP, withStore } from './data_store.ts'
@@ -49,7 +49,7 @@ async function openVault(store: Store, { settings }: AdminSettings): Promise<Tok
   return new TokenVault(
     store,
     STDERR,
-    { issuer: settings.public_url ?? 'http://localhost', interactionPath: '/interaction/' },
+    { issuer: settings.public_url ?? 'http://localhost', interactionPath: INTERACTION_PREFIX },
     { connections: vault.connections, keys: await loadVaultKeys(vault, STDERR) },
   )
 }
